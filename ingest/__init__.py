@@ -1,0 +1,1 @@
+"""Ingest: the object store, the upload protocol, media validation and the metadata database."""

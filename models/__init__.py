@@ -1,0 +1,1 @@
+"""Model files converted from the pinned MediaPipe wheel, with their manifest."""
