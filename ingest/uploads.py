@@ -104,9 +104,10 @@ class Uploads:
             replay = self._replay(tenant_id, idempotency_key, digest)
             if replay is not None:
                 return replay, False
+        opened: list[tuple[str, str]] = []  # multipart uploads to abort if this registration does not commit
         try:
             with self._db() as db:
-                session = self._create(db, tenant_id, request)
+                session = self._create(db, tenant_id, request, opened)
                 if idempotency_key is not None:
                     db.add(
                         IdempotencyKey(
@@ -115,7 +116,11 @@ class Uploads:
                     )
                 db.commit()
                 out = self._out(db, session)
-        except IntegrityError:
+        except BaseException as exc:
+            for key, upload_id in opened:
+                self._store.abort_multipart(key, upload_id)
+            if not isinstance(exc, IntegrityError):
+                raise
             # A concurrent request with the same key (or the same attempt) committed first.
             if idempotency_key is not None:
                 replay = self._replay(tenant_id, idempotency_key, digest)
@@ -158,7 +163,9 @@ class Uploads:
             {"session_id": existing.id if existing else None},
         )
 
-    def _create(self, db: Session, tenant_id: str, request: SessionCreate) -> ExamSession:
+    def _create(
+        self, db: Session, tenant_id: str, request: SessionCreate, opened: list[tuple[str, str]]
+    ) -> ExamSession:
         tenant = db.get(Tenant, tenant_id)
         if tenant is None:
             raise IngestError(401, "unauthorized", "unknown tenant")
@@ -179,6 +186,8 @@ class Uploads:
         prefix = SessionPrefix(tenant.slug, exam.external_id, session.id)
         for declared in request.media:
             key = prefix.key("media", declared.kind)
+            upload_id = self._store.create_multipart(key, content_type=declared.content_type)
+            opened.append((key, upload_id))
             media = Media(
                 session_id=session.id,
                 kind=declared.kind,
@@ -187,7 +196,7 @@ class Uploads:
                 declared_size=declared.size_bytes,
                 declared_sha256=declared.sha256,
                 part_size=part_size_for(declared.size_bytes, self._limits.part_size_bytes),
-                upload_id=self._store.create_multipart(key, content_type=declared.content_type),
+                upload_id=upload_id,
             )
             db.add(media)
         db.add(session.move_to(SessionState.UPLOADING))

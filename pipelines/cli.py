@@ -109,3 +109,7 @@ def demo(log_level: LogLevel = "warning") -> None:
         f"session {session['id']} is [bold]{session['state']}[/]: uploaded, checksummed and probed; "
         "it waits for `proctor worker` to process it."
     )
+
+
+if __name__ == "__main__":
+    app()
