@@ -20,13 +20,17 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
-from minio import Minio
+# Run as a script, this file's folder comes first on sys.path and `benchmarks/ingest.py` would shadow the
+# `ingest` package; the benchmarks import the installed project instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from ingest.client import IngestClient, upload_session
-from ingest.embedded_s3 import EmbeddedS3
-from ingest.samples import write_filler_video
-from pipelines.local_server import free_port
+import httpx  # noqa: E402
+from minio import Minio  # noqa: E402
+
+from ingest.client import IngestClient, upload_session  # noqa: E402
+from ingest.embedded_s3 import EmbeddedS3  # noqa: E402
+from ingest.samples import write_filler_video  # noqa: E402
+from pipelines.local_server import free_port  # noqa: E402
 
 MB = 1_000_000
 ROUNDS = 3
@@ -87,8 +91,10 @@ def main() -> None:
         work = Path(work_dir)
         t0 = time.perf_counter()
         videos = {size: write_filler_video(work / f"rec-{size}.mp4", size * MB) for size in (50, 500)}
-        print(f"built test recordings in {time.perf_counter() - t0:.0f} s: "
-              + ", ".join(f"{v.stat().st_size / MB:.0f} MB" for v in videos.values()))
+        print(
+            f"built test recordings in {time.perf_counter() - t0:.0f} s: "
+            + ", ".join(f"{v.stat().st_size / MB:.0f} MB" for v in videos.values())
+        )
         with EmbeddedS3(work / "data", "bench") as s3:
             env = os.environ | {
                 "PROCTOR_DATA_DIR": str(work / "data"),
@@ -100,7 +106,10 @@ def main() -> None:
             }
             added = subprocess.run(
                 [sys.executable, "-m", "pipelines.cli", "tenants", "add", "bench-platform"],
-                env=env, check=True, capture_output=True, text=True,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
             )
             key = added.stdout.strip().splitlines()[-1]
             raw = Minio(s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, secure=False)
@@ -126,10 +135,14 @@ def main() -> None:
         ratio = api_mbps / raw_mbps
         print()
         print(f"{'path':<44} {'median s':>9} {'MB/s':>8}   runs")
-        print(f"{'API (parts + complete: sha256 verify, probe)':<44} {statistics.median(api_s):>9.2f} "
-              f"{api_mbps:>8.1f}   {', '.join(f'{s:.2f}' for s in api_s)}")
-        print(f"{'raw minio fput_object, same server':<44} {statistics.median(raw_s):>9.2f} "
-              f"{raw_mbps:>8.1f}   {', '.join(f'{s:.2f}' for s in raw_s)}")
+        print(
+            f"{'API (parts + complete: sha256 verify, probe)':<44} {statistics.median(api_s):>9.2f} "
+            f"{api_mbps:>8.1f}   {', '.join(f'{s:.2f}' for s in api_s)}"
+        )
+        print(
+            f"{'raw minio fput_object, same server':<44} {statistics.median(raw_s):>9.2f} "
+            f"{raw_mbps:>8.1f}   {', '.join(f'{s:.2f}' for s in raw_s)}"
+        )
         print(f"ratio API / raw: {ratio:.2f} (target >= 0.8), {size_mb:.0f} MB file, {ROUNDS} rounds alternating")
         print()
         print(f"{'file':<10} {'API process peak RSS (MB)':>26}")

@@ -128,16 +128,21 @@ async def put_part(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) != expected:
         raise IngestError(
-            422, "part_size_invalid", f"part {part_number} of {kind} must be {expected} bytes, Content-Length is {declared}"
+            422,
+            "part_size_invalid",
+            f"part {part_number} of {kind} must be {expected} bytes, Content-Length is {declared}",
         )
-    body = bytearray()
+    body = bytearray(expected)  # the one buffer this request holds; handed to S3 without a copy
+    view, received = memoryview(body), 0
     async for chunk in request.stream():
-        if len(body) + len(chunk) > expected:
+        if received + len(chunk) > expected:
             raise IngestError(422, "part_size_invalid", f"part {part_number} of {kind} is longer than {expected} bytes")
-        body += chunk
-    return await run_in_threadpool(
-        uploads.store_part, tenant_id, session_id, kind, part_number, bytes(body), x_part_sha256
-    )
+        view[received : received + len(chunk)] = chunk
+        received += len(chunk)
+    del view
+    if received < expected:
+        del body[received:]
+    return await run_in_threadpool(uploads.store_part, tenant_id, session_id, kind, part_number, body, x_part_sha256)
 
 
 @router.post("/sessions/{session_id}/media/{kind}/complete", response_model=SessionOut)
@@ -170,11 +175,9 @@ def create_app(context: IngestContext) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in error.errors()
-        ]
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in error.errors()]
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
-        message = f"{'.'.join(first['loc'])}: {first['msg']}"  # type: ignore[arg-type]
+        message = f"{'.'.join(first['loc'])}: {first['msg']}"
         return _problem_response(IngestError(422, "validation_error", message, {"errors": errors}))
 
     @app.get("/healthz", tags=["ops"])

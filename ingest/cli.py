@@ -125,8 +125,12 @@ def status(
 
 def upload_progress() -> Progress:
     return Progress(
-        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=console,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
     )
 
 
@@ -137,12 +141,17 @@ def print_session(session: dict[str, Any]) -> None:
     )
     if session.get("reason"):
         console.print(f"  reason: {session['reason']['code']}: {session['reason']['message']}")
-    table = Table("media", "state", "bytes", "container", "codec", "size", "fps", "duration s", "rotation")
+    table = Table("media", "state", "MB", "what arrived")
     for m in session["media"]:
-        probe = m.get("probe") or {}
-        table.add_row(
-            m["kind"], m["state"], str(m["size_bytes"]), probe.get("container", ""), probe.get("codec", ""),
-            f"{probe['width']}x{probe['height']}" if probe else "", f"{probe.get('frame_rate', 0):.2f}" if probe else "",
-            f"{probe.get('duration_s', 0):.1f}" if probe else "", str(probe.get("rotation_deg", "")),
-        )
+        probe = m.get("probe")
+        if probe:
+            what = (
+                f"{probe['container']} {probe['codec']} {probe['width']}x{probe['height']} "
+                f"{probe['frame_rate']:.1f} fps {probe['duration_s']:.1f} s rot {probe['rotation_deg']}"
+            )
+        elif m.get("events_count") is not None:
+            what = f"{m['events_count']} exam events"
+        else:
+            what = ""
+        table.add_row(m["kind"], m["state"], f"{m['size_bytes'] / 1e6:.1f}", what)
     console.print(table)

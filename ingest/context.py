@@ -7,6 +7,7 @@ down; nothing here is global.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -57,5 +58,5 @@ def build_context(settings: Settings, location: S3Location, *, run_migrations: b
     db = make_sessionmaker(engine)
     store = ObjectStore(location, retries=settings.s3_retries)
     store.ensure_bucket()
-    uploads = Uploads(db, store, upload_limits(settings), settings.data_dir / "scratch")
+    uploads = Uploads(db, store, upload_limits(settings))
     return IngestContext(settings=settings, engine=engine, db=db, store=store, uploads=uploads)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -59,7 +59,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime(), dict[str, Any]: JSON}
 
 
 class Tenant(Base):
@@ -132,7 +132,9 @@ class ExamSession(Base):
         self.state = target.value
         self.reason_code, self.reason = code, reason
         self.updated_at = utcnow()
-        return StateChange(session_id=self.id, from_state=current.value, to_state=target.value, code=code, reason=reason)
+        return StateChange(
+            session_id=self.id, from_state=current.value, to_state=target.value, code=code, reason=reason
+        )
 
 
 class StateChange(Base):

@@ -153,10 +153,12 @@ class EmbeddedS3:
                     f"SeaweedFS exited with code {self._process.returncode} during start-up; "
                     f"last log lines:\n{_tail(log_path)}"
                 )
-            with contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError):
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return
+            with (
+                contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+                urllib.request.urlopen(url, timeout=1) as response,
+            ):
+                if response.status == 200:
+                    return
             time.sleep(0.1)
         self.stop()
         raise EmbeddedS3Error(

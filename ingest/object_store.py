@@ -13,13 +13,14 @@ exponential backoff and jitter; everything else surfaces at once.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import urllib3
 from minio import Minio
@@ -93,7 +94,7 @@ class ObjectStore:
             retries=False,
             timeout=urllib3.Timeout(connect=10.0, read=120.0),
         )
-        self._client = Minio(
+        self._client = _Client(
             location.endpoint,
             access_key=location.access_key,
             secret_key=location.secret_key,
@@ -146,21 +147,19 @@ class ObjectStore:
     def put_bytes(
         self, key: str, data: bytes, *, content_type: str = "application/octet-stream", overwrite: bool = False
     ) -> ObjectInfo:
-        headers = {"Content-Type": content_type}
+        headers: dict[str, Any] = {"Content-Type": content_type}
         if not overwrite:
             headers["If-None-Match"] = "*"
 
         def put() -> ObjectInfo:
             try:
-                result = self._client._put_object(self.bucket, key, data, headers)
+                result = self._client._put_object(self.bucket, key, data, dict(headers))
             except S3Error as exc:
                 if exc.code == "PreconditionFailed":
                     existing = self.stat(key)
                     if existing is not None and existing.size == len(data) and _same_md5(existing.etag, data):
                         return existing  # our own earlier attempt landed before a retry: not an overwrite
-                    raise ObjectExists(
-                        f"refusing to overwrite {key!r}: an object is already stored there"
-                    ) from exc
+                    raise ObjectExists(f"refusing to overwrite {key!r}: an object is already stored there") from exc
                 raise
             return ObjectInfo(key=key, size=len(data), etag=(result.etag or "").strip('"'), content_type=content_type)
 
@@ -195,7 +194,9 @@ class ObjectStore:
                 if exc.code in {"NoSuchKey", "NoSuchObject", "NotFound"}:
                     return None
                 raise
-            return ObjectInfo(key=key, size=obj.size or 0, etag=(obj.etag or "").strip('"'), content_type=obj.content_type)
+            return ObjectInfo(
+                key=key, size=obj.size or 0, etag=(obj.etag or "").strip('"'), content_type=obj.content_type
+            )
 
         return self._call("stat", key, stat)
 
@@ -228,6 +229,13 @@ class ObjectStore:
                 yield chunk[start : start + chunk_size]
             offset += len(chunk)
 
+    def open(self, key: str, *, buffer_bytes: int = 8 * 1024 * 1024) -> io.BufferedReader:
+        """A read-only, seekable file object over the object (ranged GETs), e.g. for PyAV to demux from."""
+        info = self.stat(key)
+        if info is None:
+            raise ObjectNotFound(f"no object at {key!r}")
+        return io.BufferedReader(_RangeReader(self, key, info.size), buffer_size=buffer_bytes)
+
     def _get(self, key: str, offset: int, length: int) -> urllib3.BaseHTTPResponse:
         try:
             return self._client.get_object(self.bucket, key, offset=offset, length=length)
@@ -242,7 +250,7 @@ class ObjectStore:
     def delete(self, key: str) -> None:
         self._call("delete", key, lambda: self._client.remove_object(self.bucket, key))
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         for obj in self._client.list_objects(self.bucket, prefix=prefix, recursive=True):
             if obj.object_name is None:
                 continue
@@ -256,7 +264,7 @@ class ObjectStore:
             raise ValueError(f"delete_prefix needs a relative prefix ending in '/', got {prefix!r}")
         for upload_key, upload_id in self.list_multipart_uploads(prefix):
             self.abort_multipart(upload_key, upload_id)
-        keys = [info.key for info in self.list(prefix)]
+        keys = [info.key for info in self.list_objects(prefix)]
         if keys:
             errors = list(self._client.remove_objects(self.bucket, (DeleteObject(k) for k in keys)))
             if errors:
@@ -271,14 +279,21 @@ class ObjectStore:
             lambda: self._client._create_multipart_upload(self.bucket, key, {"Content-Type": content_type}),
         )
 
-    def upload_part(self, key: str, upload_id: str, part_number: int, data: bytes) -> str:
-        """Store one part (1..10000); re-sending a part number replaces it. Returns its ETag (md5)."""
+    def upload_part(
+        self, key: str, upload_id: str, part_number: int, data: bytes | bytearray, *, sha256: str | None = None
+    ) -> str:
+        """Store one part (1..10000); re-sending a part number replaces it. Returns its ETag (md5).
+
+        `sha256`, the hex digest the caller already computed, saves hashing the part again for signing.
+        """
         if not 1 <= part_number <= 10_000:
             raise ValueError(f"S3 part numbers run from 1 to 10000, got {part_number}")
 
         def upload() -> str:
             try:
-                return self._client._upload_part(self.bucket, key, data, None, upload_id, part_number).strip('"')
+                headers: dict[str, Any] | None = {_KNOWN_SHA256: sha256} if sha256 else None
+                body: bytes = data  # type: ignore[assignment]  # any buffer works: urllib3 sends it as is
+                return self._client._upload_part(self.bucket, key, body, headers, upload_id, part_number).strip('"')
             except S3Error as exc:
                 if exc.code == "NoSuchUpload":
                     raise ObjectNotFound(f"multipart upload {upload_id} for {key!r} no longer exists") from exc
@@ -306,7 +321,7 @@ class ObjectStore:
                     if exc.code == "NoSuchUpload":
                         raise ObjectNotFound(f"multipart upload {upload_id} for {key!r} no longer exists") from exc
                     raise
-                parts.extend(UploadedPart(p.part_number, p.etag.strip('"'), p.size) for p in result.parts)
+                parts.extend(UploadedPart(p.part_number, p.etag.strip('"'), p.size or 0) for p in result.parts)
                 if not result.is_truncated:
                     return parts
                 marker = str(result.next_part_number_marker)
@@ -316,9 +331,7 @@ class ObjectStore:
     def complete_multipart(self, key: str, upload_id: str, parts: list[UploadedPart]) -> ObjectInfo:
         """Assemble the parts; refuses (`ObjectExists`) if the key already holds an object."""
         ordered = sorted(parts, key=lambda p: p.part_number)
-        body = "".join(
-            f"<Part><PartNumber>{p.part_number}</PartNumber><ETag>\"{p.etag}\"</ETag></Part>" for p in ordered
-        )
+        body = "".join(f'<Part><PartNumber>{p.part_number}</PartNumber><ETag>"{p.etag}"</ETag></Part>' for p in ordered)
         payload = f"<CompleteMultipartUpload>{body}</CompleteMultipartUpload>".encode()
 
         def complete() -> ObjectInfo:
@@ -359,6 +372,58 @@ class ObjectStore:
             "list_multipart_uploads", prefix, lambda: self._client._list_multipart_uploads(self.bucket, prefix=prefix)
         )
         return [(u.object_name, u.upload_id) for u in result.uploads if u.object_name and u.upload_id]
+
+
+_KNOWN_SHA256 = "X-Proctor-Known-Sha256"
+
+
+class _Client(Minio):
+    """minio's client, taking a payload SHA-256 the caller already has instead of hashing the body again.
+
+    Over plain HTTP, SigV4 signs the payload's SHA-256; the API computes it anyway to check each part, so
+    hashing every byte a second time for the signature would only cost CPU.
+    """
+
+    def _build_headers(self, host: str, headers: Any = None, body: Any = None, creds: Any = None) -> tuple[Any, Any]:
+        known = headers.pop(_KNOWN_SHA256, None) if headers else None
+        if known is None or not body or self._base_url.is_https:
+            return super()._build_headers(host, headers, body, creds)
+        built, date = super()._build_headers(host, headers, None, creds)
+        built["Content-Length"] = str(len(body))
+        built["x-amz-content-sha256"] = known
+        return built, date
+
+
+class _RangeReader(io.RawIOBase):
+    """Raw, seekable reads of one object; `ObjectStore.open` buffers it so each GET fetches megabytes."""
+
+    def __init__(self, store: ObjectStore, key: str, size: int) -> None:
+        self._store, self._key, self._size, self._pos = store, key, size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"cannot seek to {base + offset}, before the start of {self._key!r}")
+        self._pos = base + offset
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self._size - self._pos)
+        if want <= 0:
+            return 0
+        data = self._store.read_range(self._key, self._pos, want)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
 
 
 def _same_md5(etag: str, data: bytes) -> bool:

@@ -68,9 +68,7 @@ class Settings(BaseSettings):
                     "postgresql+psycopg://proctor@db:5432/proctor"
                 )
         if self.s3_endpoint is not None and (self.s3_access_key is None or self.s3_secret_key is None):
-            raise ValueError(
-                "PROCTOR_S3_ENDPOINT is set but PROCTOR_S3_ACCESS_KEY or PROCTOR_S3_SECRET_KEY is missing"
-            )
+            raise ValueError("PROCTOR_S3_ENDPOINT is set but PROCTOR_S3_ACCESS_KEY or PROCTOR_S3_SECRET_KEY is missing")
         return self
 
     @property

@@ -1,9 +1,9 @@
 """The session state machine. Every state change goes through `check_transition`, so an illegal one raises.
 
-    created → uploading → uploaded → validated → queued → processing → processed → in_review → reviewed
-    rejected (bad upload, with a reason) from created / uploading / uploaded
-    failed (processing gave up, with a reason) from queued / processing; a failed session can be queued again
-    deleted (recordings erased) from any state but deleted
+created → uploading → uploaded → validated → queued → processing → processed → in_review → reviewed
+rejected (bad upload, with a reason) from created / uploading / uploaded
+failed (processing gave up, with a reason) from queued / processing; a failed session can be queued again
+deleted (recordings erased) from any state but deleted
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ def check_transition(current: SessionState, target: SessionState, reason: str | 
     allowed = ALLOWED_TRANSITIONS[current]
     if target not in allowed:
         options = ", ".join(sorted(allowed)) or "none: it is final"
-        raise IllegalTransition(f"a session cannot go from {current} to {target}; from {current} it can go to {options}")
+        raise IllegalTransition(
+            f"a session cannot go from {current} to {target}; from {current} it can go to {options}"
+        )
     if target in NEEDS_REASON and not reason:
         raise IllegalTransition(f"a session moving to {target} needs a reason")

@@ -11,15 +11,14 @@ deleted on rejection: the stored bytes stay for inspection until the session is 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import tempfile
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
+from datetime import UTC, timedelta
+from typing import Any, BinaryIO
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -59,6 +58,48 @@ class UploadLimits:
     probe: ProbeLimits
 
 
+class HashingReader(io.RawIOBase):
+    """Hash the bytes a reader hands out in file order, so one pass both probes and verifies an upload.
+
+    The demuxer reads mostly front to back; whatever it skips or reads out of order is hashed afterwards
+    by `finish`, which reads on from the furthest contiguous byte hashed. So the digest is always that of
+    the whole object, and in the common case the object is read only once.
+    """
+
+    def __init__(self, inner: BinaryIO, size: int) -> None:
+        self._inner, self._size, self._hasher, self._frontier = inner, size, hashlib.sha256(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._inner.tell()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._inner.seek(offset, whence)
+
+    def readinto(self, buffer: Any) -> int:
+        start = self._inner.tell()
+        data = self._inner.read(len(buffer))
+        buffer[: len(data)] = data
+        end = start + len(data)
+        if start <= self._frontier < end:
+            self._hasher.update(memoryview(data)[self._frontier - start :])
+            self._frontier = end
+        return len(data)
+
+    def finish(self) -> tuple[int, str]:
+        """Hash whatever was not read in order; returns (bytes seen, hex SHA-256)."""
+        self._inner.seek(self._frontier)
+        while chunk := self._inner.read(8 * MIB):
+            self._hasher.update(chunk)
+            self._frontier += len(chunk)
+        return self._frontier, self._hasher.hexdigest()
+
+
 def part_size_for(size: int, preferred: int) -> int:
     """The preferred part size, grown in whole MiB when a file would need more than 10,000 parts."""
     needed = -(-size // MAX_PARTS)
@@ -77,13 +118,10 @@ class Uploads:
         db: Callable[[], AbstractContextManager[Session]],
         store: ObjectStore,
         limits: UploadLimits,
-        scratch_dir: Path,
     ) -> None:
         self._db = db
         self._store = store
         self._limits = limits
-        self._scratch = scratch_dir
-        self._scratch.mkdir(parents=True, exist_ok=True)
 
     # -- register ---------------------------------------------------------------------------------------
     def register(self, tenant_id: str, request: SessionCreate, idempotency_key: str | None) -> tuple[SessionOut, bool]:
@@ -220,7 +258,13 @@ class Uploads:
         return media.declared_size - media.part_size * (media.part_count - 1)
 
     def store_part(
-        self, tenant_id: str, session_id: str, kind: str, part_number: int, data: bytes, sha256_hex: str | None
+        self,
+        tenant_id: str,
+        session_id: str,
+        kind: str,
+        part_number: int,
+        data: bytes | bytearray,
+        sha256_hex: str | None,
     ) -> PartOut:
         """Store one part received through the API; the bytes were already size-checked while streaming."""
         with self._db() as db:
@@ -243,7 +287,7 @@ class Uploads:
                 )
             assert media.upload_id is not None
             try:
-                etag = self._store.upload_part(media.object_key, media.upload_id, part_number, data)
+                etag = self._store.upload_part(media.object_key, media.upload_id, part_number, data, sha256=digest)
             except ObjectNotFound:
                 raise IngestError(
                     409, "upload_expired", f"the upload of {kind} no longer exists in storage; register a new session"
@@ -256,8 +300,10 @@ class Uploads:
         with self._db() as db:
             media = self._media(db, tenant_id, session_id, kind)
             if media.state in ("complete", "verifying"):
-                received = [PartOut(part_number=n, size=self._expected_size(media, n), etag="") for n in
-                            range(1, media.part_count + 1)]
+                received = [
+                    PartOut(part_number=n, size=self._expected_size(media, n), etag="")
+                    for n in range(1, media.part_count + 1)
+                ]
             else:
                 received = self._parts_in_storage(media)
             have = {p.part_number for p in received}
@@ -303,14 +349,14 @@ class Uploads:
             if media.state == "complete":
                 return self._out(db, session)
             if media.state == "rejected" or session.state == SessionState.REJECTED:
-                raise IngestError(
-                    422, session.reason_code or "rejected", session.reason or "this session was rejected"
-                )
+                raise IngestError(422, session.reason_code or "rejected", session.reason or "this session was rejected")
             if session.state == SessionState.DELETED:
                 raise IngestError(410, "session_deleted", "this session was deleted; register a new one")
             media_id, key, upload_id = media.id, media.object_key, media.upload_id
-            stale = media.state == "verifying" and media.completed_at is not None and (
-                media.completed_at < utcnow() - VERIFY_TAKEOVER
+            stale = (
+                media.state == "verifying"
+                and media.completed_at is not None
+                and (media.completed_at < utcnow() - VERIFY_TAKEOVER)
             )
             if media.state == "verifying" and not stale:
                 raise IngestError(
@@ -319,7 +365,7 @@ class Uploads:
             if not stale:  # a stale claim may have assembled the upload already: S3 no longer lists its parts
                 self._check_parts(media)
             # Only one request verifies a media file at a time; a stale claim (crashed worker) is taken over.
-            claimed = db.execute(
+            claimed = db.execute(  # type: ignore[attr-defined]  # an UPDATE's result has a rowcount
                 update(Media)
                 .where(
                     Media.id == media_id,
@@ -378,7 +424,9 @@ class Uploads:
                 f"{media.kind} is missing {len(missing)} of {media.part_count} parts: upload them, then complete again",
                 {"missing": shown},
             )
-        wrong = {n: p.size for n, p in parts.items() if n <= media.part_count and p.size != self._expected_size(media, n)}
+        wrong = {
+            n: p.size for n, p in parts.items() if n <= media.part_count and p.size != self._expected_size(media, n)
+        }
         if wrong:
             raise IngestError(
                 409,
@@ -388,7 +436,9 @@ class Uploads:
                 {"parts": {str(n): s for n, s in wrong.items()}},
             )
 
-    def _assemble_and_validate(self, media_id: str, key: str, upload_id: str, kind: str) -> dict[str, Any] | MediaRejected:
+    def _assemble_and_validate(
+        self, media_id: str, key: str, upload_id: str, kind: str
+    ) -> dict[str, Any] | MediaRejected:
         with self._db() as db:
             media = db.get(Media, media_id)
             assert media is not None
@@ -399,38 +449,36 @@ class Uploads:
         except ObjectNotFound:
             # The upload was already assembled by an attempt that died before recording it.
             if self._store.stat(key) is None:
-                raise IngestError(409, "upload_expired", f"the upload of {kind} no longer exists; register again") from None
+                raise IngestError(
+                    409, "upload_expired", f"the upload of {kind} no longer exists; register again"
+                ) from None
         except ObjectExists:
             pass  # same: assembled earlier, verified below like any other
-        with tempfile.NamedTemporaryFile(dir=self._scratch, suffix=f".{kind}") as scratch:
-            size, digest = self._copy_and_hash(key, scratch)
-            if size != declared_size:
-                return MediaRejected(
-                    "size_mismatch", f"{kind} assembled to {size} bytes but {declared_size} were declared"
-                )
-            if digest != declared_sha:
-                return MediaRejected(
-                    "checksum_mismatch",
-                    f"{kind} has SHA-256 {digest} but {declared_sha} was declared: the file changed or was "
-                    "corrupted; register a new session with the right checksum",
-                )
+        # One pass from storage: the probe (or the event-log parser) reads while the reader hashes.
+        with self._store.open(key) as stored:
+            size = stored.seek(0, io.SEEK_END)
+            stored.seek(0)
+            reader = HashingReader(stored, size)
             try:
                 if kind == "events":
-                    with open(scratch.name, "rb") as lines:
-                        return {"events_count": len(parse_event_log(lines))}
-                return probe_video(Path(scratch.name), self._limits.probe).to_dict()
+                    outcome: dict[str, Any] | MediaRejected = {
+                        "events_count": len(parse_event_log(io.BufferedReader(reader)))
+                    }
+                else:
+                    outcome = probe_video(io.BufferedReader(reader), self._limits.probe).to_dict()
             except MediaRejected as rejected:
-                return rejected
-
-    def _copy_and_hash(self, key: str, scratch: Any) -> tuple[int, str]:
-        hasher = hashlib.sha256()
-        size = 0
-        for chunk in self._store.iter_chunks(key):
-            hasher.update(chunk)
-            scratch.write(chunk)
-            size += len(chunk)
-        scratch.flush()
-        return size, hasher.hexdigest()
+                outcome = rejected
+            size, digest = reader.finish()
+        # A wrong checksum or size explains any content error, so it is reported first.
+        if size != declared_size:
+            return MediaRejected("size_mismatch", f"{kind} assembled to {size} bytes but {declared_size} were declared")
+        if digest != declared_sha:
+            return MediaRejected(
+                "checksum_mismatch",
+                f"{kind} has SHA-256 {digest} but {declared_sha} was declared: the file changed or was "
+                "corrupted; register a new session with the right checksum",
+            )
+        return outcome
 
     # -- read, erase ------------------------------------------------------------------------------------
     def get(self, tenant_id: str, session_id: str) -> SessionOut:
@@ -527,5 +575,3 @@ class Uploads:
 
 def state_history(db: Session, session_id: str) -> list[StateChange]:
     return list(db.scalars(select(StateChange).where(StateChange.session_id == session_id).order_by(StateChange.id)))
-
-

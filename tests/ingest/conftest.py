@@ -39,8 +39,13 @@ class Api:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, part_size_bytes=5 * MIB,
-                    presigned_url_ttl_s=60, _env_file=None)  # type: ignore[call-arg]
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        part_size_bytes=5 * MIB,
+        presigned_url_ttl_s=60,
+        _env_file=None,
+    )  # type: ignore[call-arg]
 
 
 @pytest.fixture

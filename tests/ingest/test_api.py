@@ -148,7 +148,7 @@ def test_event_log_is_stored_beside_the_video(api: Api, caller: Caller, small_vi
     final = caller.upload_whole(session["id"], "webcam", small_video).json()
     assert final["state"] == "queued"
     assert next(m for m in final["media"] if m["kind"] == "events")["events_count"] == 2
-    keys = sorted(o.key for o in api.context.store.list(""))
+    keys = sorted(o.key for o in api.context.store.list_objects(""))
     mine = [k for k in keys if f"/{session['id']}/" in k]
     assert [k.rsplit("/", 2)[1:] for k in mine] == [["media", "events"], ["media", "webcam"]]
     assert mine[0].rsplit("/", 2)[0] == mine[1].rsplit("/", 2)[0]
@@ -253,9 +253,7 @@ def test_tenant_isolation(api: Api, caller: Caller, small_video: Path) -> None:
         "complete": other.complete(sid, "webcam"),
         "delete": other.http.delete(f"/v1/sessions/{sid}"),
     }
-    assert {name: problem(r) for name, r in attempts.items()} == {
-        name: (404, "session_not_found") for name in attempts
-    }
+    assert {name: problem(r) for name, r in attempts.items()} == {name: (404, "session_not_found") for name in attempts}
     assert caller.upload_whole(sid, "webcam", small_video).json()["state"] == "queued"
 
 
@@ -271,10 +269,10 @@ def test_requests_without_a_valid_key_are_refused(api: Api, header: str | None) 
 def test_delete_erases_every_object_and_keeps_the_record(api: Api, caller: Caller, small_video: Path) -> None:
     sid = caller.register(session_body(declare("webcam", small_video))).json()["id"]
     caller.upload_whole(sid, "webcam", small_video)
-    assert any(f"/{sid}/" in o.key for o in api.context.store.list(""))
+    assert any(f"/{sid}/" in o.key for o in api.context.store.list_objects(""))
     deleted = caller.http.delete(f"/v1/sessions/{sid}")
     assert deleted.status_code == 200 and deleted.json()["state"] == "deleted"
-    assert not any(f"/{sid}/" in o.key for o in api.context.store.list(""))
+    assert not any(f"/{sid}/" in o.key for o in api.context.store.list_objects(""))
     assert caller.http.get(f"/v1/sessions/{sid}").json()["state"] == "deleted"
     with api.context.db() as db:
         assert db.scalars(select(Job.state).where(Job.session_id == sid)).all() == ["failed"]
@@ -314,8 +312,9 @@ def _upload_file(builder: Callable[[Path], Path], **declared: Any) -> Callable[[
 def _register(**changes: Any) -> Callable[[Caller, Path], httpx.Response]:
     def act(caller: Caller, tmp: Path) -> httpx.Response:
         video = mf.h264_mp4(tmp)
-        webcam = declare("webcam", video) | changes.pop("webcam", {})
-        return caller.register(session_body(webcam, **changes))
+        body = dict(changes)
+        webcam = declare("webcam", video) | body.pop("webcam", {})
+        return caller.register(session_body(webcam, **body))
 
     return act
 
@@ -359,7 +358,9 @@ BAD_INPUTS = [
     BadInput("jpeg still", _upload_file(mf.jpeg_image), (422, "not_a_video"), True),
     BadInput("truncated mp4", _upload_file(mf.truncated_faststart_mp4), (422, "truncated_media"), True),
     BadInput("mp4 without moov", _upload_file(mf.truncated_moov_at_end_mp4), (422, "truncated_media"), True),
-    BadInput("zero duration", _upload_file(mf.zero_frame_webm, content_type="video/webm"), (422, "zero_duration"), True),
+    BadInput(
+        "zero duration", _upload_file(mf.zero_frame_webm, content_type="video/webm"), (422, "zero_duration"), True
+    ),
     BadInput("audio only", _upload_file(mf.audio_only_m4a), (422, "no_video_stream"), True),
     BadInput("unsupported codec", _upload_file(mf.mpeg4_part2_mp4), (422, "unsupported_codec"), True),
     BadInput("tiny dimensions", _upload_file(mf.tiny_mp4), (422, "unsupported_dimensions"), True),
@@ -379,38 +380,58 @@ BAD_INPUTS = [
     BadInput("idempotency key reused", _reuse_key, (422, "idempotency_key_reused")),
     BadInput("attempt registered twice", _same_attempt, (409, "attempt_already_registered")),
     # parts and completion
-    BadInput("part too long", _with_session(lambda c, s, v: c.put_part(s, "webcam", 1, v.read_bytes() + b"x")),
-             (422, "part_size_invalid")),
-    BadInput("part too short", _with_session(lambda c, s, v: c.put_part(s, "webcam", 1, v.read_bytes()[:-1])),
-             (422, "part_size_invalid")),
-    BadInput("part number 0", _with_session(lambda c, s, v: c.put_part(s, "webcam", 0, b"x")),
-             (422, "part_number_out_of_range")),
-    BadInput("part beyond the file", _with_session(lambda c, s, v: c.put_part(s, "webcam", 2, b"x")),
-             (422, "part_number_out_of_range")),
-    BadInput("part corrupted in transit",
-             _with_session(lambda c, s, v: c.put_part(s, "webcam", 1, v.read_bytes(), **{"X-Part-SHA256": "0" * 64})),
-             (422, "part_checksum_mismatch")),
-    BadInput("complete before any part", _with_session(lambda c, s, v: c.complete(s, "webcam")),
-             (409, "missing_parts")),
-    BadInput("undeclared media", _with_session(lambda c, s, v: c.put_part(s, "screen", 1, b"x")),
-             (404, "media_not_declared")),
-    BadInput("unknown media kind", _with_session(lambda c, s, v: c.put_part(s, "audio", 1, b"x")),
-             (422, "validation_error")),
-    BadInput("part after complete",
-             _with_session(lambda c, s, v: (c.upload_whole(s, "webcam", v), c.put_part(s, "webcam", 1, b"x"))[1]),
-             (409, "media_already_complete")),
+    BadInput(
+        "part too long",
+        _with_session(lambda c, s, v: c.put_part(s, "webcam", 1, v.read_bytes() + b"x")),
+        (422, "part_size_invalid"),
+    ),
+    BadInput(
+        "part too short",
+        _with_session(lambda c, s, v: c.put_part(s, "webcam", 1, v.read_bytes()[:-1])),
+        (422, "part_size_invalid"),
+    ),
+    BadInput(
+        "part number 0",
+        _with_session(lambda c, s, v: c.put_part(s, "webcam", 0, b"x")),
+        (422, "part_number_out_of_range"),
+    ),
+    BadInput(
+        "part beyond the file",
+        _with_session(lambda c, s, v: c.put_part(s, "webcam", 2, b"x")),
+        (422, "part_number_out_of_range"),
+    ),
+    BadInput(
+        "part corrupted in transit",
+        _with_session(lambda c, s, v: c.put_part(s, "webcam", 1, v.read_bytes(), **{"X-Part-SHA256": "0" * 64})),
+        (422, "part_checksum_mismatch"),
+    ),
+    BadInput(
+        "complete before any part", _with_session(lambda c, s, v: c.complete(s, "webcam")), (409, "missing_parts")
+    ),
+    BadInput(
+        "undeclared media", _with_session(lambda c, s, v: c.put_part(s, "screen", 1, b"x")), (404, "media_not_declared")
+    ),
+    BadInput(
+        "unknown media kind", _with_session(lambda c, s, v: c.put_part(s, "audio", 1, b"x")), (422, "validation_error")
+    ),
+    BadInput(
+        "part after complete",
+        _with_session(lambda c, s, v: (c.upload_whole(s, "webcam", v), c.put_part(s, "webcam", 1, b"x"))[1]),
+        (409, "media_already_complete"),
+    ),
     BadInput("event log not json", _events_log("focus lost at 10s\n"), (422, "invalid_event_log"), True),
-    BadInput("event log unknown type", _events_log('{"type": "teleport", "t_ms": 5}\n'), (422, "invalid_event_log"),
-             True),
+    BadInput(
+        "event log unknown type", _events_log('{"type": "teleport", "t_ms": 5}\n'), (422, "invalid_event_log"), True
+    ),
 ]
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS, ids=[c.name for c in BAD_INPUTS])
 def test_bad_input_gets_a_clear_error(api: Api, caller: Caller, case: BadInput, tmp_path: Path) -> None:
-    before = {o.key: o.etag for o in api.context.store.list("")}
+    before = {o.key: o.etag for o in api.context.store.list_objects("")}
     response = case.act(caller, tmp_path)
     assert problem(response) == case.expected, response.text
-    after = {o.key: o.etag for o in api.context.store.list("")}
+    after = {o.key: o.etag for o in api.context.store.list_objects("")}
     assert {k: v for k, v in after.items() if k in before} == before, "nothing already stored is lost or changed"
     if case.rejects_session:
         sid = response.url.path.split("/")[3]

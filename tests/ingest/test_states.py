@@ -1,16 +1,27 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ingest.states import ALLOWED_TRANSITIONS, IllegalTransition, SessionState, check_transition
 
 S = SessionState
-HAPPY_PATH = [S.CREATED, S.UPLOADING, S.UPLOADED, S.VALIDATED, S.QUEUED, S.PROCESSING, S.PROCESSED,
-              S.IN_REVIEW, S.REVIEWED]
+HAPPY_PATH = [
+    S.CREATED,
+    S.UPLOADING,
+    S.UPLOADED,
+    S.VALIDATED,
+    S.QUEUED,
+    S.PROCESSING,
+    S.PROCESSED,
+    S.IN_REVIEW,
+    S.REVIEWED,
+]
 
 
 def test_happy_path_is_allowed() -> None:
-    for current, target in zip(HAPPY_PATH, HAPPY_PATH[1:], strict=False):
+    for current, target in itertools.pairwise(HAPPY_PATH):
         check_transition(current, target)
 
 
