@@ -206,7 +206,9 @@ def _probe(source: Path | BinaryIO, size: int, limits: ProbeLimits) -> VideoProb
         declared_s = None if container.duration is None else container.duration / _AV_TIME_BASE
         if declared_s is not None and declared_s > limits.max_duration_s:
             raise _too_long(declared_s, limits)
-        scan = _scan(container, stream)
+        scan = (_scan_index(container, stream, size, declared_s) if fmt == _ISO_BMFF else None) or _scan(
+            container, stream
+        )
         _check_complete(scan, declared_s)
         duration_s = scan.video_span_s
         if duration_s > limits.max_duration_s:
@@ -303,6 +305,70 @@ def _too_long(duration_s: float, limits: ProbeLimits) -> MediaRejected:
         f"the recording lasts {duration_s / 3600:.2f} h; at most {limits.max_duration_s / 3600:.2f} h is "
         "accepted: split the exam into several sessions",
     )
+
+
+def _scan_index(container: InputContainer, stream: VideoStream, size: int, declared_s: float | None) -> _Scan | None:
+    """For MP4/MOV: the same facts from the sample index in the `moov` box, without reading the media data.
+
+    The index gives every sample's timestamp, byte position and size, so a file cut short shows as a sample
+    that lies past the end of the file. Only the first frames and the last keyframe are read and decoded.
+    Returns None (scan every packet instead) when the index does not cover the file, as in fragmented MP4.
+    """
+    entries = [e for e in stream.index_entries if not e.is_discard]
+    if len(entries) < 2 or declared_s is None:
+        return None
+    for other in container.streams:
+        for entry in other.index_entries:
+            if entry.pos + entry.size > size:
+                raise MediaRejected(
+                    "truncated_media",
+                    f"the file's index lists media data up to byte {entry.pos + entry.size} but the file has "
+                    f"{size} bytes: the upload was cut short; upload the complete file",
+                )
+    time_base = stream.time_base
+    if time_base is None:
+        return None
+    stamps = sorted(e.timestamp for e in entries)
+    frame = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+    span_s = float((stamps[-1] - stamps[0] + frame) * time_base)
+    if abs(span_s - declared_s) > max(_TRUNCATION_SLACK_S, 3 * span_s / len(stamps)):
+        return None  # the index covers only part of the file (fragments): read every packet instead
+    keyframes = sorted(e.timestamp for e in entries if e.is_keyframe)
+    if not keyframes:
+        return None
+    gaps = [b - a for a, b in itertools.pairwise(keyframes) if b > a]
+    head = _decode_head(container, stream)
+    container.seek(keyframes[-1], stream=stream, backward=True, any_frame=False)
+    last_keyframe: Packet[Stream] | None = next(  # type: ignore[assignment]  # a video packet is a packet
+        (p for p in container.demux(stream) if p.size and p.is_keyframe), None
+    )
+    if last_keyframe is None:
+        return None
+    return _Scan(
+        video_packets=len(entries),
+        video_span_s=span_s,
+        end_s=span_s,
+        last_packet_corrupt=False,
+        keyframe_interval_s=round(float(statistics.median(gaps) * time_base), 3) if gaps else None,
+        first_frame=head[0],
+        last_keyframe=last_keyframe,
+        last_keyframe_s=float((keyframes[-1] - stamps[0]) * time_base),
+    )
+
+
+def _decode_head(container: InputContainer, stream: VideoStream) -> list[VideoFrame]:
+    ctx = stream.codec_context
+    head: list[VideoFrame] = []
+    for count, packet in enumerate(itertools.islice(container.demux(stream), _HEAD_PACKETS), start=1):
+        if packet.size:
+            head += _decode(ctx, packet, "the first frames", count)  # type: ignore[arg-type]
+    head += _drain(ctx)
+    if not head:
+        raise MediaRejected(
+            "undecodable_media",
+            f"the first {_HEAD_PACKETS} video packets decode to no picture: the recording is corrupt; record again",
+        )
+    return head
 
 
 def _scan(container: InputContainer, stream: VideoStream) -> _Scan:

@@ -14,9 +14,11 @@ import hashlib
 import io
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import Any, BinaryIO
 
@@ -27,7 +29,7 @@ from sqlalchemy.orm import Session
 from ingest.db import Exam, ExamSession, IdempotencyKey, Job, Media, StateChange, Tenant, UploadPart, utcnow
 from ingest.event_log import parse_event_log
 from ingest.keys import SessionPrefix
-from ingest.object_store import ObjectExists, ObjectNotFound, ObjectStore
+from ingest.object_store import ObjectExists, ObjectNotFound, ObjectStore, UploadedPart
 from ingest.probe import MediaRejected, ProbeLimits, probe_video
 from ingest.schemas import (
     IngestError,
@@ -100,6 +102,67 @@ class HashingReader(io.RawIOBase):
         return self._frontier, self._hasher.hexdigest()
 
 
+@dataclass
+class _RunningHash:
+    hasher: Any
+    next_part: int = 1
+    size: int = 0
+    etags: dict[int, str] = field(default_factory=dict)
+    broken: bool = False
+
+
+class InOrderHashes:
+    """The SHA-256 of uploads, computed from the parts this process receives while they arrive in order.
+
+    Parts sent through the API pass through memory anyway; hashing them then spares `complete` reading a
+    multi-gigabyte object back from storage. It is only a shortcut: a part that arrives out of order (and
+    whose predecessor does not come within `wait_s`), a part sent twice, a part sent straight to S3, or
+    parts spread over several API processes all leave the hash broken, and `complete` reads the object
+    instead. The etags recorded here are checked against the parts S3 assembles, so the digest is always of
+    the stored bytes.
+    """
+
+    def __init__(self, wait_s: float = 2.0) -> None:
+        self._wait_s = wait_s
+        self._changed = threading.Condition()
+        self._by_media: dict[str, _RunningHash] = {}
+
+    def add(self, media_id: str, part_number: int, data: bytes | bytearray, etag: str) -> None:
+        with self._changed:
+            running = self._by_media.setdefault(media_id, _RunningHash(hashlib.sha256()))
+            if part_number < running.next_part:
+                running.broken = True  # sent again: the stored part may now differ from what was hashed
+            deadline = time.monotonic() + self._wait_s
+            while not running.broken and running.next_part != part_number:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    running.broken = True
+                    break
+                self._changed.wait(remaining)
+            if running.broken:
+                self._changed.notify_all()
+                return
+        # Only the holder of `next_part` gets here for this media, so hashing needs no lock.
+        running.hasher.update(data)
+        with self._changed:
+            running.size += len(data)
+            running.etags[part_number] = etag
+            running.next_part += 1
+            self._changed.notify_all()
+
+    def take(self, media_id: str, parts: list[UploadedPart]) -> tuple[int, str] | None:
+        """(size, hex digest) if every stored part was hashed in order, else None; forgets the media."""
+        with self._changed:
+            running = self._by_media.pop(media_id, None)
+        if running is None or running.broken or running.etags != {p.part_number: p.etag for p in parts}:
+            return None
+        return running.size, running.hasher.hexdigest()
+
+    def forget(self, media_id: str) -> None:
+        with self._changed:
+            self._by_media.pop(media_id, None)
+
+
 def part_size_for(size: int, preferred: int) -> int:
     """The preferred part size, grown in whole MiB when a file would need more than 10,000 parts."""
     needed = -(-size // MAX_PARTS)
@@ -122,6 +185,7 @@ class Uploads:
         self._db = db
         self._store = store
         self._limits = limits
+        self._hashes = InOrderHashes()
 
     # -- register ---------------------------------------------------------------------------------------
     def register(self, tenant_id: str, request: SessionCreate, idempotency_key: str | None) -> tuple[SessionOut, bool]:
@@ -294,6 +358,8 @@ class Uploads:
                 ) from None
             db.merge(UploadPart(media_id=media.id, part_number=part_number, size=len(data), etag=etag, sha256=digest))
             db.commit()
+            media_id = media.id
+        self._hashes.add(media_id, part_number, data, etag)
         return PartOut(part_number=part_number, size=len(data), etag=etag)
 
     def list_parts(self, tenant_id: str, session_id: str, kind: str) -> PartsOut:
@@ -443,6 +509,7 @@ class Uploads:
             media = db.get(Media, media_id)
             assert media is not None
             declared_size, declared_sha, count = media.declared_size, media.declared_sha256, media.part_count
+        parts: list[UploadedPart] = []
         try:
             parts = [p for p in self._store.list_parts(key, upload_id) if p.part_number <= count]
             self._store.complete_multipart(key, upload_id, parts)
@@ -454,21 +521,26 @@ class Uploads:
                 ) from None
         except ObjectExists:
             pass  # same: assembled earlier, verified below like any other
-        # One pass from storage: the probe (or the event-log parser) reads while the reader hashes.
+        hashed = self._hashes.take(media_id, parts)
         with self._store.open(key) as stored:
-            size = stored.seek(0, io.SEEK_END)
-            stored.seek(0)
-            reader = HashingReader(stored, size)
+            reader: BinaryIO = stored
+            hashing: HashingReader | None = None
+            if hashed is None:  # one pass from storage: the probe reads while the reader hashes
+                hashing = HashingReader(stored, stored.seek(0, io.SEEK_END))
+                stored.seek(0)
+                reader = io.BufferedReader(hashing)
             try:
                 if kind == "events":
-                    outcome: dict[str, Any] | MediaRejected = {
-                        "events_count": len(parse_event_log(io.BufferedReader(reader)))
-                    }
+                    outcome: dict[str, Any] | MediaRejected = {"events_count": len(parse_event_log(reader))}
                 else:
-                    outcome = probe_video(io.BufferedReader(reader), self._limits.probe).to_dict()
+                    outcome = probe_video(reader, self._limits.probe).to_dict()
             except MediaRejected as rejected:
                 outcome = rejected
-            size, digest = reader.finish()
+            if hashing is not None:
+                size, digest = hashing.finish()
+            else:
+                assert hashed is not None
+                size, digest = hashed
         # A wrong checksum or size explains any content error, so it is reported first.
         if size != declared_size:
             return MediaRejected("size_mismatch", f"{kind} assembled to {size} bytes but {declared_size} were declared")
@@ -508,6 +580,7 @@ class Uploads:
             session.deleted_at = utcnow()
             for media in session.media:
                 media.upload_id = None
+                self._hashes.forget(media.id)
             db.execute(
                 update(Job)
                 .where(Job.session_id == session.id, Job.state.in_(("queued", "running")))

@@ -1,0 +1,61 @@
+"""The in-process SHA-256 of parts arriving through the API, and every way it must give up."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+
+from ingest.object_store import UploadedPart
+from ingest.uploads import InOrderHashes
+
+PARTS = [bytes([n]) * (1000 + n) for n in range(1, 9)]
+WHOLE = b"".join(PARTS)
+
+
+def stored(count: int = len(PARTS)) -> list[UploadedPart]:
+    return [UploadedPart(n, f"etag{n}", len(PARTS[n - 1])) for n in range(1, count + 1)]
+
+
+def test_parts_in_order_give_the_whole_digest() -> None:
+    hashes = InOrderHashes()
+    for n, data in enumerate(PARTS, start=1):
+        hashes.add("m", n, data, f"etag{n}")
+    assert hashes.take("m", stored()) == (len(WHOLE), hashlib.sha256(WHOLE).hexdigest())
+    assert hashes.take("m", stored()) is None, "taken once, then forgotten"
+
+
+def test_parallel_parts_arriving_shuffled_still_hash_in_order() -> None:
+    hashes = InOrderHashes(wait_s=5)
+    order = list(range(1, len(PARTS) + 1))
+    random.Random(7).shuffle(order)
+    threads = [threading.Thread(target=hashes.add, args=("m", n, PARTS[n - 1], f"etag{n}")) for n in order]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert hashes.take("m", stored()) == (len(WHOLE), hashlib.sha256(WHOLE).hexdigest())
+
+
+def test_a_gap_that_is_never_filled_gives_up() -> None:
+    hashes = InOrderHashes(wait_s=0.05)
+    hashes.add("m", 1, PARTS[0], "etag1")
+    hashes.add("m", 3, PARTS[2], "etag3")  # part 2 went straight to S3
+    hashes.add("m", 2, PARTS[1], "etag2")
+    assert hashes.take("m", stored(3)) is None
+
+
+def test_a_part_sent_twice_gives_up() -> None:
+    hashes = InOrderHashes()
+    hashes.add("m", 1, PARTS[0], "etag1")
+    hashes.add("m", 1, b"different bytes", "etag1b")
+    assert hashes.take("m", stored(1)) is None
+
+
+def test_parts_storage_assembled_differently_give_up() -> None:
+    hashes = InOrderHashes()
+    hashes.add("m", 1, PARTS[0], "etag1")
+    hashes.add("m", 2, PARTS[1], "etag2")
+    replaced = [UploadedPart(1, "etag1", 1001), UploadedPart(2, "replaced-by-presigned-put", 1002)]
+    assert hashes.take("m", replaced) is None
+    assert hashes.take("unknown", stored()) is None
