@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -105,61 +104,78 @@ class HashingReader(io.RawIOBase):
 @dataclass
 class _RunningHash:
     hasher: Any
-    next_part: int = 1
+    next_part: int = 1  # the next part to feed the hasher
+    busy: bool = False  # a request is feeding the hasher part `next_part` (and any parked successors)
     size: int = 0
     etags: dict[int, str] = field(default_factory=dict)
+    parked: dict[int, tuple[bytes | bytearray, str]] = field(default_factory=dict)
+    parked_bytes: int = 0
     broken: bool = False
+
+    def give_up(self) -> None:
+        self.broken = True
+        self.parked.clear()
+        self.parked_bytes = 0
 
 
 class InOrderHashes:
-    """The SHA-256 of uploads, computed from the parts this process receives while they arrive in order.
+    """The SHA-256 of uploads, computed from the parts this process receives through the API.
 
-    Parts sent through the API pass through memory anyway; hashing them then spares `complete` reading a
-    multi-gigabyte object back from storage. It is only a shortcut: a part that arrives out of order (and
-    whose predecessor does not come within `wait_s`), a part sent twice, a part sent straight to S3, or
-    parts spread over several API processes all leave the hash broken, and `complete` reads the object
-    instead. The etags recorded here are checked against the parts S3 assembles, so the digest is always of
-    the stored bytes.
+    Parts pass through memory anyway; hashing them then spares `complete` reading a multi-gigabyte object
+    back from storage. A part that arrives before its predecessor is parked (at most `max_parked_bytes` per
+    upload) and hashed by the request that fills the gap, so no response waits. It is only a shortcut: a
+    part sent twice, a gap that outgrows the parking space, a part sent straight to S3, or parts spread
+    over several API processes leave the hash unusable, and `complete` reads the object instead. The etags
+    recorded here are checked against the parts S3 assembles, so the digest is always of the stored bytes.
     """
 
-    def __init__(self, wait_s: float = 2.0) -> None:
-        self._wait_s = wait_s
-        self._changed = threading.Condition()
+    def __init__(self, max_parked_bytes: int = 96 * MIB) -> None:
+        self._max_parked_bytes = max_parked_bytes
+        self._lock = threading.Lock()
         self._by_media: dict[str, _RunningHash] = {}
 
     def add(self, media_id: str, part_number: int, data: bytes | bytearray, etag: str) -> None:
-        with self._changed:
+        with self._lock:
             running = self._by_media.setdefault(media_id, _RunningHash(hashlib.sha256()))
-            if part_number < running.next_part:
-                running.broken = True  # sent again: the stored part may now differ from what was hashed
-            deadline = time.monotonic() + self._wait_s
-            while not running.broken and running.next_part != part_number:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    running.broken = True
-                    break
-                self._changed.wait(remaining)
             if running.broken:
-                self._changed.notify_all()
                 return
-        # Only the holder of `next_part` gets here for this media, so hashing needs no lock.
-        running.hasher.update(data)
-        with self._changed:
-            running.size += len(data)
-            running.etags[part_number] = etag
-            running.next_part += 1
-            self._changed.notify_all()
+            sent_twice = part_number < running.next_part or part_number in running.parked
+            if sent_twice or (part_number == running.next_part and running.busy):
+                running.give_up()  # the stored part may now differ from what was hashed
+                return
+            if part_number > running.next_part or running.busy:
+                if running.parked_bytes + len(data) > self._max_parked_bytes:
+                    running.give_up()
+                else:
+                    running.parked[part_number] = (data, etag)
+                    running.parked_bytes += len(data)
+                return
+            running.busy = True
+        while True:  # only the busy holder feeds this hasher, so hashing needs no lock
+            running.hasher.update(data)
+            with self._lock:
+                running.size += len(data)
+                running.etags[part_number] = etag
+                running.next_part = part_number = part_number + 1
+                successor = running.parked.pop(part_number, None)
+                if successor is None or running.broken:
+                    running.busy = False
+                    return
+                data, etag = successor
+                running.parked_bytes -= len(data)
 
     def take(self, media_id: str, parts: list[UploadedPart]) -> tuple[int, str] | None:
         """(size, hex digest) if every stored part was hashed in order, else None; forgets the media."""
-        with self._changed:
+        with self._lock:
             running = self._by_media.pop(media_id, None)
-        if running is None or running.broken or running.etags != {p.part_number: p.etag for p in parts}:
-            return None
-        return running.size, running.hasher.hexdigest()
+            if running is None or running.broken or running.busy:
+                return None
+            if running.etags != {p.part_number: p.etag for p in parts}:
+                return None
+            return running.size, running.hasher.hexdigest()
 
     def forget(self, media_id: str) -> None:
-        with self._changed:
+        with self._lock:
             self._by_media.pop(media_id, None)
 
 

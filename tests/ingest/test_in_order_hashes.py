@@ -26,7 +26,7 @@ def test_parts_in_order_give_the_whole_digest() -> None:
 
 
 def test_parallel_parts_arriving_shuffled_still_hash_in_order() -> None:
-    hashes = InOrderHashes(wait_s=5)
+    hashes = InOrderHashes()
     order = list(range(1, len(PARTS) + 1))
     random.Random(7).shuffle(order)
     threads = [threading.Thread(target=hashes.add, args=("m", n, PARTS[n - 1], f"etag{n}")) for n in order]
@@ -37,12 +37,19 @@ def test_parallel_parts_arriving_shuffled_still_hash_in_order() -> None:
     assert hashes.take("m", stored()) == (len(WHOLE), hashlib.sha256(WHOLE).hexdigest())
 
 
-def test_a_gap_that_is_never_filled_gives_up() -> None:
-    hashes = InOrderHashes(wait_s=0.05)
+def test_a_gap_that_is_never_filled_is_not_usable() -> None:
+    hashes = InOrderHashes()
     hashes.add("m", 1, PARTS[0], "etag1")
     hashes.add("m", 3, PARTS[2], "etag3")  # part 2 went straight to S3
-    hashes.add("m", 2, PARTS[1], "etag2")
     assert hashes.take("m", stored(3)) is None
+
+
+def test_a_gap_larger_than_the_parking_space_gives_up() -> None:
+    hashes = InOrderHashes(max_parked_bytes=2500)
+    for n in (2, 3, 4):  # 1002 + 1003 + 1004 bytes waiting for part 1
+        hashes.add("m", n, PARTS[n - 1], f"etag{n}")
+    hashes.add("m", 1, PARTS[0], "etag1")
+    assert hashes.take("m", stored(4)) is None
 
 
 def test_a_part_sent_twice_gives_up() -> None:
