@@ -33,7 +33,7 @@ from ingest.samples import write_filler_video  # noqa: E402
 from pipelines.local_server import free_port  # noqa: E402
 
 MB = 1_000_000
-ROUNDS = 3
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     )
 
     # Upload limits
-    part_size_bytes: int = Field(default=16 * MIB, ge=5 * MIB, le=512 * MIB)
+    part_size_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
     max_media_bytes: int = Field(default=20 * 1024 * MIB, ge=1)
     max_event_log_bytes: int = Field(default=16 * MIB, ge=1)
     max_recording_s: float = Field(default=6 * 3600, gt=0)
