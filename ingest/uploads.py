@@ -129,7 +129,7 @@ class InOrderHashes:
     recorded here are checked against the parts S3 assembles, so the digest is always of the stored bytes.
     """
 
-    def __init__(self, max_parked_bytes: int = 96 * MIB) -> None:
+    def __init__(self, max_parked_bytes: int = 48 * MIB) -> None:
         self._max_parked_bytes = max_parked_bytes
         self._lock = threading.Lock()
         self._by_media: dict[str, _RunningHash] = {}
