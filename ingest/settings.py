@@ -35,9 +35,6 @@ class Settings(BaseSettings):
     # Metadata database. None: SQLite at data_dir/proctor.db.
     database_url: str | None = None
 
-    # Ray: None starts a local cluster; "ray://head:10001" or "auto" joins a real one.
-    ray_address: str | None = None
-
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -52,7 +49,6 @@ class Settings(BaseSettings):
     max_recording_s: float = Field(default=6 * 3600, gt=0)
     min_video_side_px: int = Field(default=120, ge=1)
     max_video_side_px: int = Field(default=4096, ge=16)
-    upload_expiry_h: int = Field(default=72, ge=1)
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ingest.db import Exam, ExamSession, IdempotencyKey, Job, Media, StateChange, Tenant, UploadPart, utcnow
+from ingest.db import Exam, ExamSession, IdempotencyKey, Job, Media, Tenant, UploadPart, utcnow
 from ingest.event_log import parse_event_log
 from ingest.keys import SessionPrefix
 from ingest.object_store import ObjectExists, ObjectNotFound, ObjectStore, UploadedPart
@@ -660,7 +660,3 @@ class Uploads:
                 for m in session.media
             ],
         )
-
-
-def state_history(db: Session, session_id: str) -> list[StateChange]:
-    return list(db.scalars(select(StateChange).where(StateChange.session_id == session_id).order_by(StateChange.id)))
