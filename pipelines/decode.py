@@ -69,7 +69,7 @@ def decode_chunk(
     non-reference frame shifts a sample by at most a frame or two, and the reported time stays true.
     """
     interval = 1000.0 / options.sample_fps
-    next_sample = chunk.start_ms
+    next_sample = float(chunk.start_ms)
     frames: list[NDArray[np.uint8]] = []
     stamps: list[int] = []
     try:
@@ -96,7 +96,8 @@ def decode_chunk(
                     break
                 if t_ms < next_sample:  # before the chunk (the seek lands on an earlier keyframe) or between samples
                     continue
-                frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
+                rgb: NDArray[np.uint8] = frame.to_ndarray(format="rgb24", width=width, height=height)  # type: ignore[assignment]
+                frames.append(rgb)
                 stamps.append(t_ms)
                 next_sample = _next_sample_after(t_ms, chunk.start_ms, interval)
                 if len(frames) == options.batch_size:
