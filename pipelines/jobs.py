@@ -1,0 +1,193 @@
+"""The job queue in the metadata database: claim with a lease, keep it with heartbeats, retry with backoff.
+
+A worker claims one job at a time. On PostgreSQL the candidate row is locked with `FOR UPDATE SKIP LOCKED`,
+so concurrent workers never wait on each other; on SQLite (one writer at a time) the claim is a
+conditional UPDATE that re-checks the job is still free, and the row count says who won. Either way the
+claim is atomic. A worker that stops heartbeating loses its lease, and the next claimer takes the job over;
+every later write by the old worker is fenced out by checking `lease_owner`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ingest.db import ExamSession, Job, utcnow
+from ingest.states import SessionState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: str
+    session_id: str
+    kind: str
+    attempt: int
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    lease_s: float = 120.0
+    max_attempts: int = 3
+    backoff_base_s: float = 30.0
+    backoff_max_s: float = 1800.0
+
+    def __post_init__(self) -> None:
+        if self.lease_s <= 0 or self.max_attempts < 1 or self.backoff_base_s < 0:
+            raise ValueError("lease_s must be > 0, max_attempts >= 1 and backoff_base_s >= 0")
+
+    def backoff(self, attempt: int) -> timedelta:
+        return timedelta(seconds=min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)))
+
+
+class LeaseLost(RuntimeError):
+    """This worker no longer holds the job (its lease expired and another worker took it)."""
+
+
+class JobQueue:
+    def __init__(self, db: sessionmaker[Session], policy: QueuePolicy | None = None) -> None:
+        self._db = db
+        self.policy = policy or QueuePolicy()
+
+    def enqueue(self, session_id: str, kind: str = "process") -> str:
+        """Queue a job for a session (re-runs included) and move the session to `queued`."""
+        with self._db() as db:
+            session = db.get(ExamSession, session_id)
+            if session is None:
+                raise ValueError(f"no session {session_id!r} to enqueue")
+            db.add(session.move_to(SessionState.QUEUED))
+            job = Job(session_id=session_id, kind=kind, max_attempts=self.policy.max_attempts)
+            db.add(job)
+            db.commit()
+            return job.id
+
+    def claim(self, worker_id: str) -> ClaimedJob | None:
+        """Take the oldest runnable job (queued, or running under an expired lease), or None."""
+        with self._db() as db:
+            for _ in range(10):  # lost races on SQLite: try the next candidate
+                now = utcnow()
+                candidates = (
+                    select(Job.id)
+                    .where(
+                        or_(
+                            (Job.state == "queued") & (Job.run_after <= now),
+                            (Job.state == "running") & (Job.lease_expires_at < now),
+                        )
+                    )
+                    .order_by(Job.run_after, Job.created_at)
+                    .limit(1)
+                )
+                if db.bind is not None and db.bind.dialect.name == "postgresql":
+                    candidates = candidates.with_for_update(skip_locked=True)
+                job_id = db.scalar(candidates)
+                if job_id is None:
+                    db.rollback()
+                    return None
+                claimed = self._take(db, job_id, worker_id, now)
+                if claimed is not None:
+                    return claimed
+                db.rollback()
+        return None
+
+    def _take(self, db: Session, job_id: str, worker_id: str, now: datetime) -> ClaimedJob | None:
+        lease_until = now + timedelta(seconds=self.policy.lease_s)
+        taken: Any = db.execute(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                or_(
+                    (Job.state == "queued") & (Job.run_after <= now),
+                    (Job.state == "running") & (Job.lease_expires_at < now),
+                ),
+            )
+            .values(
+                state="running",
+                lease_owner=worker_id,
+                lease_expires_at=lease_until,
+                attempts=Job.attempts + 1,
+                updated_at=now,
+            )
+        )
+        if taken.rowcount != 1:
+            return None
+        job = db.get(Job, job_id)
+        assert job is not None
+        db.refresh(job)
+        session = db.get(ExamSession, job.session_id)
+        if job.attempts > job.max_attempts:
+            # Taken over from workers that kept dying: give up rather than loop forever.
+            job.state, job.lease_owner = "failed", None
+            job.last_error = f"gave up after {job.max_attempts} attempts; last: {job.last_error or 'worker lost'}"
+            if session is not None and session.state == SessionState.PROCESSING:
+                db.add(session.move_to(SessionState.FAILED, code="processing_failed", reason=job.last_error))
+            db.commit()
+            log.error("job failed for good", extra={"job_id": job_id, "session_id": job.session_id})
+            return None
+        if session is not None and session.state == SessionState.QUEUED:
+            db.add(session.move_to(SessionState.PROCESSING))
+        db.commit()
+        log.info(
+            "job claimed",
+            extra={"job_id": job_id, "session_id": job.session_id, "worker": worker_id, "attempt": job.attempts},
+        )
+        return ClaimedJob(job.id, job.session_id, job.kind, job.attempts, lease_until)
+
+    def heartbeat(self, job: ClaimedJob, worker_id: str) -> datetime:
+        """Extend the lease; raises `LeaseLost` if another worker has taken the job."""
+        until = utcnow() + timedelta(seconds=self.policy.lease_s)
+        with self._db() as db:
+            self._owned_update(db, job, worker_id, lease_expires_at=until, updated_at=utcnow())
+            db.commit()
+        return until
+
+    def succeed(self, job: ClaimedJob, worker_id: str) -> None:
+        with self._db() as db:
+            self._owned_update(db, job, worker_id, state="done", lease_owner=None, updated_at=utcnow())
+            session = db.get(ExamSession, job.session_id)
+            if session is not None and session.state == SessionState.PROCESSING:
+                db.add(session.move_to(SessionState.PROCESSED))
+            db.commit()
+
+    def fail(self, job: ClaimedJob, worker_id: str, reason: str, *, retryable: bool = True) -> bool:
+        """Record a failure; returns True if the job will be retried (after a backoff), False if it failed."""
+        with self._db() as db:
+            row = db.get(Job, job.id)
+            assert row is not None
+            retry = retryable and job.attempt < row.max_attempts
+            values: dict[str, Any] = {"last_error": reason[:4000], "lease_owner": None, "updated_at": utcnow()}
+            if retry:
+                values |= {"state": "queued", "run_after": utcnow() + self.policy.backoff(job.attempt)}
+            else:
+                values |= {"state": "failed"}
+            self._owned_update(db, job, worker_id, **values)
+            session = db.get(ExamSession, job.session_id)
+            if session is not None and session.state == SessionState.PROCESSING:
+                target = SessionState.QUEUED if retry else SessionState.FAILED
+                db.add(session.move_to(target, code=None if retry else "processing_failed", reason=reason[:4000]))
+            db.commit()
+        log.warning(
+            "job failed",
+            extra={
+                "job_id": job.id,
+                "session_id": job.session_id,
+                "attempt": job.attempt,
+                "retry": retry,
+                "reason": reason[:500],
+            },
+        )
+        return retry
+
+    def _owned_update(self, db: Session, job: ClaimedJob, worker_id: str, **values: Any) -> None:
+        result: Any = db.execute(
+            update(Job).where(Job.id == job.id, Job.lease_owner == worker_id, Job.state == "running").values(**values)
+        )
+        if result.rowcount != 1:
+            db.rollback()
+            raise LeaseLost(f"worker {worker_id} no longer holds job {job.id}: its lease expired and it was taken over")

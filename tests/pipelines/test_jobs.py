@@ -1,0 +1,165 @@
+"""The job queue on SQLite and PostgreSQL: exclusive claims, leases, fencing, retries."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from ingest.db import Exam, ExamSession, Job, Tenant, make_engine, make_sessionmaker, migrate
+from ingest.states import SessionState
+from pipelines.jobs import JobQueue, LeaseLost, QueuePolicy
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[sessionmaker[Session]]:
+    migrate(database_url)
+    engine = make_engine(database_url)
+    factory = make_sessionmaker(engine)
+    with factory() as s:  # the PostgreSQL database is shared by the run: start from an empty queue
+        s.execute(delete(Job))
+        s.commit()
+    yield factory
+    engine.dispose()
+
+
+def validated_session(db: sessionmaker[Session]) -> str:
+    with db() as s:
+        tenant = Tenant(slug=f"t-{uuid.uuid4().hex[:8]}", name="t")
+        s.add(tenant)
+        s.flush()
+        exam = Exam(tenant_id=tenant.id, external_id="e")
+        s.add(exam)
+        s.flush()
+        session = ExamSession(
+            tenant_id=tenant.id,
+            exam_id=exam.id,
+            candidate_id="c",
+            attempt_id=uuid.uuid4().hex,
+            started_at=datetime.now(UTC),
+            state=SessionState.VALIDATED.value,
+        )
+        s.add(session)
+        s.commit()
+        return session.id
+
+
+def state_of(db: sessionmaker[Session], session_id: str) -> str:
+    with db() as s:
+        row = s.get(ExamSession, session_id)
+        assert row is not None
+        return row.state
+
+
+def expire_leases(db: sessionmaker[Session]) -> None:
+    with db() as s:
+        s.execute(update(Job).values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        s.commit()
+
+
+def test_claim_runs_and_completes_a_job(db: sessionmaker[Session]) -> None:
+    queue = JobQueue(db)
+    sid = validated_session(db)
+    queue.enqueue(sid)
+    assert state_of(db, sid) == "queued"
+    job = queue.claim("w1")
+    assert job is not None and job.session_id == sid and job.attempt == 1
+    assert state_of(db, sid) == "processing"
+    assert queue.claim("w2") is None, "a held job is not handed out twice"
+    queue.heartbeat(job, "w1")
+    queue.succeed(job, "w1")
+    assert state_of(db, sid) == "processed"
+    assert queue.claim("w2") is None
+
+
+def test_concurrent_workers_never_claim_the_same_job(db: sessionmaker[Session]) -> None:
+    queue = JobQueue(db)
+    sessions = [validated_session(db) for _ in range(6)]
+    for sid in sessions:
+        queue.enqueue(sid)
+    claimed: list[str] = []
+    barrier = threading.Barrier(4)
+
+    def work(worker: str) -> None:
+        barrier.wait()
+        while (job := queue.claim(worker)) is not None:
+            claimed.append(job.id)
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(claimed) == 6 and len(set(claimed)) == 6
+
+
+def test_a_dead_workers_job_is_taken_over_and_the_old_worker_is_fenced_out(db: sessionmaker[Session]) -> None:
+    queue = JobQueue(db)
+    sid = validated_session(db)
+    queue.enqueue(sid)
+    first = queue.claim("dies")
+    assert first is not None
+    expire_leases(db)  # the worker stopped heartbeating
+    second = queue.claim("survivor")
+    assert second is not None and second.id == first.id and second.attempt == 2
+    with pytest.raises(LeaseLost, match="taken over"):
+        queue.heartbeat(first, "dies")
+    with pytest.raises(LeaseLost):
+        queue.succeed(first, "dies")
+    queue.succeed(second, "survivor")
+    assert state_of(db, sid) == "processed"
+
+
+def test_failures_retry_with_backoff_then_fail_with_the_reason(db: sessionmaker[Session]) -> None:
+    queue = JobQueue(db, QueuePolicy(max_attempts=2, backoff_base_s=0.0))
+    sid = validated_session(db)
+    queue.enqueue(sid)
+    job = queue.claim("w")
+    assert job is not None
+    assert queue.fail(job, "w", "decoder crashed") is True
+    assert state_of(db, sid) == "queued"
+    job = queue.claim("w")
+    assert job is not None and job.attempt == 2
+    assert queue.fail(job, "w", "decoder crashed again") is False
+    with db() as s:
+        row = s.get(ExamSession, sid)
+        assert row is not None and row.state == "failed" and row.reason == "decoder crashed again"
+    assert queue.claim("w") is None
+
+
+def test_backoff_delays_the_retry(db: sessionmaker[Session]) -> None:
+    queue = JobQueue(db, QueuePolicy(backoff_base_s=60))
+    queue.enqueue(validated_session(db))
+    job = queue.claim("w")
+    assert job is not None
+    queue.fail(job, "w", "transient")
+    assert queue.claim("w") is None, "not before the backoff has passed"
+    assert QueuePolicy(backoff_base_s=30).backoff(3) == timedelta(seconds=120)
+
+
+def test_non_retryable_failure_fails_at_once(db: sessionmaker[Session]) -> None:
+    queue = JobQueue(db)
+    sid = validated_session(db)
+    queue.enqueue(sid)
+    job = queue.claim("w")
+    assert job is not None
+    assert queue.fail(job, "w", "corrupt bytes at 31.0 s", retryable=False) is False
+    assert state_of(db, sid) == "failed"
+
+
+def test_workers_that_keep_dying_end_in_failure(db: sessionmaker[Session]) -> None:
+    queue = JobQueue(db, QueuePolicy(max_attempts=2))
+    sid = validated_session(db)
+    queue.enqueue(sid)
+    for _ in range(2):
+        assert queue.claim("w") is not None
+        expire_leases(db)
+    assert queue.claim("w") is None
+    with db() as s:
+        row = s.get(ExamSession, sid)
+        assert row is not None and row.state == "failed" and "gave up after 2 attempts" in (row.reason or "")
