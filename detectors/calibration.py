@@ -113,9 +113,10 @@ def looking_away_score(signals: Signals, config: AwayConfig | None = None) -> Fl
     """Per-frame looking-away score: the largest deviation from the calibration, in tolerances.
 
     ``>= 1`` means beyond a tolerance on at least one of yaw, pitch, horizontal or vertical eye
-    gaze. NaN means unknown (no usable face, or a session too short to calibrate), never away.
-    Eye gaze missing on a frame (iris not run, or held value too old) leaves the head pose alone
-    to decide.
+    gaze. NaN means unknown (no face, or a session too short to calibrate), never away. Eye gaze
+    missing on a frame (iris not run, or held value too old) leaves the head pose alone to
+    decide; where the mesh was unusable but the face was detected (near profile), the coarse
+    keypoint yaw (``head_yaw_coarse_deg``, optional column) decides alone.
     """
     cfg = config or AwayConfig()
     cal = calibrate(signals, cfg)
@@ -137,6 +138,11 @@ def looking_away_score(signals: Signals, config: AwayConfig | None = None) -> Fl
     score = np.full(n, np.nan)
     if np.any(head_known):
         score[head_known] = np.nanmax(stacked[:, head_known], axis=0)
+    if "head_yaw_coarse_deg" in signals.columns:
+        # Near profile only BlazeFace's keypoints are left; they measure yaw alone.
+        coarse = np.abs(signals["head_yaw_coarse_deg"] - cal.yaw_deg) / cfg.yaw_deg
+        use = ~head_known & np.isfinite(coarse)
+        score[use] = coarse[use]
     return score
 
 

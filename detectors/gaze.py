@@ -27,7 +27,15 @@ from models import resolve_model
 
 from .blazeface import SHORT_RANGE, BlazeFace, Faces
 from .face_presence import rate_mask
-from .geometry import EYE_CORNERS, eye_gaze, eye_openness, head_pose, map_points, rect_from_points
+from .geometry import (
+    EYE_CORNERS,
+    eye_gaze,
+    eye_openness,
+    head_pose,
+    map_points,
+    rect_from_points,
+    yaw_from_keypoints,
+)
 from .mesh import ROI_SCALE, FaceMesh, Roi, roi_from_box, warp_crop
 from .runtime import RuntimeConfig, create_session
 from .seams import FrameBatch, Signals
@@ -45,6 +53,8 @@ COLUMNS = {
     "eye_gaze_v": "iris offset across the eye, in eye widths, > 0 up",
     "eye_openness": "lid gap over eye width, both eyes averaged (open ~0.3, closed < 0.1)",
     "gaze_face_size_px": "side of the landmark ROI in frame pixels (about 1.5x the face)",
+    "head_yaw_coarse_deg": "yaw from BlazeFace keypoints, only where a face was detected but the mesh "
+    "was unusable (near profile); same sign as head_yaw_deg, NaN elsewhere",
 }
 
 IRIS_SIZE = 64
@@ -98,14 +108,21 @@ class GazeDetector:
 
     # -- stages ---------------------------------------------------------------------------------
 
-    def roi_from_detection(self, faces: Faces) -> Roi | None:
-        """The largest face that passes the score and size thresholds, as a mesh ROI."""
+    def main_face(self, faces: Faces) -> int | None:
+        """Index of the most confident face that passes the score and size thresholds.
+
+        Most confident, not largest: on blurry upscaled stills a large spurious box can pass the
+        threshold, while the candidate's face is almost always the surest detection.
+        """
         ok = (faces.scores >= self.config.min_face_score) & (faces.sizes >= self.config.min_face_px)
         if not np.any(ok):
             return None
-        chosen = faces.select(ok)
-        i = int(np.argmax(chosen.sizes))
-        return roi_from_box(chosen.boxes[i], chosen.keypoints[i, :2])
+        return int(np.argmax(np.where(ok, faces.scores, -1.0)))
+
+    def roi_from_detection(self, faces: Faces) -> Roi | None:
+        """The main face as a mesh ROI."""
+        i = self.main_face(faces)
+        return None if i is None else roi_from_box(faces.boxes[i], faces.keypoints[i, :2])
 
     def run_iris(self, frame: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.float64]:
         """Iris centres (2, 2) in frame pixels: image-left eye first, then image-right eye."""
@@ -137,12 +154,17 @@ class GazeDetector:
         for i, frame in enumerate(batch.frames):
             mesh = self.mesh(frame, track) if track is not None else None
             if mesh is None or mesh.score < cfg.min_landmark_score:
-                roi = self.roi_from_detection(self.detector.detect([frame], cfg.min_face_score, 0.3)[0])
-                mesh = self.mesh(frame, roi) if roi is not None else None
-            if mesh is None or mesh.score < cfg.min_landmark_score:
-                track = None
-                if mesh is not None:
+                faces = self.detector.detect([frame], cfg.min_face_score, 0.3)[0]
+                main = self.main_face(faces)
+                mesh = None
+                if main is not None:
+                    mesh = self.mesh(frame, roi_from_box(faces.boxes[main], faces.keypoints[main, :2]))
+                if mesh is not None and mesh.score < cfg.min_landmark_score:
                     cols["landmark_score"][i] = mesh.score
+                    cols["head_yaw_coarse_deg"][i] = yaw_from_keypoints(faces.keypoints[main].astype(np.float64))
+                    mesh = None
+            if mesh is None:
+                track = None
                 continue
             lm = mesh.landmarks
             track = rect_from_points(lm[:, :2], 33, 263, ROI_SCALE) if cfg.track else None
