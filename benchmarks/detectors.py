@@ -72,9 +72,14 @@ def model_rows(threads: int) -> dict[str, list[float]]:
             x = np.random.default_rng(0).uniform(0, 1, (b, *info.input_shape[1:])).astype(np.float32)
             reps = max(1, FRAMES // b)
 
-            def run(x: np.ndarray = x, reps: int = reps) -> None:
+            def run(
+                x: np.ndarray = x,
+                reps: int = reps,
+                session: ort.InferenceSession = session,
+                name: str = inp.name,
+            ) -> None:
                 for _ in range(reps):
-                    session.run(None, {inp.name: x})
+                    session.run(None, {name: x})
 
             cells.append(best_ms_per_frame(run, reps * b))
         rows[f"model {name}"] = cells

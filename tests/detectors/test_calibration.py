@@ -136,3 +136,15 @@ def test_away_events_refuses_inverted_hysteresis() -> None:
 def test_config_validation(kwargs: dict[str, Any], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         AwayConfig(**kwargs)
+
+
+def test_coarse_keypoint_yaw_decides_where_the_mesh_failed() -> None:
+    yaw = np.zeros(100)
+    yaw[40:60] = np.nan  # near profile: no mesh
+    s = session(yaw, pitch=np.where(np.isnan(yaw), np.nan, 0.0))
+    coarse = np.full(100, np.nan)
+    coarse[40:60] = -50.0
+    with_coarse = Signals(s.timestamps_ms, {**s.columns, "head_yaw_coarse_deg": coarse})
+    score = looking_away_score(with_coarse)
+    assert (score[40:60] == pytest.approx(2.0)) and np.isfinite(score).all()
+    assert len(away_events(with_coarse.timestamps_ms, score)) == 1
