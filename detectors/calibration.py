@@ -33,14 +33,15 @@ class AwayConfig:
 
     Defaults: a head turned 25 degrees sideways or 20 up/down is away. Eye gaze uses the data
     README's measurement: centred eyes stay within 0.03 eye widths of centre, averted ones reach
-    0.08-0.12, so 0.06 sits between. Vertical eye gaze is noisier (lids move with it) and is
-    weighted by a wider tolerance.
+    0.08-0.12, so 0.06 sits between. Vertical eye gaze is off by default (``gaze_v=None``): it
+    moves with the lids and the expression, and on the dev set it raised most of the false
+    alarms (forward-facing stills with another expression) while no label needs it.
     """
 
     yaw_deg: float = 25.0
     pitch_deg: float = 20.0
     gaze_h: float = 0.06
-    gaze_v: float = 0.12
+    gaze_v: float | None = None
     hold_gaze_ms: int = 400
     """Eye gaze is measured at a lower rate; hold each measurement this long."""
     min_frames: int = 20
@@ -48,6 +49,8 @@ class AwayConfig:
 
     def __post_init__(self) -> None:
         for name in ("yaw_deg", "pitch_deg", "gaze_h", "gaze_v"):
+            if name == "gaze_v" and self.gaze_v is None:
+                continue
             if not getattr(self, name) > 0:
                 raise ValueError(f"AwayConfig.{name}: expected > 0, found {getattr(self, name)}")
         if self.hold_gaze_ms < 0 or self.min_frames < 1:
@@ -104,7 +107,7 @@ def calibrate(signals: Signals, config: AwayConfig) -> Calibration:
         yaw_deg=robust_centre(yaw, config.yaw_deg),
         pitch_deg=robust_centre(signals["head_pitch_deg"], config.pitch_deg),
         gaze_h=robust_centre(signals["eye_gaze_h"], config.gaze_h),
-        gaze_v=robust_centre(signals["eye_gaze_v"], config.gaze_v),
+        gaze_v=float("nan") if config.gaze_v is None else robust_centre(signals["eye_gaze_v"], config.gaze_v),
         frames=usable,
     )
 
@@ -128,7 +131,9 @@ def looking_away_score(signals: Signals, config: AwayConfig | None = None) -> Fl
         np.abs(signals["head_yaw_deg"] - cal.yaw_deg) / cfg.yaw_deg,
         np.abs(signals["head_pitch_deg"] - cal.pitch_deg) / cfg.pitch_deg,
     ]
-    eyes = (("eye_gaze_h", cal.gaze_h, cfg.gaze_h), ("eye_gaze_v", cal.gaze_v, cfg.gaze_v))
+    eyes = [("eye_gaze_h", cal.gaze_h, cfg.gaze_h)]
+    if cfg.gaze_v is not None:
+        eyes.append(("eye_gaze_v", cal.gaze_v, cfg.gaze_v))
     for column, centre, tol in eyes:
         if np.isfinite(centre):
             held = hold_last(ts, signals[column], cfg.hold_gaze_ms)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
@@ -52,6 +53,8 @@ COLUMNS = {
     "eye_gaze_h": "iris offset from the eye centre along the eye, in eye widths, > 0 toward image right",
     "eye_gaze_v": "iris offset across the eye, in eye widths, > 0 up",
     "eye_openness": "lid gap over eye width, both eyes averaged (open ~0.3, closed < 0.1)",
+    "eye_detail": "Laplacian variance over intensity variance of the 64x64 eye crops (both eyes); "
+    "NaN where iris did not run. Below min_eye_detail the eye gaze is NaN",
     "gaze_face_size_px": "side of the landmark ROI in frame pixels (about 1.5x the face)",
     "head_yaw_coarse_deg": "yaw from BlazeFace keypoints, only where a face was detected but the mesh "
     "was unusable (near profile); same sign as head_yaw_deg, NaN elsewhere",
@@ -77,6 +80,10 @@ class GazeConfig:
     """Run iris at most once per this many ms of video (0 = every frame)."""
     track: bool = True
     """Reuse the previous frame's landmarks as the ROI instead of detecting on every frame."""
+    min_eye_detail: float = 0.015
+    """Eye crops with less detail than this give no eye gaze (unknown). Measured on the dev set:
+    webcam video 0.03-0.06 (also darkened to gamma 0.4), blurry upscaled stills 0.004-0.006,
+    where the iris model returned noise that raised false looking-away alarms."""
 
     def __post_init__(self) -> None:
         for name in ("min_face_score", "min_landmark_score"):
@@ -85,6 +92,8 @@ class GazeConfig:
                 raise ValueError(f"GazeConfig.{name}: expected a value in (0, 1), found {value}")
         if self.min_face_px < 0:
             raise ValueError(f"GazeConfig.min_face_px: expected >= 0, found {self.min_face_px}")
+        if self.min_eye_detail < 0:
+            raise ValueError(f"GazeConfig.min_eye_detail: expected >= 0, found {self.min_eye_detail}")
         if self.iris_every_ms < 0:
             raise ValueError(f"GazeConfig.iris_every_ms: expected >= 0, found {self.iris_every_ms}")
 
@@ -124,16 +133,25 @@ class GazeDetector:
         i = self.main_face(faces)
         return None if i is None else roi_from_box(faces.boxes[i], faces.keypoints[i, :2])
 
-    def run_iris(self, frame: NDArray[np.uint8], lm: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Iris centres (2, 2) in frame pixels: image-left eye first, then image-right eye."""
+    def run_iris(
+        self, frame: NDArray[np.uint8], lm: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], float]:
+        """Iris centres (2, 2) in frame pixels (image-left eye first) and the eye crops' detail.
+
+        Detail is the Laplacian variance over the intensity variance of the grey crops: it does
+        not change when the light dims, but collapses when the eyes are blurred or upscaled.
+        """
         assert self.iris is not None
         crops = np.empty((2, IRIS_SIZE, IRIS_SIZE, 3), np.float32)
         affines = []
+        details = []
         for k, (a, b) in enumerate(EYE_CORNERS):
             crop, affine = warp_crop(frame, rect_from_points(lm[[a, b], :2], 0, 1, IRIS_ROI_SCALE), IRIS_SIZE)
             # The model was trained on one eye; MediaPipe mirrors the image-right eye to match.
             crops[k] = (crop[:, ::-1] if k == 1 else crop).astype(np.float32) * (1.0 / 255.0)
             affines.append(affine)
+            grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            details.append(float(cv2.Laplacian(grey, cv2.CV_32F).var()) / max(float(grey.var()), 1e-6))
         _, iris = self.iris.run(None, {self.iris.get_inputs()[0].name: crops})
         out = np.empty((2, 2))
         for k in range(2):
@@ -141,7 +159,7 @@ class GazeDetector:
             if k == 1:
                 u = 1.0 - u
             out[k] = map_points(affines[k], np.array([[u, v]]))[0]
-        return out
+        return out, float(np.mean(details))
 
     # -- detector -------------------------------------------------------------------------------
 
@@ -161,7 +179,9 @@ class GazeDetector:
                     mesh = self.mesh(frame, roi_from_box(faces.boxes[main], faces.keypoints[main, :2]))
                 if mesh is not None and mesh.score < cfg.min_landmark_score:
                     cols["landmark_score"][i] = mesh.score
-                    cols["head_yaw_coarse_deg"][i] = yaw_from_keypoints(faces.keypoints[main].astype(np.float64))
+                    cols["head_yaw_coarse_deg"][i] = yaw_from_keypoints(
+                        faces.keypoints[main].astype(np.float64)
+                    )
                     mesh = None
             if mesh is None:
                 track = None
@@ -176,7 +196,8 @@ class GazeDetector:
             cols["eye_openness"][i] = eye_openness(lm)
             cols["gaze_face_size_px"][i] = mesh.roi_size
             if self.iris is not None and iris_due[i]:
-                h, v = eye_gaze(lm, self.run_iris(frame, lm))
-                cols["eye_gaze_h"][i] = h
-                cols["eye_gaze_v"][i] = v
+                irises, detail = self.run_iris(frame, lm)
+                cols["eye_detail"][i] = detail
+                if detail >= cfg.min_eye_detail:
+                    cols["eye_gaze_h"][i], cols["eye_gaze_v"][i] = eye_gaze(lm, irises)
         return Signals(batch.timestamps_ms, cols)

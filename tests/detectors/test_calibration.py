@@ -131,7 +131,12 @@ def test_away_events_refuses_inverted_hysteresis() -> None:
 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
-    [({"yaw_deg": 0.0}, "yaw_deg"), ({"gaze_h": -1.0}, "gaze_h"), ({"min_frames": 0}, "min_frames")],
+    [
+        ({"yaw_deg": 0.0}, "yaw_deg"),
+        ({"gaze_h": -1.0}, "gaze_h"),
+        ({"gaze_v": 0.0}, "gaze_v"),
+        ({"min_frames": 0}, "min_frames"),
+    ],
 )
 def test_config_validation(kwargs: dict[str, Any], error: str) -> None:
     with pytest.raises(ValueError, match=error):

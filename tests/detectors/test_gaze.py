@@ -43,7 +43,8 @@ def test_landmarks_iris_and_pose_match_mediapipe_face_mesh(
     face_px = roi[1] / 1.5
     err = np.linalg.norm(mesh.landmarks[:, :2] - theirs[:468, :2], axis=1)
     assert err.mean() < 0.015 * face_px and err.max() < 0.04 * face_px
-    irises = gaze.run_iris(img, mesh.landmarks)
+    irises, detail = gaze.run_iris(img, mesh.landmarks)
+    assert detail > 0.02
     # MediaPipe's refined mesh: 468 is the image-left eye's iris centre, 473 the image-right one's
     assert np.linalg.norm(irises - theirs[[468, 473], :2], axis=1).max() < 0.01 * face_px
     assert np.allclose(head_pose(mesh.landmarks), head_pose(theirs[:468]), atol=3.0)
@@ -93,6 +94,17 @@ def test_mirror_flips_yaw_roll_and_eye_gaze(
     assert b["head_roll_deg"][0] == pytest.approx(-a["head_roll_deg"][0], abs=3.0)
     assert b["head_pitch_deg"][0] == pytest.approx(a["head_pitch_deg"][0], abs=3.0)
     assert b["eye_gaze_h"][0] == pytest.approx(-a["eye_gaze_h"][0], abs=0.05)
+
+
+def test_blurred_eyes_give_unknown_eye_gaze_but_keep_head_pose(gaze: GazeDetector, grace: Image) -> None:
+    """An image rebuilt from 1/8 of its resolution, like the upscaled CMU stills, has no iris detail."""
+    h, w = grace.shape[:2]
+    small = cv2.resize(grace, (w // 8, h // 8), interpolation=cv2.INTER_AREA)
+    blurry = np.ascontiguousarray(cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC))
+    s = gaze(batch_of(blurry))
+    assert np.isfinite(s["head_yaw_deg"][0])
+    assert s["eye_detail"][0] < GazeConfig().min_eye_detail
+    assert np.isnan(s["eye_gaze_h"][0])
 
 
 def test_no_face_is_unknown_not_away(gaze: GazeDetector, no_face: Image) -> None:
