@@ -118,8 +118,9 @@ def looking_away_score(signals: Signals, config: AwayConfig | None = None) -> Fl
     ``>= 1`` means beyond a tolerance on at least one of yaw, pitch, horizontal or vertical eye
     gaze. NaN means unknown (no face, or a session too short to calibrate), never away. Eye gaze
     missing on a frame (iris not run, or held value too old) leaves the head pose alone to
-    decide; where the mesh was unusable but the face was detected (near profile), the coarse
-    keypoint yaw (``head_yaw_coarse_deg``, optional column) decides alone.
+    decide; where the mesh was unusable but the face was detected (near profile, far up), the
+    coarse keypoint angles (``head_yaw_coarse_deg``, ``head_pitch_coarse_deg``, optional
+    columns) decide alone.
     """
     cfg = config or AwayConfig()
     cal = calibrate(signals, cfg)
@@ -143,11 +144,20 @@ def looking_away_score(signals: Signals, config: AwayConfig | None = None) -> Fl
     score = np.full(n, np.nan)
     if np.any(head_known):
         score[head_known] = np.nanmax(stacked[:, head_known], axis=0)
-    if "head_yaw_coarse_deg" in signals.columns:
-        # Near profile only BlazeFace's keypoints are left; they measure yaw alone.
-        coarse = np.abs(signals["head_yaw_coarse_deg"] - cal.yaw_deg) / cfg.yaw_deg
-        use = ~head_known & np.isfinite(coarse)
-        score[use] = coarse[use]
+    coarse_parts = [
+        np.abs(signals[column] - centre) / tol
+        for column, centre, tol in (
+            ("head_yaw_coarse_deg", cal.yaw_deg, cfg.yaw_deg),
+            ("head_pitch_coarse_deg", cal.pitch_deg, cfg.pitch_deg),
+        )
+        if column in signals.columns
+    ]
+    if coarse_parts:
+        # Near profile or tilted far up only BlazeFace's keypoints are left.
+        coarse = np.vstack(coarse_parts)
+        use = ~head_known & np.isfinite(coarse).any(axis=0)
+        if np.any(use):
+            score[use] = np.nanmax(coarse[:, use], axis=0)
     return score
 
 
@@ -164,11 +174,15 @@ def away_events(
 
     An event opens when the score reaches ``enter`` and stays open while it is at least
     ``leave``; unknown (NaN) frames keep it open for at most ``max_unknown_ms``. Events shorter
-    than ``min_duration_ms`` are dropped: a glance at the keyboard is not an event. ``end_ms`` is
-    the time of the last frame in the event.
+    than ``min_duration_ms`` are dropped: a glance at the keyboard is not an event. An event's
+    duration counts its frames' display time (last minus first timestamp, plus one median frame
+    interval), so five frames at 5 fps last one second. ``end_ms`` is the time of the last frame
+    in the event.
     """
     if leave > enter:
         raise ValueError(f"away_events: expected leave <= enter, found leave={leave}, enter={enter}")
+    step = int(np.median(np.diff(timestamps_ms))) if len(timestamps_ms) > 1 else 0
+    min_span = min_duration_ms - step
     events: list[tuple[int, int]] = []
     start: int | None = None
     last_in: int | None = None
@@ -183,9 +197,9 @@ def away_events(
         elif s != s and t - last_in <= max_unknown_ms:  # NaN: unknown, tolerated briefly
             continue
         else:
-            if last_in - start >= min_duration_ms:
+            if last_in - start >= min_span:
                 events.append((start, last_in))
             start = last_in = None
-    if start is not None and last_in is not None and last_in - start >= min_duration_ms:
+    if start is not None and last_in is not None and last_in - start >= min_span:
         events.append((start, last_in))
     return events

@@ -34,6 +34,7 @@ from .geometry import (
     eye_openness,
     head_pose,
     map_points,
+    pitch_from_keypoints,
     rect_from_points,
     yaw_from_keypoints,
 )
@@ -58,6 +59,7 @@ COLUMNS = {
     "gaze_face_size_px": "side of the landmark ROI in frame pixels (about 1.5x the face)",
     "head_yaw_coarse_deg": "yaw from BlazeFace keypoints, only where a face was detected but the mesh "
     "was unusable (near profile); same sign as head_yaw_deg, NaN elsewhere",
+    "head_pitch_coarse_deg": "pitch from BlazeFace keypoints, on the same frames as head_yaw_coarse_deg",
 }
 
 IRIS_SIZE = 64
@@ -179,9 +181,9 @@ class GazeDetector:
                     mesh = self.mesh(frame, roi_from_box(faces.boxes[main], faces.keypoints[main, :2]))
                 if mesh is not None and mesh.score < cfg.min_landmark_score:
                     cols["landmark_score"][i] = mesh.score
-                    cols["head_yaw_coarse_deg"][i] = yaw_from_keypoints(
-                        faces.keypoints[main].astype(np.float64)
-                    )
+                    keypoints = faces.keypoints[main].astype(np.float64)
+                    cols["head_yaw_coarse_deg"][i] = yaw_from_keypoints(keypoints)
+                    cols["head_pitch_coarse_deg"][i] = pitch_from_keypoints(keypoints)
                     mesh = None
             if mesh is None:
                 track = None

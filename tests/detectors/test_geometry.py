@@ -7,14 +7,21 @@ import math
 import numpy as np
 import pytest
 
-from detectors.geometry import crop_to_image, map_points, rect_from_points, yaw_from_keypoints
+from detectors.geometry import (
+    crop_to_image,
+    map_points,
+    pitch_from_keypoints,
+    rect_from_points,
+    yaw_from_keypoints,
+)
 
 
-def keypoints(nose_x: float, eye_dx: float = 1.0) -> np.ndarray:
+def keypoints(nose_x: float, eye_dx: float = 1.0, nose_y: float = 0.5, mouth_y: float = 1.0) -> np.ndarray:
     kp = np.zeros((6, 2))
     kp[0] = (-eye_dx / 2, 0.0)
     kp[1] = (eye_dx / 2, 0.0)
-    kp[2] = (nose_x, 0.5)
+    kp[2] = (nose_x, nose_y)
+    kp[3] = (0.0, mouth_y)
     return kp
 
 
@@ -50,3 +57,20 @@ def test_rect_from_points_is_tight_when_rotated() -> None:
     assert angle == pytest.approx(math.pi / 4)
     assert size == pytest.approx(math.hypot(10, 10))
     np.testing.assert_allclose(centre, [5, 5], atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("nose_y", "mouth_y", "expected"),
+    [
+        (0.5, 1.0, -2.0),  # level: nose half way from eyes to mouth
+        (0.3, 1.0, 18.8),  # tilted up: nose near the eye line
+        (0.6, 2.0, 18.8),  # scale-free
+        (0.5, 0.0, math.nan),  # degenerate
+    ],
+)
+def test_pitch_from_keypoints(nose_y: float, mouth_y: float, expected: float) -> None:
+    got = pitch_from_keypoints(keypoints(0.0, 1.0, nose_y, mouth_y))
+    if math.isnan(expected):
+        assert math.isnan(got)
+    else:
+        assert got == pytest.approx(expected, abs=0.1)
