@@ -1,11 +1,10 @@
 """Gaze and head pose: face mesh (+ iris) -> head yaw/pitch/roll and eye-in-head gaze per frame.
 
-The path follows MediaPipe's face mesh graph: a BlazeFace detection (or, on the next frame, the
+The path follows MediaPipe's face mesh graph: a BlazeFace detection (or, with ``track``, the
 previous frame's landmarks) gives a rotated square ROI, the 192x192 crop goes through the
-landmark model, and the mesh's 3D geometry gives the head pose (see ``geometry``). Tracking from
-the previous frame's landmarks skips detection on most frames and keeps a turning head in hand
-after the detector would lose it near profile; a landmark face score below ``min_landmark_score``
-drops the track and the frame is retried with detection.
+landmark model, and the mesh's 3D geometry gives the head pose (see ``geometry``). Where the mesh
+is unusable (near profile, tilted far up) but BlazeFace found the face, its keypoints give a
+coarse yaw and pitch instead.
 
 Iris runs on both eyes (one 64x64 crop each, batched) at most once per ``iris_every_ms``: it
 doubles the cost of a frame, and eye movements that matter for an exam last seconds. Frames
@@ -80,8 +79,13 @@ class GazeConfig:
     """Measure eye-in-head gaze with the iris model."""
     iris_every_ms: int = 200
     """Run iris at most once per this many ms of video (0 = every frame)."""
-    track: bool = True
-    """Reuse the previous frame's landmarks as the ROI instead of detecting on every frame."""
+    track: bool = False
+    """Reuse the previous frame's landmarks as the ROI instead of detecting on every frame.
+
+    Off by default: it saves the BlazeFace pass (~1.4 ms/frame on one core), but after a hard cut
+    from a smaller face the mesh settled on a self-consistent wrong ROI for ~1 s on the dev
+    sessions (yaw off by 20 degrees, nonsense eye gaze), which raised false looking-away alarms.
+    """
     min_eye_detail: float = 0.015
     """Eye crops with less detail than this give no eye gaze (unknown). Measured on the dev set:
     webcam video 0.03-0.06 (also darkened to gamma 0.4), blurry upscaled stills 0.004-0.006,
@@ -98,6 +102,25 @@ class GazeConfig:
             raise ValueError(f"GazeConfig.min_eye_detail: expected >= 0, found {self.min_eye_detail}")
         if self.iris_every_ms < 0:
             raise ValueError(f"GazeConfig.iris_every_ms: expected >= 0, found {self.iris_every_ms}")
+
+
+TRACK_MAX_SHIFT = 0.15
+TRACK_MAX_SCALE = 1.2
+
+
+def track_jumped(track: Roi, landmarks: NDArray[np.float64]) -> bool:
+    """Whether the mesh found on a tracked ROI sits far from that ROI (then re-detect).
+
+    Landmarks from a ROI that no longer frames the face (a hard cut, a fast move at a low frame
+    rate) still score high and drift toward the face over several frames, giving a second of
+    nonsense pose. A real head moves little between frames, so a shift of more than 15% of the
+    ROI or a 1.2x size change means the track is stale.
+    """
+    (cx, cy), size, _ = track
+    (nx, ny), new_size, _ = rect_from_points(landmarks[:, :2], 33, 263, ROI_SCALE)
+    shift = float(np.hypot(nx - cx, ny - cy)) / max(size, 1e-9)
+    ratio = new_size / max(size, 1e-9)
+    return shift > TRACK_MAX_SHIFT or not 1 / TRACK_MAX_SCALE <= ratio <= TRACK_MAX_SCALE
 
 
 class GazeDetector:
@@ -173,6 +196,8 @@ class GazeDetector:
         track: Roi | None = None
         for i, frame in enumerate(batch.frames):
             mesh = self.mesh(frame, track) if track is not None else None
+            if mesh is not None and track is not None and track_jumped(track, mesh.landmarks):
+                mesh = None  # a cut or a fast move: the old ROI no longer frames this face
             if mesh is None or mesh.score < cfg.min_landmark_score:
                 faces = self.detector.detect([frame], cfg.min_face_score, 0.3)[0]
                 main = self.main_face(faces)

@@ -114,7 +114,7 @@ def test_no_face_is_unknown_not_away(gaze: GazeDetector, no_face: Image) -> None
 
 
 def test_tracking_and_iris_rate_over_a_sequence(astronaut: Image) -> None:
-    detector = GazeDetector(GazeConfig(iris_every_ms=200))
+    detector = GazeDetector(GazeConfig(iris_every_ms=200, track=True))
     frames = np.stack([astronaut, astronaut, np.zeros_like(astronaut), astronaut, astronaut])
     from detectors import FrameBatch
 
