@@ -56,10 +56,10 @@ def test_long_away_does_not_drag_the_reference() -> None:
 
 def test_eyes_only_aversion_counts() -> None:
     gaze = np.zeros(300)
-    gaze[100:150] = 0.1
+    gaze[100:150] = 0.12
     s = session(np.zeros(300), gaze_h=gaze)
     score = looking_away_score(s)
-    assert score[120] == pytest.approx(0.1 / 0.06)
+    assert score[120] == pytest.approx(0.12 / 0.09)
     assert len(away_events(s.timestamps_ms, score)) == 1
 
 
