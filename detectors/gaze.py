@@ -1,0 +1,230 @@
+"""Gaze and head pose: face mesh (+ iris) -> head yaw/pitch/roll and eye-in-head gaze per frame.
+
+The path follows MediaPipe's face mesh graph: a BlazeFace detection (or, with ``track``, the
+previous frame's landmarks) gives a rotated square ROI, the 192x192 crop goes through the
+landmark model, and the mesh's 3D geometry gives the head pose (see ``geometry``). Where the mesh
+is unusable (near profile, tilted far up) but BlazeFace found the face, its keypoints give a
+coarse yaw and pitch instead.
+
+Iris runs on both eyes (one 64x64 crop each, batched) at most once per ``iris_every_ms``: it
+doubles the cost of a frame, and eye movements that matter for an exam last seconds. Frames
+without an iris measurement get NaN eye gaze; the calibration holds the last measurement.
+
+Every column is NaN when no usable face was found: unknown, not "looking away".
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from models import resolve_model
+
+from .blazeface import SHORT_RANGE, BlazeFace, Faces
+from .face_presence import rate_mask
+from .geometry import (
+    EYE_CORNERS,
+    eye_gaze,
+    eye_openness,
+    head_pose,
+    map_points,
+    pitch_from_keypoints,
+    rect_from_points,
+    yaw_from_keypoints,
+)
+from .mesh import ROI_SCALE, FaceMesh, Roi, roi_from_box, warp_crop
+from .runtime import RuntimeConfig, create_session
+from .seams import FrameBatch, Signals
+
+__all__ = ["COLUMNS", "GazeConfig", "GazeDetector"]
+
+log = logging.getLogger(__name__)
+
+COLUMNS = {
+    "landmark_score": "face mesh confidence of the tracked face (0..1); NaN when no face was found",
+    "head_yaw_deg": "head yaw, degrees, > 0 when the nose points toward image right",
+    "head_pitch_deg": "head pitch, degrees, > 0 when the nose points up",
+    "head_roll_deg": "head roll, degrees, > 0 when the head tilts clockwise in the image",
+    "eye_gaze_h": "iris offset from the eye centre along the eye, in eye widths, > 0 toward image right",
+    "eye_gaze_v": "iris offset across the eye, in eye widths, > 0 up",
+    "eye_openness": "lid gap over eye width, both eyes averaged (open ~0.3, closed < 0.1)",
+    "eye_detail": "Laplacian variance over intensity variance of the 64x64 eye crops (both eyes); "
+    "NaN where iris did not run. Below min_eye_detail the eye gaze is NaN",
+    "gaze_face_size_px": "side of the landmark ROI in frame pixels (about 1.5x the face)",
+    "head_yaw_coarse_deg": "yaw from BlazeFace keypoints, only where a face was detected but the mesh "
+    "was unusable (near profile); same sign as head_yaw_deg, NaN elsewhere",
+    "head_pitch_coarse_deg": "pitch from BlazeFace keypoints, on the same frames as head_yaw_coarse_deg",
+}
+
+IRIS_SIZE = 64
+IRIS_ROI_SCALE = 2.3
+
+
+@dataclass(frozen=True)
+class GazeConfig:
+    """Settings for the gaze path; defaults follow MediaPipe's face mesh graph where it has one."""
+
+    min_face_score: float = 0.5
+    """BlazeFace score needed to start a track."""
+    min_landmark_score: float = 0.5
+    """Face mesh confidence below which landmarks are unusable (the frame's columns become NaN)."""
+    min_face_px: float = 24.0
+    """Faces smaller than this are not worth a mesh: landmarks on them are noise."""
+    iris: bool = True
+    """Measure eye-in-head gaze with the iris model."""
+    iris_every_ms: int = 200
+    """Run iris at most once per this many ms of video (0 = every frame)."""
+    track: bool = False
+    """Reuse the previous frame's landmarks as the ROI instead of detecting on every frame.
+
+    Off by default: it saves the BlazeFace pass (~1.4 ms/frame on one core), but after a hard cut
+    from a smaller face the mesh settled on a self-consistent wrong ROI for ~1 s on the dev
+    sessions (yaw off by 20 degrees, nonsense eye gaze), which raised false looking-away alarms.
+    """
+    min_eye_detail: float = 0.015
+    """Eye crops with less detail than this give no eye gaze (unknown). Measured on the dev set:
+    webcam video 0.03-0.06 (also darkened to gamma 0.4), blurry upscaled stills 0.004-0.006,
+    where the iris model returned noise that raised false looking-away alarms."""
+
+    def __post_init__(self) -> None:
+        for name in ("min_face_score", "min_landmark_score"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"GazeConfig.{name}: expected a value in (0, 1), found {value}")
+        if self.min_face_px < 0:
+            raise ValueError(f"GazeConfig.min_face_px: expected >= 0, found {self.min_face_px}")
+        if self.min_eye_detail < 0:
+            raise ValueError(f"GazeConfig.min_eye_detail: expected >= 0, found {self.min_eye_detail}")
+        if self.iris_every_ms < 0:
+            raise ValueError(f"GazeConfig.iris_every_ms: expected >= 0, found {self.iris_every_ms}")
+
+
+TRACK_MAX_SHIFT = 0.15
+TRACK_MAX_SCALE = 1.2
+
+
+def track_jumped(track: Roi, landmarks: NDArray[np.float64]) -> bool:
+    """Whether the mesh found on a tracked ROI sits far from that ROI (then re-detect).
+
+    Landmarks from a ROI that no longer frames the face (a hard cut, a fast move at a low frame
+    rate) still score high and drift toward the face over several frames, giving a second of
+    nonsense pose. A real head moves little between frames, so a shift of more than 15% of the
+    ROI or a 1.2x size change means the track is stale.
+    """
+    (cx, cy), size, _ = track
+    (nx, ny), new_size, _ = rect_from_points(landmarks[:, :2], 33, 263, ROI_SCALE)
+    shift = float(np.hypot(nx - cx, ny - cy)) / max(size, 1e-9)
+    ratio = new_size / max(size, 1e-9)
+    return shift > TRACK_MAX_SHIFT or not 1 / TRACK_MAX_SCALE <= ratio <= TRACK_MAX_SCALE
+
+
+class GazeDetector:
+    """Head pose and eye gaze of the main (largest) face; see ``COLUMNS``."""
+
+    name = "gaze"
+    version = "1"
+
+    def __init__(self, config: GazeConfig | None = None, runtime: RuntimeConfig | None = None) -> None:
+        self.config = config or GazeConfig()
+        runtime = runtime or RuntimeConfig()
+        self.detector = BlazeFace(SHORT_RANGE, runtime)
+        self.mesh = FaceMesh(runtime)
+        self.iris: ort.InferenceSession | None = None
+        if self.config.iris:
+            self.iris = create_session(
+                resolve_model("iris_landmark").path, runtime, model_name="iris_landmark"
+            )
+
+    # -- stages ---------------------------------------------------------------------------------
+
+    def main_face(self, faces: Faces) -> int | None:
+        """Index of the most confident face that passes the score and size thresholds.
+
+        Most confident, not largest: on blurry upscaled stills a large spurious box can pass the
+        threshold, while the candidate's face is almost always the surest detection.
+        """
+        ok = (faces.scores >= self.config.min_face_score) & (faces.sizes >= self.config.min_face_px)
+        if not np.any(ok):
+            return None
+        return int(np.argmax(np.where(ok, faces.scores, -1.0)))
+
+    def roi_from_detection(self, faces: Faces) -> Roi | None:
+        """The main face as a mesh ROI."""
+        i = self.main_face(faces)
+        return None if i is None else roi_from_box(faces.boxes[i], faces.keypoints[i, :2])
+
+    def run_iris(
+        self, frame: NDArray[np.uint8], lm: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], float]:
+        """Iris centres (2, 2) in frame pixels (image-left eye first) and the eye crops' detail.
+
+        Detail is the Laplacian variance over the intensity variance of the grey crops: it does
+        not change when the light dims, but collapses when the eyes are blurred or upscaled.
+        """
+        assert self.iris is not None
+        crops = np.empty((2, IRIS_SIZE, IRIS_SIZE, 3), np.float32)
+        affines = []
+        details = []
+        for k, (a, b) in enumerate(EYE_CORNERS):
+            crop, affine = warp_crop(frame, rect_from_points(lm[[a, b], :2], 0, 1, IRIS_ROI_SCALE), IRIS_SIZE)
+            # The model was trained on one eye; MediaPipe mirrors the image-right eye to match.
+            crops[k] = (crop[:, ::-1] if k == 1 else crop).astype(np.float32) * (1.0 / 255.0)
+            affines.append(affine)
+            grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            details.append(float(cv2.Laplacian(grey, cv2.CV_32F).var()) / max(float(grey.var()), 1e-6))
+        _, iris = self.iris.run(None, {self.iris.get_inputs()[0].name: crops})
+        out = np.empty((2, 2))
+        for k in range(2):
+            u, v = iris[k].reshape(-1, 3)[0, :2] / IRIS_SIZE
+            if k == 1:
+                u = 1.0 - u
+            out[k] = map_points(affines[k], np.array([[u, v]]))[0]
+        return out, float(np.mean(details))
+
+    # -- detector -------------------------------------------------------------------------------
+
+    def __call__(self, batch: FrameBatch) -> Signals:
+        cfg = self.config
+        n = len(batch)
+        cols = {name: np.full(n, np.nan) for name in COLUMNS}
+        iris_due = rate_mask(batch.timestamps_ms, cfg.iris_every_ms)
+        track: Roi | None = None
+        for i, frame in enumerate(batch.frames):
+            mesh = self.mesh(frame, track) if track is not None else None
+            if mesh is not None and track is not None and track_jumped(track, mesh.landmarks):
+                mesh = None  # a cut or a fast move: the old ROI no longer frames this face
+            if mesh is None or mesh.score < cfg.min_landmark_score:
+                faces = self.detector.detect([frame], cfg.min_face_score, 0.3)[0]
+                main = self.main_face(faces)
+                mesh = None
+                if main is not None:
+                    mesh = self.mesh(frame, roi_from_box(faces.boxes[main], faces.keypoints[main, :2]))
+                if mesh is not None and mesh.score < cfg.min_landmark_score:
+                    cols["landmark_score"][i] = mesh.score
+                    keypoints = faces.keypoints[main].astype(np.float64)
+                    cols["head_yaw_coarse_deg"][i] = yaw_from_keypoints(keypoints)
+                    cols["head_pitch_coarse_deg"][i] = pitch_from_keypoints(keypoints)
+                    mesh = None
+            if mesh is None:
+                track = None
+                continue
+            lm = mesh.landmarks
+            track = rect_from_points(lm[:, :2], 33, 263, ROI_SCALE) if cfg.track else None
+            yaw, pitch, roll = head_pose(lm)
+            cols["landmark_score"][i] = mesh.score
+            cols["head_yaw_deg"][i] = yaw
+            cols["head_pitch_deg"][i] = pitch
+            cols["head_roll_deg"][i] = roll
+            cols["eye_openness"][i] = eye_openness(lm)
+            cols["gaze_face_size_px"][i] = mesh.roi_size
+            if self.iris is not None and iris_due[i]:
+                irises, detail = self.run_iris(frame, lm)
+                cols["eye_detail"][i] = detail
+                if detail >= cfg.min_eye_detail:
+                    cols["eye_gaze_h"][i], cols["eye_gaze_v"][i] = eye_gaze(lm, irises)
+        return Signals(batch.timestamps_ms, cols)

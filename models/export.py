@@ -1,0 +1,380 @@
+"""Rebuild the ONNX models in this folder from the pinned MediaPipe wheel's TFLite files.
+
+This is a build-time tool, not a runtime dependency: it needs TensorFlow (for the TFLite
+interpreter used as the parity reference and for the flatbuffer schema), tf2onnx and onnx,
+which the project does not install. Run it from a throwaway virtual environment:
+
+    python3.11 -m venv /tmp/convert-venv
+    /tmp/convert-venv/bin/pip install "tensorflow-cpu==2.15.1" "tf2onnx==1.17.0" "onnx==1.16.2" \
+        "numpy<2" onnxruntime
+    /tmp/convert-venv/bin/pip install --no-deps "mediapipe==0.10.21"
+    cd <repo root> && /tmp/convert-venv/bin/python -m models.export
+
+Newer onnx releases break tf2onnx 1.17's TFLite path, hence the pins.
+
+What it does to each model, and why:
+- ``face_detection_full_range_sparse`` stores its weights block-sparse behind 46 DENSIFY ops that
+  no converter handles. The weights are constants, so we run the TFLite interpreter once, read
+  each DENSIFY output, and write it back into the flatbuffer as an ordinary dense constant. The
+  model is numerically unchanged; only its storage changes.
+- tf2onnx converts with the batch dimension pinned to 1; we rename it to a symbolic ``batch``
+  and turn the leading 1 of every Reshape target into -1, so the GPU path can batch.
+- ``PRelu`` is rewritten as ``a * x + (1 - a) * Relu(x)`` (see ``rewrite_prelu`` for why this
+  form and not ``Relu(x) - a * Relu(-x)``): the landmark and iris models are mostly PReLU.
+- Parity against the TFLite interpreter is checked on a real face crop at batch 1 and on random
+  inputs at batch 3; the export fails if any output differs by more than ``PARITY_TOLERANCE``.
+
+``face_landmark_with_attention`` is not exported: its 11 custom ops (Landmarks2TransformMatrix,
+TransformTensorBilinear, TransformLandmarks) have no ONNX counterpart, and the plain
+``face_landmark`` mesh plus ``iris_landmark`` covers what the detectors need.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import hashlib
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("models.export")
+
+HERE = Path(__file__).resolve().parent
+MEDIAPIPE_VERSION = "0.10.21"
+OPSET = 13
+PARITY_TOLERANCE = 2e-3
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to export: where it lives in the wheel and how its input is normalised."""
+
+    name: str
+    wheel_path: str
+    normalisation: str
+    description: str
+    densify: bool = False
+
+
+SPECS = (
+    ModelSpec(
+        name="face_detection_short_range",
+        wheel_path="mediapipe/modules/face_detection/face_detection_short_range.tflite",
+        normalisation="RGB float32 NHWC, x / 127.5 - 1 (range [-1, 1])",
+        description="BlazeFace short range, 128x128, 896 anchors; 16 regressors (box + 6 keypoints)",
+    ),
+    ModelSpec(
+        name="face_detection_full_range",
+        wheel_path="mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite",
+        normalisation="RGB float32 NHWC, x / 127.5 - 1 (range [-1, 1])",
+        description="BlazeFace full range, 192x192, 2304 anchors; DENSIFY ops folded into constants",
+        densify=True,
+    ),
+    ModelSpec(
+        name="face_landmark",
+        wheel_path="mediapipe/modules/face_landmark/face_landmark.tflite",
+        normalisation="RGB float32 NHWC, x / 255 (range [0, 1])",
+        description="Face mesh, 192x192 crop, 468 landmarks (x, y, z in crop pixels) and a face score logit",
+    ),
+    ModelSpec(
+        name="iris_landmark",
+        wheel_path="mediapipe/modules/iris_landmark/iris_landmark.tflite",
+        normalisation="RGB float32 NHWC, x / 255 (range [0, 1]); a left eye is fed mirrored",
+        description="Iris, 64x64 eye crop, 71 eye contour points and 5 iris points (x, y, z in crop pixels)",
+    ),
+)
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def mediapipe_root() -> Path:
+    """Find the installed mediapipe package without importing it (importing pulls in protobuf graphs)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mediapipe")
+    if spec is None or spec.origin is None:
+        raise SystemExit(
+            f"mediapipe=={MEDIAPIPE_VERSION} is not installed in this environment; "
+            f"run `pip install --no-deps mediapipe=={MEDIAPIPE_VERSION}` first"
+        )
+    return Path(spec.origin).parent.parent
+
+
+def wheel_info(site: Path) -> tuple[str, dict[str, str]]:
+    """Return the wheel's file name and the sha256 of each file as its RECORD states it."""
+    dist = site / f"mediapipe-{MEDIAPIPE_VERSION}.dist-info"
+    if not dist.is_dir():
+        raise SystemExit(f"expected {dist}; found another mediapipe version. Install {MEDIAPIPE_VERSION}.")
+    tags = [ln.split(":", 1)[1].strip() for ln in (dist / "WHEEL").read_text().splitlines() if ln.startswith("Tag:")]
+    wheel = f"mediapipe-{MEDIAPIPE_VERSION}-{tags[0]}.whl"
+    record: dict[str, str] = {}
+    with (dist / "RECORD").open() as fh:
+        for row in csv.reader(fh):
+            if len(row) >= 2 and row[1].startswith("sha256="):
+                digest = base64.urlsafe_b64decode(row[1][7:] + "==")
+                record[row[0]] = digest.hex()
+    return wheel, record
+
+
+def densified_tflite(src: Path, dst: Path) -> None:
+    """Replace every DENSIFY op by its (constant) output so tf2onnx sees ordinary dense weights."""
+    import tensorflow as tf
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    interp = tf.lite.Interpreter(str(src), experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    detail = interp.get_input_details()[0]
+    interp.set_tensor(detail["index"], np.zeros(detail["shape"], np.float32))
+    interp.invoke()
+
+    model = flatbuffer_utils.read_model(str(src))
+    graph = model.subgraphs[0]
+    densify_codes = {
+        i
+        for i, oc in enumerate(model.operatorCodes)
+        if max(oc.builtinCode, oc.deprecatedBuiltinCode) == schema.BuiltinOperator.DENSIFY
+    }
+    kept = []
+    for op in graph.operators:
+        if op.opcodeIndex not in densify_codes:
+            kept.append(op)
+            continue
+        out = op.outputs[0]
+        value = interp.get_tensor(out)
+        buf = schema.BufferT()
+        buf.data = np.frombuffer(value.tobytes(), np.uint8).tolist()
+        model.buffers.append(buf)
+        graph.tensors[out].buffer = len(model.buffers) - 1
+        # The sparse source tensor is now orphaned; drop its sparsity block so tools that list
+        # every tensor (tf2onnx does) do not trip over a sparse tensor without a consumer.
+        orphan = graph.tensors[op.inputs[0]]
+        orphan.sparsity = None
+        orphan.buffer = graph.tensors[out].buffer
+    graph.operators = kept
+    flatbuffer_utils.write_model(model, str(dst))
+
+
+def tflite_run(path: Path, x: np.ndarray) -> list[np.ndarray]:
+    """Reference outputs from the TFLite interpreter, one sample at a time (the graph is batch 1)."""
+    import tensorflow as tf
+
+    interp = tf.lite.Interpreter(str(path))
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    outs = interp.get_output_details()
+    results: list[list[np.ndarray]] = [[] for _ in outs]
+    for sample in x:
+        interp.set_tensor(inp["index"], sample[None].astype(np.float32))
+        interp.invoke()
+        for i, o in enumerate(outs):
+            results[i].append(interp.get_tensor(o["index"]).copy())
+    return [np.concatenate(r, axis=0) for r in results]
+
+
+def make_batch_dynamic(model: Any) -> None:
+    """Name the batch dim symbolically and let every batch-leading Reshape copy it (0 = copy in ONNX)."""
+    from onnx import numpy_helper
+
+    for value in list(model.graph.input) + list(model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    del model.graph.value_info[:]
+    inits = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Reshape" or node.input[1] not in inits:
+            continue
+        init = inits[node.input[1]]
+        shape = numpy_helper.to_array(init).copy()
+        if shape.size and shape[0] == 1:
+            shape[0] = 0
+            init.CopyFrom(numpy_helper.from_array(shape.astype(np.int64), init.name))
+
+
+def rewrite_prelu(model: Any) -> int:
+    """PRelu(x, a) -> a * x + (1 - a) * Relu(x), which is the same function.
+
+    ONNX Runtime's CPU PRelu kernel runs outside its blocked (NCHWc) conv layout, so every PRelu
+    costs two layout reorders. ``Relu(x) - a * Relu(-x)`` avoids the slow kernel but Neg and Sub
+    are not NCHWc ops either; Mul, Add and Relu are, so this form keeps the whole net blocked.
+    Measured on face_landmark at batch 1, one thread: PRelu ~4.8 ms, Relu/Neg/Sub form ~2.5 ms,
+    this form ~1.9 ms (2-core EPYC, noisy shared host).
+    """
+    from onnx import helper, numpy_helper
+
+    inits = {init.name: init for init in model.graph.initializer}
+    nodes = []
+    count = 0
+    for node in model.graph.node:
+        if node.op_type != "PRelu":
+            nodes.append(node)
+            continue
+        count += 1
+        x, slope = node.input
+        one_minus = f"{slope}/one_minus"
+        if one_minus not in inits:
+            a = numpy_helper.to_array(inits[slope]).astype(np.float32)
+            inits[one_minus] = numpy_helper.from_array(1.0 - a, one_minus)
+            model.graph.initializer.append(inits[one_minus])
+        base = node.name or f"prelu_{count}"
+        ax, pos, scaled = (f"{base}/{s}" for s in ("ax", "pos", "scaled"))
+        nodes += [
+            helper.make_node("Mul", [x, slope], [ax], name=ax),
+            helper.make_node("Relu", [x], [pos], name=pos),
+            helper.make_node("Mul", [pos, one_minus], [scaled], name=scaled),
+            helper.make_node("Add", [ax, scaled], [node.output[0]], name=f"{base}/out"),
+        ]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return count
+
+
+def canonical_names(model: Any) -> None:
+    """Name every node, intermediate tensor and constant by graph position.
+
+    tf2onnx's names are not reproducible: it suffixes what it creates with a process-wide
+    counter, and when it merges duplicate nodes the surviving name is arbitrary. Positional
+    names make two exports of the same model byte-identical, so the sha256 in the manifest means
+    something. Graph inputs and outputs keep their names.
+    """
+    keep = {v.name for v in model.graph.input} | {v.name for v in model.graph.output}
+    inits = {init.name: init for init in model.graph.initializer}
+    renamed: dict[str, str] = {}
+    for index, node in enumerate(model.graph.node):
+        node.name = f"{node.op_type.lower()}_{index}"
+        for k, name in enumerate(node.output):
+            if name not in keep:
+                renamed[name] = f"{node.name}_out{k}"
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name in inits and name not in renamed:
+                renamed[name] = f"const_{sum(n.startswith('const_') for n in renamed.values()):04d}"
+            node.input[i] = renamed.get(name, name)
+        node.output[:] = [renamed.get(n, n) for n in node.output]
+    for old, init in inits.items():
+        init.name = renamed.get(old, old)
+    ordered = sorted(model.graph.initializer, key=lambda t: t.name)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(ordered)
+
+
+def convert(tflite: Path, out: Path) -> dict[str, Any]:
+    import onnx
+    import tf2onnx
+
+    proto, _ = tf2onnx.convert.from_tflite(str(tflite), opset=OPSET)
+    make_batch_dynamic(proto)
+    prelus = rewrite_prelu(proto)
+    canonical_names(proto)
+    proto.producer_name = "proctor-pipeline models.export"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    return {"prelu_rewritten": prelus}
+
+
+def real_face_input(shape: tuple[int, int, int], normalisation: str) -> np.ndarray:
+    """A real face (skimage's astronaut), cropped around the face and resized to the model input."""
+    import cv2
+    from skimage import data
+
+    h, w, _ = shape
+    img = data.astronaut()[20:230, 130:320]
+    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    return img / 127.5 - 1.0 if "127.5" in normalisation else img / 255.0
+
+
+def io_shapes(path: Path) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def dims(v: Any) -> list[Any]:
+        return [d if isinstance(d, int) else "batch" for d in v.shape]
+
+    return {
+        "inputs": [{"name": v.name, "shape": dims(v), "dtype": "float32"} for v in sess.get_inputs()],
+        "outputs": [{"name": v.name, "shape": dims(v), "dtype": "float32"} for v in sess.get_outputs()],
+    }
+
+
+def parity(tflite: Path, onnx_path: Path, normalisation: str) -> float:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    shape = tuple(int(d) for d in sess.get_inputs()[0].shape[1:])
+    rng = np.random.default_rng(0)
+    lo = -1.0 if "127.5" in normalisation else 0.0
+    batches = [
+        real_face_input(shape, normalisation)[None],  # type: ignore[arg-type]
+        rng.uniform(lo, 1.0, size=(3, *shape)).astype(np.float32),
+    ]
+    worst = 0.0
+    for x in batches:
+        ref = tflite_run(tflite, x)
+        got = sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})
+        for r, g in zip(ref, got, strict=True):
+            worst = max(worst, float(np.max(np.abs(r.reshape(g.shape) - g))))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=HERE, help="folder for the .onnx files and manifest.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    site = mediapipe_root()
+    wheel, record = wheel_info(site)
+    entries = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in SPECS:
+            src = site / spec.wheel_path
+            src_sha = sha256_file(src)
+            if record.get(spec.wheel_path) != src_sha:
+                raise SystemExit(f"{src}: sha256 {src_sha} does not match the wheel RECORD {record.get(spec.wheel_path)}")
+            tflite = src
+            if spec.densify:
+                tflite = Path(tmp) / f"{spec.name}.tflite"
+                densified_tflite(src, tflite)
+            out = args.out / f"{spec.name}.onnx"
+            extra = convert(tflite, out)
+            diff = parity(src, out, spec.normalisation)
+            if diff > PARITY_TOLERANCE:
+                raise SystemExit(f"{spec.name}: max abs diff vs TFLite {diff:.2e} > {PARITY_TOLERANCE:.0e}")
+            log.info("exported %s: parity max abs diff %.2e, %s", spec.name, diff, extra)
+            entries.append(
+                {
+                    "name": spec.name,
+                    "file": out.name,
+                    "version": f"mediapipe-{MEDIAPIPE_VERSION}",
+                    "description": spec.description,
+                    "source": {"wheel": wheel, "path": spec.wheel_path, "sha256": src_sha},
+                    "licence": "Apache-2.0",
+                    "sha256": sha256_file(out),
+                    "bytes": out.stat().st_size,
+                    "normalisation": spec.normalisation,
+                    "layout": "NHWC",
+                    **io_shapes(out),
+                    "conversion": {
+                        "tool": "tf2onnx 1.17.0 (from_tflite), onnx 1.16.2, tensorflow-cpu 2.15.1",
+                        "opset": OPSET,
+                        "densified": spec.densify,
+                        **extra,
+                        "parity_max_abs_diff_vs_tflite": float(f"{diff:.3g}"),
+                    },
+                }
+            )
+    manifest = {"generated_by": "python -m models.export", "models": entries}
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

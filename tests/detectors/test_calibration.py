@@ -1,0 +1,156 @@
+"""Session calibration, the looking-away score and the event rule: pure functions, tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from detectors import AwayConfig, Signals, away_events, calibrate, looking_away_score
+from detectors.calibration import hold_last
+
+FPS_MS = 66
+
+
+def session(yaw: Any, pitch: Any = None, gaze_h: Any = None) -> Signals:
+    yaw = np.asarray(yaw, float)
+    n = len(yaw)
+    ts = np.arange(n, dtype=np.int64) * FPS_MS
+    return Signals(
+        ts,
+        {
+            "head_yaw_deg": yaw,
+            "head_pitch_deg": np.zeros(n) if pitch is None else np.asarray(pitch, float),
+            "head_roll_deg": np.zeros(n),
+            "eye_gaze_h": np.zeros(n) if gaze_h is None else np.asarray(gaze_h, float),
+            "eye_gaze_v": np.zeros(n),
+        },
+    )
+
+
+def test_side_camera_is_not_looking_away() -> None:
+    """A webcam beside the screen: the candidate's head sits at 30 deg yaw all exam long."""
+    rng = np.random.default_rng(0)
+    s = session(30 + rng.normal(0, 2, 300))
+    assert calibrate(s, AwayConfig()).yaw_deg == pytest.approx(30, abs=1)
+    assert np.nanmax(looking_away_score(s)) < 0.5
+    assert away_events(s.timestamps_ms, looking_away_score(s)) == []
+
+
+def test_away_stretch_is_scored_and_found() -> None:
+    yaw = np.full(300, 5.0)
+    yaw[100:145] = 45.0  # 3 s turned away
+    s = session(yaw)
+    score = looking_away_score(s)
+    assert score[120] == pytest.approx(40 / 25)
+    assert score[50] == pytest.approx(0)
+    assert away_events(s.timestamps_ms, score) == [(100 * FPS_MS, 144 * FPS_MS)]
+
+
+def test_long_away_does_not_drag_the_reference() -> None:
+    yaw = np.full(300, 0.0)
+    yaw[:120] = 40.0  # 40 % of the session away
+    assert calibrate(session(yaw), AwayConfig()).yaw_deg == pytest.approx(0.0)
+
+
+def test_eyes_only_aversion_counts() -> None:
+    gaze = np.zeros(300)
+    gaze[100:150] = 0.12
+    s = session(np.zeros(300), gaze_h=gaze)
+    score = looking_away_score(s)
+    assert score[120] == pytest.approx(0.12 / 0.09)
+    assert len(away_events(s.timestamps_ms, score)) == 1
+
+
+def test_no_face_is_unknown_not_away() -> None:
+    yaw = np.zeros(100)
+    yaw[40:60] = np.nan
+    score = looking_away_score(session(yaw, pitch=np.where(np.isnan(yaw), np.nan, 0.0)))
+    assert np.isnan(score[40:60]).all()
+    assert np.isfinite(score[:40]).all()
+
+
+def test_too_few_frames_cannot_be_calibrated() -> None:
+    score = looking_away_score(session(np.full(10, 50.0)))
+    assert np.isnan(score).all()
+
+
+def test_missing_eye_gaze_leaves_head_pose_to_decide() -> None:
+    gaze = np.full(100, np.nan)
+    gaze[::3] = 0.0
+    yaw = np.zeros(100)
+    yaw[50:70] = 30.0
+    score = looking_away_score(session(yaw, gaze_h=gaze))
+    assert np.isfinite(score).all()
+    assert (score[50:70] >= 1).all() and (score[:50] < 1).all()
+
+
+@pytest.mark.parametrize(
+    ("values", "hold", "expected"),
+    [
+        ([1.0, np.nan, np.nan, np.nan], 140, [1.0, 1.0, 1.0, np.nan]),
+        ([np.nan, 2.0, np.nan], 0, [np.nan, 2.0, np.nan]),
+        ([np.nan, np.nan], 1000, [np.nan, np.nan]),
+    ],
+)
+def test_hold_last(values: list[float], hold: int, expected: list[float]) -> None:
+    ts = np.arange(len(values), dtype=np.int64) * 66
+    np.testing.assert_array_equal(hold_last(ts, np.array(values), hold), np.array(expected))
+
+
+def _events(score: list[float], **kw: Any) -> list[tuple[int, int]]:
+    ts = np.arange(len(score), dtype=np.int64) * 100
+    return away_events(ts, np.array(score, float), **kw)
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("score", "kwargs", "expected"),
+    [
+        ([0] * 5 + [1.2] * 15 + [0] * 5, {}, [(500, 1900)]),
+        ([0] * 5 + [1.2] * 5 + [0] * 5, {}, []),  # 5 frames = 0.5 s: too short
+        ([0] * 5 + [1.2] * 10 + [0] * 5, {}, [(500, 1400)]),  # 10 frames = 1.0 s: just long enough
+        ([1.2] * 8 + [0.8] * 8 + [0] * 3, {}, [(0, 1500)]),  # hysteresis keeps it open
+        ([1.2] * 8 + [NAN] * 3 + [1.2] * 8, {}, [(0, 1800)]),  # short unknown gap tolerated
+        ([1.2] * 12 + [NAN] * 10 + [1.2] * 12, {}, [(0, 1100), (2200, 3300)]),
+        ([NAN] * 20, {}, []),
+        ([1.2] * 20, {}, [(0, 1900)]),  # still open at the end
+        ([0.9] * 20, {"enter": 0.8, "leave": 0.5}, [(0, 1900)]),
+    ],
+)
+def test_away_events(score: list[float], kwargs: dict[str, Any], expected: list[tuple[int, int]]) -> None:
+    assert _events(score, **kwargs) == expected
+
+
+def test_away_events_refuses_inverted_hysteresis() -> None:
+    with pytest.raises(ValueError, match="leave <= enter"):
+        _events([0.0], enter=0.5, leave=0.8)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"yaw_deg": 0.0}, "yaw_deg"),
+        ({"gaze_h": -1.0}, "gaze_h"),
+        ({"gaze_v": 0.0}, "gaze_v"),
+        ({"min_frames": 0}, "min_frames"),
+    ],
+)
+def test_config_validation(kwargs: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        AwayConfig(**kwargs)
+
+
+def test_coarse_keypoint_yaw_decides_where_the_mesh_failed() -> None:
+    yaw = np.zeros(100)
+    yaw[40:60] = np.nan  # near profile: no mesh
+    s = session(yaw, pitch=np.where(np.isnan(yaw), np.nan, 0.0))
+    coarse = np.full(100, np.nan)
+    coarse[40:60] = -50.0
+    with_coarse = Signals(s.timestamps_ms, {**s.columns, "head_yaw_coarse_deg": coarse})
+    score = looking_away_score(with_coarse)
+    assert (score[40:60] == pytest.approx(2.0)) and np.isfinite(score).all()
+    assert len(away_events(with_coarse.timestamps_ms, score)) == 1
