@@ -1,0 +1,121 @@
+"""A session from frames to signals to segments, as plain functions: what a Ray task runs, minus Ray.
+
+`ChunkAnalyzer` holds the detectors (models loaded once, at construction) and turns one time chunk of a
+recording into `Signals`. `flag_evidence` turns a whole session's signals into per-frame evidence for
+each flag kind, and `analyze_file` runs everything in a loop over chunks: for `proctor analyze`, for
+tests, and as the reference the Ray path must match.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detectors import AwayConfig, DetectorConfigs, FrameBatch, Signals, build_detectors, looking_away_score
+from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks
+from pipelines.segments import ExamPolicy, FlagKind, Segment, risk_score, segment_all
+
+log = logging.getLogger(__name__)
+
+PIPELINE_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+    detectors: DetectorConfigs = field(default_factory=DetectorConfigs)
+    away: AwayConfig = field(default_factory=AwayConfig)
+    chunk_target_ms: int = 30_000
+
+
+class ChunkAnalyzer:
+    """Detectors built once (per worker); call it on a chunk of a recording to get that chunk's signals."""
+
+    def __init__(self, config: AnalysisConfig) -> None:
+        self.config = config
+        self.detectors = build_detectors(configs=config.detectors)
+        self.versions = {d.name: d.version for d in self.detectors}
+
+    def __call__(self, source: str | Path | BinaryIO, chunk: Chunk) -> Signals:
+        started = time.perf_counter()
+        parts: list[Signals] = []
+        for frames, stamps in decode_chunk(source, chunk, self.config.decode):
+            batch = FrameBatch(frames, stamps)
+            parts.append(Signals.merge([detector(batch) for detector in self.detectors]))
+        signals = Signals.concat(parts) if parts else Signals(np.zeros(0, dtype=np.int64), {})
+        log.info(
+            "chunk analysed",
+            extra={"chunk": chunk.index, "frames": len(signals), "elapsed_s": round(time.perf_counter() - started, 3)},
+        )
+        return signals
+
+
+def flag_evidence(signals: Signals, away: AwayConfig) -> dict[FlagKind, NDArray[np.float64]]:
+    """Per-frame evidence in [0, 1] for each flag kind; NaN where a frame cannot tell.
+
+    A covered or dark camera says nothing about faces, so it is unknown for `no_face` and
+    `multiple_faces` and evidence only for `camera_blocked`: bad light must not read as "no face".
+    """
+    n = len(signals)
+    if n == 0:
+        return {kind: np.zeros(0) for kind in FlagKind}
+    faces = signals["face_count"]
+    covered = signals["covered"] > 0
+    blind = covered | (signals["too_dark"] > 0)
+    no_face = np.where(faces == 0, 1.0, 0.0)
+    multiple = np.where(faces >= 2, 1.0, 0.0)
+    no_face[blind] = np.nan
+    multiple[blind] = np.nan
+    away_score = looking_away_score(signals, away)
+    return {
+        FlagKind.NO_FACE: no_face,
+        FlagKind.MULTIPLE_FACES: multiple,
+        # A score of 1 is one tolerance off the calibrated "at the screen": evidence 0.5 = the policy's `enter`.
+        FlagKind.LOOKING_AWAY: np.clip(away_score / 2.0, 0.0, 1.0),
+        FlagKind.CAMERA_BLOCKED: covered.astype(np.float64),
+    }
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    duration_ms: int
+    signals: Signals
+    segments: list[Segment]
+    risk: float
+    detector_versions: Mapping[str, str]
+
+
+def segment_session(
+    signals: Signals, policy: ExamPolicy, away: AwayConfig, *, duration_ms: int
+) -> tuple[list[Segment], float]:
+    """The pure last step: stored signals and a policy in, segments and a risk score out (no decoding)."""
+    segments = segment_all(signals.timestamps_ms, flag_evidence(signals, away), policy, video_end_ms=duration_ms)
+    return segments, risk_score(segments, policy, video_end_ms=duration_ms)
+
+
+def analyze_file(
+    path: Path,
+    duration_ms: int,
+    keyframe_interval_ms: int | None,
+    *,
+    config: AnalysisConfig | None = None,
+    policy: ExamPolicy | None = None,
+    analyzer: ChunkAnalyzer | None = None,
+) -> SessionResult:
+    """Run a local recording through the whole pipeline in a plain loop over its chunks."""
+    cfg = config or AnalysisConfig()
+    run = analyzer or ChunkAnalyzer(cfg)
+    chunks = plan_chunks(duration_ms, keyframe_interval_ms, cfg.chunk_target_ms)
+    parts = [part for part in (run(path, chunk) for chunk in chunks) if len(part)]
+    if not parts:
+        raise ValueError(f"{path.name}: no frame could be sampled from the recording")
+    signals = Signals.concat(parts)
+    segments, risk = segment_session(signals, policy or ExamPolicy(), cfg.away, duration_ms=duration_ms)
+    return SessionResult(duration_ms, signals, segments, risk, run.versions)
