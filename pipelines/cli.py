@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.console import Console
+from rich.table import Table
 from sqlalchemy import select
 
 from ingest import cli as ingest_cli
@@ -19,8 +21,11 @@ from ingest.client import IngestClient, upload_session
 from ingest.context import build_context
 from ingest.db import Tenant
 from ingest.embedded_s3 import s3_location
+from ingest.event_log import parse_event_log
+from ingest.probe import MediaRejected, ProbeLimits, probe_video
 from ingest.settings import Settings
 from ingest.tenants import add_tenant, issue_api_key
+from pipelines.analysis import PIPELINE_VERSION, analyze_file
 from pipelines.local_server import BackgroundServer
 from pipelines.logs import configure_logging
 
@@ -56,6 +61,50 @@ def serve(
             )
         finally:
             context.close()
+
+
+@app.command()
+def analyze(
+    video: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a local recording")],
+    events: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="exam event log, JSON lines")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the result as JSON here")] = None,
+    log_level: LogLevel = "warning",
+) -> None:
+    """Run the whole pipeline on a local file: no storage, no database. For a quick look or evaluation.
+
+    The JSON is {"video", "duration_s", "segments": [{"kind", "start_s", "end_s", "score"}], ...}; the
+    keys named here are stable.
+    """
+    configure_logging(log_level)
+    try:
+        probe = probe_video(video, ProbeLimits())
+        exam_events = parse_event_log(events.open("rb")) if events else []
+    except MediaRejected as rejected:
+        console.print(f"[red]{rejected.code}[/]: {rejected.message}")
+        raise typer.Exit(2) from None
+    keyframes_ms = round(probe.keyframe_interval_s * 1000) if probe.keyframe_interval_s else None
+    result = analyze_file(video, round(probe.duration_s * 1000), keyframes_ms)
+    segments = [
+        {"kind": s.kind.value, "start_s": s.start_ms / 1000, "end_s": s.end_ms / 1000, "score": s.score}
+        for s in result.segments
+    ]
+    report = {
+        "video": video.name,
+        "duration_s": probe.duration_s,
+        "segments": segments,
+        "risk": result.risk,
+        "events": [{"type": e.type.value, "t_s": e.t_ms / 1000} for e in exam_events],
+        "pipeline_version": PIPELINE_VERSION,
+        "detectors": dict(result.detector_versions),
+    }
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=2))
+    table = Table(
+        "kind", "start s", "end s", "score", title=f"{video.name}: {probe.duration_s:.1f} s, risk {result.risk}"
+    )
+    for seg in segments:
+        table.add_row(seg["kind"], f"{seg['start_s']:.1f}", f"{seg['end_s']:.1f}", f"{seg['score']:.2f}")
+    console.print(table)
 
 
 DEMO_TENANT = "demo-platform"

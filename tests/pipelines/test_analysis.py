@@ -78,3 +78,32 @@ def test_a_covered_camera_is_not_evidence_of_no_face() -> None:
 def test_a_recording_with_no_frames_is_refused(tmp_path: Path, sample: SampleSession) -> None:
     with pytest.raises(ValueError, match="no frame could be sampled"):
         analyze_file(sample.video_path, 1, None, analyzer=lambda *_: Signals(np.zeros(0, dtype=np.int64)))  # type: ignore[arg-type]
+
+
+def test_proctor_analyze_writes_the_documented_json(sample: SampleSession, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    out = tmp_path / "result.json"
+    args = ["analyze", str(sample.video_path), "--events", str(sample.events_path), "--json", str(out)]
+    ran = CliRunner().invoke(app, args)
+    assert ran.exit_code == 0, ran.output
+    report = json.loads(out.read_text())
+    assert report["video"] == sample.video_path.name and report["duration_s"] == pytest.approx(60.0)
+    assert {s["kind"] for s in report["segments"]} >= {"multiple_faces", "looking_away"}
+    assert set(report["segments"][0]) == {"kind", "start_s", "end_s", "score"}
+    assert len(report["events"]) == 6
+
+
+def test_proctor_analyze_refuses_a_broken_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    bad = tmp_path / "x.mp4"
+    bad.write_bytes(b"not a video at all" * 10)
+    ran = CliRunner().invoke(app, ["analyze", str(bad)])
+    assert ran.exit_code == 2 and "not_a_video" in ran.output
