@@ -102,8 +102,10 @@ def analyze(
     table = Table(
         "kind", "start s", "end s", "score", title=f"{video.name}: {probe.duration_s:.1f} s, risk {result.risk}"
     )
-    for seg in segments:
-        table.add_row(seg["kind"], f"{seg['start_s']:.1f}", f"{seg['end_s']:.1f}", f"{seg['score']:.2f}")
+    for flagged in result.segments:
+        table.add_row(
+            flagged.kind.value, f"{flagged.start_ms / 1000:.1f}", f"{flagged.end_ms / 1000:.1f}", f"{flagged.score:.2f}"
+        )
     console.print(table)
 
 
