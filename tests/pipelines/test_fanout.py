@@ -1,0 +1,78 @@
+"""Chunks fanned out over a real local Ray cluster, reading the recording from the real embedded S3."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.object_store import ObjectStore, S3Location
+from ingest.samples import SampleSession, build_sample_session
+from pipelines.analysis import AnalysisConfig
+from pipelines.decode import plan_chunks
+from pipelines.fanout import ChunkFailed, LocalFanout, RayFanout, RayOptions
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleSession:
+    return build_sample_session(tmp_path_factory.mktemp("fanout"), duration_s=24, seed=3)
+
+
+def stored(s3: S3Location, path: Path) -> str:
+    store = ObjectStore(s3)
+    store.ensure_bucket()
+    key = f"t-fanout/e/{uuid.uuid4().hex}/media/webcam"
+    with path.open("rb") as f:
+        store.put_file(key, f, path.stat().st_size)
+    return key
+
+
+def test_ray_and_the_plain_loop_give_the_same_signals(ray_cluster: None, s3: S3Location, sample: SampleSession) -> None:
+    key = stored(s3, sample.video_path)
+    chunks = plan_chunks(24_000, 2000, 6000)
+    progress: list[tuple[int, int]] = []
+    fanout = RayFanout(AnalysisConfig(), s3, RayOptions(workers=2))
+    try:
+        remote = fanout.analyze(key, chunks, on_progress=lambda done, total: progress.append((done, total)))
+        assert set(fanout.versions()) == {"face_presence", "gaze", "quality"}
+    finally:
+        fanout.close()
+    local = LocalFanout(AnalysisConfig(), s3).analyze(key, chunks)
+    assert [len(s) for s in remote] == [len(s) for s in local] and len(remote) == len(chunks)
+    for r, loc in zip(remote, local, strict=True):
+        assert np.array_equal(r.timestamps_ms, loc.timestamps_ms)
+        for name in loc.columns:
+            np.testing.assert_allclose(r[name], loc[name], equal_nan=True, atol=1e-6)
+    assert progress[-1] == (len(chunks), len(chunks))
+
+
+def test_corrupt_bytes_fail_their_chunk_with_a_reason(
+    ray_cluster: None, s3: S3Location, sample: SampleSession, tmp_path: Path
+) -> None:
+    data = bytearray(sample.video_path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 100_000] = os.urandom(100_000)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(bytes(data))
+    key = stored(s3, broken)
+    fanout = RayFanout(AnalysisConfig(), s3, RayOptions(workers=2))
+    try:
+        with pytest.raises(ChunkFailed, match=r"chunk \d+ \(\d+\.\d-\d+\.\d s\): decoding .* failed: Invalid data"):
+            fanout.analyze(key, plan_chunks(24_000, 2000, 6000))
+    finally:
+        fanout.close()
