@@ -120,6 +120,14 @@ class ExamSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Processing: progress while it runs, then the outcome that orders the review queue.
+    chunks_total: Mapped[int | None] = mapped_column(Integer, default=None)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    risk_score: Mapped[float | None] = mapped_column(Float, default=None)
+    review_priority: Mapped[str | None] = mapped_column(String(8), default=None)  # high, medium, low
+    results_prefix: Mapped[str | None] = mapped_column(String(512), default=None)
+    pipeline_version: Mapped[str | None] = mapped_column(String(32), default=None)
+    processed_at: Mapped[datetime | None] = mapped_column(default=None)
 
     exam: Mapped[Exam] = relationship()
     tenant: Mapped[Tenant] = relationship()
@@ -195,6 +203,24 @@ class IdempotencyKey(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_sha256: Mapped[str] = mapped_column(String(64))
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FlagSegment(Base):
+    """A flagged time segment of a session, as the pipeline found it (reviewer decisions live elsewhere)."""
+
+    __tablename__ = "segments"
+    __table_args__ = (Index("ix_segments_session_start", "session_id", "start_ms"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    start_ms: Mapped[int] = mapped_column(Integer)
+    end_ms: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    peak_ms: Mapped[int] = mapped_column(Integer)
+    evidence_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
+    detector_versions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    pipeline_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
