@@ -22,6 +22,7 @@ from ingest.uploads import UploadLimits, Uploads
 @dataclass
 class IngestContext:
     settings: Settings
+    location: S3Location
     engine: Engine
     db: sessionmaker[Session]
     store: ObjectStore
@@ -59,4 +60,4 @@ def build_context(settings: Settings, location: S3Location, *, run_migrations: b
     store = ObjectStore(location, retries=settings.s3_retries)
     store.ensure_bucket()
     uploads = Uploads(db, store, upload_limits(settings))
-    return IngestContext(settings=settings, engine=engine, db=db, store=store, uploads=uploads)
+    return IngestContext(settings=settings, location=location, engine=engine, db=db, store=store, uploads=uploads)

@@ -1,0 +1,184 @@
+"""Process one stored session: fan its chunks out, segment, and persist results so a re-run replaces them.
+
+Results of a run go under a fresh prefix (`.../results/v<pipeline>/<run>/`): the signals as a compressed
+NumPy archive, the segments as JSON, and a JPEG at each segment's peak. Only then does one database
+transaction swap the session's segment rows and point the session at the new prefix; the previous run's
+objects are deleted afterwards. Readers see the old results or the new, never a mix, and re-running a
+session never duplicates its segments.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from sqlalchemy import delete
+from sqlalchemy.orm import Session, sessionmaker
+
+from detectors import AwayConfig, Signals
+from ingest.db import ExamSession, FlagSegment, new_id, utcnow
+from ingest.keys import SessionPrefix
+from ingest.object_store import ObjectStore
+from pipelines.analysis import PIPELINE_VERSION, segment_session
+from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks
+from pipelines.fanout import Fanout
+from pipelines.segments import ExamPolicy, Segment
+
+log = logging.getLogger(__name__)
+
+
+class NotProcessable(ValueError):
+    """The session is not in a state, or lacks the media, that processing needs."""
+
+
+@dataclass(frozen=True)
+class ProcessOutcome:
+    session_id: str
+    segments: list[Segment]
+    risk: float
+    priority: str
+    results_prefix: str
+
+
+def review_priority(risk: float) -> str:
+    """Buckets for the review queue: reviewers see `high` first; the risk orders within a bucket."""
+    return "high" if risk >= 0.6 else "medium" if risk >= 0.25 else "low"
+
+
+def process_session(
+    db: sessionmaker[Session],
+    store: ObjectStore,
+    fanout: Fanout,
+    session_id: str,
+    *,
+    chunk_target_ms: int = 30_000,
+    away: AwayConfig | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ProcessOutcome:
+    with db() as s:
+        session = s.get(ExamSession, session_id)
+        if session is None:
+            raise NotProcessable(f"no session {session_id!r}")
+        webcam = next((m for m in session.media if m.kind == "webcam" and m.state == "complete"), None)
+        if webcam is None or not webcam.probe:
+            raise NotProcessable(f"session {session_id} has no validated webcam recording (state {session.state})")
+        key = webcam.object_key
+        duration_ms = round(float(webcam.probe["duration_s"]) * 1000)
+        keyframes = webcam.probe.get("keyframe_interval_s")
+        policy = ExamPolicy.from_json(session.exam.policy)
+        prefix = SessionPrefix(session.tenant.slug, session.exam.external_id, session.id)
+        previous = session.results_prefix
+        chunks = plan_chunks(duration_ms, round(keyframes * 1000) if keyframes else None, chunk_target_ms)
+        session.chunks_total, session.chunks_done = len(chunks), 0
+        s.commit()
+
+    def progress(done: int, total: int) -> None:
+        with db() as s:
+            row = s.get(ExamSession, session_id)
+            if row is not None:
+                row.chunks_done = done
+                s.commit()
+        if on_progress is not None:
+            on_progress(done, total)
+
+    parts = fanout.analyze(key, chunks, on_progress=progress)
+    if not parts:
+        raise NotProcessable(f"session {session_id}: no frame could be sampled from the recording")
+    signals = Signals.concat(parts)
+    segments, risk = segment_session(signals, policy, away or AwayConfig(), duration_ms=duration_ms)
+    results = prefix.key("results", f"v{PIPELINE_VERSION}", new_id()) + "/"
+    versions = fanout.versions()
+    evidence = _write_evidence(store, key, results, segments)
+    store.put_bytes(results + "signals.npz", _signals_npz(signals), content_type="application/octet-stream")
+    store.put_bytes(
+        results + "segments.json",
+        json.dumps(
+            {
+                "pipeline_version": PIPELINE_VERSION,
+                "detectors": versions,
+                "risk": risk,
+                "segments": [_segment_json(seg, evidence[i]) for i, seg in enumerate(segments)],
+            },
+            indent=1,
+        ).encode(),
+        content_type="application/json",
+    )
+    priority = review_priority(risk)
+    with db() as s:
+        s.execute(delete(FlagSegment).where(FlagSegment.session_id == session_id))
+        s.add_all(
+            FlagSegment(
+                session_id=session_id,
+                kind=seg.kind.value,
+                start_ms=seg.start_ms,
+                end_ms=seg.end_ms,
+                score=seg.score,
+                peak_ms=seg.peak_ms,
+                evidence_keys=evidence[i],
+                detector_versions=versions,
+                pipeline_version=PIPELINE_VERSION,
+            )
+            for i, seg in enumerate(segments)
+        )
+        row = s.get(ExamSession, session_id)
+        assert row is not None
+        row.risk_score, row.review_priority, row.results_prefix = risk, priority, results
+        row.pipeline_version, row.processed_at, row.chunks_done = PIPELINE_VERSION, utcnow(), len(chunks)
+        s.commit()
+    if previous and previous != results:
+        store.delete_prefix(previous)
+    log.info(
+        "session processed",
+        extra={"session_id": session_id, "segments": len(segments), "risk": risk, "chunks": len(chunks)},
+    )
+    return ProcessOutcome(session_id, segments, risk, priority, results)
+
+
+def _signals_npz(signals: Signals) -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, timestamps_ms=signals.timestamps_ms, **dict(signals.columns))
+    return buffer.getvalue()
+
+
+def load_signals(store: ObjectStore, results_prefix: str) -> Signals:
+    """The stored signals of a processed session, for re-scoring without decoding."""
+    with np.load(io.BytesIO(b"".join(store.iter_chunks(results_prefix + "signals.npz")))) as archive:
+        columns = {name: archive[name] for name in archive.files if name != "timestamps_ms"}
+        return Signals(archive["timestamps_ms"], columns)
+
+
+def _write_evidence(store: ObjectStore, key: str, results: str, segments: list[Segment]) -> list[list[str]]:
+    """A JPEG of the frame at each segment's peak, read from storage around that moment only."""
+    keys: list[list[str]] = []
+    options = DecodeOptions(sample_fps=1, batch_size=1)
+    for seg in segments:
+        frame_key = f"{results}evidence/{seg.kind.value}-{seg.peak_ms}.jpg"
+        with store.open(key) as recording:
+            frames = next(decode_chunk(recording, Chunk(0, seg.peak_ms, seg.peak_ms + 1000), options), None)
+        if frames is None:
+            keys.append([])
+            continue
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frames[0][0], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if not ok:
+            keys.append([])
+            continue
+        store.put_bytes(frame_key, jpeg.tobytes(), content_type="image/jpeg")
+        keys.append([frame_key])
+    return keys
+
+
+def _segment_json(seg: Segment, evidence: list[str]) -> dict[str, Any]:
+    return {
+        "kind": seg.kind.value,
+        "start_s": seg.start_ms / 1000,
+        "end_s": seg.end_ms / 1000,
+        "score": seg.score,
+        "peak_s": seg.peak_ms / 1000,
+        "evidence": evidence,
+    }

@@ -1,0 +1,57 @@
+"""An uploaded session processed from object storage, with results that a re-run replaces."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from detectors import AwayConfig
+from ingest.client import upload_session
+from ingest.db import ExamSession, FlagSegment
+from ingest.samples import SampleSession, build_sample_session
+from pipelines.analysis import AnalysisConfig, segment_session
+from pipelines.fanout import LocalFanout
+from pipelines.process import load_signals, process_session, review_priority
+from pipelines.segments import ExamPolicy, FlagKind, KindPolicy
+from tests.ingest.conftest import Api
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleSession:
+    return build_sample_session(tmp_path_factory.mktemp("process"), duration_s=36, seed=5)
+
+
+def test_processing_stores_segments_evidence_and_signals_and_reruns_replace(api: Api, sample: SampleSession) -> None:
+    _, key = api.tenant()
+    with api.client(key) as client:
+        uploaded = upload_session(client, webcam=sample.video_path, exam_id="exam-p", candidate_id="c")
+    sid = uploaded["id"]
+    ctx = api.context
+    fanout = LocalFanout(AnalysisConfig(), ctx.location)
+    seen: list[tuple[int, int]] = []
+    first = process_session(
+        ctx.db, ctx.store, fanout, sid, chunk_target_ms=12_000, on_progress=lambda d, t: seen.append((d, t))
+    )
+    assert seen[-1] == (3, 3)
+    assert {s.kind for s in first.segments} >= {FlagKind.MULTIPLE_FACES}
+    with ctx.db() as db:
+        row = db.get(ExamSession, sid)
+        assert row is not None and row.chunks_done == row.chunks_total == 3
+        assert row.risk_score == first.risk and row.review_priority == review_priority(first.risk)
+        stored = db.scalars(select(FlagSegment).where(FlagSegment.session_id == sid)).all()
+        assert len(stored) == len(first.segments)
+        assert all(s.evidence_keys and s.detector_versions for s in stored)
+    for seg in stored:
+        jpeg = b"".join(ctx.store.iter_chunks(seg.evidence_keys[0]))
+        assert jpeg[:2] == b"\xff\xd8", "evidence is a JPEG"
+
+    second = process_session(ctx.db, ctx.store, fanout, sid, chunk_target_ms=12_000)
+    with ctx.db() as db:
+        count = db.scalar(select(func.count()).select_from(FlagSegment).where(FlagSegment.session_id == sid))
+    assert count == len(second.segments) == len(first.segments), "a re-run replaces, never duplicates"
+    assert list(ctx.store.list_objects(first.results_prefix)) == [], "the previous run's objects are gone"
+
+    signals = load_signals(ctx.store, second.results_prefix)
+    quiet = ExamPolicy(kinds={FlagKind.MULTIPLE_FACES: KindPolicy(enabled=False)})
+    rescored, _ = segment_session(signals, quiet, AwayConfig(), duration_ms=36_000)
+    assert FlagKind.MULTIPLE_FACES not in {s.kind for s in rescored}
