@@ -140,6 +140,9 @@ class EmbeddedS3:
         self.location = S3Location(
             endpoint=f"127.0.0.1:{s3}", access_key=access_key, secret_key=secret_key, bucket=self.bucket
         )
+        (self.root / "server.json").write_text(
+            json.dumps({"pid": self._process.pid, "endpoint": self.location.endpoint})
+        )
         log.info("embedded s3 started", extra={"endpoint": self.location.endpoint, "dir": str(self.root)})
         return self.location
 
@@ -169,6 +172,7 @@ class EmbeddedS3:
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
+        (self.root / "server.json").unlink(missing_ok=True)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -211,5 +215,24 @@ def s3_location(settings: Settings) -> Iterator[S3Location]:
             region=settings.s3_region,
         )
         return
+    running = running_embedded_s3(settings.data_dir, settings.s3_bucket)
+    if running is not None:  # another proctor process on this data directory already runs it
+        yield running
+        return
     with EmbeddedS3(settings.data_dir, settings.s3_bucket) as location:
         yield location
+
+
+def running_embedded_s3(data_dir: Path, bucket: str) -> S3Location | None:
+    """The embedded server another process started for `data_dir`, if it is still up."""
+    root = data_dir.resolve() / "s3"
+    try:
+        state = json.loads((root / "server.json").read_text())
+        os.kill(int(state["pid"]), 0)
+        with urllib.request.urlopen(f"http://{state['endpoint']}/healthz", timeout=1) as response:
+            if response.status != 200:
+                return None
+    except (OSError, ValueError, KeyError, urllib.error.URLError):
+        return None
+    access_key, secret_key = _load_or_create_credentials(root / "credentials.json")
+    return S3Location(str(state["endpoint"]), access_key, secret_key, bucket)

@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     # Metadata database. None: SQLite at data_dir/proctor.db.
     database_url: str | None = None
 
+    # Processing
+    ray_address: str | None = Field(default=None, description="None starts a local Ray; 'auto' or ray://... joins")
+    workers: int = Field(default=2, ge=1, description="Ray actors that analyse chunks in parallel")
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    sample_fps: float = Field(default=5.0, gt=0, le=30)
+    chunk_s: float = Field(default=30.0, ge=2, le=600)
+    job_lease_s: float = Field(default=120.0, ge=2)
+    job_max_attempts: int = Field(default=3, ge=1)
+    worker_poll_s: float = Field(default=2.0, gt=0)
+
     # HTTP API
     api_host: str = "127.0.0.1"
     api_port: int = 8000

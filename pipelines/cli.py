@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import tempfile
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -12,22 +14,25 @@ from typing import Annotated
 import typer
 import uvicorn
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import select
 
 from ingest import cli as ingest_cli
 from ingest.api import create_app
 from ingest.client import IngestClient, upload_session
-from ingest.context import build_context
-from ingest.db import Tenant
+from ingest.context import IngestContext, build_context
+from ingest.db import ExamSession, FlagSegment, Tenant
 from ingest.embedded_s3 import s3_location
 from ingest.event_log import parse_event_log
 from ingest.probe import MediaRejected, ProbeLimits, probe_video
 from ingest.settings import Settings
 from ingest.tenants import add_tenant, issue_api_key
 from pipelines.analysis import PIPELINE_VERSION, analyze_file
+from pipelines.fanout import RayFanout, RayOptions
 from pipelines.local_server import BackgroundServer
 from pipelines.logs import configure_logging
+from pipelines.worker import Worker, analysis_config, job_queue
 
 console = Console()
 app = typer.Typer(
@@ -109,6 +114,98 @@ def analyze(
     console.print(table)
 
 
+def _ray_fanout(context: IngestContext, workers: int | None = None) -> RayFanout:
+    settings = context.settings
+    return RayFanout(
+        analysis_config(settings),
+        context.location,
+        RayOptions(
+            address=settings.ray_address,
+            workers=workers or settings.workers,
+            device="cuda" if settings.device == "cuda" else "cpu",
+        ),
+    )
+
+
+@app.command()
+def worker(log_level: LogLevel = "info") -> None:
+    """Claim queued sessions and process them on Ray until stopped (Ctrl-C / SIGTERM)."""
+    configure_logging(log_level)
+    settings = Settings()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with s3_location(settings) as location:
+        context = build_context(settings, location)
+        fanout = _ray_fanout(context)
+        try:
+            Worker(context, fanout, job_queue(context)).run_forever(stop)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            fanout.close()
+            context.close()
+
+
+@app.command()
+def process(
+    session_id: str,
+    log_level: LogLevel = "warning",
+) -> None:
+    """Process one session now, with a progress bar (re-processes a processed or failed session)."""
+    configure_logging(log_level)
+    settings = Settings()
+    with s3_location(settings) as location:
+        context = build_context(settings, location)
+        _process_with_progress(context, session_id)
+        context.close()
+
+
+def _process_with_progress(context: IngestContext, session_id: str) -> None:
+    queue = job_queue(context)
+    with context.db() as db:
+        session = db.get(ExamSession, session_id)
+        if session is None:
+            raise typer.BadParameter(f"no session {session_id!r}")
+        state = session.state
+    if state in ("processed", "failed"):
+        queue.enqueue(session_id)
+    fanout = _ray_fanout(context)
+    try:
+        with Progress(*Progress.get_default_columns(), console=console) as bar:
+            task = bar.add_task("analysing chunks", total=None)
+            ran = Worker(context, fanout, queue).run_one(
+                session_id, on_progress=lambda done, total: bar.update(task, completed=done, total=total)
+            )
+    finally:
+        fanout.close()
+    if not ran:
+        console.print(f"[red]session {session_id} has no runnable job[/] (state {state})")
+        raise typer.Exit(2)
+    _print_results(context, session_id)
+
+
+def _print_results(context: IngestContext, session_id: str) -> None:
+    with context.db() as db:
+        session = db.get(ExamSession, session_id)
+        assert session is not None
+        segments = db.scalars(
+            select(FlagSegment).where(FlagSegment.session_id == session_id).order_by(FlagSegment.start_ms)
+        ).all()
+        title = f"session {session_id}: {session.state}, risk {session.risk_score}, priority {session.review_priority}"
+        if session.reason:
+            title += f" ({session.reason})"
+        table = Table("kind", "start s", "end s", "score", "evidence", title=title)
+        for seg in segments:
+            table.add_row(
+                seg.kind,
+                f"{seg.start_ms / 1000:.1f}",
+                f"{seg.end_ms / 1000:.1f}",
+                f"{seg.score:.2f}",
+                ", ".join(k.rsplit("/", 1)[-1] for k in seg.evidence_keys),
+            )
+    console.print(table)
+
+
 DEMO_TENANT = "demo-platform"
 
 
@@ -154,12 +251,16 @@ def demo(log_level: LogLevel = "warning") -> None:
                     on_bytes=lambda n: progress.advance(task, n),
                 )
             ingest_cli.print_session(session)
+        console.print("processing on a local Ray cluster: chunks fan out to workers that run the detectors")
+        _process_with_progress(context, session["id"])
         context.close()
     logging.getLogger(__name__).info("demo finished", extra={"session_id": session["id"]})
-    console.print(
-        f"session {session['id']} is [bold]{session['state']}[/]: uploaded, checksummed and probed; "
-        "it waits for `proctor worker` to process it."
+    expected = "; ".join(
+        f"{i.start_s:.0f}-{i.end_s:.0f} s {i.what.split(':')[0]}"
+        for i in sample.intervals
+        if i.faces != 1 or i.looking_away
     )
+    console.print(f"the sample's script, for comparison: {expected}")
 
 
 if __name__ == "__main__":

@@ -68,8 +68,11 @@ class JobQueue:
             db.commit()
             return job.id
 
-    def claim(self, worker_id: str) -> ClaimedJob | None:
-        """Take the oldest runnable job (queued, or running under an expired lease), or None."""
+    def claim(self, worker_id: str, session_id: str | None = None) -> ClaimedJob | None:
+        """Take the oldest runnable job (queued, or running under an expired lease), or None.
+
+        `session_id` restricts the claim to that session's jobs (`proctor process`).
+        """
         with self._db() as db:
             for _ in range(10):  # lost races on SQLite: try the next candidate
                 now = utcnow()
@@ -84,6 +87,8 @@ class JobQueue:
                     .order_by(Job.run_after, Job.created_at)
                     .limit(1)
                 )
+                if session_id is not None:
+                    candidates = candidates.where(Job.session_id == session_id)
                 if db.bind is not None and db.bind.dialect.name == "postgresql":
                     candidates = candidates.with_for_update(skip_locked=True)
                 job_id = db.scalar(candidates)

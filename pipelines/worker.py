@@ -1,0 +1,98 @@
+"""`proctor worker`: claim jobs, process each session through the fan-out, heartbeat the lease meanwhile.
+
+One job at a time per worker process; the parallelism is in the fan-out's Ray actors. A crash anywhere
+loses nothing: the lease lapses, another worker claims the job, and processing writes its results so that
+a second run replaces the first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from detectors import DetectorConfigs, RuntimeConfig
+from ingest.context import IngestContext
+from ingest.settings import Settings
+from pipelines.analysis import AnalysisConfig
+from pipelines.decode import DecodeError, DecodeOptions
+from pipelines.fanout import ChunkFailed, Fanout
+from pipelines.jobs import ClaimedJob, JobQueue, LeaseLost, QueuePolicy
+from pipelines.process import NotProcessable, process_session
+
+log = logging.getLogger(__name__)
+
+
+def analysis_config(settings: Settings) -> AnalysisConfig:
+    return AnalysisConfig(
+        decode=DecodeOptions(sample_fps=settings.sample_fps),
+        detectors=DetectorConfigs(runtime=RuntimeConfig(device=settings.device)),
+        chunk_target_ms=round(settings.chunk_s * 1000),
+    )
+
+
+def job_queue(context: IngestContext) -> JobQueue:
+    s = context.settings
+    return JobQueue(context.db, QueuePolicy(lease_s=s.job_lease_s, max_attempts=s.job_max_attempts))
+
+
+@dataclass
+class Worker:
+    context: IngestContext
+    fanout: Fanout
+    queue: JobQueue
+    worker_id: str = f"{socket.gethostname()}-{os.getpid()}"
+
+    def run_one(self, session_id: str | None = None, on_progress: Callable[[int, int], None] | None = None) -> bool:
+        """Claim and process one job (of `session_id`, if given); False when there was none."""
+        job = self.queue.claim(self.worker_id, session_id)
+        if job is None:
+            return False
+        stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(job, stop), daemon=True)
+        beat.start()
+        try:
+            outcome, reason, retryable = "done", "", False
+            try:
+                process_session(
+                    self.context.db,
+                    self.context.store,
+                    self.fanout,
+                    job.session_id,
+                    chunk_target_ms=round(self.context.settings.chunk_s * 1000),
+                    on_progress=on_progress,
+                )
+            except (ChunkFailed, DecodeError, NotProcessable) as exc:
+                outcome, reason = "failed", str(exc)  # the recording itself is at fault: retrying cannot help
+            except Exception as exc:  # anything else may be transient: retry with backoff
+                log.exception("processing failed", extra={"session_id": job.session_id, "job_id": job.id})
+                outcome, reason, retryable = "failed", f"{type(exc).__name__}: {exc}", True
+            if outcome == "done":
+                self.queue.succeed(job, self.worker_id)
+            else:
+                self.queue.fail(job, self.worker_id, reason, retryable=retryable)
+        except LeaseLost:
+            # Another worker took the job over while this one was slow: its run decides the outcome.
+            log.warning("lease lost before finishing", extra={"job_id": job.id, "session_id": job.session_id})
+        finally:
+            stop.set()
+            beat.join()
+        return True
+
+    def _heartbeat(self, job: ClaimedJob, stop: threading.Event) -> None:
+        interval = self.queue.policy.lease_s / 3
+        while not stop.wait(interval):
+            try:
+                self.queue.heartbeat(job, self.worker_id)
+            except LeaseLost:
+                log.warning("lease lost", extra={"job_id": job.id, "session_id": job.session_id})
+                return
+
+    def run_forever(self, stop: threading.Event) -> None:
+        log.info("worker started", extra={"worker": self.worker_id})
+        while not stop.is_set():
+            if not self.run_one():
+                stop.wait(self.context.settings.worker_poll_s)
