@@ -171,4 +171,4 @@ def test_head_and_eyes_add_up_sideways(yaw: float, gaze: float, away: bool) -> N
     yaws[100:140] = yaw
     gazes[100:140] = gaze
     score = looking_away_score(session(yaws, gaze_h=gazes))
-    assert (score[120] >= 1.0) is away
+    assert bool(score[120] >= 1.0) == away
