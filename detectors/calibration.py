@@ -35,22 +35,28 @@ class AwayConfig:
     Proctoring-AI dev footage our ``eye_gaze_h`` stayed within 0.064 eye widths of the session
     centre while looking at the screen (p99 0.054) and moved at least 0.118 when averted, so
     0.09 sits between. (Our scale runs ~1.6x the data README's FaceMesh ratio, which puts the
-    same split at 0.033 / 0.081: different iris model and eye-corner landmarks.) Vertical eye gaze is off by default (``gaze_v=None``): it
-    moves with the lids and the expression, and on the dev set it raised most of the false
-    alarms (forward-facing stills with another expression) while no label needs it.
+    same split at 0.033 / 0.081: different iris model and eye-corner landmarks.)
+
+    Vertical eye gaze is off by default (``gaze_v=None``): it moves with the lids and the
+    expression, and on the dev set it raised most of the false alarms (forward-facing stills
+    with another expression) while no label needs it.
     """
 
     yaw_deg: float = 25.0
     pitch_deg: float = 20.0
     gaze_h: float = 0.09
     gaze_v: float | None = None
+    eye_deg_per_width: float = 100.0
+    """Eye rotation per eye width of iris travel, to add eye gaze to head yaw (rough: ~10 degrees
+    per 0.1 eye width; a 12 mm eyeball in a 30 mm eye gives asin(2.5 x), and our eye_gaze_h runs
+    ~1.6x the geometric ratio)."""
     hold_gaze_ms: int = 400
     """Eye gaze is measured at a lower rate; hold each measurement this long."""
     min_frames: int = 20
     """Fewer usable frames than this and the session cannot be calibrated: every score is NaN."""
 
     def __post_init__(self) -> None:
-        for name in ("yaw_deg", "pitch_deg", "gaze_h", "gaze_v"):
+        for name in ("yaw_deg", "pitch_deg", "gaze_h", "gaze_v", "eye_deg_per_width"):
             if name == "gaze_v" and self.gaze_v is None:
                 continue
             if not getattr(self, name) > 0:
@@ -117,9 +123,10 @@ def calibrate(signals: Signals, config: AwayConfig) -> Calibration:
 def looking_away_score(signals: Signals, config: AwayConfig | None = None) -> FloatArray:
     """Per-frame looking-away score: the largest deviation from the calibration, in tolerances.
 
-    ``>= 1`` means beyond a tolerance on at least one of yaw, pitch, horizontal or vertical eye
-    gaze. NaN means unknown (no face, or a session too short to calibrate), never away. Eye gaze
-    missing on a frame (iris not run, or held value too old) leaves the head pose alone to
+    ``>= 1`` means beyond a tolerance on at least one of yaw, pitch, horizontal (and, if enabled,
+    vertical) eye gaze, or on the combined sideways gaze (yaw plus eye rotation). NaN means
+    unknown (no face, or a session too short to calibrate), never away. Eye gaze missing on a
+    frame (iris not run, or held value too old) leaves the head pose alone to
     decide; where the mesh was unusable but the face was detected (near profile, far up), the
     coarse keypoint angles (``head_yaw_coarse_deg``, ``head_pitch_coarse_deg``, optional
     columns) decide alone.
@@ -141,6 +148,11 @@ def looking_away_score(signals: Signals, config: AwayConfig | None = None) -> Fl
         if np.isfinite(centre):
             held = hold_last(ts, signals[column], cfg.hold_gaze_ms)
             parts.append(np.abs(held - centre) / tol)
+            if column == "eye_gaze_h":
+                # Where the eyes point sideways is head yaw plus eye-in-head rotation: a head
+                # turned just under its tolerance with the eyes further the same way is away.
+                combined = (signals["head_yaw_deg"] - cal.yaw_deg) + cfg.eye_deg_per_width * (held - centre)
+                parts.append(np.abs(combined) / cfg.yaw_deg)
     stacked = np.vstack(parts)
     head_known = np.isfinite(stacked[0]) & np.isfinite(stacked[1])
     score = np.full(n, np.nan)

@@ -65,6 +65,8 @@ class FrameBatch:
                 f"FrameBatch: expected one timestamp per frame ({frames.shape[0]}), found {ts.shape[0]}"
             )
         object.__setattr__(self, "timestamps_ms", ts)
+        # OpenCV refuses negative strides (a mirrored view); copy only when needed.
+        object.__setattr__(self, "frames", np.ascontiguousarray(frames))
 
     def __len__(self) -> int:
         return int(self.frames.shape[0])

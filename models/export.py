@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 log = logging.getLogger("models.export")
 
@@ -114,7 +115,8 @@ def wheel_info(site: Path) -> tuple[str, dict[str, str]]:
     dist = site / f"mediapipe-{MEDIAPIPE_VERSION}.dist-info"
     if not dist.is_dir():
         raise SystemExit(f"expected {dist}; found another mediapipe version. Install {MEDIAPIPE_VERSION}.")
-    tags = [ln.split(":", 1)[1].strip() for ln in (dist / "WHEEL").read_text().splitlines() if ln.startswith("Tag:")]
+    lines = (dist / "WHEEL").read_text().splitlines()
+    tags = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Tag:")]
     wheel = f"mediapipe-{MEDIAPIPE_VERSION}-{tags[0]}.whl"
     record: dict[str, str] = {}
     with (dist / "RECORD").open() as fh:
@@ -164,7 +166,7 @@ def densified_tflite(src: Path, dst: Path) -> None:
     flatbuffer_utils.write_model(model, str(dst))
 
 
-def tflite_run(path: Path, x: np.ndarray) -> list[np.ndarray]:
+def tflite_run(path: Path, x: NDArray[np.float32]) -> list[NDArray[np.float32]]:
     """Reference outputs from the TFLite interpreter, one sample at a time (the graph is batch 1)."""
     import tensorflow as tf
 
@@ -172,7 +174,7 @@ def tflite_run(path: Path, x: np.ndarray) -> list[np.ndarray]:
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]
     outs = interp.get_output_details()
-    results: list[list[np.ndarray]] = [[] for _ in outs]
+    results: list[list[NDArray[np.float32]]] = [[] for _ in outs]
     for sample in x:
         interp.set_tensor(inp["index"], sample[None].astype(np.float32))
         interp.invoke()
@@ -280,15 +282,16 @@ def convert(tflite: Path, out: Path) -> dict[str, Any]:
     return {"prelu_rewritten": prelus}
 
 
-def real_face_input(shape: tuple[int, int, int], normalisation: str) -> np.ndarray:
+def real_face_input(shape: tuple[int, int, int], normalisation: str) -> NDArray[np.float32]:
     """A real face (skimage's astronaut), cropped around the face and resized to the model input."""
     import cv2
     from skimage import data
 
     h, w, _ = shape
-    img = data.astronaut()[20:230, 130:320]
-    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
-    return img / 127.5 - 1.0 if "127.5" in normalisation else img / 255.0
+    face = np.asarray(data.astronaut())[20:230, 130:320]  # type: ignore[no-untyped-call]
+    img = cv2.resize(face, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    out: NDArray[np.float32] = img / 127.5 - 1.0 if "127.5" in normalisation else img / 255.0
+    return out
 
 
 def io_shapes(path: Path) -> dict[str, Any]:
@@ -326,7 +329,9 @@ def parity(tflite: Path, onnx_path: Path, normalisation: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=HERE, help="folder for the .onnx files and manifest.json")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -339,7 +344,9 @@ def main(argv: list[str] | None = None) -> None:
             src = site / spec.wheel_path
             src_sha = sha256_file(src)
             if record.get(spec.wheel_path) != src_sha:
-                raise SystemExit(f"{src}: sha256 {src_sha} does not match the wheel RECORD {record.get(spec.wheel_path)}")
+                raise SystemExit(
+                    f"{src}: sha256 {src_sha} does not match the wheel RECORD {record.get(spec.wheel_path)}"
+                )
             tflite = src
             if spec.densify:
                 tflite = Path(tmp) / f"{spec.name}.tflite"

@@ -154,3 +154,21 @@ def test_coarse_keypoint_yaw_decides_where_the_mesh_failed() -> None:
     score = looking_away_score(with_coarse)
     assert (score[40:60] == pytest.approx(2.0)) and np.isfinite(score).all()
     assert len(away_events(with_coarse.timestamps_ms, score)) == 1
+
+
+@pytest.mark.parametrize(
+    ("yaw", "gaze", "away"),
+    [
+        (22.0, 0.08, True),  # head and eyes both just under tolerance, the same way: away
+        (22.0, -0.08, False),  # eyes counter-rotate toward the screen: not away
+        (0.0, 0.08, False),
+        (26.0, 0.0, True),
+    ],
+)
+def test_head_and_eyes_add_up_sideways(yaw: float, gaze: float, away: bool) -> None:
+    yaws = np.zeros(200)
+    gazes = np.zeros(200)
+    yaws[100:140] = yaw
+    gazes[100:140] = gaze
+    score = looking_away_score(session(yaws, gaze_h=gazes))
+    assert bool(score[120] >= 1.0) == away
