@@ -23,6 +23,12 @@ baseline_face_count_acc=..``.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as a script, this folder would come first on sys.path and shadow the packages of the same name.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
 import csv
 import json
 import logging
@@ -230,9 +236,7 @@ def cmu_head_pose(gaze: GazeDetector) -> tuple[dict[str, dict[str, int]], int, i
         grey = cv2.imread(str(DATA / "frames/cmu" / row["file"]), cv2.IMREAD_GRAYSCALE)
         rgb = np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
         s = gaze(FrameBatch(rgb[None], np.zeros(1, np.int64)))
-        yaw, pitch, coarse = (
-            float(s[c][0]) for c in ("head_yaw_deg", "head_pitch_deg", "head_yaw_coarse_deg")
-        )
+        yaw, pitch, coarse = (float(s[c][0]) for c in ("head_yaw_deg", "head_pitch_deg", "head_yaw_coarse_deg"))
         per_person[row["person"]].append((row, yaw, pitch, coarse))
     cfg = AwayConfig()
     confusion: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -342,9 +346,7 @@ def main() -> None:
     confusion, correct, n, away_permille = cmu_head_pose(gaze)
     labels = ["forward", "left", "right", "up", "down", "unknown", "no face"]
     print("## CMU head pose (stills, per-person robust centre; rows = label)\n")
-    print(
-        "'unknown' = face detected, mesh unusable, keypoint yaw within tolerance; 'no face' = not detected\n"
-    )
+    print("'unknown' = face detected, mesh unusable, keypoint yaw within tolerance; 'no face' = not detected\n")
     print("| label | " + " | ".join(labels) + " |")
     print("|---" * (len(labels) + 1) + "|")
     for pose in ("forward", "left", "right", "up"):

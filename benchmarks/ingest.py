@@ -24,13 +24,13 @@ from pathlib import Path
 # `ingest` package; the benchmarks import the installed project instead.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import httpx  # noqa: E402
-from minio import Minio  # noqa: E402
+import httpx
+from minio import Minio
 
-from ingest.client import IngestClient, upload_session  # noqa: E402
-from ingest.embedded_s3 import EmbeddedS3  # noqa: E402
-from ingest.samples import write_filler_video  # noqa: E402
-from pipelines.local_server import free_port  # noqa: E402
+from ingest.client import IngestClient, upload_session
+from ingest.embedded_s3 import EmbeddedS3
+from ingest.samples import write_filler_video
+from pipelines.local_server import free_port
 
 MB = 1_000_000
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))

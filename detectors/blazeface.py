@@ -83,9 +83,7 @@ class Faces:
 
     @staticmethod
     def empty() -> Faces:
-        return Faces(
-            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 6, 2), np.float32)
-        )
+        return Faces(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 6, 2), np.float32))
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])

@@ -84,9 +84,7 @@ class FacePresenceConfig:
                 f"too_small_px={self.too_small_px}"
             )
         if self.full_range_every_ms < 0:
-            raise ValueError(
-                f"FacePresenceConfig.full_range_every_ms: expected >= 0, found {self.full_range_every_ms}"
-            )
+            raise ValueError(f"FacePresenceConfig.full_range_every_ms: expected >= 0, found {self.full_range_every_ms}")
 
 
 def rate_mask(timestamps_ms: NDArray[np.int64], every_ms: int) -> NDArray[np.bool_]:
@@ -126,9 +124,7 @@ class FacePresenceDetector:
     name = "face_presence"
     version = "1"
 
-    def __init__(
-        self, config: FacePresenceConfig | None = None, runtime: RuntimeConfig | None = None
-    ) -> None:
+    def __init__(self, config: FacePresenceConfig | None = None, runtime: RuntimeConfig | None = None) -> None:
         self.config = config or FacePresenceConfig()
         runtime = runtime or RuntimeConfig()
         self.short = BlazeFace(SHORT_RANGE, runtime)

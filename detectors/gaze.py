@@ -136,9 +136,7 @@ class GazeDetector:
         self.mesh = FaceMesh(runtime)
         self.iris: ort.InferenceSession | None = None
         if self.config.iris:
-            self.iris = create_session(
-                resolve_model("iris_landmark").path, runtime, model_name="iris_landmark"
-            )
+            self.iris = create_session(resolve_model("iris_landmark").path, runtime, model_name="iris_landmark")
 
     # -- stages ---------------------------------------------------------------------------------
 
@@ -158,9 +156,7 @@ class GazeDetector:
         i = self.main_face(faces)
         return None if i is None else roi_from_box(faces.boxes[i], faces.keypoints[i, :2])
 
-    def run_iris(
-        self, frame: NDArray[np.uint8], lm: NDArray[np.float64]
-    ) -> tuple[NDArray[np.float64], float]:
+    def run_iris(self, frame: NDArray[np.uint8], lm: NDArray[np.float64]) -> tuple[NDArray[np.float64], float]:
         """Iris centres (2, 2) in frame pixels (image-left eye first) and the eye crops' detail.
 
         Detail is the Laplacian variance over the intensity variance of the grey crops: it does

@@ -60,9 +60,7 @@ def map_points(affine: FloatArray, points_unit: FloatArray) -> FloatArray:
     return np.asarray(points_unit @ affine[:, :2].T + affine[:, 2], np.float64)
 
 
-def rect_from_points(
-    points: FloatArray, a: int, b: int, scale: float
-) -> tuple[tuple[float, float], float, float]:
+def rect_from_points(points: FloatArray, a: int, b: int, scale: float) -> tuple[tuple[float, float], float, float]:
     """Square ROI around ``points`` (K, 2), rotated along ``points[a] -> points[b]``, scaled by ``scale``.
 
     The extent is measured in the rotated frame so a tilted head gets a tight, not inflated, box.

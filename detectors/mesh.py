@@ -50,9 +50,7 @@ def warp_crop(frame: NDArray[np.uint8], roi: Roi, size: int) -> tuple[NDArray[np
     centre, side, angle = roi
     affine = crop_to_image(centre, side, angle)
     to_crop = np.linalg.inv(np.vstack([affine, [0.0, 0.0, 1.0]]))[:2] * size
-    crop = cv2.warpAffine(
-        frame, to_crop, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-    )
+    crop = cv2.warpAffine(frame, to_crop, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return np.asarray(crop, np.uint8), affine
 
 

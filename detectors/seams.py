@@ -61,9 +61,7 @@ class FrameBatch:
             )
         ts = _strictly_increasing_int64(self.timestamps_ms, "FrameBatch")
         if ts.shape[0] != frames.shape[0]:
-            raise ValueError(
-                f"FrameBatch: expected one timestamp per frame ({frames.shape[0]}), found {ts.shape[0]}"
-            )
+            raise ValueError(f"FrameBatch: expected one timestamp per frame ({frames.shape[0]}), found {ts.shape[0]}")
         object.__setattr__(self, "timestamps_ms", ts)
         # OpenCV refuses negative strides (a mirrored view); copy only when needed.
         object.__setattr__(self, "frames", np.ascontiguousarray(frames))
@@ -105,9 +103,7 @@ class Signals:
                     f"found {arr.shape}"
                 )
             if not (
-                np.issubdtype(arr.dtype, np.floating)
-                or np.issubdtype(arr.dtype, np.integer)
-                or arr.dtype == np.bool_
+                np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer) or arr.dtype == np.bool_
             ):
                 raise ValueError(f"Signals: expected numeric column {name!r}, found dtype {arr.dtype}")
             cols[name] = arr.astype(np.float64, copy=False)
@@ -148,9 +144,7 @@ class Signals:
         cols: dict[str, NDArray[np.float64]] = {}
         for i, p in enumerate(parts):
             if not np.array_equal(p.timestamps_ms, ts):
-                raise ValueError(
-                    f"Signals.merge: expected identical timestamps in every part, part {i} differs"
-                )
+                raise ValueError(f"Signals.merge: expected identical timestamps in every part, part {i} differs")
             dup = set(cols) & set(p.columns)
             if dup:
                 raise ValueError(f"Signals.merge: expected distinct column names, found {sorted(dup)} twice")

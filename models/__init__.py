@@ -35,9 +35,7 @@ def load_manifest(directory: Path = MODELS_DIR) -> dict[str, ModelInfo]:
     """Read ``manifest.json`` in ``directory`` into ``ModelInfo`` records keyed by model name."""
     manifest = directory / "manifest.json"
     if not manifest.is_file():
-        raise FileNotFoundError(
-            f"expected a model manifest at {manifest}; found none (run `python -m models.export`)"
-        )
+        raise FileNotFoundError(f"expected a model manifest at {manifest}; found none (run `python -m models.export`)")
     entries = json.loads(manifest.read_text())["models"]
     out: dict[str, ModelInfo] = {}
     for e in entries:

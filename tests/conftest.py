@@ -19,9 +19,7 @@ from sqlalchemy.engine import make_url
 from ingest.embedded_s3 import EmbeddedS3
 from ingest.object_store import S3Location
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "PROCTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_ADMIN_URL = os.environ.get("PROCTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +37,10 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:  # any failure to connect means: no PostgreSQL here
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__}); set "
-                    "PROCTOR_TEST_POSTGRES_URL to run the PostgreSQL variants")
+        pytest.skip(
+            f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL} ({type(exc).__name__}); set "
+            "PROCTOR_TEST_POSTGRES_URL to run the PostgreSQL variants"
+        )
     name = f"proctor_test_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))

@@ -123,9 +123,7 @@ def test_two_face_composite(presence: FacePresenceDetector, astronaut: Image, gr
     assert a[0] < centres[0] < a[2] and g[0] < centres[1] < g[2]
 
 
-def test_small_far_face_next_to_the_candidate(
-    presence: FacePresenceDetector, astronaut: Image, grace: Image
-) -> None:
+def test_small_far_face_next_to_the_candidate(presence: FacePresenceDetector, astronaut: Image, grace: Image) -> None:
     """A ~53 px second face in 640x480, which the short-range model alone misses.
 
     At ~44 px the full-range model is unreliable here (scores 0.39-0.74 depending on the exact
@@ -159,21 +157,15 @@ def test_small_face_too_small_flag_and_threshold(astronaut: Image) -> None:
     assert strict(batch_of(canvas))["face_count"][0] == 0
 
 
-@pytest.mark.parametrize(
-    ("image", "selection"), [("astronaut", 0), ("grace", 0), ("astronaut", 1), ("grace", 1)]
-)
-def test_parity_with_mediapipe_face_detection(
-    image: str, selection: int, request: pytest.FixtureRequest
-) -> None:
+@pytest.mark.parametrize(("image", "selection"), [("astronaut", 0), ("grace", 0), ("astronaut", 1), ("grace", 1)])
+def test_parity_with_mediapipe_face_detection(image: str, selection: int, request: pytest.FixtureRequest) -> None:
     """Our decode of the converted models agrees with MediaPipe's own graph on the same image."""
     from detectors.blazeface import BlazeFace
     from detectors.runtime import RuntimeConfig
 
     img = request.getfixturevalue(image)
     h, w = img.shape[:2]
-    with mp.solutions.face_detection.FaceDetection(
-        model_selection=selection, min_detection_confidence=0.5
-    ) as fd:
+    with mp.solutions.face_detection.FaceDetection(model_selection=selection, min_detection_confidence=0.5) as fd:
         result = fd.process(img)
     assert result.detections and len(result.detections) == 1
     det = result.detections[0]
@@ -203,9 +195,7 @@ def test_config_validation(kwargs: dict[str, Any], error: str) -> None:
         FacePresenceConfig(**kwargs)
 
 
-def test_batch_of_several_frames_matches_single_frames(
-    presence: FacePresenceDetector, astronaut: Image
-) -> None:
+def test_batch_of_several_frames_matches_single_frames(presence: FacePresenceDetector, astronaut: Image) -> None:
     frames = [astronaut, np.zeros_like(astronaut), astronaut]
     together = presence(FrameBatch(np.stack(frames)[:, :, ::-1], np.array([0, 66, 133])))  # mirrored view
     np.testing.assert_array_equal(together["face_count"], [1, 0, 1])

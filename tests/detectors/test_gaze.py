@@ -48,9 +48,7 @@ def test_landmarks_iris_and_pose_match_mediapipe_face_mesh(
     # MediaPipe's refined mesh: 468 is the image-left eye's iris centre, 473 the image-right one's
     assert np.linalg.norm(irises - theirs[[468, 473], :2], axis=1).max() < 0.01 * face_px
     assert np.allclose(head_pose(mesh.landmarks), head_pose(theirs[:468]), atol=3.0)
-    assert np.allclose(
-        eye_gaze(mesh.landmarks, irises), eye_gaze(theirs[:468], theirs[[468, 473], :2]), atol=0.03
-    )
+    assert np.allclose(eye_gaze(mesh.landmarks, irises), eye_gaze(theirs[:468], theirs[[468, 473], :2]), atol=0.03)
 
 
 @pytest.mark.parametrize(
@@ -84,9 +82,7 @@ def test_in_plane_rotation_is_head_roll(
 
 
 @pytest.mark.parametrize("image", ["astronaut", "grace"])
-def test_mirror_flips_yaw_roll_and_eye_gaze(
-    gaze: GazeDetector, image: str, request: pytest.FixtureRequest
-) -> None:
+def test_mirror_flips_yaw_roll_and_eye_gaze(gaze: GazeDetector, image: str, request: pytest.FixtureRequest) -> None:
     img = request.getfixturevalue(image)
     a = gaze(batch_of(img))
     b = gaze(batch_of(np.ascontiguousarray(img[:, ::-1])))

@@ -39,9 +39,7 @@ def test_cuda_without_gpu_build_fails_with_instructions() -> None:
     if CUDA in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA; the failure path cannot be shown here")
     with pytest.raises(RuntimeError, match=r"onnxruntime-gpu.*device='auto' or 'cpu'"):
-        create_session(
-            resolve_model("face_detection_short_range").path, RuntimeConfig(device="cuda"), model_name="x"
-        )
+        create_session(resolve_model("face_detection_short_range").path, RuntimeConfig(device="cuda"), model_name="x")
 
 
 def test_auto_falls_back_to_cpu_and_logs_the_provider(caplog: pytest.LogCaptureFixture) -> None:
