@@ -115,7 +115,10 @@ class RayFanout:
         from ray.util import ActorPool
 
         if not ray.is_initialized():
-            ray.init(address=options.address, include_dashboard=False, log_to_driver=False)
+            if options.address is None:
+                ray.init(include_dashboard=False, log_to_driver=False)  # a local cluster for this process
+            else:
+                ray.init(address=options.address)  # "auto", a GCS address on a node, or ray://head:10001
         resources: dict[str, Any] = {"num_cpus": 1}
         if options.device == "cuda":
             resources["num_gpus"] = options.gpu_per_worker
