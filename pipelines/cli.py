@@ -9,7 +9,7 @@ import tempfile
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -28,11 +28,14 @@ from ingest.event_log import parse_event_log
 from ingest.probe import MediaRejected, ProbeLimits, probe_video
 from ingest.settings import Settings
 from ingest.tenants import add_tenant, issue_api_key
-from pipelines.analysis import PIPELINE_VERSION, analyze_file
-from pipelines.fanout import RayFanout, RayOptions
 from pipelines.local_server import BackgroundServer
 from pipelines.logs import configure_logging
-from pipelines.worker import Worker, analysis_config, job_queue
+
+if TYPE_CHECKING:
+    from pipelines.fanout import RayFanout
+
+# The analysis stack (ONNX Runtime, OpenCV, Ray, the models) is imported inside the commands that use it,
+# so `proctor serve` and the upload commands stay small (the API's memory is measured per process).
 
 console = Console()
 app = typer.Typer(
@@ -80,6 +83,8 @@ def analyze(
     The JSON is {"video", "duration_s", "segments": [{"kind", "start_s", "end_s", "score"}], ...}; the
     keys named here are stable.
     """
+    from pipelines.analysis import PIPELINE_VERSION, analyze_file
+
     configure_logging(log_level)
     try:
         probe = probe_video(video, ProbeLimits())
@@ -115,6 +120,9 @@ def analyze(
 
 
 def _ray_fanout(context: IngestContext, workers: int | None = None) -> RayFanout:
+    from pipelines.fanout import RayFanout, RayOptions
+    from pipelines.worker import analysis_config
+
     settings = context.settings
     return RayFanout(
         analysis_config(settings),
@@ -130,6 +138,8 @@ def _ray_fanout(context: IngestContext, workers: int | None = None) -> RayFanout
 @app.command()
 def worker(log_level: LogLevel = "info") -> None:
     """Claim queued sessions and process them on Ray until stopped (Ctrl-C / SIGTERM)."""
+    from pipelines.worker import Worker, job_queue
+
     configure_logging(log_level)
     settings = Settings()
     stop = threading.Event()
@@ -161,6 +171,8 @@ def process(
 
 
 def _process_with_progress(context: IngestContext, session_id: str) -> None:
+    from pipelines.worker import Worker, job_queue
+
     queue = job_queue(context)
     with context.db() as db:
         session = db.get(ExamSession, session_id)
