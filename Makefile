@@ -21,4 +21,4 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy ingest detectors pipelines review_ui
+	$(VENV)/bin/mypy ingest detectors pipelines models review_ui
