@@ -70,6 +70,9 @@ class Tenant(Base):
     slug: Mapped[str] = mapped_column(String(128), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Where final review outcomes are POSTed, signed with HMAC-SHA256 under this secret.
+    webhook_url: Mapped[str | None] = mapped_column(String(1000), default=None)
+    webhook_secret: Mapped[str | None] = mapped_column(String(128), default=None)
 
 
 class ApiKey(Base):
@@ -106,6 +109,7 @@ class ExamSession(Base):
     __table_args__ = (
         UniqueConstraint("exam_id", "attempt_id"),
         Index("ix_sessions_tenant_state", "tenant_id", "state"),
+        Index("ix_sessions_review_queue", "state", "risk_score", "processed_at"),
     )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
@@ -128,6 +132,9 @@ class ExamSession(Base):
     results_prefix: Mapped[str | None] = mapped_column(String(512), default=None)
     pipeline_version: Mapped[str | None] = mapped_column(String(32), default=None)
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Review: one reviewer holds a claim until it expires; the outcome is final after any second review.
+    claimed_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    claim_expires_at: Mapped[datetime | None] = mapped_column(default=None)
 
     exam: Mapped[Exam] = relationship()
     tenant: Mapped[Tenant] = relationship()
@@ -222,6 +229,9 @@ class FlagSegment(Base):
     detector_versions: Mapped[dict[str, Any]] = mapped_column(default=dict)
     pipeline_version: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # "detector", or "reviewer" for a flag a reviewer added (re-processing keeps those).
+    source: Mapped[str] = mapped_column(String(16), default="detector", server_default="detector")
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
 
 
 class Job(Base):
@@ -241,6 +251,104 @@ class Job(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A person who reviews or audits; the password is an Argon2id hash, never stored in clear."""
+
+    __tablename__ = "users"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    username: Mapped[str] = mapped_column(String(128), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))  # reviewer, officer, admin
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class UserScope(Base):
+    """What a user may see: a whole tenant (exam_id NULL) or one exam of it."""
+
+    __tablename__ = "user_scopes"
+    __table_args__ = (UniqueConstraint("user_id", "tenant_id", "exam_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    exam_id: Mapped[str | None] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"), default=None)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie holds a random token, only its SHA-256 is kept (logout deletes it)."""
+
+    __tablename__ = "web_sessions"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+
+class FlagDecision(Base):
+    """A reviewer's current decision on one flag (its history is in the audit trail)."""
+
+    __tablename__ = "flag_decisions"
+    segment_id: Mapped[str] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"), primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    decision: Mapped[str] = mapped_column(String(16))  # confirmed, dismissed
+    note: Mapped[str] = mapped_column(Text, default="")
+    reviewer_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SessionReview(Base):
+    """A session's outcome. A Rules Violation waits for a second, different reviewer before it is final."""
+
+    __tablename__ = "session_reviews"
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(32))  # Clean, Suspicious, Rules Violation, Not Reviewed
+    note: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(24))  # awaiting_second, final
+    reviewer_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+    second_reviewer_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    second_note: Mapped[str | None] = mapped_column(Text, default=None)
+    finalised_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AuditEvent(Base):
+    """Append-only trail of every view and decision (database triggers refuse UPDATE and DELETE)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_session_at", "session_id", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(160))  # "user:<username>", "api:<tenant slug>", "system"
+    action: Mapped[str] = mapped_column(String(48))
+    tenant_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
+    session_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    ip: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class WebhookDelivery(Base):
+    """A signed POST owed to a tenant, retried with backoff until delivered or out of attempts."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_due", "state", "next_attempt_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    event: Mapped[str] = mapped_column(String(48))
+    url: Mapped[str] = mapped_column(String(1000))
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_status: Mapped[int | None] = mapped_column(Integer, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 def make_engine(url: str) -> Engine:

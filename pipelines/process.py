@@ -111,7 +111,8 @@ def process_session(
     )
     priority = review_priority(risk)
     with db() as s:
-        s.execute(delete(FlagSegment).where(FlagSegment.session_id == session_id))
+        # Flags a reviewer added are theirs, not the detectors': re-processing replaces only detector flags.
+        s.execute(delete(FlagSegment).where(FlagSegment.session_id == session_id, FlagSegment.source == "detector"))
         s.add_all(
             FlagSegment(
                 session_id=session_id,
