@@ -52,6 +52,16 @@ class Settings(BaseSettings):
         default=None, description="Base URL clients use to reach the API; defaults to http://api_host:api_port"
     )
 
+    # Review UI
+    cookie_secure: bool = Field(default=False, description="mark cookies Secure: set it when served over HTTPS")
+    web_session_ttl_s: int = Field(default=8 * 3600, ge=60)
+    review_claim_ttl_s: int = Field(default=30 * 60, ge=10, description="a reviewer's lock on a session")
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_s: int = Field(default=15 * 60, ge=1)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_backoff_s: float = Field(default=5.0, gt=0, description="first retry delay; doubles per attempt")
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+
     # Upload limits
     part_size_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
     max_media_bytes: int = Field(default=20 * 1024 * MIB, ge=1)

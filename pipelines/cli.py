@@ -30,6 +30,9 @@ from ingest.settings import Settings
 from ingest.tenants import add_tenant, issue_api_key
 from pipelines.local_server import BackgroundServer
 from pipelines.logs import configure_logging
+from review_ui import cli as review_cli
+from review_ui.web import mount_review
+from review_ui.webhooks import DeliveryPolicy, WebhookSender
 
 if TYPE_CHECKING:
     from pipelines.fanout import RayFanout
@@ -42,6 +45,8 @@ app = typer.Typer(
     help="proctor-pipeline: record-and-review exam proctoring.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 app.add_typer(ingest_cli.tenants_app, name="tenants")
+ingest_cli.tenants_app.command("webhook")(review_cli.tenants_webhook)
+app.add_typer(review_cli.users_app, name="users")
 app.command("ingest")(ingest_cli.ingest)
 app.command("status")(ingest_cli.status)
 
@@ -54,20 +59,30 @@ def serve(
     port: Annotated[int | None, typer.Option(help="default: PROCTOR_API_PORT")] = None,
     log_level: LogLevel = "info",
 ) -> None:
-    """Run the HTTP API (and the embedded S3 server when no PROCTOR_S3_ENDPOINT is set)."""
+    """Run the HTTP API and the review UI (and the embedded S3 server when no PROCTOR_S3_ENDPOINT is set)."""
     configure_logging(log_level)
     settings = Settings()
     with s3_location(settings) as location:
         context = build_context(settings, location)
+        api = create_app(context)
+        mount_review(api)
+        sender = WebhookSender(
+            context.db,
+            DeliveryPolicy(settings.webhook_max_attempts, settings.webhook_backoff_s, settings.webhook_timeout_s),
+        )
+        webhooks = threading.Thread(target=sender.run, name="webhooks", daemon=True)
+        webhooks.start()
         try:
             uvicorn.run(
-                create_app(context),
+                api,
                 host=host or settings.api_host,
                 port=port or settings.api_port,
                 log_config=None,
                 proxy_headers=True,
             )
         finally:
+            sender.stop.set()
+            webhooks.join(timeout=5)
             context.close()
 
 

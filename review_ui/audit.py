@@ -1,0 +1,30 @@
+"""The append-only audit trail: every view of a recording and every decision, with who and when.
+
+Rows are only ever inserted (the database refuses UPDATE and DELETE on the table). Actors are written as
+`user:<username>`, `api:<tenant slug>` or `system`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ingest.db import AuditEvent
+
+
+def record(
+    db: Session,
+    actor: str,
+    action: str,
+    *,
+    at: datetime,
+    tenant_id: str | None = None,
+    session_id: str | None = None,
+    ip: str | None = None,
+    **detail: Any,
+) -> None:
+    db.add(
+        AuditEvent(at=at, actor=actor, action=action, tenant_id=tenant_id, session_id=session_id, ip=ip, detail=detail)
+    )

@@ -1,0 +1,274 @@
+"""The write side of review: claims, flag decisions, added flags, the session outcome and the second review.
+
+Every change is checked against the claim (one reviewer at a time), written with an audit event in the
+same transaction, and a final outcome enqueues the platform's webhook in that transaction too, so a
+decision and its notification cannot part ways.
+
+Claiming is one conditional UPDATE (free, expired, or already mine), which is atomic on SQLite and
+PostgreSQL alike: two reviewers racing for a session cannot both win.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session
+
+from ingest.db import ExamSession, FlagDecision, FlagSegment, SessionReview, Tenant, User
+from ingest.states import SessionState
+from pipelines.segments import FlagKind
+from review_ui import audit
+from review_ui.results import FINAL, review_result
+from review_ui.webhooks import enqueue
+
+AWAITING_SECOND = "awaiting_second"
+REVIEWABLE = (SessionState.PROCESSED.value, SessionState.IN_REVIEW.value)
+
+
+class Outcome(StrEnum):
+    """edX's proctoring review vocabulary."""
+
+    CLEAN = "Clean"
+    SUSPICIOUS = "Suspicious"
+    RULES_VIOLATION = "Rules Violation"
+    NOT_REVIEWED = "Not Reviewed"  # technical failure: the recording could not be reviewed
+
+
+class Decision(StrEnum):
+    CONFIRMED = "confirmed"
+    DISMISSED = "dismissed"
+
+
+class ReviewRefused(Exception):
+    """A review action that is not allowed now; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: User
+    ip: str | None
+
+    @property
+    def name(self) -> str:
+        return f"user:{self.user.username}"
+
+
+def claim(db: Session, session: ExamSession, actor: Actor, now: datetime, ttl: timedelta) -> None:
+    """Lock the session for `actor` until now + ttl (or extend their claim). Raises if someone else holds it."""
+    if session.state not in REVIEWABLE:
+        raise ReviewRefused(409, f"this session is {session.state}; only processed sessions can be reviewed")
+    won = db.execute(
+        update(ExamSession)
+        .where(
+            ExamSession.id == session.id,
+            ExamSession.state.in_(REVIEWABLE),
+            or_(
+                ExamSession.claimed_by.is_(None),
+                ExamSession.claimed_by == actor.user.id,
+                ExamSession.claim_expires_at <= now,
+            ),
+        )
+        .values(claimed_by=actor.user.id, claim_expires_at=now + ttl)
+        .execution_options(synchronize_session=False)
+    )
+    if won.rowcount != 1:  # type: ignore[attr-defined]
+        db.rollback()
+        raise ReviewRefused(409, "another reviewer is reviewing this session; pick another one from the queue")
+    db.refresh(session)
+    if session.state == SessionState.PROCESSED.value:
+        db.add(session.move_to(SessionState.IN_REVIEW))
+    audit.record(db, actor.name, "claim", at=now, tenant_id=session.tenant_id, session_id=session.id, ip=actor.ip)
+
+
+def release(db: Session, session: ExamSession, actor: Actor, now: datetime) -> None:
+    if session.claimed_by == actor.user.id:
+        session.claimed_by, session.claim_expires_at = None, None
+        audit.record(db, actor.name, "release", at=now, tenant_id=session.tenant_id, session_id=session.id, ip=actor.ip)
+
+
+def _require_claim(session: ExamSession, actor: Actor, now: datetime) -> None:
+    if session.claimed_by != actor.user.id or session.claim_expires_at is None or session.claim_expires_at <= now:
+        raise ReviewRefused(409, "claim this session first (your claim may have expired)")
+    if session.state != SessionState.IN_REVIEW.value:
+        raise ReviewRefused(409, f"this session is {session.state}, not in review")
+
+
+def _require_open(db: Session, session: ExamSession) -> None:
+    review = db.get(SessionReview, session.id)
+    if review is not None:
+        raise ReviewRefused(409, f"the outcome is already set ({review.outcome}, {review.status}); flags are locked")
+
+
+def decide_flag(
+    db: Session, session: ExamSession, segment_id: str, decision: Decision, note: str, actor: Actor, now: datetime
+) -> None:
+    _require_claim(session, actor, now)
+    _require_open(db, session)
+    segment = db.get(FlagSegment, segment_id)
+    if segment is None or segment.session_id != session.id:
+        raise ReviewRefused(404, "no such flag in this session")
+    row = db.get(FlagDecision, segment_id)
+    if row is None:
+        row = FlagDecision(segment_id=segment_id, session_id=session.id, decision=decision.value)
+        db.add(row)
+    row.decision, row.note, row.reviewer_id, row.decided_at = decision.value, note.strip(), actor.user.id, now
+    audit.record(
+        db,
+        actor.name,
+        "flag_decision",
+        at=now,
+        tenant_id=session.tenant_id,
+        session_id=session.id,
+        ip=actor.ip,
+        flag=segment_id,
+        kind=segment.kind,
+        decision=decision.value,
+        note=note.strip(),
+    )
+
+
+def add_flag(
+    db: Session,
+    session: ExamSession,
+    kind: FlagKind,
+    start_s: float,
+    end_s: float,
+    note: str,
+    actor: Actor,
+    now: datetime,
+) -> FlagSegment:
+    """A flag the detectors missed; it is confirmed by the reviewer who adds it."""
+    _require_claim(session, actor, now)
+    _require_open(db, session)
+    duration = session.duration_s
+    if not 0 <= start_s < end_s or (duration is not None and end_s > duration + 0.001):
+        limit = f" and end by {duration:.1f} s" if duration is not None else ""
+        raise ReviewRefused(422, f"a flag needs 0 <= start < end{limit}; got {start_s} to {end_s}")
+    start_ms, end_ms = round(start_s * 1000), round(end_s * 1000)
+    segment = FlagSegment(
+        session_id=session.id,
+        kind=kind.value,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        score=1.0,
+        peak_ms=(start_ms + end_ms) // 2,
+        evidence_keys=[],
+        detector_versions={},
+        pipeline_version=session.pipeline_version or "",
+        source="reviewer",
+        created_by=actor.user.id,
+    )
+    db.add(segment)
+    db.flush()
+    db.add(
+        FlagDecision(
+            segment_id=segment.id,
+            session_id=session.id,
+            decision=Decision.CONFIRMED.value,
+            note=note.strip(),
+            reviewer_id=actor.user.id,
+            decided_at=now,
+        )
+    )
+    audit.record(
+        db,
+        actor.name,
+        "flag_added",
+        at=now,
+        tenant_id=session.tenant_id,
+        session_id=session.id,
+        ip=actor.ip,
+        flag=segment.id,
+        kind=kind.value,
+        start_s=start_s,
+        end_s=end_s,
+        note=note.strip(),
+    )
+    return segment
+
+
+def set_outcome(db: Session, session: ExamSession, outcome: Outcome, note: str, actor: Actor, now: datetime) -> str:
+    """Record the outcome; returns the review status (`final`, or `awaiting_second` for a Rules Violation)."""
+    _require_claim(session, actor, now)
+    _require_open(db, session)
+    note = note.strip()
+    if outcome is not Outcome.CLEAN and not note:
+        raise ReviewRefused(422, f"a note is required for {outcome.value}: say what you saw")
+    status = AWAITING_SECOND if outcome is Outcome.RULES_VIOLATION else FINAL
+    db.add(
+        SessionReview(
+            session_id=session.id,
+            outcome=outcome.value,
+            note=note,
+            status=status,
+            reviewer_id=actor.user.id,
+            decided_at=now,
+            finalised_at=now if status == FINAL else None,
+        )
+    )
+    session.claimed_by, session.claim_expires_at = None, None
+    audit.record(
+        db,
+        actor.name,
+        "outcome",
+        at=now,
+        tenant_id=session.tenant_id,
+        session_id=session.id,
+        ip=actor.ip,
+        outcome=outcome.value,
+        status=status,
+        note=note,
+    )
+    if status == FINAL:
+        _finalise(db, session, now)
+    return status
+
+
+def second_review(db: Session, session: ExamSession, confirm: bool, note: str, actor: Actor, now: datetime) -> str:
+    """A second, different reviewer confirms a Rules Violation (final) or returns it for a new decision."""
+    _require_claim(session, actor, now)
+    review = db.get(SessionReview, session.id)
+    if review is None or review.status != AWAITING_SECOND:
+        raise ReviewRefused(409, "this session has no Rules Violation awaiting a second review")
+    if review.reviewer_id == actor.user.id:
+        raise ReviewRefused(403, "the second review must be done by a different reviewer (four eyes)")
+    note = note.strip()
+    if not confirm and not note:
+        raise ReviewRefused(422, "say why you do not confirm the Rules Violation")
+    audit.record(
+        db,
+        actor.name,
+        "second_review",
+        at=now,
+        tenant_id=session.tenant_id,
+        session_id=session.id,
+        ip=actor.ip,
+        confirmed=confirm,
+        note=note,
+        first_reviewer=review.reviewer_id,
+    )
+    session.claimed_by, session.claim_expires_at = None, None
+    if not confirm:
+        db.delete(review)  # back to an open review; the audit trail keeps both opinions
+        return "returned"
+    review.status, review.second_reviewer_id, review.second_note, review.finalised_at = FINAL, actor.user.id, note, now
+    _finalise(db, session, now)
+    return FINAL
+
+
+def _finalise(db: Session, session: ExamSession, now: datetime) -> None:
+    db.flush()
+    db.add(session.move_to(SessionState.REVIEWED))
+    db.flush()
+    tenant = db.get(Tenant, session.tenant_id)
+    if tenant is not None:
+        body = json.dumps({"event": "review.final", "review": review_result(db, session)}, sort_keys=True)
+        enqueue(db, tenant, session.id, "review.final", body, now)

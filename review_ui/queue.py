@@ -1,0 +1,219 @@
+"""The read side of review: the prioritised queue and one session's view, always within a user's scope.
+
+Plain queries in, typed rows out. The queue holds sessions that finished processing, ordered by review
+priority (risk score, highest first) and then age (oldest first), with filters by exam, flag kind, status
+and date, and counts per status for the filter bar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from ingest.db import Exam, ExamSession, FlagDecision, FlagSegment, Media, SessionReview, User
+from ingest.states import SessionState
+from review_ui.accounts import Scope
+
+PAGE_SIZE = 50
+
+
+class QueueStatus(StrEnum):
+    TO_REVIEW = "to_review"  # processed, or in review with no live claim of another reviewer's
+    IN_REVIEW = "in_review"  # claimed right now
+    AWAITING_SECOND = "awaiting_second"  # a Rules Violation waiting for a second reviewer
+    REVIEWED = "reviewed"
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    status: QueueStatus = QueueStatus.TO_REVIEW
+    exam_id: str | None = None
+    kind: str | None = None
+    since: date | None = None
+    until: date | None = None
+    page: int = 1
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    session_id: str
+    exam: str
+    candidate_id: str
+    risk_score: float | None
+    review_priority: str | None
+    processed_at: datetime | None
+    duration_s: float | None
+    state: str
+    claimed_by: str | None
+    flag_counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    rows: list[QueueRow]
+    counts: dict[QueueStatus, int]
+    total: int
+    page: int
+    pages: int
+    exams: list[tuple[str, str]]  # (id, external id) the user may filter by
+
+
+def _status_clause(status: QueueStatus, now: datetime) -> ColumnElement[bool]:
+    live_claim = and_(ExamSession.claimed_by.is_not(None), ExamSession.claim_expires_at > now)
+    awaiting = exists().where(SessionReview.session_id == ExamSession.id, SessionReview.status == "awaiting_second")
+    in_review = ExamSession.state == SessionState.IN_REVIEW.value
+    if status is QueueStatus.TO_REVIEW:
+        return or_(ExamSession.state == SessionState.PROCESSED.value, and_(in_review, ~live_claim, ~awaiting))
+    if status is QueueStatus.IN_REVIEW:
+        return and_(in_review, live_claim)
+    if status is QueueStatus.AWAITING_SECOND:
+        return and_(in_review, ~live_claim, awaiting)
+    return ExamSession.state == SessionState.REVIEWED.value
+
+
+def _filtered(scope: Scope, query: QueueFilter) -> Select[ExamSession]:
+    stmt = select(ExamSession).where(scope.sessions_clause())
+    if query.exam_id:
+        stmt = stmt.where(ExamSession.exam_id == query.exam_id)
+    if query.kind:
+        stmt = stmt.where(exists().where(FlagSegment.session_id == ExamSession.id, FlagSegment.kind == query.kind))
+    if query.since:
+        stmt = stmt.where(ExamSession.processed_at >= datetime.combine(query.since, time(), tzinfo=UTC))
+    if query.until:
+        stmt = stmt.where(ExamSession.processed_at < datetime.combine(query.until + timedelta(days=1), time(), UTC))
+    return stmt
+
+
+def queue_page(db: Session, scope: Scope, query: QueueFilter, now: datetime) -> QueuePage:
+    base = _filtered(scope, query)
+    counts = {
+        status: db.scalar(select(func.count()).select_from(base.where(_status_clause(status, now)).subquery())) or 0
+        for status in QueueStatus
+    }
+    total = counts[query.status]
+    pages = max(1, -(-total // PAGE_SIZE))
+    page = min(max(1, query.page), pages)
+    ordered = (
+        base.where(_status_clause(query.status, now))
+        .order_by(ExamSession.risk_score.desc().nulls_last(), ExamSession.processed_at.asc(), ExamSession.id)
+        .offset((page - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    )
+    sessions = list(db.scalars(ordered))
+    ids = [s.id for s in sessions]
+    flag_counts: dict[str, dict[str, int]] = {i: {} for i in ids}
+    for session_id, kind, n in db.execute(
+        select(FlagSegment.session_id, FlagSegment.kind, func.count())
+        .where(FlagSegment.session_id.in_(ids))
+        .group_by(FlagSegment.session_id, FlagSegment.kind)
+    ):
+        flag_counts[session_id][kind] = n
+    exam_names = dict(
+        db.execute(select(Exam.id, Exam.external_id).where(Exam.id.in_({s.exam_id for s in sessions}))).all()
+    )
+    claimers = dict(
+        db.execute(
+            select(User.id, User.username).where(User.id.in_({s.claimed_by for s in sessions if s.claimed_by}))
+        ).all()
+    )
+    rows = [
+        QueueRow(
+            session_id=s.id,
+            exam=exam_names.get(s.exam_id, s.exam_id),
+            candidate_id=s.candidate_id,
+            risk_score=s.risk_score,
+            review_priority=s.review_priority,
+            processed_at=s.processed_at,
+            duration_s=s.duration_s,
+            state=s.state,
+            claimed_by=claimers.get(s.claimed_by)
+            if s.claimed_by and s.claim_expires_at and s.claim_expires_at > now
+            else None,
+            flag_counts=flag_counts[s.id],
+        )
+        for s in sessions
+    ]
+    visible_exams = select(Exam.id, Exam.external_id).order_by(Exam.external_id)
+    if not scope.everything:
+        visible_exams = visible_exams.where(or_(Exam.tenant_id.in_(scope.tenant_ids), Exam.id.in_(scope.exam_ids)))
+    exams = [(i, e) for i, e in db.execute(visible_exams)]
+    return QueuePage(rows, counts, total, page, pages, exams)
+
+
+@dataclass(frozen=True)
+class FlagView:
+    id: str
+    kind: str
+    start_s: float
+    end_s: float
+    score: float
+    peak_s: float
+    source: str
+    evidence_count: int
+    decision: str | None
+    note: str
+
+
+@dataclass(frozen=True)
+class SessionView:
+    session: ExamSession
+    exam: str
+    flags: list[FlagView]
+    media: dict[str, Media]
+    review: SessionReview | None
+    claimed_by: str | None  # username of a live claim
+    reviewer: str | None
+    second_reviewer: str | None
+
+
+def visible_session(db: Session, scope: Scope, session_id: str) -> ExamSession | None:
+    """The session if this scope may see it (and it is not erased); None otherwise, with no hint which."""
+    session = db.scalar(
+        select(ExamSession).where(
+            ExamSession.id == session_id, ExamSession.state != SessionState.DELETED.value, scope.sessions_clause()
+        )
+    )
+    return session
+
+
+def session_view(db: Session, session: ExamSession, now: datetime) -> SessionView:
+    segments = db.execute(
+        select(FlagSegment, FlagDecision)
+        .outerjoin(FlagDecision, FlagDecision.segment_id == FlagSegment.id)
+        .where(FlagSegment.session_id == session.id)
+        .order_by(FlagSegment.start_ms, FlagSegment.kind)
+    ).all()
+    flags = [
+        FlagView(
+            id=seg.id,
+            kind=seg.kind,
+            start_s=seg.start_ms / 1000,
+            end_s=seg.end_ms / 1000,
+            score=seg.score,
+            peak_s=seg.peak_ms / 1000,
+            source=seg.source,
+            evidence_count=len(seg.evidence_keys),
+            decision=decision.decision if decision else None,
+            note=decision.note if decision else "",
+        )
+        for seg, decision in segments
+    ]
+    review = db.get(SessionReview, session.id)
+    live = session.claimed_by if session.claim_expires_at and session.claim_expires_at > now else None
+    user_ids = {live, review.reviewer_id if review else None, review.second_reviewer_id if review else None} - {None}
+    names = dict(db.execute(select(User.id, User.username).where(User.id.in_(user_ids))).all())
+    exam = db.get(Exam, session.exam_id)
+    return SessionView(
+        session=session,
+        exam=exam.external_id if exam else session.exam_id,
+        flags=flags,
+        media={m.kind: m for m in session.media if m.state == "complete"},
+        review=review,
+        claimed_by=names.get(live) if live else None,
+        reviewer=names.get(review.reviewer_id) if review and review.reviewer_id else None,
+        second_reviewer=names.get(review.second_reviewer_id) if review and review.second_reviewer_id else None,
+    )

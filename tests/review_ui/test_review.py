@@ -1,0 +1,231 @@
+"""Review over HTTP: sign-in and lockout, the queue, claims, decisions, four eyes, results to the platform."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import select, text
+
+from ingest.db import AuditEvent, ExamSession, SessionReview, WebhookDelivery, utcnow
+from review_ui.webhooks import SIGNATURE_HEADER, DeliveryPolicy, WebhookSender, verify
+from tests.review_ui.conftest import PASSWORD, Browser, World, set_webhook
+
+
+def flag_ids(world: World, label: str) -> list[str]:
+    with world.context.db() as db:
+        rows = db.execute(
+            text("SELECT id FROM segments WHERE session_id = :s ORDER BY start_ms"), {"s": world.sessions[label]}
+        )
+        return [r[0] for r in rows]
+
+
+def test_login_refuses_a_wrong_password_and_locks_after_repeated_failures(world: World) -> None:
+    browser = Browser(world.url)
+    assert browser.login(world.users["reviewer_a"], "wrong password!").status_code == 401
+    for _ in range(4):
+        browser.login(world.users["reviewer_a"], "wrong password!")
+    locked = browser.login(world.users["reviewer_a"], PASSWORD)
+    assert locked.status_code == 401 and "locked" in locked.text
+    assert "pp_session" not in browser.cookies
+    with world.context.db() as db:
+        failures = db.scalars(select(AuditEvent).where(AuditEvent.action == "login_failed")).all()
+        assert len([f for f in failures if world.users["reviewer_a"] in f.actor]) == 6
+
+
+def test_login_sets_a_hardened_cookie_and_logout_ends_the_session(world: World) -> None:
+    browser = Browser(world.url)
+    response = browser.login(world.users["reviewer_a"], PASSWORD)
+    assert response.status_code == 303 and response.headers["location"] == "/review/queue"
+    cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith("pp_session="))
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert browser.page("/review/queue").status_code == 200
+    assert browser.submit("/review/logout").status_code == 303
+    stolen = Browser(world.url)
+    stolen.cookies.set("pp_session", cookie.split(";")[0].split("=", 1)[1])
+    assert stolen.get("/review/queue").status_code == 303  # the old cookie is dead server-side
+
+
+def test_queue_lists_sessions_by_priority_within_scope_with_counts(world: World) -> None:
+    reviewer = world.browser("reviewer_a")
+    page = reviewer.page("/review/queue").text
+    assert world.sessions["a"] in page and world.sessions["b"] not in page
+    assert 'data-status="to_review">to review <b>1</b>' in page
+    with world.context.db() as db:  # a riskier session of the same tenant goes first
+        db.execute(text("UPDATE sessions SET risk_score = 0.1 WHERE id = :s"), {"s": world.sessions["a"]})
+        db.commit()
+    admin_page = world.browser("admin").page("/review/queue").text
+    assert admin_page.index(world.sessions["b"]) < admin_page.index(world.sessions["a"])
+    filtered = reviewer.page("/review/queue?kind=camera_blocked").text
+    assert world.sessions["a"] not in filtered
+
+
+def test_two_reviewers_racing_for_a_claim_never_both_win(world: World) -> None:
+    first, second = world.browser("reviewer_a"), world.browser("reviewer_a2")
+    first.page("/review/queue"), second.page("/review/queue")
+    path = f"/review/sessions/{world.sessions['a']}/claim"
+    results: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def race(browser: Browser) -> None:
+        barrier.wait()
+        results.append(browser.submit(path).status_code)
+
+    threads = [threading.Thread(target=race, args=(b,)) for b in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [200, 409]
+    with world.context.db() as db:
+        session = db.get(ExamSession, world.sessions["a"])
+        assert session is not None and session.state == "in_review"
+
+
+def test_an_expired_claim_can_be_taken_over(world: World) -> None:
+    first, second = world.browser("reviewer_a"), world.browser("reviewer_a2")
+    path = f"/review/sessions/{world.sessions['a']}/claim"
+    assert first.submit(path).status_code == 200
+    assert second.submit(path).status_code == 409
+    with world.context.db() as db:
+        session = db.get(ExamSession, world.sessions["a"])
+        assert session is not None
+        session.claim_expires_at = utcnow() - timedelta(seconds=1)
+        db.commit()
+    assert second.submit(path).status_code == 200
+    flag = flag_ids(world, "a")[0]
+    late = first.submit(f"/review/sessions/{world.sessions['a']}/flags/{flag}/decision", decision="confirmed")
+    assert late.status_code == 409 and "claim" in late.json()["detail"]
+
+
+def test_full_review_with_four_eyes_reaches_the_platform_and_its_webhook(
+    world: World, webhook_receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    hook_url, received = webhook_receiver
+    secret = "whsec_test_secret"
+    set_webhook(world.context, world.tenant_ids["a"], hook_url, secret)
+    session_id = world.sessions["a"]
+    base = f"/review/sessions/{session_id}"
+    first, second = world.browser("reviewer_a"), world.browser("reviewer_a2")
+    assert first.submit(f"{base}/claim").status_code == 200
+    no_face, two_faces, away = flag_ids(world, "a")
+    assert first.submit(f"{base}/flags/{no_face}/decision", decision="dismissed", note="cat, not a person").is_success
+    assert first.submit(f"{base}/flags/{two_faces}/decision", decision="confirmed").is_success
+    assert first.submit(f"{base}/flags/{away}/decision", decision="maybe").status_code == 422
+    added = first.submit(f"{base}/flags", kind="looking_away", start_s="20", end_s="22", note="reads notes")
+    assert added.is_success
+    assert first.submit(f"{base}/flags", kind="no_face", start_s="20", end_s="500").status_code == 422
+    assert first.submit(f"{base}/outcome", outcome="Rules Violation").status_code == 422  # a note is required
+    assert first.submit(f"{base}/outcome", outcome="Rules Violation", note="second person").json()["status"] == (
+        "awaiting_second"
+    )
+    # Not final yet: the platform sees no outcome, and no webhook is owed.
+    with httpx.Client(base_url=world.url, headers={"Authorization": f"Bearer {world.keys['a']}"}) as platform:
+        pending = platform.get(f"/v1/sessions/{session_id}/review").json()
+        assert pending["final"] is False and pending["outcome"] is None
+        # The first reviewer cannot be their own second pair of eyes.
+        assert first.submit(f"{base}/claim").status_code == 200
+        assert first.submit(f"{base}/second-review", verdict="confirm").status_code == 403
+        first.submit(f"{base}/release")
+        assert second.submit(f"{base}/claim").status_code == 200
+        assert second.submit(f"{base}/second-review", verdict="confirm", note="agreed").json()["status"] == "final"
+
+        final = platform.get(f"/v1/sessions/{session_id}/review").json()
+    assert final["final"] is True and final["outcome"] == "Rules Violation" and final["state"] == "reviewed"
+    decisions = {(f["kind"], f["start_s"], f["end_s"]): (f["decision"], f["note"]) for f in final["flags"]}
+    assert decisions[("no_face", 4.8, 6.8)] == ("dismissed", "cat, not a person")
+    assert decisions[("multiple_faces", 11.2, 13.2)] == ("confirmed", "")
+    assert decisions[("looking_away", 20.0, 22.0)] == ("confirmed", "reads notes")
+    assert [c["text"] for c in final["comments"]] == ["second person", "agreed"]
+
+    sender = WebhookSender(world.context.db, DeliveryPolicy(max_attempts=3, backoff_s=0.1, timeout_s=5))
+    assert sender.send_due() == 1
+    headers, body = received[0]
+    assert verify(secret, headers[SIGNATURE_HEADER.lower()], body, utcnow())
+    assert not verify("whsec_other", headers[SIGNATURE_HEADER.lower()], body, utcnow())
+    assert not verify(secret, headers[SIGNATURE_HEADER.lower()], body, utcnow() + timedelta(minutes=10))  # replay
+    payload = json.loads(body)
+    assert payload["event"] == "review.final" and payload["review"]["outcome"] == "Rules Violation"
+    with world.context.db() as db:
+        delivery = db.scalars(select(WebhookDelivery).where(WebhookDelivery.session_id == session_id)).one()
+        assert delivery.state == "delivered" and delivery.attempts == 1
+        actions = db.scalars(
+            select(AuditEvent.action).where(AuditEvent.session_id == session_id).order_by(AuditEvent.id)
+        ).all()
+    assert {"claim", "flag_decision", "flag_added", "outcome", "second_review", "api_read_review"} <= set(actions)
+
+
+def test_a_returned_rules_violation_reopens_the_review(world: World) -> None:
+    base = f"/review/sessions/{world.sessions['a']}"
+    first, second = world.browser("reviewer_a"), world.browser("reviewer_a2")
+    first.submit(f"{base}/claim")
+    first.submit(f"{base}/outcome", outcome="Rules Violation", note="phone")
+    second.submit(f"{base}/claim")
+    assert second.submit(f"{base}/second-review", verdict="return").status_code == 422  # needs a reason
+    assert second.submit(f"{base}/second-review", verdict="return", note="it is a calculator").is_success
+    with world.context.db() as db:
+        assert db.get(SessionReview, world.sessions["a"]) is None
+    assert second.submit(f"{base}/claim").is_success
+    assert second.submit(f"{base}/outcome", outcome="Clean").json()["status"] == "final"
+
+
+def test_webhook_failures_are_retried_with_backoff_then_marked_failed(world: World) -> None:
+    set_webhook(world.context, world.tenant_ids["a"], "http://127.0.0.1:9/unreachable", "whsec_x")
+    base = f"/review/sessions/{world.sessions['a']}"
+    reviewer = world.browser("reviewer_a")
+    reviewer.submit(f"{base}/claim")
+    reviewer.submit(f"{base}/outcome", outcome="Clean")
+    statuses = iter([503, 500])
+    sender = WebhookSender(
+        world.context.db, DeliveryPolicy(max_attempts=3, backoff_s=10, timeout_s=1), post=lambda *_: next(statuses)
+    )
+    now = utcnow()
+    assert sender.send_due(now) == 1
+    assert sender.send_due(now + timedelta(seconds=5)) == 0  # backing off: 10 s after the first failure
+    assert sender.send_due(now + timedelta(seconds=11)) == 1
+    real = WebhookSender(world.context.db, DeliveryPolicy(max_attempts=3, backoff_s=10, timeout_s=1))
+    assert real.send_due(now + timedelta(seconds=40)) == 1  # connection refused: the third and last attempt
+    with world.context.db() as db:
+        delivery = db.scalars(select(WebhookDelivery)).one()
+    assert delivery.state == "failed" and delivery.attempts == 3 and "Connect" in (delivery.last_error or "")
+
+
+def test_the_audit_trail_refuses_updates_and_deletes(world: World) -> None:
+    world.browser("reviewer_a").page(f"/review/sessions/{world.sessions['a']}")
+    for statement in ("UPDATE audit_events SET actor = 'someone else'", "DELETE FROM audit_events"):
+        with world.context.db() as db, pytest.raises(Exception, match="append-only"):
+            db.execute(text(statement))
+            db.commit()
+
+
+def test_officers_read_and_export_the_audit_trail_of_their_tenants_only(world: World) -> None:
+    world.browser("reviewer_a").page(f"/review/sessions/{world.sessions['a']}")
+    world.browser("reviewer_b").page(f"/review/sessions/{world.sessions['b']}")
+    officer = world.browser("officer_a")
+    exported = officer.get("/review/audit?format=csv")
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    assert world.sessions["a"] in exported.text and world.sessions["b"] not in exported.text
+    assert world.browser("reviewer_a").get("/review/audit").status_code == 403
+
+
+def test_recordings_stream_with_http_range_and_each_access_is_logged(world: World) -> None:
+    reviewer = world.browser("reviewer_a")
+    path = f"/review/sessions/{world.sessions['a']}/media/webcam"
+    whole = reviewer.get(path)
+    assert whole.status_code == 200 and whole.headers["accept-ranges"] == "bytes"
+    part = reviewer.get(path, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == whole.content[100:200]
+    assert part.headers["content-range"] == f"bytes 100-199/{len(whole.content)}"
+    tail = reviewer.get(path, headers={"Range": "bytes=-10"})
+    assert tail.content == whole.content[-10:]
+    assert reviewer.get(path, headers={"Range": f"bytes={len(whole.content)}-"}).status_code == 416
+    with world.context.db() as db:
+        views = db.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "view_recording", AuditEvent.session_id == world.sessions["a"]
+            )
+        ).all()
+    assert len(views) == 3 and all(v.actor == f"user:{world.users['reviewer_a']}" for v in views)
