@@ -3,7 +3,7 @@ SYSTEM_PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test install lint
+.PHONY: demo test install lint browser
 
 $(VENV)/.installed: pyproject.toml
 	$(SYSTEM_PYTHON) -m venv $(VENV)
@@ -16,8 +16,16 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/proctor demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(PY) -m pytest
+
+# The browser tests drive Debian's Chromium; Playwright never downloads one. As root we install it from
+# Debian's packages if it is missing; otherwise those tests skip with the reason (and fail under CI=true).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+		(apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null 2>&1)) ; } || \
+		echo "note: no Chromium and no way to install it here; the browser tests will say so"
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -217,7 +217,10 @@ class FlagSegment(Base):
     """A flagged time segment of a session, as the pipeline found it (reviewer decisions live elsewhere)."""
 
     __tablename__ = "segments"
-    __table_args__ = (Index("ix_segments_session_start", "session_id", "start_ms"),)
+    __table_args__ = (
+        Index("ix_segments_session_start", "session_id", "start_ms"),
+        Index("ix_segments_kind_session", "kind", "session_id"),  # the review queue's flag-kind filter
+    )
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(32))

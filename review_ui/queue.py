@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from ingest.db import Exam, ExamSession, FlagDecision, FlagSegment, Media, SessionReview, User
@@ -80,7 +80,7 @@ def _filtered(scope: Scope, query: QueueFilter) -> Select[ExamSession]:
     if query.exam_id:
         stmt = stmt.where(ExamSession.exam_id == query.exam_id)
     if query.kind:
-        stmt = stmt.where(exists().where(FlagSegment.session_id == ExamSession.id, FlagSegment.kind == query.kind))
+        stmt = stmt.where(ExamSession.id.in_(select(FlagSegment.session_id).where(FlagSegment.kind == query.kind)))
     if query.since:
         stmt = stmt.where(ExamSession.processed_at >= datetime.combine(query.since, time(), tzinfo=UTC))
     if query.until:
@@ -90,10 +90,12 @@ def _filtered(scope: Scope, query: QueueFilter) -> Select[ExamSession]:
 
 def queue_page(db: Session, scope: Scope, query: QueueFilter, now: datetime) -> QueuePage:
     base = _filtered(scope, query)
-    counts = {
-        status: db.scalar(select(func.count()).select_from(base.where(_status_clause(status, now)).subquery())) or 0
-        for status in QueueStatus
-    }
+    tallies = db.execute(  # one pass counts every status
+        base.with_only_columns(
+            *(func.coalesce(func.sum(case((_status_clause(status, now), 1), else_=0)), 0) for status in QueueStatus)
+        )
+    ).one()
+    counts = dict(zip(QueueStatus, (int(n) for n in tallies), strict=True))
     total = counts[query.status]
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, query.page), pages)

@@ -134,6 +134,7 @@ def upgrade() -> None:
     with op.batch_alter_table("segments", schema=None) as batch_op:
         batch_op.add_column(sa.Column("source", sa.String(length=16), server_default="detector", nullable=False))
         batch_op.add_column(sa.Column("created_by", sa.String(length=32), nullable=True))
+        batch_op.create_index("ix_segments_kind_session", ["kind", "session_id"], unique=False)
         batch_op.create_foreign_key(
             "fk_segments_created_by_users", "users", ["created_by"], ["id"], ondelete="SET NULL"
         )
@@ -191,6 +192,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table("segments", schema=None) as batch_op:
         batch_op.drop_constraint("fk_segments_created_by_users", type_="foreignkey")
+        batch_op.drop_index("ix_segments_kind_session")
         batch_op.drop_column("created_by")
         batch_op.drop_column("source")
 

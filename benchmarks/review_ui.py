@@ -1,0 +1,194 @@
+"""Review UI latency at scale: the queue page and the session page with 10,000 sessions and 100,000 flags.
+
+Builds its own database (SQLite, the embedded default, or $BENCH_DATABASE_URL) with 10 tenants, 10,000
+processed sessions and 100,000 flags, serves the real app (API + review UI) with uvicorn on 127.0.0.1
+next to the embedded S3 server, signs a reviewer in (scoped to half the tenants) and an admin, and times
+full HTTP round trips over loopback: the queue (default, filtered by flag kind, a later page) and random
+session pages. Target: p95 under 300 ms for both pages.
+
+    python benchmarks/review_ui.py          # prints a table, then: RESULT review_ui queue_p95_ms=.. session_p95_ms=..
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx
+from sqlalchemy import insert
+
+from ingest.api import create_app
+from ingest.context import build_context
+from ingest.db import Exam, ExamSession, FlagSegment, Media, Tenant
+from ingest.embedded_s3 import EmbeddedS3
+from ingest.settings import Settings
+from pipelines.local_server import BackgroundServer
+from review_ui.accounts import Role, add_user, assign
+from review_ui.web import mount_review
+
+SESSIONS = 10_000
+FLAGS = 100_000
+TENANTS = 10
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "200"))
+PASSWORD = "benchmark password"
+KINDS = ("no_face", "multiple_faces", "looking_away", "camera_blocked")
+
+
+def populate(db_factory: object, rng: random.Random) -> list[str]:
+    """Bulk-insert tenants, exams, processed sessions with webcam media, and flags; returns session ids."""
+    now = datetime.now(UTC)
+    tenants = [
+        {"id": uuid.uuid4().hex, "slug": f"bench-{i}", "name": f"platform {i}", "created_at": now}
+        for i in range(TENANTS)
+    ]
+    exams = [
+        {
+            "id": uuid.uuid4().hex,
+            "tenant_id": t["id"],
+            "external_id": f"exam-{j}",
+            "title": "",
+            "policy": {},
+            "created_at": now,
+        }
+        for t in tenants
+        for j in range(10)
+    ]
+    sessions, media = [], []
+    for i in range(SESSIONS):
+        exam = exams[i % len(exams)]
+        processed = now - timedelta(minutes=rng.randrange(60 * 24 * 30))
+        risk = rng.random()
+        session_id = uuid.uuid4().hex
+        sessions.append(
+            {
+                "id": session_id, "tenant_id": exam["tenant_id"], "exam_id": exam["id"], "candidate_id": f"c{i}",
+                "attempt_id": f"a{i}", "started_at": processed - timedelta(hours=2),
+                "state": rng.choice(("processed", "processed", "processed", "reviewed")), "duration_s": 3600.0,
+                "created_at": processed, "updated_at": processed, "chunks_done": 120, "chunks_total": 120,
+                "risk_score": risk, "review_priority": "high" if risk > 0.6 else "medium" if risk > 0.3 else "low",
+                "pipeline_version": "1", "processed_at": processed, "results_prefix": f"bench/{session_id}/",
+            }
+        )  # fmt: skip
+        media.append(
+            {
+                "id": uuid.uuid4().hex, "session_id": session_id, "kind": "webcam", "object_key": f"b/{session_id}",
+                "content_type": "video/webm", "declared_size": 10**8, "declared_sha256": "0" * 64, "part_size": 8 << 20,
+                "state": "complete",
+            }
+        )  # fmt: skip
+    flags = []
+    for _ in range(FLAGS):
+        session = sessions[rng.randrange(SESSIONS)]
+        start = rng.randrange(3_500_000)
+        flags.append(
+            {
+                "id": uuid.uuid4().hex, "session_id": session["id"], "kind": rng.choice(KINDS), "start_ms": start,
+                "end_ms": start + rng.randrange(3_000, 60_000), "score": rng.random(), "peak_ms": start + 1000,
+                "evidence_keys": [], "detector_versions": {"face_presence": "bench"}, "pipeline_version": "1",
+                "created_at": now, "source": "detector",
+            }
+        )  # fmt: skip
+    with db_factory() as db:  # type: ignore[operator]
+        for table, rows in (
+            (Tenant, tenants),
+            (Exam, exams),
+            (ExamSession, sessions),
+            (Media, media),
+            (FlagSegment, flags),
+        ):
+            for start in range(0, len(rows), 5000):
+                db.execute(insert(table), rows[start : start + 5000])
+        db.commit()
+    return [s["id"] for s in sessions]
+
+
+def sign_in(url: str, username: str) -> httpx.Client:
+    client = httpx.Client(base_url=url, timeout=60)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/review/login").text)
+    assert token is not None
+    response = client.post("/review/login", data={"username": username, "password": PASSWORD, "csrf_token": token[1]})
+    assert response.status_code == 303, response.text
+    return client
+
+
+def timed(client: httpx.Client, paths: list[str]) -> list[float]:
+    samples = []
+    for path in paths:
+        started = time.perf_counter()
+        response = client.get(path)
+        samples.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, (path, response.status_code)
+    return samples
+
+
+def p95(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=20)[-1]
+
+
+def main() -> None:
+    rng = random.Random(7)
+    with tempfile.TemporaryDirectory() as work, EmbeddedS3(Path(work) / "s3", bucket="bench") as location:
+        settings = Settings(
+            data_dir=Path(work),
+            database_url=os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{Path(work) / 'bench.db'}",
+            _env_file=None,
+        )  # type: ignore[call-arg]
+        context = build_context(settings, location)
+        started = time.perf_counter()
+        session_ids = populate(context.db, rng)
+        with context.db() as db:
+            reviewer = add_user(db, "bench-reviewer", PASSWORD, Role.REVIEWER)
+            for i in range(TENANTS // 2):
+                assign(db, reviewer, f"bench-{i}")
+            add_user(db, "bench-admin", PASSWORD, Role.ADMIN)
+            db.commit()
+        dialect = settings.resolved_database_url.split(":")[0]
+        print(f"database: {SESSIONS} sessions, {FLAGS} flags in {time.perf_counter() - started:.1f} s ({dialect})")
+        app = create_app(context)
+        mount_review(app)
+        rows = []
+        with BackgroundServer(app) as url:
+            reviewer_client, admin_client = sign_in(url, "bench-reviewer"), sign_in(url, "bench-admin")
+            for client in (reviewer_client, admin_client):  # warm up
+                timed(client, ["/review/queue"] * 5)
+            queue_paths = {
+                "queue (reviewer, 5 tenants)": (reviewer_client, ["/review/queue"] * REQUESTS),
+                "queue (admin, all)": (admin_client, ["/review/queue"] * REQUESTS),
+                "queue filtered by kind": (admin_client, [f"/review/queue?kind={rng.choice(KINDS)}" for _ in range(REQUESTS)]),  # noqa: E501
+                "queue page 40": (admin_client, ["/review/queue?page=40"] * REQUESTS),
+            }  # fmt: skip
+            session_paths = {
+                "session page": (
+                    admin_client,
+                    [f"/review/sessions/{rng.choice(session_ids)}" for _ in range(REQUESTS)],
+                ),
+            }
+            queue_samples: list[float] = []
+            session_samples: list[float] = []
+            for group, target in ((queue_paths, queue_samples), (session_paths, session_samples)):
+                for name, (client, paths) in group.items():
+                    samples = timed(client, paths)
+                    target.extend(samples)
+                    rows.append((name, len(samples), statistics.median(samples), p95(samples), max(samples)))
+        context.close()
+    print(f"\n{'page':<30} {'n':>5} {'median ms':>10} {'p95 ms':>8} {'max ms':>8}")
+    for name, n, median, q95, worst in rows:
+        print(f"{name:<30} {n:>5} {median:>10.1f} {q95:>8.1f} {worst:>8.1f}")
+    queue_p95, session_p95 = p95(queue_samples), p95(session_samples)
+    verdict = "met" if max(queue_p95, session_p95) < 300 else "missed"
+    print(f"\ntarget p95 < 300 ms: {verdict}")
+    print(f"RESULT review_ui queue_p95_ms={queue_p95:.1f} session_p95_ms={session_p95:.1f}")
+
+
+if __name__ == "__main__":
+    main()

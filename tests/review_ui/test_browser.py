@@ -1,0 +1,147 @@
+"""End to end in a real browser: Playwright drives Debian's Chromium (/usr/bin/chromium, headless).
+
+Nothing is downloaded: Playwright's Python package brings only its driver, and the browser is the system's.
+Screenshots of each step are saved under `test-artifacts/review_ui/` (or $PROCTOR_TEST_ARTIFACTS).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ingest.db import utcnow
+from review_ui.webhooks import SIGNATURE_HEADER, DeliveryPolicy, WebhookSender, verify
+from tests.review_ui.conftest import FLAGS, PASSWORD, World, set_webhook
+
+CHROMIUM = Path(os.environ.get("PROCTOR_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = Path(os.environ.get("PROCTOR_TEST_ARTIFACTS", "test-artifacts")) / "review_ui"
+
+if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
+    reason = f"no Chromium at {CHROMIUM}: install Debian's `chromium` package (make test does, as root)"
+    if os.environ.get("CI"):
+        raise RuntimeError(reason)  # in CI a missing browser is a broken setup, not a skip
+    pytest.skip(reason, allow_module_level=True)
+
+from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        yield browser
+        browser.close()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, world: World, user: str) -> None:
+    page.goto(f"{world.url}/review/queue")
+    expect(page).to_have_url(f"{world.url}/review/login?next=/review/queue")
+    page.fill("input[name=username]", world.users[user])
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{world.url}/review/queue")
+
+
+def current_time(page: Page) -> float:
+    value: float = page.evaluate("document.getElementById('webcam').currentTime")
+    return value
+
+
+@pytest.mark.slow
+def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
+    chromium: Browser, world: World, webhook_receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    hook_url, received = webhook_receiver
+    set_webhook(world.context, world.tenant_ids["a"], hook_url, "whsec_browser")
+    sender = WebhookSender(world.context.db, DeliveryPolicy(max_attempts=3, backoff_s=0.5, timeout_s=5))
+    sending = threading.Thread(target=sender.run, kwargs={"poll_s": 0.2}, daemon=True)
+    sending.start()
+    session_id = world.sessions["a"]
+    try:
+        first = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        sign_in(first, world, "reviewer_a")
+        shot(first, "01-queue")
+        first.click(f"tr[data-session='{session_id}'] button.claim")
+        expect(first).to_have_url(f"{world.url}/review/sessions/{session_id}")
+        first.wait_for_function("document.getElementById('webcam').readyState >= 1")
+        shot(first, "02-session")
+
+        # Click the second flag on the timeline: the video jumps to 2 s before it.
+        first.click("#timeline .flag[data-index='1']")
+        first.wait_for_function(
+            "Math.abs(document.getElementById('webcam').currentTime - %f) < 0.3" % (FLAGS[1][1] - 2)
+        )
+        assert abs(current_time(first) - (FLAGS[1][1] - 2)) < 0.3
+
+        # Keyboard: k = previous flag, x = dismiss it; j = next, c = confirm; j, n = note, Esc, c.
+        first.keyboard.press("k")
+        first.wait_for_function(
+            "Math.abs(document.getElementById('webcam').currentTime - %f) < 0.3" % (FLAGS[0][1] - 2)
+        )
+        first.keyboard.press("x")
+        expect(first.locator(".flag-row[data-index='0'] .decision")).to_have_text("dismissed")
+        first.keyboard.press("j")
+        first.keyboard.press("c")
+        expect(first.locator(".flag-row[data-index='1'] .decision")).to_have_text("confirmed")
+        first.keyboard.press("j")
+        first.keyboard.press("n")
+        first.keyboard.type("looks at a second screen")
+        first.keyboard.press("Escape")
+        first.keyboard.press("c")
+        expect(first.locator(".flag-row[data-index='2'] .decision")).to_have_text("confirmed")
+        first.keyboard.press(" ")  # play, at up to 4x
+        first.select_option("#rate", "4")
+        first.wait_for_function("!document.getElementById('webcam').paused")
+        assert first.evaluate("document.getElementById('webcam').playbackRate") == 4
+        first.keyboard.press(" ")
+        shot(first, "03-decided")
+
+        first.check("input[name=outcome][value='Rules Violation']")
+        first.fill("form.outcome textarea[name=note]", "a second person helps from 11 s")
+        first.click("form.outcome button[type=submit]")
+        expect(first).to_have_url(f"{world.url}/review/queue")
+        first.click("button:has-text('Log out')")
+        expect(first).to_have_url(f"{world.url}/review/login")
+
+        second = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        sign_in(second, world, "reviewer_a2")
+        second.click("a[data-status='awaiting_second']")
+        shot(second, "04-awaiting-second")
+        second.click(f"tr[data-session='{session_id}'] button.claim")
+        expect(second.locator("#review-status")).to_contain_text("awaiting second")
+        second.fill("form.second textarea[name=note]", "agreed: two people")
+        second.click("form.second button[value=confirm]")
+        expect(second).to_have_url(f"{world.url}/review/queue")
+        second.goto(f"{world.url}/review/sessions/{session_id}")
+        expect(second.locator("#outcome")).to_have_text("Rules Violation")
+        expect(second.locator("#review-status")).to_contain_text("final")
+        shot(second, "05-final")
+
+        with httpx.Client(base_url=world.url, headers={"Authorization": f"Bearer {world.keys['a']}"}) as platform:
+            review = platform.get(f"/v1/sessions/{session_id}/review").json()
+        assert review["final"] and review["outcome"] == "Rules Violation"
+        assert [f["decision"] for f in review["flags"]] == ["dismissed", "confirmed", "confirmed"]
+        assert review["flags"][2]["note"] == "looks at a second screen"
+
+        deadline = time.monotonic() + 15
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(received) == 1
+        headers, body = received[0]
+        assert verify("whsec_browser", headers[SIGNATURE_HEADER.lower()], body, utcnow())
+        assert b'"outcome": "Rules Violation"' in body
+    finally:
+        sender.stop.set()
+        sending.join(timeout=5)
