@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import signal
 import tempfile
 import threading
@@ -17,12 +18,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ingest import cli as ingest_cli
 from ingest.api import create_app
 from ingest.client import IngestClient, upload_session
 from ingest.context import IngestContext, build_context
-from ingest.db import ExamSession, FlagSegment, Tenant
+from ingest.db import ExamSession, FlagSegment, Tenant, User
 from ingest.embedded_s3 import s3_location
 from ingest.event_log import parse_event_log
 from ingest.probe import MediaRejected, ProbeLimits, probe_video
@@ -31,6 +33,7 @@ from ingest.tenants import add_tenant, issue_api_key
 from pipelines.local_server import BackgroundServer
 from pipelines.logs import configure_logging
 from review_ui import cli as review_cli
+from review_ui.accounts import Role, add_user, assign, set_password
 from review_ui.web import mount_review
 from review_ui.webhooks import DeliveryPolicy, WebhookSender
 
@@ -234,6 +237,19 @@ def _print_results(context: IngestContext, session_id: str) -> None:
 
 
 DEMO_TENANT = "demo-platform"
+DEMO_REVIEWER = "demo-reviewer"
+
+
+def _demo_reviewer(db: Session) -> str:
+    """A reviewer of the demo tenant with a fresh random password (printed once by the demo)."""
+    password = secrets.token_urlsafe(12)
+    user = db.scalar(select(User).where(User.username == DEMO_REVIEWER))
+    if user is None:
+        user = add_user(db, DEMO_REVIEWER, password, Role.REVIEWER)
+        assign(db, user, DEMO_TENANT)
+    else:
+        set_password(db, user, password)
+    return password
 
 
 @app.command()
@@ -257,6 +273,7 @@ def demo(log_level: LogLevel = "warning") -> None:
                 db, DEMO_TENANT, "Demo exam platform"
             )
             api_key = issue_api_key(db, tenant, label="proctor demo")
+            reviewer_password = _demo_reviewer(db)
             db.commit()
         with BackgroundServer(create_app(context)) as api_url, tempfile.TemporaryDirectory() as work:
             console.print(f"API: {api_url}  (OpenAPI at {api_url}/docs)")
@@ -288,6 +305,10 @@ def demo(log_level: LogLevel = "warning") -> None:
         if i.faces != 1 or i.looking_away
     )
     console.print(f"the sample's script, for comparison: {expected}")
+    console.print(
+        f"review it: run `.venv/bin/proctor serve`, open {settings.resolved_public_api_url}/review "
+        f"and sign in as [bold]{DEMO_REVIEWER}[/] with password [bold]{reviewer_password}[/]"
+    )
 
 
 if __name__ == "__main__":

@@ -81,14 +81,25 @@ def _token_digest(token: str) -> str:
 
 def add_user(db: Session, username: str, password: str, role: Role) -> User:
     safe_identifier("username", username)
-    if len(password) < MIN_PASSWORD_CHARS:
-        raise AccountError(f"the password needs at least {MIN_PASSWORD_CHARS} characters")
+    _check_password(password)
     if db.scalar(select(User).where(User.username == username)) is not None:
         raise AccountError(f"user {username!r} already exists")
     user = User(username=username, password_hash=_hasher().hash(password), role=role.value)
     db.add(user)
     db.flush()
     return user
+
+
+def set_password(db: Session, user: User, password: str) -> None:
+    """Replace a user's password (and lift a lockout)."""
+    _check_password(password)
+    user.password_hash, user.failed_logins, user.locked_until = _hasher().hash(password), 0, None
+    db.flush()
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise AccountError(f"the password needs at least {MIN_PASSWORD_CHARS} characters")
 
 
 def assign(db: Session, user: User, tenant_slug: str, exam_external_id: str | None = None) -> UserScope:
