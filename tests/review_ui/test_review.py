@@ -10,7 +10,8 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from ingest.db import AuditEvent, ExamSession, SessionReview, WebhookDelivery, utcnow
+from ingest.db import AuditEvent, ExamSession, SessionReview, Tenant, WebhookDelivery, utcnow
+from review_ui.accounts import Role, add_user, assign
 from review_ui.webhooks import SIGNATURE_HEADER, DeliveryPolicy, WebhookSender, verify
 from tests.review_ui.conftest import PASSWORD, Browser, World, set_webhook
 
@@ -229,3 +230,17 @@ def test_recordings_stream_with_http_range_and_each_access_is_logged(world: Worl
             )
         ).all()
     assert len(views) == 3 and all(v.actor == f"user:{world.users['reviewer_a']}" for v in views)
+
+
+def test_a_reviewer_assigned_one_exam_sees_only_that_exam(world: World) -> None:
+    with world.context.db() as db:
+        slug_b = db.get(Tenant, world.tenant_ids["b"]).slug  # type: ignore[union-attr]
+        user = add_user(db, f"exam-only-{world.users['admin']}", PASSWORD, Role.REVIEWER)
+        assign(db, user, slug_b, "exam-b")
+        db.commit()
+        world.users["exam_only"] = user.username
+    reviewer = world.browser("exam_only")
+    queue = reviewer.page("/review/queue").text
+    assert world.sessions["b"] in queue and world.sessions["a"] not in queue
+    assert reviewer.get(f"/review/sessions/{world.sessions['a']}").status_code == 404
+    assert reviewer.get(f"/review/sessions/{world.sessions['b']}").status_code == 200
