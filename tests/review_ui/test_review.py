@@ -190,7 +190,7 @@ def test_webhook_failures_are_retried_with_backoff_then_marked_failed(world: Wor
     real = WebhookSender(world.context.db, DeliveryPolicy(max_attempts=3, backoff_s=10, timeout_s=1))
     assert real.send_due(now + timedelta(seconds=40)) == 1  # connection refused: the third and last attempt
     with world.context.db() as db:
-        delivery = db.scalars(select(WebhookDelivery)).one()
+        delivery = db.scalars(select(WebhookDelivery).where(WebhookDelivery.session_id == world.sessions["a"])).one()
     assert delivery.state == "failed" and delivery.attempts == 3 and "Connect" in (delivery.last_error or "")
 
 
