@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -122,51 +123,64 @@ class InOrderHashes:
     """The SHA-256 of uploads, computed from the parts this process receives through the API.
 
     Parts pass through memory anyway; hashing them then spares `complete` reading a multi-gigabyte object
-    back from storage. A part that arrives before its predecessor is parked (at most `max_parked_bytes` per
-    upload) and hashed by the request that fills the gap, so no response waits. It is only a shortcut: a
-    part sent twice, a gap that outgrows the parking space, a part sent straight to S3, or parts spread
-    over several API processes leave the hash unusable, and `complete` reads the object instead. The etags
-    recorded here are checked against the parts S3 assembles, so the digest is always of the stored bytes.
+    back from storage. A part that arrives before its predecessor is parked and hashed by the request that
+    fills the gap. Parking is bounded (`max_parked_bytes` per upload): a part that does not fit waits, up to
+    `max_wait_s`, for the gap to close. Holding its response is backpressure on the client (a stalled part
+    otherwise lets the client's other connections run far ahead), and it costs far less than reading the
+    whole object back. It is only a shortcut: a part sent twice, a gap that outlasts the wait, a part sent
+    straight to S3, or parts spread over several API processes leave the hash unusable, and `complete`
+    reads the object instead. The etags recorded here are checked against the parts S3 assembles, so the
+    digest is always of the stored bytes.
     """
 
-    def __init__(self, max_parked_bytes: int = 48 * MIB) -> None:
+    def __init__(self, max_parked_bytes: int = 48 * MIB, max_wait_s: float = 30.0) -> None:
         self._max_parked_bytes = max_parked_bytes
-        self._lock = threading.Lock()
+        self._max_wait_s = max_wait_s
+        self._changed = threading.Condition()
         self._by_media: dict[str, _RunningHash] = {}
 
     def add(self, media_id: str, part_number: int, data: bytes | bytearray, etag: str) -> None:
-        with self._lock:
+        with self._changed:
             running = self._by_media.setdefault(media_id, _RunningHash(hashlib.sha256()))
+            deadline = time.monotonic() + self._max_wait_s
+            while (
+                not running.broken
+                and part_number > running.next_part
+                and running.parked_bytes + len(data) > self._max_parked_bytes
+            ):
+                if not self._changed.wait(deadline - time.monotonic()):
+                    running.give_up()  # the gap outlasted the wait: `complete` will read the object
+                    self._changed.notify_all()
             if running.broken:
                 return
             sent_twice = part_number < running.next_part or part_number in running.parked
             if sent_twice or (part_number == running.next_part and running.busy):
                 running.give_up()  # the stored part may now differ from what was hashed
+                self._changed.notify_all()
                 return
             if part_number > running.next_part or running.busy:
-                if running.parked_bytes + len(data) > self._max_parked_bytes:
-                    running.give_up()
-                else:
-                    running.parked[part_number] = (data, etag)
-                    running.parked_bytes += len(data)
+                running.parked[part_number] = (data, etag)
+                running.parked_bytes += len(data)
                 return
             running.busy = True
         while True:  # only the busy holder feeds this hasher, so hashing needs no lock
             running.hasher.update(data)
-            with self._lock:
+            with self._changed:
                 running.size += len(data)
                 running.etags[part_number] = etag
                 running.next_part = part_number = part_number + 1
                 successor = running.parked.pop(part_number, None)
+                if successor is not None:
+                    running.parked_bytes -= len(successor[0])
+                self._changed.notify_all()  # parked space freed or the gap moved: waiting parts re-check
                 if successor is None or running.broken:
                     running.busy = False
                     return
                 data, etag = successor
-                running.parked_bytes -= len(data)
 
     def take(self, media_id: str, parts: list[UploadedPart]) -> tuple[int, str] | None:
         """(size, hex digest) if every stored part was hashed in order, else None; forgets the media."""
-        with self._lock:
+        with self._changed:
             running = self._by_media.pop(media_id, None)
             if running is None or running.broken or running.busy:
                 return None
@@ -175,7 +189,7 @@ class InOrderHashes:
             return running.size, running.hasher.hexdigest()
 
     def forget(self, media_id: str) -> None:
-        with self._lock:
+        with self._changed:
             self._by_media.pop(media_id, None)
 
 

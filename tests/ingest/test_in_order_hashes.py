@@ -44,12 +44,27 @@ def test_a_gap_that_is_never_filled_is_not_usable() -> None:
     assert hashes.take("m", stored(3)) is None
 
 
-def test_a_gap_larger_than_the_parking_space_gives_up() -> None:
-    hashes = InOrderHashes(max_parked_bytes=2500)
-    for n in (2, 3, 4):  # 1002 + 1003 + 1004 bytes waiting for part 1
+def test_a_gap_that_outlasts_the_wait_gives_up() -> None:
+    hashes = InOrderHashes(max_parked_bytes=2500, max_wait_s=0.2)
+    for n in (2, 3, 4):  # 1002 + 1003 fit; part 4 waits for part 1, which comes too late
         hashes.add("m", n, PARTS[n - 1], f"etag{n}")
     hashes.add("m", 1, PARTS[0], "etag1")
     assert hashes.take("m", stored(4)) is None
+
+
+def test_a_part_that_does_not_fit_waits_for_the_gap_to_close() -> None:
+    hashes = InOrderHashes(max_parked_bytes=2500, max_wait_s=30)
+    for n in (2, 3):
+        hashes.add("m", n, PARTS[n - 1], f"etag{n}")
+    waiting = threading.Thread(target=hashes.add, args=("m", 4, PARTS[3], "etag4"))
+    waiting.start()
+    waiting.join(timeout=0.3)
+    assert waiting.is_alive(), "part 4 must wait: the parking space is full"
+    hashes.add("m", 1, PARTS[0], "etag1")
+    waiting.join(timeout=5)
+    assert not waiting.is_alive()
+    whole = b"".join(PARTS[:4])
+    assert hashes.take("m", stored(4)) == (len(whole), hashlib.sha256(whole).hexdigest())
 
 
 def test_a_part_sent_twice_gives_up() -> None:
