@@ -208,8 +208,8 @@ def run_sessions(analysis: FaceAnalysisDetector, baseline: Baseline) -> dict[str
                         s.light[name] = (int(found), int(baseline.count(changed) >= 1))
             samples.append(s)
         signals = chunker.finish()
-        for s, count in zip(samples, signals["face_count"], strict=True):
-            s.ours = int(count)
+        for sampled, count in zip(samples, signals["face_count"], strict=True):
+            sampled.ours = int(count)
         score = looking_away_score(signals, AwayConfig())
         ignored_mask = np.array([s.ignored for s in samples])
         score[ignored_mask] = np.nan
