@@ -110,7 +110,10 @@ class Baseline:
 
 
 def decode(path: Path) -> Iterator[tuple[int, np.ndarray]]:
+    """Every frame, with the pipeline's decoder settings that change pixels (not its sampling)."""
     with av.open(str(path)) as container:
+        if DecodeOptions().skip_loop_filter:
+            container.streams.video[0].codec_context.options = {"skip_loop_filter": "all"}
         for k, frame in enumerate(container.decode(video=0)):
             if k % SAMPLE_EVERY == 0:
                 yield k, frame.to_ndarray(format="rgb24")

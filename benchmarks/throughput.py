@@ -8,8 +8,9 @@ drift and hand-held jitter so the encoder has real work), and a WebM (VP8) copy 
 
 Rows (rtf = seconds of video per wall-clock second; "per core" divides by the cores the row uses):
 
-a. decode only, PyAV, one thread: every frame; and with non-reference frames skipped (what the pipeline
-   decodes); and the pipeline's own decode path (skip + 5 fps RGB frames, chunk by chunk);
+a. decode only, PyAV, one thread: every frame; with non-reference frames skipped (``decode_ceiling`` in
+   the RESULT line); with the deblocking filter skipped too (the pipeline's decoder settings); and the
+   pipeline's own decode path (those settings + 5 fps RGB frames, chunk by chunk);
 b. a naive script: ``cv2.VideoCapture`` reads every frame, then MediaPipe FaceMesh (refine_landmarks)
    and FaceDetection on every frame. It runs on the first ``NAIVE_S`` seconds only, to bound the run
    time; its per-core rtf uses the process's CPU time, as MediaPipe may use more than one thread;
@@ -70,6 +71,7 @@ class Row:
     wall_s: float
     cores: float  # cores the row is allowed (or, for the naive script, used on average)
     note: str = ""
+    load: float = 0.0  # the box's 1-minute load average when the row finished: other work shares the cores
 
     @property
     def rtf(self) -> float:
@@ -78,6 +80,10 @@ class Row:
     @property
     def rtf_per_core(self) -> float:
         return self.rtf / self.cores
+
+
+def load() -> float:
+    return os.getloadavg()[0]
 
 
 def clip(codec: str) -> Path:
@@ -93,7 +99,7 @@ def clip(codec: str) -> Path:
     return path
 
 
-def decode_all(path: Path, skip_nonref: bool) -> tuple[float, int]:
+def decode_all(path: Path, skip_nonref: bool, skip_loop_filter: bool = False) -> tuple[float, int]:
     """Wall seconds to decode every frame with one thread, and how many frames came out."""
     started = time.perf_counter()
     count = 0
@@ -102,6 +108,8 @@ def decode_all(path: Path, skip_nonref: bool) -> tuple[float, int]:
         stream.codec_context.thread_count = 1
         if skip_nonref:
             stream.codec_context.skip_frame = "NONREF"
+        if skip_loop_filter:
+            stream.codec_context.options = {"skip_loop_filter": "all"}
         for _ in container.decode(stream):
             count += 1
     return time.perf_counter() - started, count
@@ -147,6 +155,7 @@ def naive(path: Path) -> Row:
         wall,
         cores,
         f"{cpu / wall:.2f} cores busy on average; {faces / max(frames, 1):.2f} faces/frame",
+        load(),
     )
 
 
@@ -202,7 +211,8 @@ def pipeline(location: S3Location, key: str, workers: int, label: str) -> tuple[
         f"{frames} frames analysed ({frames / DURATION_S:.2f}/s), workers' CPU {cpu:.0f} s "
         f"(rtf per CPU-second {DURATION_S / cpu:.1f}); actor start-up {startup:.1f} s not counted"
     )
-    return Row(f"{label}, {workers} Ray worker{'s' if workers > 1 else ''}", DURATION_S, wall, workers, note), rss
+    what = f"{label}, {workers} Ray worker{'s' if workers > 1 else ''}"
+    return Row(what, DURATION_S, wall, workers, note, load()), rss
 
 
 def stored(location: S3Location, path: Path) -> str:
@@ -224,11 +234,17 @@ def main() -> None:
     rss: dict[str, list[float]] = {}
 
     all_s, all_n = decode_all(h264, skip_nonref=False)
-    rows.append(Row("decode only (PyAV, 1 thread), every frame", DURATION_S, all_s, 1, f"{all_n} frames"))
+    rows.append(Row("decode only (PyAV, 1 thread), every frame", DURATION_S, all_s, 1, f"{all_n} frames", load()))
     skip_s, skip_n = decode_all(h264, skip_nonref=True)
-    rows.append(Row("decode only, non-reference frames skipped", DURATION_S, skip_s, 1, f"{skip_n} frames decoded"))
+    note = f"{skip_n} frames decoded"
+    rows.append(Row("decode only, non-reference frames skipped", DURATION_S, skip_s, 1, note, load()))
+    fast_s, fast_n = decode_all(h264, skip_nonref=True, skip_loop_filter=True)
+    what = "decode only, non-reference frames and deblocking skipped (the pipeline's decoder settings)"
+    rows.append(Row(what, DURATION_S, fast_s, 1, f"{fast_n} frames decoded", load()))
     path_s = statistics.median(decode_pipeline(h264)[0] for _ in range(3))
-    rows.append(Row("decode only, pipeline path (skip + 5 fps RGB), median of 3", DURATION_S, path_s, 1))
+    note = "skips the deblocking filter too (DecodeOptions)"
+    what = "decode only, pipeline path (skip + 5 fps RGB), median of 3"
+    rows.append(Row(what, DURATION_S, path_s, 1, note, load()))
     naive_row = naive(h264)
     rows.append(naive_row)
 
@@ -248,12 +264,12 @@ def main() -> None:
     finally:
         ray.shutdown()
 
-    print("| what | video s | wall s | cores | rtf | rtf per core | notes |")
-    print("|---|---|---|---|---|---|---|")
+    print("| what | video s | wall s | cores | rtf | rtf per core | load | notes |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r.what} | {r.video_s:.0f} | {r.wall_s:.1f} | {r.cores:.2f} | {r.rtf:.1f} | {r.rtf_per_core:.1f} "
-            f"| {r.note} |"
+            f"| {r.load:.1f} | {r.note} |"
         )
     one, two, webm = rows[-3], rows[-2], rows[-1]
     rtf_per_core = one.rtf_per_core
