@@ -61,6 +61,7 @@ def test_ray_and_the_plain_loop_give_the_same_signals(ray_cluster: None, s3: S3L
     assert progress[-1] == (len(chunks), len(chunks))
 
 
+@pytest.mark.timeout(180)  # a decoder stuck on the garbage would fail here, not hang the suite
 def test_corrupt_bytes_fail_their_chunk_with_a_reason(
     ray_cluster: None, s3: S3Location, sample: SampleSession, tmp_path: Path
 ) -> None:

@@ -84,6 +84,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout_s: float, process: su
         time.sleep(0.02)
 
 
+@pytest.mark.timeout(300)
 def test_a_killed_worker_leaves_exactly_one_result(api: Api, sample: SampleSession, tmp_path: Path) -> None:
     _, key = api.tenant()
     with api.client(key) as client:
