@@ -4,9 +4,11 @@ Run from the repository root with no arguments: ``python -m benchmarks.accuracy`
 minutes on 2 cores). Every setting is the library default; nothing is tuned per file. Prints:
 
 1. frame-level face count (capped at 2) on frames sampled at 5 fps outside the ignore bands,
-   ours and MediaPipe's legacy ``FaceDetection`` (model 0, threshold 0.5) as the baseline;
-2. looking-away events per session: the gaze detector on the same 5 fps frames (in 64-frame
-   chunks, as the pipeline will run it), ``looking_away_score`` calibrated per session, ignore
+   ours and MediaPipe's legacy ``FaceDetection`` (model 0, threshold 0.5) as the baseline. Ours
+   is the pipeline's ``face_analysis`` detector fed the pipeline's decode batches (16 frames), so
+   the full-range pass runs at its default rate and carries its faces between, as in production;
+2. looking-away events per session: the gaze columns of the same detector on the same 5 fps
+   frames, ``looking_away_score`` calibrated per session, ignore
    bands set to unknown, then ``detectors.calibration.away_events`` (hysteresis 1.0/0.7, at
    least 1 s). A labelled away run counts as found if an event overlaps it (0.5 s slack); an
    event is a false alarm if it overlaps no away-or-unknown label and lies in ``false`` time for
@@ -26,8 +28,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this folder would come first on sys.path and shadow the packages of the same name.
+# Run as a script, this folder would come first on sys.path and shadow the packages of the same name;
+# put this checkout first instead, so a worktree measures its own code and not an installed copy.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import csv
 import json
@@ -46,6 +50,7 @@ import numpy as np
 
 from detectors import (
     AwayConfig,
+    FaceAnalysisDetector,
     FacePresenceDetector,
     FrameBatch,
     GazeDetector,
@@ -54,10 +59,11 @@ from detectors import (
     looking_away_score,
 )
 from detectors.calibration import robust_centre
+from pipelines.decode import DecodeOptions
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 SAMPLE_EVERY = 3  # 15 fps -> 5 fps, as CHECK.md
-CHUNK = 64
+CHUNK = DecodeOptions().batch_size  # the pipeline's detector batches
 LIGHT_EVERY = 5  # of the sampled frames -> 1 fps for the lighting table
 SLACK_MS = 500
 MIN_EVENT_MS = 1000
@@ -104,7 +110,10 @@ class Baseline:
 
 
 def decode(path: Path) -> Iterator[tuple[int, np.ndarray]]:
+    """Every frame, with the pipeline's decoder settings that change pixels (not its sampling)."""
     with av.open(str(path)) as container:
+        if DecodeOptions().skip_loop_filter:
+            container.streams.video[0].codec_context.options = {"skip_loop_filter": "all"}
         for k, frame in enumerate(container.decode(video=0)):
             if k % SAMPLE_EVERY == 0:
                 yield k, frame.to_ndarray(format="rgb24")
@@ -151,9 +160,9 @@ def score_events(truth: dict[str, Any], events: list[tuple[int, int]], step_ms: 
 
 
 class Chunked:
-    """Feeds a detector CHUNK frames at a time, as the pipeline will, and joins the answers."""
+    """Feeds a detector CHUNK frames at a time, as the pipeline does, and joins the answers."""
 
-    def __init__(self, detector: GazeDetector) -> None:
+    def __init__(self, detector: FaceAnalysisDetector) -> None:
         self.detector = detector
         self.frames: list[np.ndarray] = []
         self.stamps: list[int] = []
@@ -176,7 +185,8 @@ class Chunked:
         return Signals.concat(self.parts)
 
 
-def run_sessions(presence: FacePresenceDetector, gaze: GazeDetector, baseline: Baseline) -> dict[str, Any]:
+def run_sessions(analysis: FaceAnalysisDetector, baseline: Baseline) -> dict[str, Any]:
+    presence = analysis.presence
     variants = lighting_variants()
     report: dict[str, Any] = {"sessions": []}
     for video in sorted(DATA.glob("sessions/session*.*")):
@@ -186,14 +196,13 @@ def run_sessions(presence: FacePresenceDetector, gaze: GazeDetector, baseline: B
         fps = truth["fps"]
         step_ms = round(1000 * SAMPLE_EVERY / fps)
         samples: list[Sampled] = []
-        chunker = Chunked(gaze)
+        chunker = Chunked(analysis)
         for k, img in decode(video):
             t_ms = round(k * 1000 / fps)
             faces, away, ignored = label_at(truth, k / fps)
             s = Sampled(t_ms, faces, away, ignored)
             chunker.add(img, t_ms)
             if not ignored:
-                s.ours = len(presence.faces(img))
                 s.baseline = baseline.count(img)
                 if faces >= 1 and len(samples) % LIGHT_EVERY == 0:
                     for name, fn in variants.items():
@@ -202,6 +211,8 @@ def run_sessions(presence: FacePresenceDetector, gaze: GazeDetector, baseline: B
                         s.light[name] = (int(found), int(baseline.count(changed) >= 1))
             samples.append(s)
         signals = chunker.finish()
+        for sampled, count in zip(samples, signals["face_count"], strict=True):
+            sampled.ours = int(count)
         score = looking_away_score(signals, AwayConfig())
         ignored_mask = np.array([s.ignored for s in samples])
         score[ignored_mask] = np.nan
@@ -293,10 +304,10 @@ def main() -> None:
     if not DATA.is_dir():
         raise SystemExit(f"expected the development set at {DATA}; it is not there")
     start = time.perf_counter()
-    presence = FacePresenceDetector()
-    gaze = GazeDetector()
+    analysis = FaceAnalysisDetector()
+    presence, gaze = analysis.presence, analysis.gaze
     baseline = Baseline()
-    report = run_sessions(presence, gaze, baseline)
+    report = run_sessions(analysis, baseline)
 
     print("## Face count per frame (5 fps, ignore bands skipped; count capped at 2)\n")
     print("| session | frames | ours | MediaPipe m0 @0.5 | away runs | found | false alarms | events |")

@@ -8,6 +8,8 @@ is shared and noisy. The last line is ``RESULT detectors ...``.
 Rows:
 - per model: raw ONNX Runtime time per frame, batch N in one ``run`` call (the GPU path's shape);
 - per detector: the ``Detector`` on a ``FrameBatch`` of N frames (models run per frame inside);
+- ``face_analysis``: presence and gaze columns from one short-range detection per frame (what the
+  pipeline runs), full-range pass once per second, iris every 400 ms; frames are 200 ms apart (5 fps);
 - ``face+landmarks+pose``: the gaze detector without iris, i.e. BlazeFace, face mesh and head
   pose on every frame (the default); the issue's target is < 3 ms/frame on one core.
   ``, tracking`` reuses the previous frame's landmarks instead of BlazeFace (``track=True``,
@@ -19,8 +21,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# Run as a script, this folder would come first on sys.path and shadow the packages of the same name.
+# Run as a script, this folder would come first on sys.path and shadow the packages of the same name;
+# put this checkout first instead, so a worktree measures its own code and not an installed copy.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import logging
 import time
@@ -32,6 +36,8 @@ import onnxruntime as ort
 from skimage import data
 
 from detectors import (
+    FaceAnalysisDetector,
+    FacePresenceConfig,
     FacePresenceDetector,
     FrameBatch,
     FrameQualityDetector,
@@ -42,7 +48,7 @@ from detectors import (
 from detectors.runtime import create_session
 from models import load_manifest
 
-BATCHES = (1, 8, 32)
+BATCHES = (1, 16, 32)  # 16: the pipeline's decode batch
 THREADS = (1, 2)
 FRAMES = 64
 
@@ -96,14 +102,19 @@ def detector_rows(threads: int) -> dict[str, list[float]]:
     runtime = RuntimeConfig(device="cpu", intra_op_threads=threads)
     detectors = {
         "face_presence": FacePresenceDetector(runtime=runtime),
+        "face_presence (full-range every frame)": FacePresenceDetector(
+            FacePresenceConfig(full_range_every_ms=0), runtime
+        ),
+        "face_analysis (presence + gaze, one detection)": FaceAnalysisDetector(runtime=runtime),
         "face+landmarks+pose (gaze, no iris)": GazeDetector(GazeConfig(iris=False), runtime),
         "face+landmarks+pose, tracking": GazeDetector(GazeConfig(iris=False, track=True), runtime),
+        "gaze (iris every 400 ms, default)": GazeDetector(runtime=runtime),
         "gaze (iris every 200 ms)": GazeDetector(GazeConfig(iris_every_ms=200), runtime),
         "gaze (iris every frame)": GazeDetector(GazeConfig(iris_every_ms=0), runtime),
         "quality": FrameQualityDetector(),
     }
     video = frames(FRAMES)
-    ts = np.arange(FRAMES, dtype=np.int64) * 66
+    ts = np.arange(FRAMES, dtype=np.int64) * 200  # the pipeline samples 5 fps
     rows: dict[str, list[float]] = {}
     for name, det in detectors.items():
         cells = []
@@ -137,8 +148,9 @@ def main() -> None:
         "RESULT detectors "
         f"face_landmarks_pose_ms_b1={core[0]:.2f} face_landmarks_pose_ms_b32={core[-1]:.2f} "
         f"tracking_ms_b32={tracking[-1]:.2f} "
-        f"face_presence_ms={table[('face_presence', 1)][0]:.2f} "
-        f"gaze_iris200_ms={table[('gaze (iris every 200 ms)', 1)][0]:.2f} "
+        f"face_presence_ms={table[('face_presence', 1)][-1]:.2f} "
+        f"gaze_ms={table[('gaze (iris every 400 ms, default)', 1)][-1]:.2f} "
+        f"face_analysis_ms={table[('face_analysis (presence + gaze, one detection)', 1)][-1]:.2f} "
         f"quality_ms={table[('quality', 1)][0]:.2f} "
         f"target_lt_3ms={'pass' if core[-1] < 3.0 else 'miss'} "
         f"target_lt_3ms_tracking={'pass' if tracking[-1] < 3.0 else 'miss'}"

@@ -11,12 +11,20 @@ A short-range face that the full-range pass did not also find, and that scores b
 a hand turning a cup scores < 0.01 there, a profile face usually well above. Frames are
 letterboxed, never stretched, so a 1280x720 frame keeps its face shapes.
 
-The full-range pass can run at a lower rate (``full_range_every_ms``); frames it skips report
-``small_face_checked = 0`` so the segmenter knows the count there rests on the short-range pass.
+The full-range pass is the most expensive model here (192x192, about twice the short-range
+model's time, plus a non-integer resize of the frame), and the faces only it finds (small, far,
+behind the candidate) rarely come and go within a second. So it runs at most once per
+``full_range_every_ms`` (default 1000 ms; the first frame of each batch always runs), and the faces
+it found that the short-range pass missed are carried to the frames in between
+(``FacePresenceDetector.count_carried``). The trade-off: a small or far face that appears or leaves
+is counted up to that long late; faces the short-range model finds are still looked for on every
+frame. Frames that only carry a result report ``small_face_checked = 0``; ``full_range_every_ms = 0``
+runs the pass on every frame.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,8 +71,8 @@ class FacePresenceConfig:
     """Detections of the two passes are one face when intersection / smaller area exceeds this."""
     full_range: bool = True
     """Run the full-range pass for small or far faces."""
-    full_range_every_ms: int = 0
-    """Run it at most once per this many ms of video (0 = every frame)."""
+    full_range_every_ms: int = 1000
+    """Run it at most once per this many ms of video and carry its faces between (0 = every frame)."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -85,6 +93,11 @@ class FacePresenceConfig:
             )
         if self.full_range_every_ms < 0:
             raise ValueError(f"FacePresenceConfig.full_range_every_ms: expected >= 0, found {self.full_range_every_ms}")
+
+
+def _largest_first(faces: Faces) -> Faces:
+    order = np.argsort(-faces.sizes, kind="stable")
+    return Faces(faces.boxes[order], faces.scores[order], faces.keypoints[order])
 
 
 def rate_mask(timestamps_ms: NDArray[np.int64], every_ms: int) -> NDArray[np.bool_]:
@@ -119,49 +132,116 @@ def overlaps(boxes: NDArray[np.float32], others: NDArray[np.float32], threshold:
 
 
 class FacePresenceDetector:
-    """Counts faces per frame; see the module docstring and ``COLUMNS``."""
+    """Counts faces per frame; see the module docstring and ``COLUMNS``.
+
+    ``short`` and ``mesh`` can be passed in so a detector that also needs them (``FaceAnalysisDetector``)
+    loads each model once and runs the short-range pass once per frame.
+    """
 
     name = "face_presence"
-    version = "1"
+    version = "2"
 
-    def __init__(self, config: FacePresenceConfig | None = None, runtime: RuntimeConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: FacePresenceConfig | None = None,
+        runtime: RuntimeConfig | None = None,
+        *,
+        short: BlazeFace | None = None,
+        mesh: FaceMesh | None = None,
+    ) -> None:
         self.config = config or FacePresenceConfig()
         runtime = runtime or RuntimeConfig()
-        self.short = BlazeFace(SHORT_RANGE, runtime)
+        self.short = short or BlazeFace(SHORT_RANGE, runtime)
         self.full = BlazeFace(FULL_RANGE, runtime) if self.config.full_range else None
-        self.mesh = FaceMesh(runtime) if self.config.verify_below > self.config.min_score else None
+        self.mesh: FaceMesh | None = None
+        if self.config.verify_below > self.config.min_score:
+            self.mesh = mesh or FaceMesh(runtime)
 
-    def faces(self, frame: NDArray[np.uint8], full_pass: bool = True) -> Faces:
-        """The counted faces of one frame, largest first, with their detection scores."""
+    def detect_short(self, frame: NDArray[np.uint8]) -> Faces:
+        """The short-range pass alone, at ``min_score``: what ``count`` takes as ``short``."""
+        return self.short.detect([frame], self.config.min_score, self.config.nms_iou)[0]
+
+    def detect_full(self, frame: NDArray[np.uint8]) -> Faces:
+        """The full-range pass alone (empty when it is off): what ``count`` takes as ``full``."""
+        if self.full is None:
+            return Faces.empty()
         cfg = self.config
-        short = self.short.detect([frame], cfg.min_score, cfg.nms_iou)[0]
-        short = short.select(short.sizes >= cfg.min_face_px)
-        full = Faces.empty()
-        if self.full is not None and full_pass:
-            full = self.full.detect([frame], cfg.full_range_min_score, cfg.nms_iou)[0]
-            full = full.select(full.sizes >= cfg.min_face_px)
-        extra = short.select(~overlaps(short.boxes, full.boxes, cfg.merge_overlap))
-        if self.mesh is not None and len(extra):
-            keep = extra.scores >= cfg.verify_below
-            for i in np.flatnonzero(~keep):
-                roi = roi_from_box(extra.boxes[i], extra.keypoints[i, :2])
-                keep[i] = self.mesh(frame, roi).score >= cfg.verify_min_landmark_score
-            extra = extra.select(keep)
-        joined = Faces.join([full, extra])
-        order = np.argsort(-joined.sizes, kind="stable")
-        return Faces(joined.boxes[order], joined.scores[order], joined.keypoints[order])
+        full = self.full.detect([frame], cfg.full_range_min_score, cfg.nms_iou)[0]
+        return full.select(full.sizes >= cfg.min_face_px)
 
-    def detect(self, batch: FrameBatch) -> list[Faces]:
-        """Per-frame counted faces (boxes, scores, keypoints in frame pixels), largest first."""
-        full_due = rate_mask(batch.timestamps_ms, self.config.full_range_every_ms)
-        return [self.faces(frame, bool(full_due[i])) for i, frame in enumerate(batch.frames)]
+    def count(self, frame: NDArray[np.uint8], short: Faces, full: Faces) -> Faces:
+        """The counted faces of one frame, largest first, from both passes run on it.
 
-    def __call__(self, batch: FrameBatch) -> Signals:
+        Full-range boxes replace the short-range ones they overlap; short-range-only faces below
+        ``verify_below`` must be confirmed by the face mesh.
+        """
+        short = self._eligible(short)
+        extra = short.select(~overlaps(short.boxes, full.boxes, self.config.merge_overlap))
+        return _largest_first(Faces.join([full, self._verified(frame, extra)]))
+
+    def count_carried(self, frame: NDArray[np.uint8], short: Faces, seen: Faces, far: Faces) -> Faces:
+        """The counted faces of a frame the full-range pass skipped, from the last frame it ran on.
+
+        ``seen``: all faces of that last full-range pass; ``far``: those of them that the short-range pass
+        did not find there (small or far faces). The frame's own short-range faces keep their boxes (a
+        carried box may have moved); one that a ``seen`` face overlaps needs no mesh check; a ``far`` face
+        that no short-range face overlaps is counted as last seen. Faces both passes found are not carried:
+        the short-range pass looks for them on every frame, so a candidate who leaves is not counted on.
+        """
+        cfg = self.config
+        short = self._eligible(short)
+        confirmed = overlaps(short.boxes, seen.boxes, cfg.merge_overlap)
+        kept = Faces.join([short.select(confirmed), self._verified(frame, short.select(~confirmed))])
+        carried = far.select(~overlaps(far.boxes, short.boxes, cfg.merge_overlap))
+        return _largest_first(Faces.join([kept, carried]))
+
+    def _eligible(self, short: Faces) -> Faces:
+        cfg = self.config
+        return short.select((short.scores >= cfg.min_score) & (short.sizes >= cfg.min_face_px))
+
+    def _verified(self, frame: NDArray[np.uint8], extra: Faces) -> Faces:
+        """Short-range-only faces, less those below ``verify_below`` that the face mesh does not confirm."""
+        cfg = self.config
+        if self.mesh is None or not len(extra):
+            return extra
+        keep = extra.scores >= cfg.verify_below
+        for i in np.flatnonzero(~keep):
+            roi = roi_from_box(extra.boxes[i], extra.keypoints[i, :2])
+            keep[i] = self.mesh(frame, roi).score >= cfg.verify_min_landmark_score
+        return extra.select(keep)
+
+    def faces(self, frame: NDArray[np.uint8]) -> Faces:
+        """The counted faces of one still frame (both passes), largest first, with their detection scores."""
+        return self.count(frame, self.detect_short(frame), self.detect_full(frame))
+
+    def detect(self, batch: FrameBatch, short: Sequence[Faces] | None = None) -> list[Faces]:
+        """Per-frame counted faces (boxes, scores, keypoints in frame pixels), largest first.
+
+        ``short``: the batch's short-range detections at ``min_score``, when the caller already ran them.
+        The full-range result is carried to the frames ``full_range_every_ms`` skips, within this batch.
+        """
+        if short is not None and len(short) != len(batch):
+            raise ValueError(f"short: expected one detection per frame ({len(batch)}), found {len(short)}")
+        due = rate_mask(batch.timestamps_ms, self.config.full_range_every_ms)
+        out: list[Faces] = []
+        seen = far = Faces.empty()
+        for i, frame in enumerate(batch.frames):
+            found = short[i] if short is not None else self.detect_short(frame)
+            if due[i]:
+                seen = self.detect_full(frame)
+                far = seen.select(~overlaps(seen.boxes, self._eligible(found).boxes, self.config.merge_overlap))
+                out.append(self.count(frame, found, seen))
+            else:
+                out.append(self.count_carried(frame, found, seen, far))
+        return out
+
+    def signals(self, batch: FrameBatch, short: Sequence[Faces] | None = None) -> Signals:
+        """The ``COLUMNS`` of a batch; ``short`` as in ``detect``."""
         n = len(batch)
         cols = {name: np.full(n, np.nan) for name in COLUMNS}
         ran = rate_mask(batch.timestamps_ms, self.config.full_range_every_ms)
         cols["small_face_checked"] = ran.astype(np.float64) if self.full is not None else np.zeros(n)
-        for i, counted in enumerate(self.detect(batch)):
+        for i, counted in enumerate(self.detect(batch, short)):
             cols["face_count"][i] = len(counted)
             cols["face_score_max"][i] = float(counted.scores.max()) if len(counted) else 0.0
             if len(counted):
@@ -174,3 +254,6 @@ class FacePresenceDetector:
             if len(counted) > 1:
                 cols["second_face_size_px"][i] = float(counted.sizes[1])
         return Signals(batch.timestamps_ms, cols)
+
+    def __call__(self, batch: FrameBatch) -> Signals:
+        return self.signals(batch)

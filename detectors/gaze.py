@@ -16,6 +16,7 @@ Every column is NaN when no usable face was found: unknown, not "looking away".
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -62,6 +63,8 @@ COLUMNS = {
 }
 
 IRIS_SIZE = 64
+DETECTION_NMS_IOU = 0.3
+"""Weighted-NMS overlap of the gaze detector's own BlazeFace pass (MediaPipe's value)."""
 IRIS_ROI_SCALE = 2.3
 
 
@@ -77,8 +80,10 @@ class GazeConfig:
     """Faces smaller than this are not worth a mesh: landmarks on them are noise."""
     iris: bool = True
     """Measure eye-in-head gaze with the iris model."""
-    iris_every_ms: int = 200
-    """Run iris at most once per this many ms of video (0 = every frame)."""
+    iris_every_ms: int = 400
+    """Run iris at most once per this many ms of video (0 = every frame). At the pipeline's 5 fps that is
+    every other frame; the calibration holds each measurement for ``AwayConfig.hold_gaze_ms`` (400 ms),
+    so every frame with a face still has an eye gaze at most 400 ms old."""
     track: bool = False
     """Reuse the previous frame's landmarks as the ROI instead of detecting on every frame.
 
@@ -124,16 +129,28 @@ def track_jumped(track: Roi, landmarks: NDArray[np.float64]) -> bool:
 
 
 class GazeDetector:
-    """Head pose and eye gaze of the main (largest) face; see ``COLUMNS``."""
+    """Head pose and eye gaze of the main (most confident) face; see ``COLUMNS``.
+
+    ``detector`` and ``mesh`` can be passed in so models shared with face presence load once.
+    """
 
     name = "gaze"
     version = "1"
 
-    def __init__(self, config: GazeConfig | None = None, runtime: RuntimeConfig | None = None) -> None:
+    def __init__(
+        self,
+        config: GazeConfig | None = None,
+        runtime: RuntimeConfig | None = None,
+        *,
+        detector: BlazeFace | None = None,
+        mesh: FaceMesh | None = None,
+    ) -> None:
         self.config = config or GazeConfig()
         runtime = runtime or RuntimeConfig()
-        self.detector = BlazeFace(SHORT_RANGE, runtime)
-        self.mesh = FaceMesh(runtime)
+        if detector is not None and detector.spec != SHORT_RANGE:
+            raise ValueError(f"GazeDetector: expected a {SHORT_RANGE.model} detector, found {detector.spec.model}")
+        self.detector = detector or BlazeFace(SHORT_RANGE, runtime)
+        self.mesh = mesh or FaceMesh(runtime)
         self.iris: ort.InferenceSession | None = None
         if self.config.iris:
             self.iris = create_session(resolve_model("iris_landmark").path, runtime, model_name="iris_landmark")
@@ -185,8 +202,15 @@ class GazeDetector:
     # -- detector -------------------------------------------------------------------------------
 
     def __call__(self, batch: FrameBatch) -> Signals:
+        return self.signals(batch)
+
+    def signals(self, batch: FrameBatch, detections: Sequence[Faces] | None = None) -> Signals:
+        """The ``COLUMNS`` of a batch. ``detections``: each frame's short-range BlazeFace faces (at a
+        score at or below ``min_face_score``, NMS IoU 0.3), when the caller already ran that pass."""
         cfg = self.config
         n = len(batch)
+        if detections is not None and len(detections) != n:
+            raise ValueError(f"detections: expected one per frame ({n}), found {len(detections)}")
         cols = {name: np.full(n, np.nan) for name in COLUMNS}
         iris_due = rate_mask(batch.timestamps_ms, cfg.iris_every_ms)
         track: Roi | None = None
@@ -195,7 +219,10 @@ class GazeDetector:
             if mesh is not None and track is not None and track_jumped(track, mesh.landmarks):
                 mesh = None  # a cut or a fast move: the old ROI no longer frames this face
             if mesh is None or mesh.score < cfg.min_landmark_score:
-                faces = self.detector.detect([frame], cfg.min_face_score, 0.3)[0]
+                if detections is not None:
+                    faces = detections[i]
+                else:
+                    faces = self.detector.detect([frame], cfg.min_face_score, DETECTION_NMS_IOU)[0]
                 main = self.main_face(faces)
                 mesh = None
                 if main is not None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from .face_analysis import FaceAnalysisDetector
 from .face_presence import FacePresenceConfig, FacePresenceDetector
 from .gaze import GazeConfig, GazeDetector
 from .quality import FrameQualityDetector, QualityConfig
 from .runtime import RuntimeConfig
 from .seams import Detector
 
-__all__ = ["REGISTRY", "DetectorConfigs", "build_detector", "build_detectors"]
+__all__ = ["DEFAULT_DETECTORS", "REGISTRY", "DetectorConfigs", "build_detector", "build_detectors"]
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,14 @@ class DetectorConfigs:
 REGISTRY: Mapping[str, Callable[[DetectorConfigs], Detector]] = {
     "face_presence": lambda c: FacePresenceDetector(c.face_presence, c.runtime),
     "gaze": lambda c: GazeDetector(c.gaze, c.runtime),
+    "face_analysis": lambda c: FaceAnalysisDetector(c.face_presence, c.gaze, c.runtime),
     "quality": lambda c: FrameQualityDetector(c.quality),
 }
+
+DEFAULT_DETECTORS = ("face_analysis", "quality")
+"""What the pipeline runs: every signal column once. ``face_analysis`` gives the ``face_presence`` and
+``gaze`` columns from one face detection per frame, so those two are not run beside it (their columns
+would clash in ``Signals.merge``); they stay registered for running either alone."""
 
 
 def build_detector(name: str, configs: DetectorConfigs | None = None) -> Detector:
@@ -46,5 +53,5 @@ def build_detector(name: str, configs: DetectorConfigs | None = None) -> Detecto
 
 
 def build_detectors(names: list[str] | None = None, configs: DetectorConfigs | None = None) -> list[Detector]:
-    """Construct several detectors (all registered ones by default), once per worker."""
-    return [build_detector(n, configs) for n in (names or list(REGISTRY))]
+    """Construct several detectors (``DEFAULT_DETECTORS`` by default), once per worker."""
+    return [build_detector(n, configs) for n in (names or list(DEFAULT_DETECTORS))]

@@ -122,9 +122,12 @@ class RayFanout:
         resources: dict[str, Any] = {"num_cpus": 1}
         if options.device == "cuda":
             resources["num_gpus"] = options.gpu_per_worker
-        actor: Any = ray.remote(max_restarts=options.max_retries, max_task_retries=options.max_retries, **resources)(
-            ChunkWorker
-        )
+        # Each actor holds one CPU; OpenCV would otherwise start a thread per core in every actor, and the
+        # actors would fight over the cores (ONNX Runtime is held to one thread by RuntimeConfig).
+        pinned = {"env_vars": {"OPENCV_FOR_THREADS_NUM": "1"}}
+        actor: Any = ray.remote(
+            max_restarts=options.max_retries, max_task_retries=options.max_retries, runtime_env=pinned, **resources
+        )(ChunkWorker)
         self._ray = ray
         self._actors: list[Any] = [actor.remote(config, location) for _ in range(options.workers)]
         self._pool = ActorPool(self._actors)

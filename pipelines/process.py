@@ -2,9 +2,10 @@
 
 Results of a run go under a fresh prefix (`.../results/v<pipeline>/<run>/`): the signals as a compressed
 NumPy archive, the segments as JSON, and a JPEG at each segment's peak. Only then does one database
-transaction swap the session's segment rows and point the session at the new prefix; the previous run's
-objects are deleted afterwards. Readers see the old results or the new, never a mix, and re-running a
-session never duplicates its segments.
+transaction swap the session's segment rows and point the session at the new prefix. Every other run's
+objects are deleted afterwards: the previous run's, and any that a worker killed mid-write left behind
+(its job is re-run, and the database never referenced its prefix). Readers see the old results or the
+new, never a mix, and re-running a session never duplicates its segments.
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ def process_session(
         keyframes = webcam.probe.get("keyframe_interval_s")
         policy = ExamPolicy.from_json(session.exam.policy)
         prefix = SessionPrefix(session.tenant.slug, session.exam.external_id, session.id)
-        previous = session.results_prefix
         chunks = plan_chunks(duration_ms, round(keyframes * 1000) if keyframes else None, chunk_target_ms)
         session.chunks_total, session.chunks_done = len(chunks), 0
         s.commit()
@@ -132,13 +132,24 @@ def process_session(
         row.risk_score, row.review_priority, row.results_prefix = risk, priority, results
         row.pipeline_version, row.processed_at, row.chunks_done = PIPELINE_VERSION, utcnow(), len(chunks)
         s.commit()
-    if previous and previous != results:
-        store.delete_prefix(previous)
+    for stale in _other_runs(store, prefix.key("results") + "/", keep=results):
+        store.delete_prefix(stale)  # the previous run's, and any that a killed worker left half-written
     log.info(
         "session processed",
         extra={"session_id": session_id, "segments": len(segments), "risk": risk, "chunks": len(chunks)},
     )
     return ProcessOutcome(session_id, segments, risk, priority, results)
+
+
+def _other_runs(store: ObjectStore, results_root: str, *, keep: str) -> set[str]:
+    """Run prefixes (`<root>v<pipeline>/<run>/`) under a session's results, except `keep`."""
+    runs = set()
+    for info in store.list_objects(results_root):
+        version_and_run = info.key[len(results_root) :].split("/")[:2]
+        if len(version_and_run) == 2:
+            runs.add(results_root + "/".join(version_and_run) + "/")
+    runs.discard(keep)
+    return runs
 
 
 def _signals_npz(signals: Signals) -> bytes:

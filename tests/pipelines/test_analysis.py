@@ -51,7 +51,7 @@ def test_no_flag_lands_on_the_candidate_at_the_screen(sample: SampleSession, res
 
 
 def test_result_carries_versions_signals_and_risk(result: SessionResult) -> None:
-    assert set(result.detector_versions) == {"face_presence", "gaze", "quality"}
+    assert set(result.detector_versions) == {"face_analysis", "quality"}
     assert 290 <= len(result.signals) <= 300  # 60 s at 5 sampled frames per second
     assert 0 < result.risk <= 1
 

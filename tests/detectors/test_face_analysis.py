@@ -1,0 +1,94 @@
+"""One face detection per frame for presence and gaze: same signals as the two detectors, fewer model runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors import (
+    SIGNAL_COLUMNS,
+    FaceAnalysisDetector,
+    FacePresenceConfig,
+    FacePresenceDetector,
+    FrameBatch,
+    GazeDetector,
+    Signals,
+)
+
+from .conftest import ASTRONAUT_BOX, GRACE_BOX, Image, face_crop, paste
+
+
+def candidate(astronaut: Image, dx: int = 0) -> Image:
+    canvas = np.full((480, 640, 3), 110, np.uint8)
+    paste(canvas, face_crop(astronaut, ASTRONAUT_BOX), 40 + dx, 60, 330)
+    return canvas
+
+
+def with_far_face(canvas: Image, grace: Image) -> Image:
+    out = canvas.copy()
+    paste(out, face_crop(grace, GRACE_BOX, margin=0.3), 480, 120, 90)  # ~53 px: only the full-range pass finds it
+    return out
+
+
+@pytest.fixture(scope="module")
+def analysis() -> FaceAnalysisDetector:
+    return FaceAnalysisDetector()
+
+
+def test_signals_match_presence_and_gaze_run_separately(
+    analysis: FaceAnalysisDetector, astronaut: Image, grace: Image, no_face: Image
+) -> None:
+    two = np.full((480, 640, 3), 90, np.uint8)
+    paste(two, face_crop(astronaut, ASTRONAUT_BOX), 20, 100, 280)
+    paste(two, face_crop(grace, GRACE_BOX), 340, 80, 280)
+    nothing = np.ascontiguousarray(
+        np.pad(no_face, ((0, max(0, 480 - no_face.shape[0])), (0, max(0, 640 - no_face.shape[1])), (0, 0)))[:480, :640]
+    )
+    frames = [candidate(astronaut), candidate(astronaut, 8), two, nothing, with_far_face(candidate(astronaut), grace)]
+    batch = FrameBatch(np.stack(frames), np.arange(len(frames), dtype=np.int64) * 200)
+    combined = analysis(batch)
+    separate = Signals.merge([FacePresenceDetector()(batch), GazeDetector()(batch)])
+    assert set(combined.columns) == set(SIGNAL_COLUMNS["face_analysis"]) == set(separate.columns)
+    for name in separate.columns:
+        np.testing.assert_allclose(combined[name], separate[name], equal_nan=True, err_msg=name)
+    # The far face shows up at 800 ms, after this second's full-range pass (0 ms): seen from the next one on.
+    assert combined["face_count"].tolist() == [1, 1, 2, 0, 1]
+    assert np.isfinite(combined["head_yaw_deg"]).tolist() == [True, True, True, False, True]
+
+
+def test_models_are_loaded_once(analysis: FaceAnalysisDetector) -> None:
+    assert analysis.presence.short is analysis.gaze.detector
+    assert analysis.presence.mesh is analysis.gaze.mesh
+
+
+@pytest.mark.parametrize(
+    ("every_ms", "counts", "checked"),
+    [
+        (1000, [2, 2, 2, 2, 2, 1], [1, 0, 0, 0, 0, 1]),  # the far face is carried until the next full-range pass
+        (0, [2, 2, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]),
+    ],
+)
+def test_far_faces_are_carried_between_full_range_passes(
+    astronaut: Image, grace: Image, every_ms: int, counts: list[int], checked: list[int]
+) -> None:
+    near = candidate(astronaut)
+    far = with_far_face(near, grace)
+    batch = FrameBatch(np.stack([far, far, near, near, near, near]), np.arange(6, dtype=np.int64) * 200)
+    signals = FacePresenceDetector(FacePresenceConfig(full_range_every_ms=every_ms))(batch)
+    assert signals["face_count"].tolist() == counts
+    assert signals["small_face_checked"].tolist() == checked
+
+
+def test_a_candidate_who_leaves_is_not_carried(astronaut: Image) -> None:
+    near = candidate(astronaut)
+    empty = np.full_like(near, 110)
+    batch = FrameBatch(np.stack([near, empty, empty, near]), np.arange(4, dtype=np.int64) * 200)
+    signals = FacePresenceDetector(FacePresenceConfig(full_range_every_ms=1000))(batch)
+    assert signals["face_count"].tolist() == [1, 0, 0, 1]
+    assert signals["small_face_checked"].tolist() == [1, 0, 0, 0]
+
+
+def test_short_detections_must_match_the_batch(astronaut: Image) -> None:
+    batch = FrameBatch(np.stack([candidate(astronaut)] * 2), np.array([0, 200]))
+    with pytest.raises(ValueError, match=r"expected one detection per frame \(2\), found 0"):
+        FacePresenceDetector().detect(batch, [])
