@@ -14,9 +14,10 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from ingest.db import Exam, ExamSession, FlagDecision, FlagSegment, Media, SessionReview, User
+from ingest.db import Exam, ExamSession, FlagSegment, Media, SessionReview, User
 from ingest.states import SessionState
 from review_ui.accounts import Scope
+from review_ui.results import flags_with_decisions
 
 PAGE_SIZE = 50
 
@@ -183,12 +184,6 @@ def visible_session(db: Session, scope: Scope, session_id: str) -> ExamSession |
 
 
 def session_view(db: Session, session: ExamSession, now: datetime) -> SessionView:
-    segments = db.execute(
-        select(FlagSegment, FlagDecision)
-        .outerjoin(FlagDecision, FlagDecision.segment_id == FlagSegment.id)
-        .where(FlagSegment.session_id == session.id)
-        .order_by(FlagSegment.start_ms, FlagSegment.kind)
-    ).all()
     flags = [
         FlagView(
             id=seg.id,
@@ -202,7 +197,7 @@ def session_view(db: Session, session: ExamSession, now: datetime) -> SessionVie
             decision=decision.decision if decision else None,
             note=decision.note if decision else "",
         )
-        for seg, decision in segments
+        for seg, decision in flags_with_decisions(db, session.id)
     ]
     review = db.get(SessionReview, session.id)
     live = session.claimed_by if session.claim_expires_at and session.claim_expires_at > now else None

@@ -17,14 +17,20 @@ from ingest.db import ExamSession, FlagDecision, FlagSegment, SessionReview
 FINAL = "final"
 
 
-def review_result(db: Session, session: ExamSession) -> dict[str, Any]:
-    review = db.get(SessionReview, session.id)
+def flags_with_decisions(db: Session, session_id: str) -> list[tuple[FlagSegment, FlagDecision | None]]:
+    """A session's flags in time order, each with its reviewer decision (None while undecided)."""
     rows = db.execute(
         select(FlagSegment, FlagDecision)
         .outerjoin(FlagDecision, FlagDecision.segment_id == FlagSegment.id)
-        .where(FlagSegment.session_id == session.id)
+        .where(FlagSegment.session_id == session_id)
         .order_by(FlagSegment.start_ms, FlagSegment.kind)
     ).all()
+    return [(seg, decision) for seg, decision in rows]
+
+
+def review_result(db: Session, session: ExamSession) -> dict[str, Any]:
+    review = db.get(SessionReview, session.id)
+    rows = flags_with_decisions(db, session.id)
     final = review is not None and review.status == FINAL
     comments = []
     if review is not None:
