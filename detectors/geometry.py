@@ -16,6 +16,8 @@ Conventions, all in image terms so a reviewer can check them on a frame:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -79,19 +81,26 @@ def rect_from_points(points: FloatArray, a: int, b: int, scale: float) -> tuple[
 
 def head_pose(landmarks: FloatArray) -> tuple[float, float, float]:
     """(yaw, pitch, roll) in degrees from (468, 3) mesh landmarks in image pixels (z = depth, away > 0)."""
+    # Plain floats: on 3-vectors numpy's per-call overhead is most of the cost (once per frame).
     lm = np.asarray(landmarks, np.float64)
-    right = lm[[RIGHT_EYE_OUTER, RIGHT_CHEEK]].mean(0)
-    left = lm[[LEFT_EYE_OUTER, LEFT_CHEEK]].mean(0)
-    x_axis = left - right
-    up = lm[FOREHEAD] - lm[CHIN]
-    x_axis /= np.linalg.norm(x_axis) + 1e-12
-    up = up - x_axis * np.dot(up, x_axis)
-    up /= np.linalg.norm(up) + 1e-12
-    normal = np.cross(x_axis, up)  # points toward the camera (z < 0) for a frontal face
-    yaw = np.degrees(np.arctan2(normal[0], -normal[2]))
-    pitch = np.degrees(np.arctan2(-normal[1], np.hypot(normal[0], normal[2])))
-    roll = np.degrees(np.arctan2(x_axis[1], x_axis[0]))
-    return float(yaw), float(pitch), float(roll)
+    rx, ry, rz = ((lm[RIGHT_EYE_OUTER] + lm[RIGHT_CHEEK]) / 2).tolist()
+    lx, ly, lz = ((lm[LEFT_EYE_OUTER] + lm[LEFT_CHEEK]) / 2).tolist()
+    fx, fy, fz = lm[FOREHEAD].tolist()
+    cx, cy, cz = lm[CHIN].tolist()
+    ax, ay, az = lx - rx, ly - ry, lz - rz
+    norm = math.sqrt(ax * ax + ay * ay + az * az) + 1e-12
+    ax, ay, az = ax / norm, ay / norm, az / norm
+    ux, uy, uz = fx - cx, fy - cy, fz - cz
+    along = ux * ax + uy * ay + uz * az
+    ux, uy, uz = ux - ax * along, uy - ay * along, uz - az * along
+    norm = math.sqrt(ux * ux + uy * uy + uz * uz) + 1e-12
+    ux, uy, uz = ux / norm, uy / norm, uz / norm
+    # normal = x_axis x up: points toward the camera (z < 0) for a frontal face
+    nx, ny, nz = ay * uz - az * uy, az * ux - ax * uz, ax * uy - ay * ux
+    yaw = math.degrees(math.atan2(nx, -nz))
+    pitch = math.degrees(math.atan2(-ny, math.hypot(nx, nz)))
+    roll = math.degrees(math.atan2(ay, ax))
+    return yaw, pitch, roll
 
 
 def eye_gaze(landmarks: FloatArray, irises: FloatArray) -> tuple[float, float]:

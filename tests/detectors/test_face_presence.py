@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import mediapipe as mp
 import numpy as np
 import pytest
 
 from detectors import FacePresenceConfig, FacePresenceDetector, FrameBatch
-from detectors.blazeface import FULL_RANGE, SHORT_RANGE, decode, letterbox, ssd_anchors, weighted_nms
+from detectors.blazeface import FULL_RANGE, SHORT_RANGE, decode, letterbox, shrink, ssd_anchors, weighted_nms
 from detectors.face_presence import overlaps, rate_mask
 
 from .conftest import ASTRONAUT_BOX, GRACE_BOX, Image, batch_of, face_crop, paste
@@ -65,6 +66,27 @@ def test_letterbox_keeps_aspect_ratio() -> None:
     assert scale == pytest.approx(0.1)
     assert (px, py) == (0.0, 28.0)
     assert square[0, 0, 0] == 0 and square[64, 64, 0] == 200
+
+
+@pytest.mark.parametrize("size", [(128, 96), (192, 144), (128, 72), (300, 225)])
+def test_shrink_stays_close_to_area_averaging(astronaut: Image, size: tuple[int, int]) -> None:
+    frame = cv2.resize(astronaut, (640, 480), interpolation=cv2.INTER_LINEAR)
+    area = cv2.resize(frame, size, interpolation=cv2.INTER_AREA).astype(np.float64)
+    fast = shrink(frame, *size)
+    assert fast.shape == (size[1], size[0], 3) and fast.dtype == np.uint8
+    assert np.abs(fast - area).mean() < 3.0  # grey levels; plain bilinear at 5x is 4.5-5 off here
+
+
+@pytest.mark.parametrize("min_score", [0.0, 0.3, 0.5, 0.75, 1.0])
+def test_decode_keeps_exactly_the_scores_at_or_above_min_score(min_score: float) -> None:
+    anchors = ssd_anchors(SHORT_RANGE)
+    rng = np.random.default_rng(3)
+    logits = rng.normal(0, 20, (len(anchors), 1)).astype(np.float32)
+    logits[:4, 0] = [0.0, np.log(0.3 / 0.7), np.log(3.0), 40.0]  # sigmoids 0.5, 0.3, 0.75 and 1.0 (rounded)
+    boxes = rng.normal(0, 5, (len(anchors), 16)).astype(np.float32)
+    _, scores, _ = decode(boxes, logits, anchors, 128, min_score)
+    expected = 1.0 / (1.0 + np.exp(-np.clip(logits[:, 0].astype(np.float64), -100, 100)))
+    np.testing.assert_allclose(np.sort(scores), np.sort(expected[expected >= min_score]).astype(np.float32))
 
 
 def test_overlaps_uses_the_smaller_box() -> None:
