@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .imaging import shrink
 from .seams import FrameBatch, Signals
 
 __all__ = ["COLUMNS", "FrameQualityDetector", "QualityConfig"]
@@ -62,7 +63,7 @@ class FrameQualityDetector:
         h = max(1, round(batch.height * w / batch.width))
         bright, contrast, sharp = np.empty(n), np.empty(n), np.empty(n)
         for i, frame in enumerate(batch.frames):
-            grey = cv2.cvtColor(cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+            grey = cv2.cvtColor(shrink(frame, w, h), cv2.COLOR_RGB2GRAY)
             mean, std = cv2.meanStdDev(grey)
             bright[i] = float(mean[0, 0])
             contrast[i] = float(std[0, 0])

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from detectors import FacePresenceConfig, FacePresenceDetector, FrameBatch
-from detectors.blazeface import FULL_RANGE, SHORT_RANGE, decode, letterbox, shrink, ssd_anchors, weighted_nms
+from detectors.blazeface import FULL_RANGE, SHORT_RANGE, decode, letterbox, ssd_anchors, weighted_nms
 from detectors.face_presence import overlaps, rate_mask
+from detectors.imaging import shrink
 
 from .conftest import ASTRONAUT_BOX, GRACE_BOX, Image, batch_of, face_crop, paste
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
 from ingest.samples import SampleSession, build_sample_session
-from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks
+from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks, to_rgb
 
 
 @pytest.mark.parametrize(
@@ -72,3 +73,24 @@ def test_large_frames_are_scaled_down_in_the_decoder(tmp_path: Path) -> None:
     big = build_sample_session(tmp_path, duration_s=10, width=1280, height=720, seed=2)
     (frames, _), *_ = decode_chunk(big.video_path, Chunk(0, 0, 2000), DecodeOptions(max_side_px=640))
     assert frames.shape[1:] == (360, 640, 3)
+
+
+def test_fast_rgb_conversion_matches_swscale(sample: SampleSession) -> None:
+    """The OpenCV path for BT.601 4:2:0 frames gives swscale's picture within chroma rounding."""
+    with av.open(str(sample.video_path)) as container:
+        frames = [f for _, f in zip(range(10), container.decode(video=0), strict=False)]
+    for frame in frames:
+        assert frame.format.name == "yuv420p"
+        fast = np.empty((frame.height, frame.width, 3), np.uint8)
+        to_rgb(frame, fast, scale=False)
+        reference = frame.to_ndarray(format="rgb24").astype(np.int16)
+        diff = np.abs(fast.astype(np.int16) - reference)
+        assert diff.mean() < 2.0 and np.percentile(diff, 99.9) <= 8
+
+
+def test_each_batch_owns_its_pixels(sample: SampleSession) -> None:
+    batches = list(decode_chunk(sample.video_path, Chunk(0, 0, 8000), DecodeOptions(sample_fps=5, batch_size=8)))
+    assert len(batches) == 5 and [len(t) for _, t in batches] == [8, 8, 8, 8, 8]
+    firsts = [f[0].copy() for f, _ in batches]
+    for (frames, _), first in zip(batches, firsts, strict=True):
+        np.testing.assert_array_equal(frames[0], first)  # a later batch did not overwrite an earlier one
