@@ -4,7 +4,10 @@ Builds a 50 MB and a 500 MB H.264 recording, starts the embedded S3 server and, 
 `proctor serve` process (so its peak RSS, read from /proc VmHWM, belongs to that upload alone). Then it
 uploads the 500 MB file through the API (`proctor ingest`'s client: parts, resume bookkeeping, complete
 with size + SHA-256 verification and the PyAV probe) and through `minio.fput_object`, alternating, and
-reports median throughputs and their ratio.
+reports median throughputs and their ratio, with the CPU seconds the client, the API process and the
+S3 server each spent. The machines here have 2 cores shared by all three, so it then repeats the rounds
+with the S3 server pinned to one core and the client and API to the other (production's layout, where
+storage runs elsewhere); that ratio is printed for comparison, the RESULT line keeps the shared one.
 
 Run: python benchmarks/ingest.py        Last line: RESULT ingest ratio=... rss_mb_50=... rss_mb_500=...
 """
@@ -12,12 +15,13 @@ Run: python benchmarks/ingest.py        Last line: RESULT ingest ratio=... rss_m
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 # Run as a script, this file's folder comes first on sys.path and `benchmarks/ingest.py` would shadow the
@@ -34,6 +38,43 @@ from pipelines.local_server import free_port
 
 MB = 1_000_000
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Restrict every thread of a process to ``cpus`` (threads it starts later inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+
+
+@dataclass
+class Round:
+    """One upload: wall seconds and the CPU seconds each process spent on it."""
+
+    wall_s: float
+    client_cpu_s: float
+    api_cpu_s: float
+    s3_cpu_s: float
+
+    @property
+    def total_cpu_s(self) -> float:
+        return self.client_cpu_s + self.api_cpu_s + self.s3_cpu_s
+
+
+def measured(upload: Callable[[], float], api_pid: int | None, s3_pid: int) -> Round:
+    client, api, s3 = time.process_time(), cpu_seconds(api_pid) if api_pid else 0.0, cpu_seconds(s3_pid)
+    wall = upload()
+    return Round(
+        wall,
+        time.process_time() - client,
+        cpu_seconds(api_pid) - api if api_pid else 0.0,
+        cpu_seconds(s3_pid) - s3,
+    )
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -86,6 +127,31 @@ def raw_upload(client: Minio, bucket: str, video: Path) -> float:
     return time.perf_counter() - start
 
 
+@dataclass(frozen=True)
+class Alternating:
+    """API and raw uploads of one file, alternating, each measured with the CPU of every process."""
+
+    url: str
+    key: str
+    video: Path
+    raw: Minio
+    bucket: str
+    api_pid: int
+    s3_pid: int
+
+    def rounds(self) -> tuple[list[Round], list[Round]]:
+        api: list[Round] = []
+        raw: list[Round] = []
+        for _ in range(ROUNDS):
+            api.append(measured(lambda: api_upload(self.url, self.key, self.video), self.api_pid, self.s3_pid))
+            raw.append(measured(lambda: raw_upload(self.raw, self.bucket, self.video), None, self.s3_pid))
+        return api, raw
+
+
+def median_round(rounds: list[Round]) -> Round:
+    return sorted(rounds, key=lambda r: r.wall_s)[len(rounds) // 2]
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as work_dir:
         work = Path(work_dir)
@@ -95,7 +161,10 @@ def main() -> None:
             f"built test recordings in {time.perf_counter() - t0:.0f} s: "
             + ", ".join(f"{v.stat().st_size / MB:.0f} MB" for v in videos.values())
         )
-        with EmbeddedS3(work / "data", "bench") as s3:
+        s3_server = EmbeddedS3(work / "data", "bench")
+        with s3_server as s3:
+            assert s3_server.pid is not None
+            s3_pid = s3_server.pid
             env = os.environ | {
                 "PROCTOR_DATA_DIR": str(work / "data"),
                 "PROCTOR_S3_ENDPOINT": s3.endpoint,
@@ -115,35 +184,55 @@ def main() -> None:
             raw = Minio(s3.endpoint, access_key=s3.access_key, secret_key=s3.secret_key, secure=False)
 
             rss: dict[int, float] = {}
-            api_s: list[float] = []
-            raw_s: list[float] = []
+            api_runs: list[Round] = []
+            raw_runs: list[Round] = []
+            pinned_api: list[Round] = []
+            pinned_raw: list[Round] = []
+            can_pin = len(os.sched_getaffinity(0)) >= 2
             for size, video in videos.items():
                 server = ApiProcess(env)
+                url = f"http://127.0.0.1:{server.port}"
                 try:
-                    rounds = ROUNDS if size == 500 else 1
-                    for _ in range(rounds):
-                        elapsed = api_upload(f"http://127.0.0.1:{server.port}", key, video)
-                        if size == 500:
-                            api_s.append(elapsed)
-                            raw_s.append(raw_upload(raw, s3.bucket, video))
+                    if size == 50:
+                        api_upload(url, key, video)
+                        continue
+                    alternate = Alternating(url, key, video, raw, s3.bucket, server.process.pid, s3_pid)
+                    api_runs, raw_runs = alternate.rounds()
+                    if can_pin:  # production's layout: the S3 server on its own CPU, the API and client on another
+                        cpus = sorted(os.sched_getaffinity(0))
+                        pin(s3_pid, {cpus[1]})
+                        pin(server.process.pid, {cpus[0]})
+                        pin(os.getpid(), {cpus[0]})
+                        pinned_api, pinned_raw = alternate.rounds()
+                        pin(os.getpid(), set(cpus))
+                        pin(s3_pid, set(cpus))
                 finally:
                     rss[size] = server.stop()
 
         size_mb = videos[500].stat().st_size / MB
-        api_mbps = size_mb / statistics.median(api_s)
-        raw_mbps = size_mb / statistics.median(raw_s)
-        ratio = api_mbps / raw_mbps
+        api, rawm = median_round(api_runs), median_round(raw_runs)
+        ratio = rawm.wall_s / api.wall_s
         print()
-        print(f"{'path':<44} {'median s':>9} {'MB/s':>8}   runs")
-        print(
-            f"{'API (parts + complete: sha256 verify, probe)':<44} {statistics.median(api_s):>9.2f} "
-            f"{api_mbps:>8.1f}   {', '.join(f'{s:.2f}' for s in api_s)}"
-        )
-        print(
-            f"{'raw minio fput_object, same server':<44} {statistics.median(raw_s):>9.2f} "
-            f"{raw_mbps:>8.1f}   {', '.join(f'{s:.2f}' for s in raw_s)}"
-        )
-        print(f"ratio API / raw: {ratio:.2f} (target >= 0.8), {size_mb:.0f} MB file, {ROUNDS} rounds alternating")
+        print(f"{size_mb:.0f} MB file, {ROUNDS} rounds alternating; CPU in core-seconds during the median round")
+        print(f"{'path':<58} {'median s':>9} {'MB/s':>7} {'client':>7} {'API':>6} {'S3':>6} {'cores':>6}   runs")
+        rows = [
+            ("API (parts + complete: sha256 verify, probe)", api, api_runs),
+            ("raw minio fput_object, same server", rawm, raw_runs),
+        ]
+        if pinned_api:
+            rows += [
+                ("API, S3 server pinned to its own core", median_round(pinned_api), pinned_api),
+                ("raw, S3 server pinned to its own core", median_round(pinned_raw), pinned_raw),
+            ]
+        for label, r, runs in rows:
+            print(
+                f"{label:<58} {r.wall_s:>9.2f} {size_mb / r.wall_s:>7.1f} {r.client_cpu_s:>7.2f} {r.api_cpu_s:>6.2f} "
+                f"{r.s3_cpu_s:>6.2f} {r.total_cpu_s / r.wall_s:>6.2f}   {', '.join(f'{x.wall_s:.2f}' for x in runs)}"
+            )
+        print(f"ratio API / raw: {ratio:.2f} (target >= 0.8), all processes sharing {os.cpu_count()} cores")
+        if pinned_api:
+            pinned_ratio = median_round(pinned_raw).wall_s / median_round(pinned_api).wall_s
+            print(f"ratio with the S3 server on its own core (not the RESULT): {pinned_ratio:.2f}")
         print()
         print(f"{'file':<10} {'API process peak RSS (MB)':>26}")
         for size in (50, 500):

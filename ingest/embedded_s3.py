@@ -87,6 +87,11 @@ class EmbeddedS3:
         self._process: subprocess.Popen[bytes] | None = None
         self.location: S3Location | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The SeaweedFS process id while it runs (for monitoring its CPU and memory), else None."""
+        return None if self._process is None else self._process.pid
+
     def start(self) -> S3Location:
         if self._process is not None:
             raise EmbeddedS3Error("this EmbeddedS3 is already running; create another instance for a second server")
