@@ -17,6 +17,7 @@ import io
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -229,12 +230,18 @@ class ObjectStore:
                 yield chunk[start : start + chunk_size]
             offset += len(chunk)
 
-    def open(self, key: str, *, buffer_bytes: int = 8 * 1024 * 1024) -> io.BufferedReader:
-        """A read-only, seekable file object over the object (ranged GETs), e.g. for PyAV to demux from."""
+    def open(self, key: str, *, block_bytes: int = 1024 * 1024, cached_blocks: int = 4) -> io.BufferedReader:
+        """A read-only, seekable file object over the object (ranged GETs), e.g. for PyAV to demux from.
+
+        Reads go to storage in aligned blocks of `block_bytes`, and the last `cached_blocks` blocks are kept:
+        demuxers seek back and forth (an MP4's index sits at one end of the file, a chunk's samples in the
+        middle), and a plain read buffer is dropped on every seek, which measured 25 MB of GETs to decode a
+        1.6 MB stretch of video with 8 MB buffers. Sequential whole-object reads want large blocks instead.
+        """
         info = self.stat(key)
         if info is None:
             raise ObjectNotFound(f"no object at {key!r}")
-        return io.BufferedReader(_RangeReader(self, key, info.size), buffer_size=buffer_bytes)
+        return io.BufferedReader(_RangeReader(self, key, info.size, block_bytes, cached_blocks), buffer_size=64 * 1024)
 
     def _get(self, key: str, offset: int, length: int) -> urllib3.BaseHTTPResponse:
         try:
@@ -395,10 +402,14 @@ class _Client(Minio):
 
 
 class _RangeReader(io.RawIOBase):
-    """Raw, seekable reads of one object; `ObjectStore.open` buffers it so each GET fetches megabytes."""
+    """Raw, seekable reads of one object in aligned blocks, the last few kept (see `ObjectStore.open`)."""
 
-    def __init__(self, store: ObjectStore, key: str, size: int) -> None:
+    def __init__(self, store: ObjectStore, key: str, size: int, block_bytes: int, cached_blocks: int) -> None:
+        if block_bytes < 1 or cached_blocks < 1:
+            raise ValueError(f"block_bytes and cached_blocks must be >= 1, got {block_bytes} and {cached_blocks}")
         self._store, self._key, self._size, self._pos = store, key, size, 0
+        self._block_bytes, self._cached_blocks = block_bytes, cached_blocks
+        self._blocks: OrderedDict[int, bytes] = OrderedDict()
 
     def readable(self) -> bool:
         return True
@@ -417,13 +428,24 @@ class _RangeReader(io.RawIOBase):
         return self._pos
 
     def readinto(self, buffer: Any) -> int:
-        want = min(len(buffer), self._size - self._pos)
-        if want <= 0:
+        if self._pos >= self._size or len(buffer) == 0:
             return 0
-        data = self._store.read_range(self._key, self._pos, want)
-        buffer[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
+        start = self._pos - self._pos % self._block_bytes
+        block = self._blocks.get(start)
+        if block is None:
+            block = self._store.read_range(self._key, start, min(self._block_bytes, self._size - start))
+            self._blocks[start] = block
+            if len(self._blocks) > self._cached_blocks:
+                self._blocks.popitem(last=False)
+        else:
+            self._blocks.move_to_end(start)
+        offset = self._pos - start
+        count = min(len(buffer), len(block) - offset)
+        if count <= 0:
+            raise ObjectStoreError(f"{self._key!r}: storage returned {len(block)} bytes at {start}, expected more")
+        buffer[:count] = block[offset : offset + count]
+        self._pos += count
+        return count
 
 
 def _same_md5(etag: str, data: bytes) -> bool:

@@ -552,7 +552,11 @@ class Uploads:
         except ObjectExists:
             pass  # same: assembled earlier, verified below like any other
         hashed = self._hashes.take(media_id, parts)
-        with self._store.open(key) as stored:
+        # Without the in-order hash the whole object is read once, front to back: large blocks, no cache.
+        blocks = (
+            {"block_bytes": 1024 * 1024} if hashed is not None else {"block_bytes": 8 * 1024 * 1024, "cached_blocks": 1}
+        )
+        with self._store.open(key, **blocks) as stored:
             reader: BinaryIO = stored
             hashing: HashingReader | None = None
             if hashed is None:  # one pass from storage: the probe reads while the reader hashes

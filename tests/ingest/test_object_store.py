@@ -53,6 +53,29 @@ def test_ranged_reads(store: ObjectStore, prefix: str) -> None:
     assert b"".join(store.iter_chunks(prefix + "r", chunk_size=7000)) == data
 
 
+def test_open_reads_blocks_and_serves_seeks_back_from_them(
+    store: ObjectStore, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A demuxer's pattern: the index at one end, samples in the middle, back to the index."""
+    data = bytes(range(256)) * 4000  # 1,024,000 bytes
+    store.put_bytes(prefix + "seek", data)
+    gets: list[tuple[int, int]] = []
+    read_range = store.read_range
+    monkeypatch.setattr(store, "read_range", lambda k, o, n: gets.append((o, n)) or read_range(k, o, n))
+    with store.open(prefix + "seek", block_bytes=100_000, cached_blocks=2) as f:
+        assert f.read(10) == data[:10]
+        f.seek(len(data) - 50)
+        assert f.read() == data[-50:]
+        f.seek(5)
+        assert f.read(20) == data[5:25]  # the first block again: cached, no GET
+        f.seek(150_000)
+        assert f.read(120_000) == data[150_000:270_000]  # spans two blocks
+        f.seek(0)
+        assert f.read(10) == data[:10]  # evicted by then: fetched again
+        assert f.seek(0, io.SEEK_END) == len(data)
+    assert gets == [(0, 100_000), (1_000_000, 24_000), (100_000, 100_000), (200_000, 100_000), (0, 100_000)]
+
+
 def test_multipart_upload_resume_and_complete(store: ObjectStore, prefix: str) -> None:
     key = prefix + "video"
     parts = [b"a" * (5 * MIB), b"b" * (5 * MIB), b"tail"]
