@@ -152,6 +152,14 @@ class JobQueue:
             db.commit()
         return until
 
+    def fence(self, db: Session, job: ClaimedJob, worker_id: str) -> None:
+        """Inside the caller's transaction: raise `LeaseLost` unless this worker still holds the job.
+
+        The check is a conditional UPDATE of the job row, so on PostgreSQL the row stays locked until the
+        caller commits (a takeover waits for it), and on SQLite the transaction holds the write lock.
+        """
+        self._owned_update(db, job, worker_id, updated_at=utcnow())
+
     def succeed(self, job: ClaimedJob, worker_id: str) -> None:
         with self._db() as db:
             self._owned_update(db, job, worker_id, state="done", lease_owner=None, updated_at=utcnow())

@@ -61,7 +61,11 @@ def process_session(
     chunk_target_ms: int = 30_000,
     away: AwayConfig | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    fence: Callable[[Session], None] | None = None,
 ) -> ProcessOutcome:
+    """Analyse, segment and store one session. ``fence`` runs first in the transaction that publishes the
+    results and raises to refuse it: a worker whose job lease lapsed must not replace the results of the
+    worker that took the job over (``JobQueue.fence``). A refused run deletes what it wrote."""
     with db() as s:
         session = s.get(ExamSession, session_id)
         if session is None:
@@ -110,7 +114,39 @@ def process_session(
         content_type="application/json",
     )
     priority = review_priority(risk)
+    try:
+        _publish(db, session_id, segments, evidence, versions, risk, priority, results, len(chunks), fence)
+    except BaseException:
+        try:
+            store.delete_prefix(results)  # nothing references this run: leave nothing behind
+        except Exception:
+            log.warning("could not delete an unpublished run", extra={"session_id": session_id, "prefix": results})
+        raise
+    for stale in _other_runs(store, prefix.key("results") + "/", keep=results):
+        store.delete_prefix(stale)  # the previous run's, and any that a killed worker left half-written
+    log.info(
+        "session processed",
+        extra={"session_id": session_id, "segments": len(segments), "risk": risk, "chunks": len(chunks)},
+    )
+    return ProcessOutcome(session_id, segments, risk, priority, results)
+
+
+def _publish(
+    db: sessionmaker[Session],
+    session_id: str,
+    segments: list[Segment],
+    evidence: list[list[str]],
+    versions: dict[str, str],
+    risk: float,
+    priority: str,
+    results: str,
+    chunk_count: int,
+    fence: Callable[[Session], None] | None,
+) -> None:
+    """One transaction: swap the session's detector flags and point it at the new results."""
     with db() as s:
+        if fence is not None:
+            fence(s)  # first, so on PostgreSQL the job row stays locked until this commits
         # Flags a reviewer added are theirs, not the detectors': re-processing replaces only detector flags.
         s.execute(delete(FlagSegment).where(FlagSegment.session_id == session_id, FlagSegment.source == "detector"))
         s.add_all(
@@ -130,15 +166,8 @@ def process_session(
         row = s.get(ExamSession, session_id)
         assert row is not None
         row.risk_score, row.review_priority, row.results_prefix = risk, priority, results
-        row.pipeline_version, row.processed_at, row.chunks_done = PIPELINE_VERSION, utcnow(), len(chunks)
+        row.pipeline_version, row.processed_at, row.chunks_done = PIPELINE_VERSION, utcnow(), chunk_count
         s.commit()
-    for stale in _other_runs(store, prefix.key("results") + "/", keep=results):
-        store.delete_prefix(stale)  # the previous run's, and any that a killed worker left half-written
-    log.info(
-        "session processed",
-        extra={"session_id": session_id, "segments": len(segments), "risk": risk, "chunks": len(chunks)},
-    )
-    return ProcessOutcome(session_id, segments, risk, priority, results)
 
 
 def _other_runs(store: ObjectStore, results_root: str, *, keep: str) -> set[str]:

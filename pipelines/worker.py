@@ -64,7 +64,10 @@ class Worker:
                     job.session_id,
                     chunk_target_ms=round(self.context.settings.chunk_s * 1000),
                     on_progress=on_progress,
+                    fence=lambda db: self.queue.fence(db, job, self.worker_id),
                 )
+            except LeaseLost:
+                raise  # not a failure of the job: the worker that took it over decides the outcome
             except (ChunkFailed, DecodeError, NotProcessable) as exc:
                 outcome, reason = "failed", str(exc)  # the recording itself is at fault: retrying cannot help
             except Exception as exc:  # anything else may be transient: retry with backoff

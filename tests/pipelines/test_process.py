@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from detectors import AwayConfig
 from ingest.client import upload_session
-from ingest.db import ExamSession, FlagSegment
+from ingest.db import ExamSession, FlagSegment, Job, utcnow
+from ingest.keys import SessionPrefix
 from ingest.samples import SampleSession, build_sample_session
 from pipelines.analysis import AnalysisConfig, segment_session
 from pipelines.fanout import LocalFanout
+from pipelines.jobs import JobQueue, LeaseLost
 from pipelines.process import load_signals, process_session, review_priority
 from pipelines.segments import ExamPolicy, FlagKind, KindPolicy
 from tests.ingest.conftest import Api
@@ -55,3 +59,37 @@ def test_processing_stores_segments_evidence_and_signals_and_reruns_replace(api:
     quiet = ExamPolicy(kinds={FlagKind.MULTIPLE_FACES: KindPolicy(enabled=False)})
     rescored, _ = segment_session(signals, quiet, AwayConfig(), duration_ms=36_000)
     assert FlagKind.MULTIPLE_FACES not in {s.kind for s in rescored}
+
+
+def test_a_worker_that_lost_its_lease_cannot_publish_results(api: Api, sample: SampleSession) -> None:
+    """A slow worker whose job was taken over finishes its analysis, but its results are refused and removed."""
+    _, key = api.tenant()
+    with api.client(key) as client:
+        uploaded = upload_session(client, webcam=sample.video_path, exam_id="exam-fence", candidate_id="c")
+    sid, ctx = uploaded["id"], api.context
+    queue = JobQueue(ctx.db)
+    slow = queue.claim("slow", sid)
+    assert slow is not None
+    with ctx.db() as db:  # the slow worker stopped heartbeating in time
+        db.execute(update(Job).where(Job.id == slow.id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        db.commit()
+    fresh = queue.claim("fresh", sid)
+    assert fresh is not None and fresh.id == slow.id
+    fanout = LocalFanout(AnalysisConfig(), ctx.location)
+
+    with pytest.raises(LeaseLost):
+        process_session(ctx.db, ctx.store, fanout, sid, fence=lambda db: queue.fence(db, slow, "slow"))
+    with ctx.db() as db:
+        row = db.get(ExamSession, sid)
+        assert row is not None and row.results_prefix is None
+        assert db.scalar(select(func.count()).select_from(FlagSegment).where(FlagSegment.session_id == sid)) == 0
+        session_prefix = SessionPrefix(row.tenant.slug, row.exam.external_id, sid)
+    results_root = session_prefix.key("results") + "/"
+    assert list(ctx.store.list_objects(results_root)) == [], "the refused run deleted what it wrote"
+
+    done = process_session(ctx.db, ctx.store, fanout, sid, fence=lambda db: queue.fence(db, fresh, "fresh"))
+    queue.succeed(fresh, "fresh")
+    assert done.results_prefix.startswith(results_root) and list(ctx.store.list_objects(done.results_prefix))
+    with ctx.db() as db:
+        row = db.get(ExamSession, sid)
+        assert row is not None and row.state == "processed" and row.results_prefix == done.results_prefix
