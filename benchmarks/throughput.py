@@ -19,7 +19,9 @@ c. our pipeline (``RayFanout``, chunks read from a real embedded S3 with ranged 
    actors have loaded their models;
 d. the same with 2 workers: ``scale_2w = rtf_2w / rtf_1w``;
 e. the same as (c) on the WebM (VP8) copy;
-f. peak RSS per worker: ``VmHWM`` of the actor processes, read from ``/proc`` at the end of each run.
+f. the same as (c) doing only the issue's prototype's work (face detection, landmarks, head pose: no iris
+   model, no full-range pass), to compare like with like;
+g. peak RSS per worker: ``VmHWM`` of the actor processes, read from ``/proc`` at the end of each run.
 
 Single runs except where noted (the long rows are minutes of work each, and the box is shared, so
 expect +-20% between runs). The last line is ``RESULT throughput ...``.
@@ -46,6 +48,7 @@ from dataclasses import dataclass
 import av
 import cv2
 
+from detectors import DetectorConfigs, FacePresenceConfig, GazeConfig
 from ingest.embedded_s3 import EmbeddedS3
 from ingest.object_store import ObjectStore, S3Location
 from ingest.samples import build_sample_session
@@ -186,10 +189,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def pipeline(location: S3Location, key: str, workers: int, label: str) -> tuple[Row, list[float]]:
+PROTOTYPE_WORK = AnalysisConfig(
+    detectors=DetectorConfigs(face_presence=FacePresenceConfig(full_range=False), gaze=GazeConfig(iris=False))
+)
+"""The issue's prototype's work: face detection, landmarks and head pose at 5 fps, without the iris model
+and the full-range (small face) pass that the default pipeline adds."""
+
+
+def pipeline(
+    location: S3Location, key: str, workers: int, label: str, config: AnalysisConfig | None = None
+) -> tuple[Row, list[float]]:
     """One fan-out over the whole recording; returns its row and each worker's peak RSS (MB)."""
     started = time.perf_counter()
-    fanout = RayFanout(AnalysisConfig(), location, RayOptions(workers=workers))
+    fanout = RayFanout(config or AnalysisConfig(), location, RayOptions(workers=workers))
     try:
         startup = time.perf_counter() - started
         if "face_analysis" not in fanout.versions():
@@ -257,9 +269,22 @@ def main() -> None:
     try:
         with EmbeddedS3(Path(tempfile.mkdtemp(prefix="proctor-throughput-s3-")), bucket="bench") as location:
             h264_key, vp8_key = stored(location, h264), stored(location, vp8)
-            for name, key, workers in (("H.264", h264_key, 1), ("H.264", h264_key, 2), ("WebM (VP8)", vp8_key, 1)):
-                row, rss[f"{name} {workers}w"] = pipeline(location, key, workers, f"ours {name}")
+            runs = {
+                "one": ("H.264", h264_key, 1, None),
+                "two": ("H.264", h264_key, 2, None),
+                "webm": ("WebM (VP8)", vp8_key, 1, None),
+                "prototype": (
+                    "H.264, no iris and no full-range pass (the prototype's work)",
+                    h264_key,
+                    1,
+                    PROTOTYPE_WORK,
+                ),
+            }
+            measured: dict[str, Row] = {}
+            for run, (name, key, workers, config) in runs.items():
+                row, rss[f"{name} {workers}w"] = pipeline(location, key, workers, f"ours {name}", config)
                 rows.append(row)
+                measured[run] = row
                 log.warning("%s: rtf %.1f", row.what, row.rtf)
     finally:
         ray.shutdown()
@@ -271,7 +296,7 @@ def main() -> None:
             f"| {r.what} | {r.video_s:.0f} | {r.wall_s:.1f} | {r.cores:.2f} | {r.rtf:.1f} | {r.rtf_per_core:.1f} "
             f"| {r.load:.1f} | {r.note} |"
         )
-    one, two, webm = rows[-3], rows[-2], rows[-1]
+    one, two, webm, prototype = measured["one"], measured["two"], measured["webm"], measured["prototype"]
     rtf_per_core = one.rtf_per_core
     vs_naive = rtf_per_core / naive_row.rtf_per_core
     scale_2w = two.rtf / one.rtf
@@ -280,7 +305,8 @@ def main() -> None:
     print("peak RSS per worker (MB): " + ", ".join(f"{k}: {', '.join(f'{x:.0f}' for x in v)}" for k, v in rss.items()))
     print(
         f"WebM (VP8) vs H.264, 1 worker: {webm.rtf / one.rtf:.2f}x; "
-        f"ours vs naive per core: {vs_naive:.1f}x (naive on the first {NAIVE_S} s only)"
+        f"ours vs naive per core: {vs_naive:.1f}x (naive on the first {NAIVE_S} s only); "
+        f"the prototype's work alone: {prototype.rtf_per_core:.1f}x per core (the issue's prototype: 24-28x)"
     )
     values = {"rtf_per_core": rtf_per_core, "vs_naive": vs_naive, "scale_2w": scale_2w, "rss_mb": rss_mb}
     verdicts = [

@@ -4,7 +4,8 @@ A worker claims one job at a time. On PostgreSQL the candidate row is locked wit
 so concurrent workers never wait on each other; on SQLite (one writer at a time) the claim is a
 conditional UPDATE that re-checks the job is still free, and the row count says who won. Either way the
 claim is atomic. A worker that stops heartbeating loses its lease, and the next claimer takes the job over;
-every later write by the old worker is fenced out by checking `lease_owner`.
+every later write by the old worker is fenced out by checking `lease_owner`, including the publication of
+its results (`JobQueue.fence`, called inside `process_session`'s final transaction).
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@ NumPy archive, the segments as JSON, and a JPEG at each segment's peak. Only the
 transaction swap the session's segment rows and point the session at the new prefix. Every other run's
 objects are deleted afterwards: the previous run's, and any that a worker killed mid-write left behind
 (its job is re-run, and the database never referenced its prefix). Readers see the old results or the
-new, never a mix, and re-running a session never duplicates its segments.
+new, never a mix, and re-running a session never duplicates its segments. Under the job queue, the
+publishing transaction first checks that the worker still holds the job's lease (`fence`), so a worker
+that was taken over while slow cannot replace the results of the one that took its job.
 """
 
 from __future__ import annotations
