@@ -74,9 +74,21 @@ def test_far_faces_are_carried_between_full_range_passes(
     near = candidate(astronaut)
     far = with_far_face(near, grace)
     batch = FrameBatch(np.stack([far, far, near, near, near, near]), np.arange(6, dtype=np.int64) * 200)
-    signals = FacePresenceDetector(FacePresenceConfig(full_range_every_ms=every_ms))(batch)
+    signals = FacePresenceDetector(FacePresenceConfig(full_range_every_ms=every_ms, tiled=False))(batch)
     assert signals["face_count"].tolist() == counts
     assert signals["small_face_checked"].tolist() == checked
+
+
+def test_tiled_small_faces_are_carried_while_still_there(astronaut: Image, grace: Image) -> None:
+    """The tiled pass runs on the first frame only; its far face is carried while the face mesh still sees it."""
+    near = candidate(astronaut, dx=0)
+    far = with_far_face(near, grace)
+    config = FacePresenceConfig(full_range=False, tile_every_ms=2000)
+    stays = FrameBatch(np.stack([far] * 6), np.arange(6, dtype=np.int64) * 200)
+    assert FacePresenceDetector(config)(stays)["face_count"].tolist() == [2, 2, 2, 2, 2, 2]
+    leaves = FrameBatch(np.stack([far, far, near, near, far, far]), np.arange(6, dtype=np.int64) * 200)
+    # Gone at 400 ms: not carried on; back at 800 ms: found again only by the next tiled pass, at 2 s.
+    assert FacePresenceDetector(config)(leaves)["face_count"].tolist() == [2, 2, 1, 1, 1, 1]
 
 
 def test_a_candidate_who_leaves_is_not_carried(astronaut: Image) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from detectors import FacePresenceConfig, FacePresenceDetector, FrameBatch
 from detectors.blazeface import FULL_RANGE, SHORT_RANGE, decode, letterbox, ssd_anchors, weighted_nms
-from detectors.face_presence import overlaps, rate_mask
+from detectors.face_presence import overlaps, rate_mask, tile_boxes
 from detectors.imaging import shrink
 
 from .conftest import ASTRONAUT_BOX, GRACE_BOX, Image, batch_of, face_crop, paste
@@ -147,20 +147,48 @@ def test_two_face_composite(presence: FacePresenceDetector, astronaut: Image, gr
 
 
 def test_small_far_face_next_to_the_candidate(presence: FacePresenceDetector, astronaut: Image, grace: Image) -> None:
-    """A ~53 px second face in 640x480, which the short-range model alone misses.
-
-    At ~44 px the full-range model is unreliable here (scores 0.39-0.74 depending on the exact
-    size); docs/detectors.md lists that as a known weakness.
-    """
+    """A ~53 px second face in 640x480, which the short-range model alone misses."""
     canvas = np.full((480, 640, 3), 110, np.uint8)
     paste(canvas, face_crop(astronaut, ASTRONAUT_BOX), 40, 60, 330)
     far = face_crop(grace, GRACE_BOX, margin=0.3)
     paste(canvas, far, 480, 120, 90)
-    short_only = FacePresenceDetector(FacePresenceConfig(full_range=False))
+    short_only = FacePresenceDetector(FacePresenceConfig(full_range=False, tiled=False))
     assert short_only(batch_of(canvas))["face_count"][0] == 1
     signals = presence(batch_of(canvas))
     assert signals["face_count"][0] == 2
     assert signals["second_face_size_px"][0] == pytest.approx(53, abs=10)
+
+
+@pytest.mark.parametrize(
+    ("size", "where"), [(50, (480, 120)), (50, (300, 300)), (60, (300, 300)), (75, (480, 120)), (75, (560, 40))]
+)
+def test_tiles_find_faces_the_whole_frame_passes_miss(
+    presence: FacePresenceDetector, astronaut: Image, grace: Image, size: int, where: tuple[int, int]
+) -> None:
+    """Faces of ~26-46 px behind the candidate: the whole-frame passes miss these, the tiled pass finds them."""
+    canvas = np.full((480, 640, 3), 110, np.uint8)
+    paste(canvas, face_crop(astronaut, ASTRONAUT_BOX), 40, 60, 330)
+    x0, y0, x1, y1 = paste(canvas, face_crop(grace, GRACE_BOX, margin=0.3), *where, size)
+    untiled = FacePresenceDetector(FacePresenceConfig(tiled=False))
+    assert untiled(batch_of(canvas))["face_count"][0] == 1
+    faces = presence.detect(batch_of(canvas))[0]
+    assert len(faces) == 2
+    bx0, by0, bx1, by1 = faces.boxes[1]
+    assert x0 <= (bx0 + bx1) / 2 <= x1 and y0 <= (by0 + by1) / 2 <= y1, "the second face is the pasted one"
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "grid", "overlap"), [(640, 480, 2, 0.25), (1280, 720, 3, 0.2), (640, 480, 2, 0.0)]
+)
+def test_tiles_cover_the_frame_with_overlap(width: int, height: int, grid: int, overlap: float) -> None:
+    boxes = tile_boxes(width, height, grid, overlap)
+    assert len(boxes) == grid * grid
+    covered = np.zeros((height, width), bool)
+    for x, y, w, h in boxes:
+        assert x >= 0 and y >= 0 and x + w <= width and y + h <= height
+        assert w == pytest.approx(width / grid * (1 + overlap), abs=1)
+        covered[y : y + h, x : x + w] = True
+    assert covered.all()
 
 
 def test_large_frame_keeps_its_face(presence: FacePresenceDetector, grace: Image) -> None:
