@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Run as a script, this file's folder comes first on sys.path and `benchmarks/ingest.py` would shadow the
-# `ingest` package; the benchmarks import the installed project instead.
+# `ingest` package; put this checkout first instead, so a worktree measures its own code.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 from minio import Minio
 
+from benchmarks.procstat import cpu_seconds, peak_rss_mb
 from ingest.client import IngestClient, upload_session
 from ingest.embedded_s3 import EmbeddedS3
 from ingest.samples import write_filler_video
@@ -38,12 +40,6 @@ from pipelines.local_server import free_port
 
 MB = 1_000_000
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process, all its threads, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pin(pid: int, cpus: set[int]) -> None:
@@ -75,13 +71,6 @@ def measured(upload: Callable[[], float], api_pid: int | None, s3_pid: int) -> R
         cpu_seconds(api_pid) - api if api_pid else 0.0,
         cpu_seconds(s3_pid) - s3,
     )
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc status: this benchmark needs Linux")
 
 
 class ApiProcess:

@@ -50,6 +50,7 @@ from dataclasses import dataclass, replace
 import av
 import cv2
 
+from benchmarks.procstat import cpu_seconds, peak_rss_mb
 from detectors import DetectorConfigs, FacePresenceConfig, GazeConfig
 from ingest.embedded_s3 import EmbeddedS3
 from ingest.object_store import ObjectStore, S3Location
@@ -178,18 +179,6 @@ def actor_pids() -> list[int]:
         if title.startswith(b"ray::ChunkWorker"):
             pids.append(int(entry.name))
     return pids
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"/proc/{pid}/status has no VmHWM line")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 PROTOTYPE_WORK = AnalysisConfig(

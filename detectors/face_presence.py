@@ -223,20 +223,21 @@ class FacePresenceDetector:
         per_tile = self.full.detect(tiles, cfg.full_range_min_score, cfg.nms_iou, [(x, y) for x, y, _, _ in boxes])
         faces = Faces.join(per_tile)
         small = faces.select((faces.sizes >= cfg.min_face_px) & (faces.sizes < cfg.tile_max_face_px))
-        faces = distinct(small, cfg.merge_overlap)
-        if self.mesh is None or not len(faces):
-            return faces
         # Magnified tiles find knuckles and fingers as faces (scores 0.60-0.75 on the dev sessions, with face
         # mesh scores <= 0.013), while the small real faces measured score ~1.0 there: every tile face is checked.
-        return self.mesh_confirmed(frame, faces)
+        return self.mesh_confirmed(frame, distinct(small, cfg.merge_overlap))
 
     def mesh_confirmed(self, frame: NDArray[np.uint8], faces: Faces) -> Faces:
         """Those of ``faces`` whose face mesh score in ``frame`` reaches ``verify_min_landmark_score``."""
-        if self.mesh is None or not len(faces):
-            return faces
-        roi = [roi_from_box(faces.boxes[i], faces.keypoints[i, :2]) for i in range(len(faces))]
-        keep = [self.mesh(frame, r).score >= self.config.verify_min_landmark_score for r in roi]
-        return faces.select(np.array(keep, dtype=bool))
+        return faces.select(self._mesh_confirms(frame, faces))
+
+    def _mesh_confirms(self, frame: NDArray[np.uint8], faces: Faces) -> NDArray[np.bool_]:
+        """Per face, whether the face mesh confirms it (all of them when no mesh is loaded)."""
+        if self.mesh is None:
+            return np.ones(len(faces), dtype=bool)
+        rois = (roi_from_box(box, keypoints[:2]) for box, keypoints in zip(faces.boxes, faces.keypoints, strict=True))
+        threshold = self.config.verify_min_landmark_score
+        return np.array([self.mesh(frame, roi).score >= threshold for roi in rois], dtype=bool)
 
     def detect_full(self, frame: NDArray[np.uint8]) -> Faces:
         """The full-range pass alone (empty when it is off): what ``count`` takes as ``full``."""
@@ -278,13 +279,8 @@ class FacePresenceDetector:
 
     def _verified(self, frame: NDArray[np.uint8], extra: Faces) -> Faces:
         """Short-range-only faces, less those below ``verify_below`` that the face mesh does not confirm."""
-        cfg = self.config
-        if self.mesh is None or not len(extra):
-            return extra
-        keep = extra.scores >= cfg.verify_below
-        for i in np.flatnonzero(~keep):
-            roi = roi_from_box(extra.boxes[i], extra.keypoints[i, :2])
-            keep[i] = self.mesh(frame, roi).score >= cfg.verify_min_landmark_score
+        keep = extra.scores >= self.config.verify_below
+        keep[~keep] = self._mesh_confirms(frame, extra.select(~keep))
         return extra.select(keep)
 
     def with_small(self, counted: Faces, small: Faces) -> Faces:

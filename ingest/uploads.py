@@ -552,11 +552,11 @@ class Uploads:
         except ObjectExists:
             pass  # same: assembled earlier, verified below like any other
         hashed = self._hashes.take(media_id, parts)
-        # Without the in-order hash the whole object is read once, front to back: large blocks, no cache.
-        blocks = (
-            {"block_bytes": 1024 * 1024} if hashed is not None else {"block_bytes": 8 * 1024 * 1024, "cached_blocks": 1}
-        )
-        with self._store.open(key, **blocks) as stored:
+        if hashed is None:  # the whole object is read once, front to back: large blocks, no cache
+            opened = self._store.open(key, block_bytes=8 * MIB, cached_blocks=1)
+        else:
+            opened = self._store.open(key)
+        with opened as stored:
             reader: BinaryIO = stored
             hashing: HashingReader | None = None
             if hashed is None:  # one pass from storage: the probe reads while the reader hashes

@@ -148,6 +148,7 @@ def to_rgb(frame: av.VideoFrame, out: NDArray[np.uint8], scale: bool) -> None:
         cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420, dst=out)
         return
     height, width = out.shape[:2]
+    # Without scaling, leave the size out: same pixels, and PyAV's path without a target size is ~2.5x faster.
     out[...] = (
         frame.to_ndarray(format="rgb24", width=width, height=height) if scale else frame.to_ndarray(format="rgb24")
     )
