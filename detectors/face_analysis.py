@@ -1,37 +1,82 @@
-"""Face presence and gaze in one pass: detect faces once per frame, then count them and read the main one.
+"""Face presence and gaze in one pass: track the main face with the face mesh, detect faces once a second.
 
 Run side by side, ``face_presence`` and ``gaze`` each run the short-range BlazeFace on every frame and
-each load their own face mesh. This detector loads the short-range model and the mesh once, runs the
-short-range pass once per frame, and hands the same detections to both: the presence rules count them
-(with the full-range pass at its own rate), the gaze path picks its main face from them. Its columns
-are exactly those of the two detectors, with the same meanings (``SIGNAL_COLUMNS``).
+each load their own face mesh. This detector loads the short-range model and the mesh once and follows
+MediaPipe's face mesh graph: the gaze path tracks the main face from frame to frame with the mesh (the
+previous frame's landmarks place the next crop) and detects only where the track is lost or at most once
+per ``GazeConfig.redetect_every_ms`` (1 s). Face presence counts from the same detections: on the frames
+between, the count is the tracked face, moved to where the mesh found it, plus the other faces of the
+last detection. So a second person who comes or goes is counted up to a second late, while a candidate
+who leaves loses the track, which runs the detection at once. Its columns are exactly those of the two
+detectors, with the same meanings (``SIGNAL_COLUMNS``).
 
-The one pass runs at the lower of the two score thresholds with face presence's NMS overlap; each side
-then applies its own threshold. With the defaults (0.5 and 0.5, IoU 0.3) the detections, and so the
-signals, are those of the two detectors run separately.
+The detection runs at the lower of the two score thresholds with face presence's NMS overlap; each side
+then applies its own threshold. Without tracking (``GazeConfig(track=False)``, and the default
+thresholds, 0.5 and 0.5, IoU 0.3) the signals are those of the two detectors run separately.
 """
 
 from __future__ import annotations
 
-from .blazeface import SHORT_RANGE, BlazeFace
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .blazeface import SHORT_RANGE, BlazeFace, Faces
 from .face_presence import COLUMNS as PRESENCE_COLUMNS
-from .face_presence import FacePresenceConfig, FacePresenceDetector
+from .face_presence import FacePresenceConfig, FacePresenceDetector, overlaps
 from .gaze import COLUMNS as GAZE_COLUMNS
-from .gaze import GazeConfig, GazeDetector
-from .mesh import FaceMesh
+from .gaze import GazeConfig, GazeDetector, MainFace
+from .mesh import ROI_SCALE, FaceMesh, Roi
 from .runtime import RuntimeConfig
 from .seams import FrameBatch, Signals
 
-__all__ = ["COLUMNS", "FaceAnalysisDetector"]
+__all__ = ["COLUMNS", "FaceAnalysisDetector", "TrackedFace", "main_detection"]
 
 COLUMNS = {**PRESENCE_COLUMNS, **GAZE_COLUMNS}
 
 
+def main_detection(found: Faces, roi: Roi, overlap: float) -> int | None:
+    """Index of the most confident of ``found`` that is the face whose landmarks span ``roi``, if any.
+
+    The ROI is 1.5x the face (``ROI_SCALE``), so the face's box is taken as the ROI's centre square of
+    a 1.5th of its side; a detection is that face when they overlap as ``overlaps`` judges it.
+    """
+    (cx, cy), side, _ = roi
+    half = side / ROI_SCALE / 2
+    box = np.array([[cx - half, cy - half, cx + half, cy + half]], np.float32)
+    same = overlaps(found.boxes, box, overlap)
+    if not np.any(same):
+        return None
+    return int(np.argmax(np.where(same, found.scores, -1.0)))
+
+
+@dataclass(frozen=True)
+class TrackedFace:
+    """The main face as last detected (one row), the other faces of that pass, and its landmark ROI then."""
+
+    face: Faces
+    others: Faces
+    roi: Roi
+
+    def moved_to(self, roi: Roi) -> Faces:
+        """The detected face's box and keypoints moved and scaled as its landmark ROI moved to ``roi``."""
+        (cx, cy), side, _ = self.roi
+        (nx, ny), new_side, _ = roi
+        scale = new_side / max(side, 1e-9)
+
+        def move(points: NDArray[np.float32]) -> NDArray[np.float32]:
+            return ((points - (cx, cy)) * scale + (nx, ny)).astype(np.float32)
+
+        boxes = move(self.face.boxes.reshape(-1, 2, 2)).reshape(-1, 4)
+        return Faces(boxes, self.face.scores, move(self.face.keypoints))
+
+
 class FaceAnalysisDetector:
-    """``face_presence`` and ``gaze`` columns from one short-range detection per frame."""
+    """``face_presence`` and ``gaze`` columns from one face mesh track and the detections it needs."""
 
     name = "face_analysis"
-    version = f"1+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
+    version = f"2+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
 
     def __init__(
         self,
@@ -48,6 +93,42 @@ class FaceAnalysisDetector:
         self._min_score = min(self.presence.config.min_score, self.gaze.config.min_face_score)
 
     def __call__(self, batch: FrameBatch) -> Signals:
-        nms = self.presence.config.nms_iou
-        detections = [self._short.detect([frame], self._min_score, nms)[0] for frame in batch.frames]
-        return Signals.merge([self.presence.signals(batch, detections), self.gaze.signals(batch, detections)])
+        cfg = self.presence.config
+        detections: list[Faces | None] = [None] * len(batch)
+
+        def detect(i: int) -> Faces:
+            found = detections[i]
+            if found is None:
+                found = detections[i] = self._short.detect([batch.frames[i]], self._min_score, cfg.nms_iou)[0]
+            return found
+
+        gaze, mains = self.gaze.run(batch, detect)
+        short: list[Faces] = []
+        tracked: list[Faces] = []
+        last: TrackedFace | None = None
+        for i, main in enumerate(mains):
+            roi = main.landmarks
+            if detections[i] is None and roi is not None and last is not None:
+                tracked.append(last.moved_to(roi))
+                short.append(last.others)
+                continue
+            confirmed, rest = self._split(detect(i), main)
+            last = TrackedFace(confirmed, rest, roi) if len(confirmed) and roi is not None else None
+            tracked.append(confirmed)
+            short.append(rest)
+        return Signals.merge([self.presence.signals(batch, short, tracked), gaze])
+
+    def _split(self, found: Faces, main: MainFace) -> tuple[Faces, Faces]:
+        """A frame's detections as (the main face, confirmed by the gaze path's face mesh; the rest)."""
+        cfg = self.presence.config
+        j = main.detection
+        if j is None and main.landmarks is not None:
+            j = main_detection(found, main.landmarks, cfg.merge_overlap)
+        if j is None:
+            return Faces.empty(), found
+        is_main = np.arange(len(found)) == j
+        if main.detection is not None and main.mesh_score < cfg.verify_min_landmark_score:
+            # The mesh refuted it, which is the very check presence makes of a doubtful face (one below
+            # ``verify_below``): such a face is not counted, a sure one is left for presence to count.
+            return Faces.empty(), found.select(~is_main) if found.scores[j] < cfg.verify_below else found
+        return found.select(is_main), found.select(~is_main)

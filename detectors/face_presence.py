@@ -112,11 +112,9 @@ class FacePresenceConfig:
                 f"FacePresenceConfig: expected non-negative sizes, found min_face_px={self.min_face_px}, "
                 f"too_small_px={self.too_small_px}"
             )
-        if self.full_range_every_ms < 0 or self.tile_every_ms < 0:
-            raise ValueError(
-                "FacePresenceConfig: expected full_range_every_ms and tile_every_ms >= 0, found "
-                f"{self.full_range_every_ms} and {self.tile_every_ms}"
-            )
+        for name in ("full_range_every_ms", "tile_every_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"FacePresenceConfig.{name}: expected >= 0, found {getattr(self, name)}")
         if self.tile_grid < 2 or not 0.0 <= self.tile_overlap < 1.0:
             raise ValueError(
                 f"FacePresenceConfig: expected tile_grid >= 2 and tile_overlap in [0, 1), found {self.tile_grid} "
@@ -247,17 +245,22 @@ class FacePresenceDetector:
         full = self.full.detect([frame], cfg.full_range_min_score, cfg.nms_iou)[0]
         return full.select(full.sizes >= cfg.min_face_px)
 
-    def count(self, frame: NDArray[np.uint8], short: Faces, full: Faces) -> Faces:
+    def count(self, frame: NDArray[np.uint8], short: Faces, full: Faces, tracked: Faces | None = None) -> Faces:
         """The counted faces of one frame, largest first, from both passes run on it.
 
         Full-range boxes replace the short-range ones they overlap; short-range-only faces below
-        ``verify_below`` must be confirmed by the face mesh.
+        ``verify_below`` must be confirmed by the face mesh. ``tracked``: faces the caller's face mesh
+        already found on this frame (confirmed, never checked again; short-range faces they overlap are
+        the same faces).
         """
-        short = self._eligible(short)
+        short, tracked = self._split(short, tracked)
         extra = short.select(~overlaps(short.boxes, full.boxes, self.config.merge_overlap))
-        return _largest_first(Faces.join([full, self._verified(frame, extra)]))
+        extra_tracked = tracked.select(~overlaps(tracked.boxes, full.boxes, self.config.merge_overlap))
+        return _largest_first(Faces.join([full, self._verified(frame, extra), extra_tracked]))
 
-    def count_carried(self, frame: NDArray[np.uint8], short: Faces, seen: Faces, far: Faces) -> Faces:
+    def count_carried(
+        self, frame: NDArray[np.uint8], short: Faces, seen: Faces, far: Faces, tracked: Faces | None = None
+    ) -> Faces:
         """The counted faces of a frame the full-range pass skipped, from the last frame it ran on.
 
         ``seen``: all faces of that last full-range pass; ``far``: those of them that the short-range pass
@@ -265,17 +268,25 @@ class FacePresenceDetector:
         carried box may have moved); one that a ``seen`` face overlaps needs no mesh check; a ``far`` face
         that no short-range face overlaps is counted as last seen. Faces both passes found are not carried:
         the short-range pass looks for them on every frame, so a candidate who leaves is not counted on.
+        ``tracked`` as in ``count``.
         """
         cfg = self.config
-        short = self._eligible(short)
+        short, tracked = self._split(short, tracked)
         confirmed = overlaps(short.boxes, seen.boxes, cfg.merge_overlap)
-        kept = Faces.join([short.select(confirmed), self._verified(frame, short.select(~confirmed))])
-        carried = far.select(~overlaps(far.boxes, short.boxes, cfg.merge_overlap))
+        kept = Faces.join([tracked, short.select(confirmed), self._verified(frame, short.select(~confirmed))])
+        found = Faces.join([tracked, short])
+        carried = far.select(~overlaps(far.boxes, found.boxes, cfg.merge_overlap))
         return _largest_first(Faces.join([kept, carried]))
 
     def _eligible(self, short: Faces) -> Faces:
         cfg = self.config
         return short.select((short.scores >= cfg.min_score) & (short.sizes >= cfg.min_face_px))
+
+    def _split(self, short: Faces, tracked: Faces | None) -> tuple[Faces, Faces]:
+        """The eligible short-range faces that no tracked face overlaps, and the eligible tracked faces."""
+        tracked = self._eligible(tracked if tracked is not None else Faces.empty())
+        short = self._eligible(short)
+        return short.select(~overlaps(short.boxes, tracked.boxes, self.config.merge_overlap)), tracked
 
     def _verified(self, frame: NDArray[np.uint8], extra: Faces) -> Faces:
         """Short-range-only faces, less those below ``verify_below`` that the face mesh does not confirm."""
@@ -295,39 +306,47 @@ class FacePresenceDetector:
         counted = self.count(frame, self.detect_short(frame), self.detect_full(frame))
         return self.with_small(counted, self.detect_small(frame))
 
-    def detect(self, batch: FrameBatch, short: Sequence[Faces] | None = None) -> list[Faces]:
+    def detect(
+        self, batch: FrameBatch, short: Sequence[Faces] | None = None, tracked: Sequence[Faces] | None = None
+    ) -> list[Faces]:
         """Per-frame counted faces (boxes, scores, keypoints in frame pixels), largest first.
 
         ``short``: the batch's short-range detections at ``min_score``, when the caller already ran them.
+        ``tracked``: per frame, faces the caller's face mesh found there (see ``count``).
         The full-range result is carried to the frames ``full_range_every_ms`` skips, within this batch.
         """
-        if short is not None and len(short) != len(batch):
-            raise ValueError(f"short: expected one detection per frame ({len(batch)}), found {len(short)}")
+        for name, given in (("short", short), ("tracked", tracked)):
+            if given is not None and len(given) != len(batch):
+                raise ValueError(f"{name}: expected one detection per frame ({len(batch)}), found {len(given)}")
         due = rate_mask(batch.timestamps_ms, self.config.full_range_every_ms)
         tile_due = rate_mask(batch.timestamps_ms, self.config.tile_every_ms)
         out: list[Faces] = []
         seen = far = small = Faces.empty()
         for i, frame in enumerate(batch.frames):
             found = short[i] if short is not None else self.detect_short(frame)
+            mine = tracked[i] if tracked is not None else Faces.empty()
             # A carried small face must still be there: after a cut (or when the person leaves) its place holds
             # something else, which the face mesh does not confirm. One mesh run per carried face, rarely any.
             small = self.detect_small(frame) if tile_due[i] else self.mesh_confirmed(frame, small)
             if due[i]:
                 seen = self.detect_full(frame)
-                far = seen.select(~overlaps(seen.boxes, self._eligible(found).boxes, self.config.merge_overlap))
-                counted = self.count(frame, found, seen)
+                present = Faces.join([self._eligible(found), self._eligible(mine)])
+                far = seen.select(~overlaps(seen.boxes, present.boxes, self.config.merge_overlap))
+                counted = self.count(frame, found, seen, mine)
             else:
-                counted = self.count_carried(frame, found, seen, far)
+                counted = self.count_carried(frame, found, seen, far, mine)
             out.append(self.with_small(counted, small))
         return out
 
-    def signals(self, batch: FrameBatch, short: Sequence[Faces] | None = None) -> Signals:
-        """The ``COLUMNS`` of a batch; ``short`` as in ``detect``."""
+    def signals(
+        self, batch: FrameBatch, short: Sequence[Faces] | None = None, tracked: Sequence[Faces] | None = None
+    ) -> Signals:
+        """The ``COLUMNS`` of a batch; ``short`` and ``tracked`` as in ``detect``."""
         n = len(batch)
         cols = {name: np.full(n, np.nan) for name in COLUMNS}
         ran = rate_mask(batch.timestamps_ms, self.config.full_range_every_ms)
         cols["small_face_checked"] = ran.astype(np.float64) if self.full is not None else np.zeros(n)
-        for i, counted in enumerate(self.detect(batch, short)):
+        for i, counted in enumerate(self.detect(batch, short, tracked)):
             cols["face_count"][i] = len(counted)
             cols["face_score_max"][i] = float(counted.scores.max()) if len(counted) else 0.0
             if len(counted):

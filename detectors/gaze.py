@@ -1,8 +1,9 @@
 """Gaze and head pose: face mesh (+ iris) -> head yaw/pitch/roll and eye-in-head gaze per frame.
 
-The path follows MediaPipe's face mesh graph: a BlazeFace detection (or, with ``track``, the
-previous frame's landmarks) gives a rotated square ROI, the 192x192 crop goes through the
-landmark model, and the mesh's 3D geometry gives the head pose (see ``geometry``). Where the mesh
+The path follows MediaPipe's face mesh graph: a BlazeFace detection gives a rotated square ROI, the
+192x192 crop goes through the landmark model, and the mesh's 3D geometry gives the head pose (see
+``geometry``). From then on the previous frame's landmarks place the next crop (``track``), and
+BlazeFace runs again only where the track is lost, or once per ``redetect_every_ms``. Where the mesh
 is unusable (near profile, tilted far up) but BlazeFace found the face, its keypoints give a
 coarse yaw and pitch instead.
 
@@ -16,8 +17,8 @@ Every column is NaN when no usable face was found: unknown, not "looking away".
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -42,7 +43,7 @@ from .mesh import ROI_SCALE, FaceMesh, Roi, roi_from_box, warp_crop
 from .runtime import RuntimeConfig, create_session
 from .seams import FrameBatch, Signals
 
-__all__ = ["COLUMNS", "GazeConfig", "GazeDetector"]
+__all__ = ["COLUMNS", "GazeConfig", "GazeDetector", "MainFace", "Track", "track_jumped"]
 
 log = logging.getLogger(__name__)
 
@@ -84,13 +85,17 @@ class GazeConfig:
     """Run iris at most once per this many ms of video (0 = every frame). At the pipeline's 5 fps that is
     every other frame; the calibration holds each measurement for ``AwayConfig.hold_gaze_ms`` (400 ms),
     so every frame with a face still has an eye gaze at most 400 ms old."""
-    track: bool = False
-    """Reuse the previous frame's landmarks as the ROI instead of detecting on every frame.
-
-    Off by default: it saves the BlazeFace pass (~1.4 ms/frame on one core), but after a hard cut
-    from a smaller face the mesh settled on a self-consistent wrong ROI for ~1 s on the dev
-    sessions (yaw off by 20 degrees, nonsense eye gaze), which raised false looking-away alarms.
-    """
+    track: bool = True
+    """Follow the main face from frame to frame with the face mesh, as MediaPipe's face mesh graph does: the
+    previous frame's landmarks place the next crop, and BlazeFace runs only where the track is lost (no
+    usable mesh, or a jump: ``track_jumped``) or ``redetect_every_ms`` is due. Saves the detection on most
+    frames (~1.3 ms each on one core)."""
+    redetect_every_ms: int = 1000
+    """While tracking, still detect at most once per this many ms and restart the track from the detection
+    (0 = detect on every frame). After a splice cut to another face at about the same place, the track
+    held and framed the new face badly for ~1.5 s on the dev sessions (pitch 10-15 degrees off), which
+    raised false looking-away alarms; the restart bounds that to this long. ``FaceAnalysisDetector`` also
+    counts faces other than the tracked one from these detections."""
     min_eye_detail: float = 0.015
     """Eye crops with less detail than this give no eye gaze (unknown). Measured on the dev set:
     webcam video 0.03-0.06 (also darkened to gamma 0.4), blurry upscaled stills 0.004-0.006,
@@ -105,27 +110,62 @@ class GazeConfig:
             raise ValueError(f"GazeConfig.min_face_px: expected >= 0, found {self.min_face_px}")
         if self.min_eye_detail < 0:
             raise ValueError(f"GazeConfig.min_eye_detail: expected >= 0, found {self.min_eye_detail}")
-        if self.iris_every_ms < 0:
-            raise ValueError(f"GazeConfig.iris_every_ms: expected >= 0, found {self.iris_every_ms}")
+        for name in ("iris_every_ms", "redetect_every_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"GazeConfig.{name}: expected >= 0, found {getattr(self, name)}")
 
 
 TRACK_MAX_SHIFT = 0.15
 TRACK_MAX_SCALE = 1.2
 
 
-def track_jumped(track: Roi, landmarks: NDArray[np.float64]) -> bool:
-    """Whether the mesh found on a tracked ROI sits far from that ROI (then re-detect).
+def track_jumped(previous: Roi, landmarks: NDArray[np.float64]) -> bool:
+    """Whether the mesh found on a tracked crop sits far from where the landmarks were on the previous
+    frame (``previous``, the ROI they spanned); then re-detect.
 
-    Landmarks from a ROI that no longer frames the face (a hard cut, a fast move at a low frame
+    Landmarks from a crop that no longer frames the face (a hard cut, a fast move at a low frame
     rate) still score high and drift toward the face over several frames, giving a second of
     nonsense pose. A real head moves little between frames, so a shift of more than 15% of the
     ROI or a 1.2x size change means the track is stale.
     """
-    (cx, cy), size, _ = track
+    (cx, cy), size, _ = previous
     (nx, ny), new_size, _ = rect_from_points(landmarks[:, :2], 33, 263, ROI_SCALE)
     shift = float(np.hypot(nx - cx, ny - cy)) / max(size, 1e-9)
     ratio = new_size / max(size, 1e-9)
     return shift > TRACK_MAX_SHIFT or not 1 / TRACK_MAX_SCALE <= ratio <= TRACK_MAX_SCALE
+
+
+@dataclass(frozen=True)
+class Track:
+    """The main face as last detected: the mesh ROI its detection box gave, and the ROI its landmarks spanned.
+
+    Following the face, the next frame's mesh ROI is placed the way a detection would place it, moved and
+    scaled as the landmarks moved (``follow``): the landmarks' own box is larger than the detection's (it
+    spans forehead to chin) and a crop in that framing gave the face mesh worse poses on the dev sessions.
+    """
+
+    detected: Roi
+    landmarks: Roi
+
+    def follow(self, landmarks: Roi) -> Roi:
+        """The detection-style mesh ROI for a face whose landmarks now span ``landmarks``."""
+        (dx, dy), detected_side, _ = self.detected
+        (lx, ly), landmarks_side, _ = self.landmarks
+        (nx, ny), side, angle = landmarks
+        scale = side / max(landmarks_side, 1e-9)
+        return (nx + (dx - lx) * scale, ny + (dy - ly) * scale), detected_side * scale, angle
+
+
+@dataclass(frozen=True)
+class MainFace:
+    """What the gaze path found of its main face on one frame."""
+
+    landmarks: Roi | None = None
+    """The ROI its landmarks span, where the face mesh was usable."""
+    detection: int | None = None
+    """Its index among the frame's detections, where the mesh ran on a detection on this frame."""
+    mesh_score: float = float("nan")
+    """The face mesh score on that detection (NaN where the mesh ran on the track, or not at all)."""
 
 
 class GazeDetector:
@@ -135,7 +175,7 @@ class GazeDetector:
     """
 
     name = "gaze"
-    version = "1"
+    version = "2"
 
     def __init__(
         self,
@@ -204,29 +244,46 @@ class GazeDetector:
     def __call__(self, batch: FrameBatch) -> Signals:
         return self.signals(batch)
 
-    def signals(self, batch: FrameBatch, detections: Sequence[Faces] | None = None) -> Signals:
-        """The ``COLUMNS`` of a batch. ``detections``: each frame's short-range BlazeFace faces (at a
-        score at or below ``min_face_score``, NMS IoU 0.3), when the caller already ran that pass."""
+    def signals(self, batch: FrameBatch) -> Signals:
+        """The ``COLUMNS`` of a batch."""
+        return self.run(batch)[0]
+
+    def run(self, batch: FrameBatch, detect: Callable[[int], Faces] | None = None) -> tuple[Signals, list[MainFace]]:
+        """The ``COLUMNS`` of a batch, and per frame what was found of the main face.
+
+        ``detect(i)``: frame ``i``'s short-range BlazeFace faces (at a score at or below ``min_face_score``, NMS
+        IoU 0.3), when the caller runs that pass itself; it is only called on frames the track does not cover.
+        """
         cfg = self.config
         n = len(batch)
-        if detections is not None and len(detections) != n:
-            raise ValueError(f"detections: expected one per frame ({n}), found {len(detections)}")
+
+        def own_pass(i: int) -> Faces:
+            return self.detector.detect([batch.frames[i]], cfg.min_face_score, DETECTION_NMS_IOU)[0]
+
+        detect_faces = detect or own_pass
+        found: list[MainFace] = [MainFace()] * n
         cols = {name: np.full(n, np.nan) for name in COLUMNS}
         iris_due = rate_mask(batch.timestamps_ms, cfg.iris_every_ms)
-        track: Roi | None = None
+        redetect = rate_mask(batch.timestamps_ms, cfg.redetect_every_ms)
+        track: Track | None = None
+        previous: Roi | None = None  # where the main face's landmarks were on the previous frame
         for i, frame in enumerate(batch.frames):
-            mesh = self.mesh(frame, track) if track is not None else None
-            if mesh is not None and track is not None and track_jumped(track, mesh.landmarks):
-                mesh = None  # a cut or a fast move: the old ROI no longer frames this face
+            mesh = None
+            if track is not None and previous is not None and not redetect[i]:
+                mesh = self.mesh(frame, track.follow(previous))
+                if track_jumped(previous, mesh.landmarks):
+                    mesh = None  # a cut or a fast move: the old ROI no longer frames this face
             if mesh is None or mesh.score < cfg.min_landmark_score:
-                if detections is not None:
-                    faces = detections[i]
-                else:
-                    faces = self.detector.detect([frame], cfg.min_face_score, DETECTION_NMS_IOU)[0]
+                track = None
+                faces = detect_faces(i)
                 main = self.main_face(faces)
                 mesh = None
                 if main is not None:
-                    mesh = self.mesh(frame, roi_from_box(faces.boxes[main], faces.keypoints[main, :2]))
+                    detected = roi_from_box(faces.boxes[main], faces.keypoints[main, :2])
+                    mesh = self.mesh(frame, detected)
+                    found[i] = MainFace(detection=main, mesh_score=mesh.score)
+                    if cfg.track and mesh.score >= cfg.min_landmark_score:
+                        track = Track(detected, rect_from_points(mesh.landmarks[:, :2], 33, 263, ROI_SCALE))
                 if mesh is not None and mesh.score < cfg.min_landmark_score:
                     cols["landmark_score"][i] = mesh.score
                     keypoints = faces.keypoints[main].astype(np.float64)
@@ -234,10 +291,11 @@ class GazeDetector:
                     cols["head_pitch_coarse_deg"][i] = pitch_from_keypoints(keypoints)
                     mesh = None
             if mesh is None:
-                track = None
+                previous = None
                 continue
             lm = mesh.landmarks
-            track = rect_from_points(lm[:, :2], 33, 263, ROI_SCALE) if cfg.track else None
+            previous = rect_from_points(lm[:, :2], 33, 263, ROI_SCALE)
+            found[i] = replace(found[i], landmarks=previous)
             yaw, pitch, roll = head_pose(lm)
             cols["landmark_score"][i] = mesh.score
             cols["head_yaw_deg"][i] = yaw
@@ -250,4 +308,4 @@ class GazeDetector:
                 cols["eye_detail"][i] = detail
                 if detail >= cfg.min_eye_detail:
                     cols["eye_gaze_h"][i], cols["eye_gaze_v"][i] = eye_gaze(lm, irises)
-        return Signals(batch.timestamps_ms, cols)
+        return Signals(batch.timestamps_ms, cols), found

@@ -1,4 +1,5 @@
-"""One face detection per frame for presence and gaze: same signals as the two detectors, fewer model runs."""
+"""Presence and gaze from one face mesh track and the detections it needs: the two detectors' signals when
+it detects on every frame, the same counts a second late at most when it tracks."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from detectors import (
     FacePresenceConfig,
     FacePresenceDetector,
     FrameBatch,
+    GazeConfig,
     GazeDetector,
     Signals,
 )
@@ -35,9 +37,7 @@ def analysis() -> FaceAnalysisDetector:
     return FaceAnalysisDetector()
 
 
-def test_signals_match_presence_and_gaze_run_separately(
-    analysis: FaceAnalysisDetector, astronaut: Image, grace: Image, no_face: Image
-) -> None:
+def test_signals_match_presence_and_gaze_run_separately(astronaut: Image, grace: Image, no_face: Image) -> None:
     two = np.full((480, 640, 3), 90, np.uint8)
     paste(two, face_crop(astronaut, ASTRONAUT_BOX), 20, 100, 280)
     paste(two, face_crop(grace, GRACE_BOX), 340, 80, 280)
@@ -46,8 +46,8 @@ def test_signals_match_presence_and_gaze_run_separately(
     )
     frames = [candidate(astronaut), candidate(astronaut, 8), two, nothing, with_far_face(candidate(astronaut), grace)]
     batch = FrameBatch(np.stack(frames), np.arange(len(frames), dtype=np.int64) * 200)
-    combined = analysis(batch)
-    separate = Signals.merge([FacePresenceDetector()(batch), GazeDetector()(batch)])
+    combined = FaceAnalysisDetector(gaze=GazeConfig(track=False))(batch)
+    separate = Signals.merge([FacePresenceDetector()(batch), GazeDetector(GazeConfig(track=False))(batch)])
     assert set(combined.columns) == set(SIGNAL_COLUMNS["face_analysis"]) == set(separate.columns)
     for name in separate.columns:
         np.testing.assert_allclose(combined[name], separate[name], equal_nan=True, err_msg=name)
@@ -59,6 +59,57 @@ def test_signals_match_presence_and_gaze_run_separately(
 def test_models_are_loaded_once(analysis: FaceAnalysisDetector) -> None:
     assert analysis.presence.short is analysis.gaze.detector
     assert analysis.presence.mesh is analysis.gaze.mesh
+
+
+def with_second_face(canvas: Image, grace: Image) -> Image:
+    out = canvas.copy()
+    paste(out, face_crop(grace, GRACE_BOX), 400, 100, 220)  # beside the candidate, large enough for the short range
+    return out
+
+
+def count_short_range_passes(analysis: FaceAnalysisDetector, batch: FrameBatch) -> tuple[Signals, int]:
+    passes = 0
+    detect = analysis.presence.short.detect
+
+    def counted(*args: object, **kwargs: object) -> object:
+        nonlocal passes
+        passes += 1
+        return detect(*args, **kwargs)  # type: ignore[arg-type]
+
+    analysis.presence.short.detect = counted  # type: ignore[method-assign]
+    try:
+        return analysis(batch), passes
+    finally:
+        del analysis.presence.short.detect
+
+
+def test_while_the_mesh_tracks_the_short_range_pass_runs_once_a_second(
+    analysis: FaceAnalysisDetector, astronaut: Image, grace: Image
+) -> None:
+    near = candidate(astronaut)
+    two = with_second_face(near, grace)
+    frames = [near, candidate(astronaut, 8), two, two, two, two, near, near]
+    batch = FrameBatch(np.stack(frames), np.arange(len(frames), dtype=np.int64) * 200)
+    every_frame = FaceAnalysisDetector(gaze=GazeConfig(track=False))
+    assert every_frame(batch)["face_count"].tolist() == [1, 1, 2, 2, 2, 2, 1, 1]
+    signals, passes = count_short_range_passes(analysis, batch)
+    # Passes at 0 and 1000 ms: the second face is counted from 1 s, and carried until the next pass at 2 s.
+    assert passes == 2
+    assert signals["face_count"].tolist() == [1, 1, 1, 1, 1, 2, 2, 2]
+    assert np.isfinite(signals["head_yaw_deg"]).all()
+    # The tracked face keeps its short-range detection's score (frame 0's is the full-range pass's) and moves
+    # with the mesh.
+    assert len(set(signals["face_score_max"][1:5].tolist())) == 1
+    assert signals["face_cx"][1] > signals["face_cx"][0]
+
+
+def test_a_candidate_who_leaves_ends_the_track_at_once(analysis: FaceAnalysisDetector, astronaut: Image) -> None:
+    near = candidate(astronaut)
+    empty = np.full_like(near, 110)
+    batch = FrameBatch(np.stack([near, near, empty, empty, near, near]), np.arange(6, dtype=np.int64) * 200)
+    signals, passes = count_short_range_passes(analysis, batch)
+    assert signals["face_count"].tolist() == [1, 1, 0, 0, 1, 1]
+    assert passes == 5  # the first frame, the two empty ones (track lost), the return, the next second (1 s)
 
 
 @pytest.mark.parametrize(
