@@ -213,11 +213,14 @@ class GazeDetector:
         i = self.main_face(faces)
         return None if i is None else roi_from_box(faces.boxes[i], faces.keypoints[i, :2])
 
-    def run_iris(self, frame: NDArray[np.uint8], lm: NDArray[np.float64]) -> tuple[NDArray[np.float64], float]:
+    def run_iris(
+        self, frame: NDArray[np.uint8], lm: NDArray[np.float64], min_detail: float = 0.0
+    ) -> tuple[NDArray[np.float64] | None, float]:
         """Iris centres (2, 2) in frame pixels (image-left eye first) and the eye crops' detail.
 
         Detail is the Laplacian variance over the intensity variance of the grey crops: it does
-        not change when the light dims, but collapses when the eyes are blurred or upscaled.
+        not change when the light dims, but collapses when the eyes are blurred or upscaled. Below
+        ``min_detail`` the iris model would return noise, so it is not run (centres None).
         """
         assert self.iris is not None
         crops = np.empty((2, IRIS_SIZE, IRIS_SIZE, 3), np.float32)
@@ -230,6 +233,9 @@ class GazeDetector:
             affines.append(affine)
             grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY).astype(np.float32)
             details.append(float(cv2.Laplacian(grey, cv2.CV_32F).var()) / max(float(grey.var()), 1e-6))
+        detail = float(np.mean(details))
+        if detail < min_detail:
+            return None, detail
         _, iris = self.iris.run(None, {self.iris.get_inputs()[0].name: crops})
         out = np.empty((2, 2))
         for k in range(2):
@@ -237,7 +243,7 @@ class GazeDetector:
             if k == 1:
                 u = 1.0 - u
             out[k] = map_points(affines[k], np.array([[u, v]]))[0]
-        return out, float(np.mean(details))
+        return out, detail
 
     # -- detector -------------------------------------------------------------------------------
 
@@ -304,8 +310,8 @@ class GazeDetector:
             cols["eye_openness"][i] = eye_openness(lm)
             cols["gaze_face_size_px"][i] = mesh.roi_size
             if self.iris is not None and iris_due[i]:
-                irises, detail = self.run_iris(frame, lm)
+                irises, detail = self.run_iris(frame, lm, cfg.min_eye_detail)
                 cols["eye_detail"][i] = detail
-                if detail >= cfg.min_eye_detail:
+                if irises is not None:
                     cols["eye_gaze_h"][i], cols["eye_gaze_v"][i] = eye_gaze(lm, irises)
         return Signals(batch.timestamps_ms, cols), found

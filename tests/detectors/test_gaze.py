@@ -45,6 +45,7 @@ def test_landmarks_iris_and_pose_match_mediapipe_face_mesh(
     assert err.mean() < 0.015 * face_px and err.max() < 0.04 * face_px
     irises, detail = gaze.run_iris(img, mesh.landmarks)
     assert detail > 0.02
+    assert irises is not None
     # MediaPipe's refined mesh: 468 is the image-left eye's iris centre, 473 the image-right one's
     assert np.linalg.norm(irises - theirs[[468, 473], :2], axis=1).max() < 0.01 * face_px
     assert np.allclose(head_pose(mesh.landmarks), head_pose(theirs[:468]), atol=3.0)
@@ -101,6 +102,11 @@ def test_blurred_eyes_give_unknown_eye_gaze_but_keep_head_pose(gaze: GazeDetecto
     assert np.isfinite(s["head_yaw_deg"][0])
     assert s["eye_detail"][0] < GazeConfig().min_eye_detail
     assert np.isnan(s["eye_gaze_h"][0])
+    # The iris model is not even run on such eyes: its answer would be noise.
+    roi = gaze.roi_from_detection(gaze.detector.detect([blurry], 0.5, 0.3)[0])
+    assert roi is not None
+    irises, detail = gaze.run_iris(blurry, gaze.mesh(blurry, roi).landmarks, GazeConfig().min_eye_detail)
+    assert irises is None and detail == pytest.approx(s["eye_detail"][0])
 
 
 def test_no_face_is_unknown_not_away(gaze: GazeDetector, no_face: Image) -> None:
