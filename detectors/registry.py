@@ -38,7 +38,7 @@ REGISTRY: Mapping[str, Callable[[DetectorConfigs], Detector]] = {
 
 DEFAULT_DETECTORS = ("face_analysis", "quality")
 """What the pipeline runs: every signal column once. ``face_analysis`` gives the ``face_presence`` and
-``gaze`` columns from one face detection per frame, so those two are not run beside it (their columns
+``gaze`` columns from one face mesh track and the detections it needs, so those two are not run beside it (their columns
 would clash in ``Signals.merge``); they stay registered for running either alone."""
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from detectors import GazeConfig, GazeDetector
+from detectors.gaze import Track, track_jumped
 from detectors.geometry import eye_gaze, head_pose
 
 from .conftest import Image, batch_of
@@ -139,3 +140,52 @@ def test_tracking_and_iris_rate_over_a_sequence(astronaut: Image) -> None:
 def test_config_validation(kwargs: dict[str, Any], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         GazeConfig(**kwargs)
+
+
+def test_a_tracked_crop_keeps_the_detection_framing() -> None:
+    track = Track(detected=((100.0, 100.0), 150.0, 0.0), landmarks=((105.0, 95.0), 180.0, 0.0))
+    (cx, cy), side, angle = track.follow(((115.0, 95.0), 198.0, 0.1))
+    # The landmarks moved 10 px right and grew 1.1x: the crop does the same around its own offset, and
+    # takes the new roll.
+    assert (cx, cy, side, angle) == pytest.approx((109.5, 100.5, 165.0, 0.1))
+
+
+def square_landmarks(x0: float, y0: float, side: float) -> np.ndarray:
+    """Mesh-shaped landmarks spanning a square, eye corners (33, 263) level across its middle."""
+    points = np.random.default_rng(0).uniform(0, 1, (468, 3)) * side + (x0, y0, 0)
+    points[0, :2], points[1, :2] = (x0, y0), (x0 + side, y0 + side)
+    points[33, :2], points[263, :2] = (x0, y0 + side / 2), (x0 + side, y0 + side / 2)
+    return points
+
+
+@pytest.mark.parametrize(
+    ("x0", "side", "jumped"),
+    [(100, 100, False), (110, 100, False), (125, 100, True), (100, 75, True), (95, 110, False)],
+)
+def test_a_track_that_jumps_is_dropped(x0: float, side: float, jumped: bool) -> None:
+    previous = ((150.0, 150.0), 150.0, 0.0)  # the ROI of square_landmarks(100, 100, 100)
+    assert track_jumped(previous, square_landmarks(x0, 100, side)) is jumped
+
+
+@pytest.mark.parametrize(
+    ("config", "detections"), [(GazeConfig(), 2), (GazeConfig(redetect_every_ms=0), 8), (GazeConfig(track=False), 8)]
+)
+def test_tracking_detects_once_a_second(astronaut: Image, config: GazeConfig, detections: int) -> None:
+    from detectors import FrameBatch
+
+    h, w = astronaut.shape[:2]
+    frames = np.stack([cv2.warpAffine(astronaut, np.float32([[1, 0, 3 * i], [0, 1, 0]]), (w, h)) for i in range(8)])
+    detector = GazeDetector(config)
+    calls = 0
+    detect = detector.detector.detect
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        return detect(*args, **kwargs)
+
+    detector.detector.detect = counted  # type: ignore[method-assign]
+    s = detector(FrameBatch(frames, np.arange(8, dtype=np.int64) * 200))
+    assert calls == detections
+    assert np.isfinite(s["head_yaw_deg"]).all()
+    assert np.ptp(s["head_yaw_deg"]) < 3.0
