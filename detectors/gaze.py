@@ -43,7 +43,7 @@ from .mesh import ROI_SCALE, FaceMesh, Roi, roi_from_box, warp_crop
 from .runtime import RuntimeConfig, create_session
 from .seams import FrameBatch, Signals
 
-__all__ = ["COLUMNS", "GazeConfig", "GazeDetector", "MainFace", "Track", "track_jumped"]
+__all__ = ["COLUMNS", "GazeConfig", "GazeDetector", "MainFace", "Track", "landmarks_roi", "track_jumped"]
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,14 @@ TRACK_MAX_SHIFT = 0.15
 TRACK_MAX_SCALE = 1.2
 
 
-def track_jumped(previous: Roi, landmarks: NDArray[np.float64]) -> bool:
-    """Whether the mesh found on a tracked crop sits far from where the landmarks were on the previous
-    frame (``previous``, the ROI they spanned); then re-detect.
+def landmarks_roi(landmarks: NDArray[np.float64]) -> Roi:
+    """The ROI a face mesh's landmarks span (MediaPipe's rule: 1.5x their extent, level with the eye corners)."""
+    return rect_from_points(landmarks[:, :2], 33, 263, ROI_SCALE)
+
+
+def track_jumped(previous: Roi, current: Roi) -> bool:
+    """Whether the mesh found on a tracked crop (its landmarks spanning ``current``) sits far from where the
+    landmarks were on the previous frame (``previous``); then re-detect.
 
     Landmarks from a crop that no longer frames the face (a hard cut, a fast move at a low frame
     rate) still score high and drift toward the face over several frames, giving a second of
@@ -129,7 +134,7 @@ def track_jumped(previous: Roi, landmarks: NDArray[np.float64]) -> bool:
     ROI or a 1.2x size change means the track is stale.
     """
     (cx, cy), size, _ = previous
-    (nx, ny), new_size, _ = rect_from_points(landmarks[:, :2], 33, 263, ROI_SCALE)
+    (nx, ny), new_size, _ = current
     shift = float(np.hypot(nx - cx, ny - cy)) / max(size, 1e-9)
     ratio = new_size / max(size, 1e-9)
     return shift > TRACK_MAX_SHIFT or not 1 / TRACK_MAX_SCALE <= ratio <= TRACK_MAX_SCALE
@@ -274,10 +279,11 @@ class GazeDetector:
         track: Track | None = None
         previous: Roi | None = None  # where the main face's landmarks were on the previous frame
         for i, frame in enumerate(batch.frames):
-            mesh = None
+            mesh = current = None
             if track is not None and previous is not None and not redetect[i]:
                 mesh = self.mesh(frame, track.follow(previous))
-                if track_jumped(previous, mesh.landmarks):
+                current = landmarks_roi(mesh.landmarks)
+                if track_jumped(previous, current):
                     mesh = None  # a cut or a fast move: the old ROI no longer frames this face
             if mesh is None or mesh.score < cfg.min_landmark_score:
                 track = None
@@ -288,20 +294,21 @@ class GazeDetector:
                     detected = roi_from_box(faces.boxes[main], faces.keypoints[main, :2])
                     mesh = self.mesh(frame, detected)
                     found[i] = MainFace(detection=main, mesh_score=mesh.score)
-                    if cfg.track and mesh.score >= cfg.min_landmark_score:
-                        track = Track(detected, rect_from_points(mesh.landmarks[:, :2], 33, 263, ROI_SCALE))
-                if mesh is not None and mesh.score < cfg.min_landmark_score:
-                    cols["landmark_score"][i] = mesh.score
-                    keypoints = faces.keypoints[main].astype(np.float64)
-                    cols["head_yaw_coarse_deg"][i] = yaw_from_keypoints(keypoints)
-                    cols["head_pitch_coarse_deg"][i] = pitch_from_keypoints(keypoints)
-                    mesh = None
-            if mesh is None:
+                    if mesh.score < cfg.min_landmark_score:
+                        cols["landmark_score"][i] = mesh.score
+                        keypoints = faces.keypoints[main].astype(np.float64)
+                        cols["head_yaw_coarse_deg"][i] = yaw_from_keypoints(keypoints)
+                        cols["head_pitch_coarse_deg"][i] = pitch_from_keypoints(keypoints)
+                        mesh = None
+                    else:
+                        current = landmarks_roi(mesh.landmarks)
+                        track = Track(detected, current) if cfg.track else None
+            if mesh is None or current is None:
                 previous = None
                 continue
             lm = mesh.landmarks
-            previous = rect_from_points(lm[:, :2], 33, 263, ROI_SCALE)
-            found[i] = replace(found[i], landmarks=previous)
+            previous = current
+            found[i] = replace(found[i], landmarks=current)
             yaw, pitch, roll = head_pose(lm)
             cols["landmark_score"][i] = mesh.score
             cols["head_yaw_deg"][i] = yaw

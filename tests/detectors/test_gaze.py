@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from detectors import GazeConfig, GazeDetector
-from detectors.gaze import Track, track_jumped
+from detectors.gaze import Track, landmarks_roi, track_jumped
 from detectors.geometry import eye_gaze, head_pose
 
 from .conftest import Image, batch_of
@@ -164,7 +164,7 @@ def square_landmarks(x0: float, y0: float, side: float) -> np.ndarray:
 )
 def test_a_track_that_jumps_is_dropped(x0: float, side: float, jumped: bool) -> None:
     previous = ((150.0, 150.0), 150.0, 0.0)  # the ROI of square_landmarks(100, 100, 100)
-    assert track_jumped(previous, square_landmarks(x0, 100, side)) is jumped
+    assert track_jumped(previous, landmarks_roi(square_landmarks(x0, 100, side))) is jumped
 
 
 @pytest.mark.parametrize(
