@@ -37,6 +37,7 @@ import numpy as np
 import onnxruntime as ort
 from skimage import data
 
+from benchmarks.procstat import machine
 from detectors import (
     FaceAnalysisDetector,
     FacePresenceConfig,
@@ -136,6 +137,7 @@ def detector_rows(threads: int) -> dict[str, list[float]]:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     cv2.setNumThreads(1)
+    print(f"{machine()}; onnxruntime {ort.__version__}")
     header = "| what | threads | " + " | ".join(f"batch {b} ms/frame" for b in BATCHES) + " |"
     print(header)
     print("|" + "---|" * (2 + len(BATCHES)))

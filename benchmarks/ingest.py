@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 from minio import Minio
 
-from benchmarks.procstat import cpu_seconds, peak_rss_mb
+from benchmarks.procstat import cpu_seconds, machine, peak_rss_mb
 from ingest.client import IngestClient, upload_session
 from ingest.embedded_s3 import EmbeddedS3
 from ingest.samples import write_filler_video
@@ -142,6 +142,7 @@ def median_round(rounds: list[Round]) -> Round:
 
 
 def main() -> None:
+    print(machine())
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as work_dir:
         work = Path(work_dir)
         t0 = time.perf_counter()

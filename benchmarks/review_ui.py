@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from sqlalchemy import insert
 
+from benchmarks.procstat import machine
 from ingest.api import create_app
 from ingest.context import build_context
 from ingest.db import Exam, ExamSession, FlagSegment, Media, Tenant
@@ -136,6 +137,7 @@ def p95(samples: list[float]) -> float:
 
 
 def main() -> None:
+    print(machine())
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as work, EmbeddedS3(Path(work) / "s3", bucket="bench") as location:
         settings = Settings(

@@ -50,7 +50,7 @@ from dataclasses import dataclass, replace
 import av
 import cv2
 
-from benchmarks.procstat import cpu_seconds, peak_rss_mb
+from benchmarks.procstat import cpu_seconds, machine, peak_rss_mb
 from detectors import DetectorConfigs, FacePresenceConfig, GazeConfig
 from ingest.embedded_s3 import EmbeddedS3
 from ingest.object_store import ObjectStore, S3Location
@@ -233,6 +233,7 @@ def stored(location: S3Location, path: Path) -> str:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     cv2.setNumThreads(1)
+    print(machine())
     import ray
 
     h264, vp8 = clip("h264"), clip("vp8")
