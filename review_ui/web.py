@@ -56,12 +56,15 @@ from review_ui.decisions import (
 )
 from review_ui.platform_api import router as platform_router
 from review_ui.queue import QueueFilter, QueueStatus, queue_page, session_view, visible_session
+from review_ui.reports import exam_report, exam_summaries, report_csv
 
 SESSION_COOKIE = "pp_session"
 LOGIN_CSRF_COOKIE = "pp_login_csrf"
 HERE = Path(__file__).parent
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 STREAM_CHUNK = 1024 * 1024
+REPORT_PAGE_SESSIONS = 500
+"""Session lines an exam report shows on its page; the CSV export has them all."""
 
 
 _Choice = TypeVar("_Choice", Decision, FlagKind, Outcome)
@@ -406,8 +409,7 @@ def audit_trail(
     session: Annotated[str | None, Query()] = None,
     format: Annotated[str, Query(pattern="^(html|csv)$")] = "html",
 ) -> Response:
-    if who.user.role not in {Role.OFFICER, Role.ADMIN}:
-        raise ReviewRefused(403, "the audit trail is for integrity officers and admins")
+    _officer(who, "the audit trail is")
     stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(500 if format == "html" else 100_000)
     if not who.scope.everything:
         stmt = stmt.where(AuditEvent.tenant_id.in_(who.scope.tenant_ids))
@@ -430,6 +432,56 @@ def audit_trail(
             headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
         )
     return _page(request, "audit.html", who, rows=rows, session=session)
+
+
+def _officer(who: SignedIn, what: str) -> None:
+    if who.user.role not in {Role.OFFICER, Role.ADMIN}:
+        raise ReviewRefused(403, f"{what} for integrity officers and admins")
+
+
+# -- reports (integrity officers, admins) -----------------------------------------------------------------
+@router.get("/reports")
+def reports(request: Request, db: DB, who: Who) -> Response:
+    _officer(who, "reports are")
+    exams = exam_summaries(db, who.scope)
+    audit.record(db, f"user:{who.user.username}", "view_reports", at=utcnow(), ip=_ip(request))
+    db.commit()
+    return _page(request, "reports.html", who, exams=exams)
+
+
+@router.get("/reports/{exam_id}")
+def exam_report_page(
+    request: Request,
+    db: DB,
+    who: Who,
+    exam_id: str,
+    format: Annotated[str, Query(pattern="^(html|csv)$")] = "html",
+) -> Response:
+    _officer(who, "reports are")
+    report = exam_report(db, who.scope, exam_id, max_sessions=None if format == "csv" else REPORT_PAGE_SESSIONS)
+    if report is None:
+        raise ReviewRefused(404, "no such exam")
+    audit.record(
+        db,
+        f"user:{who.user.username}",
+        "view_report",
+        at=utcnow(),
+        tenant_id=report.tenant_id,
+        ip=_ip(request),
+        exam_id=report.exam_id,
+        format=format,
+        sessions=len(report.sessions),
+    )
+    db.commit()
+    if format == "csv":
+        filename = f"report-{report.tenant}-{report.external_id}.csv"
+        return Response(
+            report_csv(report),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+        )
+    live = sum(n for state, n in report.states.items() if state != "deleted")
+    return _page(request, "report.html", who, report=report, live=live, shown_max=REPORT_PAGE_SESSIONS)
 
 
 def mount_review(app: FastAPI) -> None:

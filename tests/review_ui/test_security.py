@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from ingest.db import FlagSegment
+from ingest.db import ExamSession, FlagSegment
 from tests.review_ui.conftest import Browser, World
 
 
@@ -17,14 +17,18 @@ def routes(world: World) -> tuple[list[str], list[str]]:
     session_id = world.sessions["a"]
     with world.context.db() as db:
         flag = db.scalars(select(FlagSegment.id).where(FlagSegment.session_id == session_id)).first()
+        exam = db.scalars(select(ExamSession.exam_id).where(ExamSession.id == session_id)).one()
     base = f"/review/sessions/{session_id}"
     pages = [
         "/review",
         "/review/queue",
         "/review/audit",
+        "/review/reports",
         base,
         f"{base}/media/webcam",
         f"{base}/evidence/{flag}/0",
+        f"/review/reports/{exam}",
+        f"/review/reports/{exam}?format=csv",
     ]
     forms = [
         "/review/logout",
@@ -77,8 +81,10 @@ def test_another_tenants_session_recording_and_evidence_are_invisible(world: Wor
     pages, forms = routes(world)  # all of them name tenant A's session, flag and evidence
     outsider = world.browser("reviewer_b")
     outsider.page("/review/queue")
-    for path in pages[3:]:
-        assert outsider.get(path).status_code == 404, path
+    for path in pages[4:]:
+        # A reviewer is refused reports before any lookup; test_reports covers officers of another tenant.
+        expected = 403 if path.startswith("/review/reports/") else 404
+        assert outsider.get(path).status_code == expected, path
     for path in forms[1:]:
         assert outsider.submit(path, decision="confirmed", outcome="Clean", kind="no_face").status_code == 404, path
     # Tenant B's own evidence path with tenant A's flag id: still nothing.

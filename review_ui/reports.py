@@ -1,0 +1,267 @@
+"""Reports for integrity officers: per exam, what was recorded, what the detectors flagged, what reviewers decided.
+
+Plain queries in, typed rows out, always within the user's scope. For each flag kind the report gives how
+often reviewers confirmed the detectors' flags (confirmed / decided): the number an officer watches to see
+whether a kind raises too many false flags for an exam, and the first thing to look at before trusting a
+policy. Session lines carry the pseudonymous candidate and attempt ids the platform sent, never more.
+Erased sessions are counted by state but listed nowhere.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from ingest.db import Exam, ExamSession, FlagDecision, FlagSegment, SessionReview, Tenant, User
+from ingest.states import SessionState
+from pipelines.segments import FlagKind
+from review_ui.accounts import Scope
+
+DETECTOR = "detector"
+AWAITING_SECOND = "awaiting second review"
+NOT_YET_REVIEWED = "not yet reviewed"
+
+
+@dataclass(frozen=True)
+class KindTally:
+    """One flag kind across an exam: the detectors' flags and what reviewers made of them."""
+
+    kind: str
+    flags: int
+    confirmed: int
+    dismissed: int
+    reviewer_added: int
+
+    @property
+    def undecided(self) -> int:
+        return self.flags - self.confirmed - self.dismissed
+
+    @property
+    def confirm_rate(self) -> float | None:
+        """Share of the decided detector flags that reviewers confirmed; None before any decision."""
+        decided = self.confirmed + self.dismissed
+        return self.confirmed / decided if decided else None
+
+
+@dataclass(frozen=True)
+class SessionLine:
+    session_id: str
+    candidate_id: str
+    attempt_id: str
+    started_at: datetime
+    state: str
+    duration_s: float | None
+    risk_score: float | None
+    review_priority: str | None
+    flags: int
+    confirmed: int
+    dismissed: int
+    outcome: str
+    """The final outcome, ``AWAITING_SECOND`` for a Rules Violation not yet confirmed, or ``NOT_YET_REVIEWED``."""
+    reviewer: str | None
+    second_reviewer: str | None
+    decided_at: datetime | None
+    """When the outcome became final (None until then)."""
+
+
+@dataclass(frozen=True)
+class ExamReport:
+    exam_id: str
+    external_id: str
+    title: str
+    tenant: str
+    """The tenant's slug."""
+    tenant_id: str
+    states: dict[str, int]
+    """Sessions per state, erased ones included."""
+    outcomes: dict[str, int]
+    kinds: list[KindTally]
+    sessions: list[SessionLine]
+    """Riskiest first; erased sessions left out."""
+
+
+@dataclass(frozen=True)
+class ExamSummary:
+    exam_id: str
+    external_id: str
+    title: str
+    tenant: str
+    sessions: int
+    reviewed: int
+    violations: int
+
+
+def _visible_exams(scope: Scope) -> Select[Exam, str]:
+    stmt = select(Exam, Tenant.slug).join(Tenant, Tenant.id == Exam.tenant_id)
+    if not scope.everything:
+        stmt = stmt.where(or_(Exam.tenant_id.in_(scope.tenant_ids), Exam.id.in_(scope.exam_ids)))
+    return stmt
+
+
+def exam_summaries(db: Session, scope: Scope) -> list[ExamSummary]:
+    """Every exam this scope may see, with its live sessions, final reviews and confirmed violations."""
+    live = ExamSession.state != SessionState.DELETED.value
+    counts = (
+        select(
+            ExamSession.exam_id,
+            func.count().label("sessions"),
+            func.count(SessionReview.session_id).filter(SessionReview.status == "final").label("reviewed"),
+            func.count(SessionReview.session_id)
+            .filter(SessionReview.status == "final", SessionReview.outcome == "Rules Violation")
+            .label("violations"),
+        )
+        .outerjoin(SessionReview, SessionReview.session_id == ExamSession.id)
+        .where(live)
+        .group_by(ExamSession.exam_id)
+        .subquery()
+    )
+    rows = db.execute(
+        _visible_exams(scope)
+        .add_columns(counts.c.sessions, counts.c.reviewed, counts.c.violations)
+        .outerjoin(counts, counts.c.exam_id == Exam.id)
+        .order_by(Tenant.slug, Exam.external_id)
+    ).all()
+    return [
+        ExamSummary(exam.id, exam.external_id, exam.title, slug, sessions or 0, reviewed or 0, violations or 0)
+        for exam, slug, sessions, reviewed, violations in rows
+    ]
+
+
+def exam_report(db: Session, scope: Scope, exam_id: str, *, max_sessions: int | None = None) -> ExamReport | None:
+    """The report of one exam, or None where it does not exist or the scope may not see it (no hint which)."""
+    found = db.execute(_visible_exams(scope).where(Exam.id == exam_id)).first()
+    if found is None:
+        return None
+    exam, slug = found
+    in_exam = ExamSession.exam_id == exam.id
+    live = ExamSession.state != SessionState.DELETED.value
+    states = {
+        state: n
+        for state, n in db.execute(select(ExamSession.state, func.count()).where(in_exam).group_by(ExamSession.state))
+    }
+
+    tallies: dict[str, dict[str, int]] = {
+        k.value: {"flags": 0, "confirmed": 0, "dismissed": 0, "added": 0} for k in FlagKind
+    }
+    for kind, source, decision, n in db.execute(
+        select(FlagSegment.kind, FlagSegment.source, FlagDecision.decision, func.count())
+        .join(ExamSession, ExamSession.id == FlagSegment.session_id)
+        .outerjoin(FlagDecision, FlagDecision.segment_id == FlagSegment.id)
+        .where(in_exam, live)
+        .group_by(FlagSegment.kind, FlagSegment.source, FlagDecision.decision)
+    ):
+        tally = tallies.setdefault(kind, {"flags": 0, "confirmed": 0, "dismissed": 0, "added": 0})
+        if source != DETECTOR:
+            tally["added"] += n
+            continue
+        tally["flags"] += n
+        if decision in ("confirmed", "dismissed"):
+            tally[decision] += n
+    kinds = [KindTally(kind, t["flags"], t["confirmed"], t["dismissed"], t["added"]) for kind, t in tallies.items()]
+
+    per_session = (
+        select(
+            FlagSegment.session_id,
+            func.count().label("flags"),
+            func.count(FlagDecision.segment_id).filter(FlagDecision.decision == "confirmed").label("confirmed"),
+            func.count(FlagDecision.segment_id).filter(FlagDecision.decision == "dismissed").label("dismissed"),
+        )
+        .join(ExamSession, ExamSession.id == FlagSegment.session_id)
+        .outerjoin(FlagDecision, FlagDecision.segment_id == FlagSegment.id)
+        .where(in_exam)
+        .group_by(FlagSegment.session_id)
+        .subquery()
+    )
+    first, second = aliased(User), aliased(User)
+    stmt = (
+        select(
+            ExamSession,
+            SessionReview,
+            first.username,
+            second.username,
+            per_session.c.flags,
+            per_session.c.confirmed,
+            per_session.c.dismissed,
+        )
+        .outerjoin(SessionReview, SessionReview.session_id == ExamSession.id)
+        .outerjoin(first, first.id == SessionReview.reviewer_id)
+        .outerjoin(second, second.id == SessionReview.second_reviewer_id)
+        .outerjoin(per_session, per_session.c.session_id == ExamSession.id)
+        .where(in_exam, live)
+        .order_by(ExamSession.risk_score.desc().nulls_last(), ExamSession.started_at, ExamSession.id)
+    )
+    if max_sessions is not None:
+        stmt = stmt.limit(max_sessions)
+    lines = [
+        SessionLine(
+            session_id=s.id,
+            candidate_id=s.candidate_id,
+            attempt_id=s.attempt_id,
+            started_at=s.started_at,
+            state=s.state,
+            duration_s=s.duration_s,
+            risk_score=s.risk_score,
+            review_priority=s.review_priority,
+            flags=flags or 0,
+            confirmed=confirmed or 0,
+            dismissed=dismissed or 0,
+            outcome=_outcome(review),
+            reviewer=reviewer,
+            second_reviewer=second_reviewer,
+            decided_at=review.finalised_at if review is not None and review.status == "final" else None,
+        )
+        for s, review, reviewer, second_reviewer, flags, confirmed, dismissed in db.execute(stmt)
+    ]
+    outcomes: dict[str, int] = {}
+    for outcome, status, n in db.execute(
+        select(SessionReview.outcome, SessionReview.status, func.count())
+        .join(ExamSession, ExamSession.id == SessionReview.session_id)
+        .where(in_exam, live)
+        .group_by(SessionReview.outcome, SessionReview.status)
+    ):
+        key = outcome if status == "final" else AWAITING_SECOND
+        outcomes[key] = outcomes.get(key, 0) + n
+    unreviewed = sum(n for state, n in states.items() if state != SessionState.DELETED.value) - sum(outcomes.values())
+    outcomes[NOT_YET_REVIEWED] = unreviewed
+    return ExamReport(exam.id, exam.external_id, exam.title, slug, exam.tenant_id, states, outcomes, kinds, lines)
+
+
+def _outcome(review: SessionReview | None) -> str:
+    if review is None:
+        return NOT_YET_REVIEWED
+    return review.outcome if review.status == "final" else AWAITING_SECOND
+
+
+CSV_COLUMNS = (
+    "session_id",
+    "candidate_id",
+    "attempt_id",
+    "started_at",
+    "state",
+    "duration_s",
+    "risk_score",
+    "review_priority",
+    "flags",
+    "confirmed",
+    "dismissed",
+    "outcome",
+    "reviewer",
+    "second_reviewer",
+    "decided_at",
+)
+
+
+def report_csv(report: ExamReport) -> str:
+    """The report's session lines as CSV, one row per session (times in ISO 8601, UTC)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for line in report.sessions:
+        values = [getattr(line, column) for column in CSV_COLUMNS]
+        writer.writerow(["" if v is None else v.isoformat() if isinstance(v, datetime) else v for v in values])
+    return out.getvalue()
