@@ -59,8 +59,10 @@ class SessionLine:
     risk_score: float | None
     review_priority: str | None
     flags: int
+    """Detector flags; ``confirmed`` and ``dismissed`` count reviewers' decisions on them."""
     confirmed: int
     dismissed: int
+    reviewer_added: int
     outcome: str
     """The final outcome, ``AWAITING_SECOND`` for a Rules Violation not yet confirmed, or ``NOT_YET_REVIEWED``."""
     reviewer: str | None
@@ -164,12 +166,18 @@ def exam_report(db: Session, scope: Scope, exam_id: str, *, max_sessions: int | 
             tally[decision] += n
     kinds = [KindTally(kind, t["flags"], t["confirmed"], t["dismissed"], t["added"]) for kind, t in tallies.items()]
 
+    detector = FlagSegment.source == DETECTOR
     per_session = (
         select(
             FlagSegment.session_id,
-            func.count().label("flags"),
-            func.count(FlagDecision.segment_id).filter(FlagDecision.decision == "confirmed").label("confirmed"),
-            func.count(FlagDecision.segment_id).filter(FlagDecision.decision == "dismissed").label("dismissed"),
+            func.count().filter(detector).label("flags"),
+            func.count(FlagDecision.segment_id)
+            .filter(detector, FlagDecision.decision == "confirmed")
+            .label("confirmed"),
+            func.count(FlagDecision.segment_id)
+            .filter(detector, FlagDecision.decision == "dismissed")
+            .label("dismissed"),
+            func.count().filter(~detector).label("added"),
         )
         .join(ExamSession, ExamSession.id == FlagSegment.session_id)
         .outerjoin(FlagDecision, FlagDecision.segment_id == FlagSegment.id)
@@ -187,6 +195,7 @@ def exam_report(db: Session, scope: Scope, exam_id: str, *, max_sessions: int | 
             per_session.c.flags,
             per_session.c.confirmed,
             per_session.c.dismissed,
+            per_session.c.added,
         )
         .outerjoin(SessionReview, SessionReview.session_id == ExamSession.id)
         .outerjoin(first, first.id == SessionReview.reviewer_id)
@@ -210,12 +219,13 @@ def exam_report(db: Session, scope: Scope, exam_id: str, *, max_sessions: int | 
             flags=flags or 0,
             confirmed=confirmed or 0,
             dismissed=dismissed or 0,
+            reviewer_added=added or 0,
             outcome=_outcome(review),
             reviewer=reviewer,
             second_reviewer=second_reviewer,
             decided_at=review.finalised_at if review is not None and review.status == "final" else None,
         )
-        for s, review, reviewer, second_reviewer, flags, confirmed, dismissed in db.execute(stmt)
+        for s, review, reviewer, second_reviewer, flags, confirmed, dismissed, added in db.execute(stmt)
     ]
     outcomes: dict[str, int] = {}
     for outcome, status, n in db.execute(
@@ -249,6 +259,7 @@ CSV_COLUMNS = (
     "flags",
     "confirmed",
     "dismissed",
+    "reviewer_added",
     "outcome",
     "reviewer",
     "second_reviewer",

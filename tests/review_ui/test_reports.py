@@ -58,7 +58,7 @@ def test_an_exam_report_tallies_outcomes_and_what_reviewers_made_of_each_flag_ki
     assert "attachment" in exported.headers["content-disposition"]
     (line,) = list(csv.DictReader(io.StringIO(exported.text)))
     assert line["session_id"] == world.sessions["a"] and line["state"] == "reviewed"
-    assert (line["flags"], line["confirmed"], line["dismissed"]) == ("4", "2", "1")  # the added flag counts confirmed
+    assert (line["flags"], line["confirmed"], line["dismissed"], line["reviewer_added"]) == ("3", "1", "1", "1")
     assert line["outcome"] == "Rules Violation" and line["decided_at"]
     assert (line["reviewer"], line["second_reviewer"]) == (world.users["reviewer_a"], world.users["reviewer_a2"])
     with world.context.db() as db:
