@@ -142,6 +142,17 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
         headers, body = received[0]
         assert verify("whsec_browser", headers[SIGNATURE_HEADER.lower()], body, utcnow())
         assert b'"outcome": "Rules Violation"' in body
+
+        # The integrity officer reads the exam's report: the outcome, and what reviewers made of each flag.
+        officer = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        sign_in(officer, world, "officer_a")
+        officer.click("header nav a:has-text('Reports')")
+        officer.click("tr[data-exam] a:has-text('Report')")
+        expect(officer.locator("tr[data-outcome='Rules Violation'] td")).to_have_text("1")
+        expect(officer.locator("tr[data-kind='no_face'] td").nth(3)).to_have_text("1")  # dismissed
+        expect(officer.locator("tr[data-kind='multiple_faces'] td").nth(5)).to_have_text("100%")  # confirm rate
+        expect(officer.locator(f"tr[data-session='{session_id}']")).to_contain_text("Rules Violation")
+        shot(officer, "06-exam-report")
     finally:
         sender.stop.set()
         sending.join(timeout=5)
