@@ -63,7 +63,9 @@ def test_an_exam_report_tallies_outcomes_and_what_reviewers_made_of_each_flag_ki
     assert (line["reviewer"], line["second_reviewer"]) == (world.users["reviewer_a"], world.users["reviewer_a2"])
     with world.context.db() as db:
         views = db.scalars(
-            select(AuditEvent).where(AuditEvent.action == "view_report", AuditEvent.tenant_id == world.tenant_ids["a"])
+            select(AuditEvent)
+            .where(AuditEvent.action == "view_report", AuditEvent.tenant_id == world.tenant_ids["a"])
+            .order_by(AuditEvent.id)
         ).all()
     assert [v.detail["format"] for v in views] == ["html", "html", "html", "csv"]
     assert all(v.actor == f"user:{world.users['officer_a']}" and v.detail["exam_id"] == exam for v in views)
