@@ -1,4 +1,4 @@
-"""`proctor tenants ...`, `proctor ingest` and `proctor status`: the ingest stage's commands."""
+"""`proctor tenants ...`, `proctor ingest`, `proctor status` and `proctor retention`: the ingest stage's commands."""
 
 from __future__ import annotations
 
@@ -13,7 +13,10 @@ from rich.table import Table
 from sqlalchemy import select
 
 from ingest.client import IngestClient, IngestRequestError, upload_session
-from ingest.db import Tenant, make_engine, make_sessionmaker, migrate
+from ingest.context import build_context
+from ingest.db import Tenant, make_engine, make_sessionmaker, migrate, utcnow
+from ingest.embedded_s3 import s3_location
+from ingest.retention import erase_expired
 from ingest.settings import Settings
 from ingest.tenants import TenantExists, add_tenant, issue_api_key
 
@@ -121,6 +124,29 @@ def status(
         typer.echo(json.dumps(session, indent=2))
     else:
         print_session(session)
+
+
+def retention(
+    days: Annotated[int | None, typer.Option(help="retention period in days; default: PROCTOR_RETENTION_DAYS")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the sessions it would erase; erase nothing")] = False,
+) -> None:
+    """Erase the recordings and results of sessions past the retention period. Run it daily (cron, a CronJob)."""
+    settings = Settings()
+    period = days if days is not None else settings.retention_days
+    if period is None:
+        raise typer.BadParameter("no retention period: set PROCTOR_RETENTION_DAYS or pass --days")
+    if period < 1:
+        raise typer.BadParameter(f"--days must be at least 1, got {period}")
+    with s3_location(settings) as location:
+        context = build_context(settings, location)
+        try:
+            expired = erase_expired(context.uploads, context.db, period, utcnow(), dry_run=dry_run)
+        finally:
+            context.close()
+    verb = "would erase" if dry_run else "erased"
+    for item in expired:  # one plain line each, for cron logs
+        typer.echo(f"{verb} session {item.session_id} tenant {item.tenant_id} since {item.since.isoformat()}")
+    typer.echo(f"{verb} {len(expired)} session(s) past the {period}-day retention period")
 
 
 def upload_progress() -> Progress:

@@ -62,6 +62,15 @@ class Settings(BaseSettings):
     webhook_backoff_s: float = Field(default=5.0, gt=0, description="first retry delay; doubles per attempt")
     webhook_timeout_s: float = Field(default=10.0, gt=0)
 
+    # Retention of recordings (biometric data)
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        description="`proctor retention` erases a session's recordings and results this many days after its review "
+        "became final (a session never finally reviewed: after it was created); unset keeps them until erased "
+        "on request",
+    )
+
     # Upload limits
     part_size_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
     max_media_bytes: int = Field(default=20 * 1024 * MIB, ge=1)

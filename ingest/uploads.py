@@ -26,7 +26,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ingest.db import Exam, ExamSession, IdempotencyKey, Job, Media, Tenant, UploadPart, utcnow
+from ingest.db import AuditEvent, Exam, ExamSession, IdempotencyKey, Job, Media, Tenant, UploadPart, utcnow
 from ingest.event_log import parse_event_log
 from ingest.keys import SessionPrefix
 from ingest.object_store import ObjectExists, ObjectNotFound, ObjectStore, UploadedPart
@@ -602,16 +602,37 @@ class Uploads:
         raw = b"".join(self._store.iter_chunks(key))
         return [json.loads(line) for line in raw.splitlines() if line.strip()]
 
-    def delete(self, tenant_id: str, session_id: str) -> SessionOut:
-        """Erase every stored object of the session (and unfinished uploads); keep the row, marked deleted."""
+    def delete(
+        self,
+        tenant_id: str,
+        session_id: str,
+        *,
+        erased_by: str | None = None,
+        code: str = "erased",
+        reason: str = "recordings erased on request",
+    ) -> SessionOut:
+        """Erase every stored object of the session (and unfinished uploads); keep the row, marked deleted.
+
+        The erasure goes into the audit trail, by ``erased_by`` (default: the tenant's API, ``api:<slug>``).
+        """
         with self._db() as db:
             session = self._session(db, tenant_id, session_id)
             if session.state == SessionState.DELETED:
                 return self._out(db, session)
             prefix = SessionPrefix(session.tenant.slug, session.exam.external_id, session.id).prefix
             removed = self._store.delete_prefix(prefix)
-            db.add(session.move_to(SessionState.DELETED, code="erased", reason="recordings erased on request"))
+            db.add(session.move_to(SessionState.DELETED, code=code, reason=reason))
             session.deleted_at = utcnow()
+            db.add(
+                AuditEvent(
+                    at=session.deleted_at,
+                    actor=erased_by or f"api:{session.tenant.slug}",
+                    action="erase",
+                    tenant_id=session.tenant_id,
+                    session_id=session.id,
+                    detail={"code": code, "reason": reason, "objects_removed": removed},
+                )
+            )
             for media in session.media:
                 media.upload_id = None
                 self._hashes.forget(media.id)
@@ -621,7 +642,7 @@ class Uploads:
                 .values(state="failed", last_error="session deleted", updated_at=utcnow())
             )
             db.commit()
-            log.info("session erased", extra={"session_id": session_id, "objects_removed": removed})
+            log.info("session erased", extra={"session_id": session_id, "code": code, "objects_removed": removed})
             return self._out(db, session)
 
     # -- lookups ------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ ingest_cli.tenants_app.command("webhook")(review_cli.tenants_webhook)
 app.add_typer(review_cli.users_app, name="users")
 app.command("ingest")(ingest_cli.ingest)
 app.command("status")(ingest_cli.status)
+app.command("retention")(ingest_cli.retention)
 
 LogLevel = Annotated[str, typer.Option(envvar="PROCTOR_LOG_LEVEL", help="debug, info, warning, error")]
 
