@@ -21,6 +21,9 @@ What it does to each model, and why:
   and turn the leading 1 of every Reshape target into -1, so the GPU path can batch.
 - ``PRelu`` is rewritten as ``a * x + (1 - a) * Relu(x)`` (see ``rewrite_prelu`` for why this
   form and not ``Relu(x) - a * Relu(-x)``): the landmark and iris models are mostly PReLU.
+- A ``Pad`` that appends zero channels (the residual shortcut where a block widens) becomes a 1x1
+  ``Conv`` with identity weights, the same numbers, so the whole net stays in ONNX Runtime's blocked
+  layout (see ``rewrite_channel_pad``).
 - Parity against the TFLite interpreter is checked on a real face crop at batch 1 and on random
   inputs at batch 3; the export fails if any output differs by more than ``PARITY_TOLERANCE``.
 
@@ -239,6 +242,55 @@ def rewrite_prelu(model: Any) -> int:
     return count
 
 
+def rewrite_channel_pad(model: Any) -> int:
+    """Pad(x, zeros appended to the channel axis) -> Conv(x, W) with W = [I; 0] (1x1), the same numbers.
+
+    The face mesh and iris nets widen their residual shortcut by padding channels with zeros. Pad is
+    not one of ONNX Runtime's blocked (NCHWc) CPU ops, so from the first such Pad on every block ran
+    its residual Add and PReLU in plain NCHW between two layout reorders; as a convolution the net
+    stays blocked and the Adds fuse into the convolutions. A 1x1 convolution with 0/1 weights copies
+    each channel exactly (x * 1 plus zeros). Measured at batch 1, one thread, in one paired run on
+    a 2-core AMD EPYC (AVX2): face_landmark 3.20 -> 2.73 ms (median of 15), iris_landmark unchanged
+    in the median (one Pad, late in the net) and 4.12 -> 3.83 ms at best; outputs within 3e-5.
+    """
+    from onnx import helper, numpy_helper, shape_inference
+
+    inits = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    inferred = shape_inference.infer_shapes(model)
+    channels = {
+        v.name: v.type.tensor_type.shape.dim[1].dim_value
+        for v in inferred.graph.value_info
+        if len(v.type.tensor_type.shape.dim) == 4
+    }
+    nodes = []
+    count = 0
+    for node in model.graph.node:
+        pads = inits.get(node.input[1]) if node.op_type == "Pad" and len(node.input) > 1 else None
+        mode = next((a.s for a in node.attribute if a.name == "mode"), b"constant")
+        appends_channels = (
+            pads is not None
+            and pads.shape == (8,)
+            and not np.any(np.delete(pads, 5))
+            and mode == b"constant"
+            and (len(node.input) < 3 or not node.input[2] or not np.any(inits.get(node.input[2], 1)))
+            and channels.get(node.input[0], 0) > 0
+        )
+        if not appends_channels:
+            nodes.append(node)
+            continue
+        count += 1
+        assert pads is not None
+        c_in = channels[node.input[0]]
+        weights = np.zeros((c_in + int(pads[5]), c_in, 1, 1), np.float32)
+        weights[np.arange(c_in), np.arange(c_in)] = 1.0
+        name = f"{node.name or f'pad_{count}'}/identity"
+        model.graph.initializer.append(numpy_helper.from_array(weights, name))
+        nodes.append(helper.make_node("Conv", [node.input[0], name], [node.output[0]], kernel_shape=[1, 1]))
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return count
+
+
 def canonical_names(model: Any) -> None:
     """Name every node, intermediate tensor and constant by graph position.
 
@@ -275,11 +327,12 @@ def convert(tflite: Path, out: Path) -> dict[str, Any]:
     proto, _ = tf2onnx.convert.from_tflite(str(tflite), opset=OPSET)
     make_batch_dynamic(proto)
     prelus = rewrite_prelu(proto)
+    pads = rewrite_channel_pad(proto)
     canonical_names(proto)
     proto.producer_name = "proctor-pipeline models.export"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out))
-    return {"prelu_rewritten": prelus}
+    return {"prelu_rewritten": prelus, "channel_pads_as_conv": pads}
 
 
 def real_face_input(shape: tuple[int, int, int], normalisation: str) -> NDArray[np.float32]:

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detectors import AwayConfig, DetectorConfigs, FrameBatch, Signals, build_detectors, looking_away_score
+from models import load_manifest
 from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks
 from pipelines.segments import ExamPolicy, FlagKind, Segment, risk_score, segment_all
 
@@ -36,12 +37,18 @@ class AnalysisConfig:
 
 
 class ChunkAnalyzer:
-    """Detectors built once (per worker); call it on a chunk of a recording to get that chunk's signals."""
+    """Detectors built once (per worker); call it on a chunk of a recording to get that chunk's signals.
+
+    ``versions`` names what produced the signals: each detector's version, and each model file by the
+    start of its sha256 (``model:<name>``), since a re-exported model changes the numbers too.
+    """
 
     def __init__(self, config: AnalysisConfig) -> None:
         self.config = config
         self.detectors = build_detectors(configs=config.detectors)
-        self.versions = {d.name: d.version for d in self.detectors}
+        self.versions = {d.name: d.version for d in self.detectors} | {
+            f"model:{name}": info.sha256[:12] for name, info in sorted(load_manifest().items())
+        }
 
     def __call__(self, source: str | Path | BinaryIO, chunk: Chunk) -> Signals:
         started = time.perf_counter()

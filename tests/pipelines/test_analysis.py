@@ -10,6 +10,7 @@ import pytest
 from detectors import AwayConfig, Signals
 from ingest.probe import ProbeLimits, probe_video
 from ingest.samples import SampleSession, build_sample_session
+from models import load_manifest
 from pipelines.analysis import SessionResult, analyze_file, flag_evidence, segment_session
 from pipelines.segments import ExamPolicy, FlagKind, KindPolicy
 
@@ -51,7 +52,10 @@ def test_no_flag_lands_on_the_candidate_at_the_screen(sample: SampleSession, res
 
 
 def test_result_carries_versions_signals_and_risk(result: SessionResult) -> None:
-    assert set(result.detector_versions) == {"face_analysis", "quality"}
+    assert {k for k in result.detector_versions if not k.startswith("model:")} == {"face_analysis", "quality"}
+    assert set(load_manifest()) == {
+        k.removeprefix("model:") for k in result.detector_versions if k.startswith("model:")
+    }
     assert 290 <= len(result.signals) <= 300  # 60 s at 5 sampled frames per second
     assert 0 < result.risk <= 1
 

@@ -12,6 +12,7 @@ import pytest
 
 from ingest.object_store import ObjectStore, S3Location
 from ingest.samples import SampleSession, build_sample_session
+from models import load_manifest
 from pipelines.analysis import AnalysisConfig
 from pipelines.decode import plan_chunks
 from pipelines.fanout import ChunkFailed, LocalFanout, RayFanout, RayOptions
@@ -49,7 +50,8 @@ def test_ray_and_the_plain_loop_give_the_same_signals(ray_cluster: None, s3: S3L
     fanout = RayFanout(AnalysisConfig(), s3, RayOptions(workers=2))
     try:
         remote = fanout.analyze(key, chunks, on_progress=lambda done, total: progress.append((done, total)))
-        assert set(fanout.versions()) == {"face_analysis", "quality"}
+        assert {k for k in fanout.versions() if not k.startswith("model:")} == {"face_analysis", "quality"}
+        assert fanout.versions()["model:face_landmark"] == load_manifest()["face_landmark"].sha256[:12]
     finally:
         fanout.close()
     local = LocalFanout(AnalysisConfig(), s3).analyze(key, chunks)
