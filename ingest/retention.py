@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, case, select
 from sqlalchemy.orm import Session
 
 from ingest.db import ExamSession, SessionReview
@@ -42,24 +42,15 @@ def expired_sessions(db: Session, days: int, now: datetime) -> list[Expired]:
     """Live sessions whose final review (or, without one, creation) is at least ``days`` old, oldest first."""
     if days < 1:
         raise ValueError(f"retention days: expected >= 1, found {days}")
-    cutoff = now - timedelta(days=days)
     final = and_(SessionReview.status == "final", SessionReview.finalised_at.is_not(None))
+    since = case((final, SessionReview.finalised_at), else_=ExamSession.created_at)
     rows = db.execute(
-        select(ExamSession.tenant_id, ExamSession.id, ExamSession.created_at, SessionReview.finalised_at, final)
+        select(ExamSession.tenant_id, ExamSession.id, since)
         .outerjoin(SessionReview, SessionReview.session_id == ExamSession.id)
-        .where(
-            ExamSession.state != SessionState.DELETED.value,
-            or_(
-                and_(final, SessionReview.finalised_at <= cutoff),
-                and_(or_(SessionReview.session_id.is_(None), ~final), ExamSession.created_at <= cutoff),
-            ),
-        )
+        .where(ExamSession.state != SessionState.DELETED.value, since <= now - timedelta(days=days))
+        .order_by(since, ExamSession.id)
     ).all()
-    expired = [
-        Expired(tenant_id, session_id, finalised_at if is_final and finalised_at is not None else created_at)
-        for tenant_id, session_id, created_at, finalised_at, is_final in rows
-    ]
-    return sorted(expired, key=lambda e: (e.since, e.session_id))
+    return [Expired(tenant_id, session_id, started) for tenant_id, session_id, started in rows]
 
 
 def erase_expired(

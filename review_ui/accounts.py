@@ -60,6 +60,14 @@ class Scope:
             return false()
         return or_(ExamSession.tenant_id.in_(self.tenant_ids), ExamSession.exam_id.in_(self.exam_ids))
 
+    def exams_clause(self) -> ColumnElement[bool]:
+        """A WHERE clause on `Exam` that keeps only the exams this scope may see."""
+        if self.everything:
+            return true()
+        if not self.tenant_ids and not self.exam_ids:
+            return false()
+        return or_(Exam.tenant_id.in_(self.tenant_ids), Exam.id.in_(self.exam_ids))
+
     def allows(self, tenant_id: str, exam_id: str) -> bool:
         return self.everything or tenant_id in self.tenant_ids or exam_id in self.exam_ids
 

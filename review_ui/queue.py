@@ -140,9 +140,7 @@ def queue_page(db: Session, scope: Scope, query: QueueFilter, now: datetime) -> 
         )
         for s in sessions
     ]
-    visible_exams = select(Exam.id, Exam.external_id).order_by(Exam.external_id)
-    if not scope.everything:
-        visible_exams = visible_exams.where(or_(Exam.tenant_id.in_(scope.tenant_ids), Exam.id.in_(scope.exam_ids)))
+    visible_exams = select(Exam.id, Exam.external_id).where(scope.exams_clause()).order_by(Exam.external_id)
     exams = [(i, e) for i, e in db.execute(visible_exams)]
     return QueuePage(rows, counts, total, page, pages, exams)
 

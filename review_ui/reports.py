@@ -14,7 +14,7 @@ import io
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ingest.db import Exam, ExamSession, FlagDecision, FlagSegment, SessionReview, Tenant, User
@@ -86,6 +86,11 @@ class ExamReport:
     sessions: list[SessionLine]
     """Riskiest first; erased sessions left out."""
 
+    @property
+    def live(self) -> int:
+        """Sessions not erased."""
+        return _live(self.states)
+
 
 @dataclass(frozen=True)
 class ExamSummary:
@@ -99,10 +104,7 @@ class ExamSummary:
 
 
 def _visible_exams(scope: Scope) -> Select[Exam, str]:
-    stmt = select(Exam, Tenant.slug).join(Tenant, Tenant.id == Exam.tenant_id)
-    if not scope.everything:
-        stmt = stmt.where(or_(Exam.tenant_id.in_(scope.tenant_ids), Exam.id.in_(scope.exam_ids)))
-    return stmt
+    return select(Exam, Tenant.slug).join(Tenant, Tenant.id == Exam.tenant_id).where(scope.exams_clause())
 
 
 def exam_summaries(db: Session, scope: Scope) -> list[ExamSummary]:
@@ -236,9 +238,12 @@ def exam_report(db: Session, scope: Scope, exam_id: str, *, max_sessions: int | 
     ):
         key = outcome if status == "final" else AWAITING_SECOND
         outcomes[key] = outcomes.get(key, 0) + n
-    unreviewed = sum(n for state, n in states.items() if state != SessionState.DELETED.value) - sum(outcomes.values())
-    outcomes[NOT_YET_REVIEWED] = unreviewed
+    outcomes[NOT_YET_REVIEWED] = _live(states) - sum(outcomes.values())
     return ExamReport(exam.id, exam.external_id, exam.title, slug, exam.tenant_id, states, outcomes, kinds, lines)
+
+
+def _live(states: dict[str, int]) -> int:
+    return sum(n for state, n in states.items() if state != SessionState.DELETED.value)
 
 
 def _outcome(review: SessionReview | None) -> str:

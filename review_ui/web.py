@@ -480,8 +480,7 @@ def exam_report_page(
             media_type="text/csv",
             headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
         )
-    live = sum(n for state, n in report.states.items() if state != "deleted")
-    return _page(request, "report.html", who, report=report, live=live, shown_max=REPORT_PAGE_SESSIONS)
+    return _page(request, "report.html", who, report=report, shown_max=REPORT_PAGE_SESSIONS)
 
 
 def mount_review(app: FastAPI) -> None:
