@@ -16,7 +16,7 @@ from enum import StrEnum
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import ColumnElement, delete, false, or_, select, true
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ingest.db import Exam, ExamSession, Tenant, User, UserScope, WebSession
 from ingest.keys import safe_identifier
@@ -54,19 +54,20 @@ class Scope:
 
     def sessions_clause(self) -> ColumnElement[bool]:
         """A WHERE clause on `ExamSession` that keeps only what this scope may see."""
-        if self.everything:
-            return true()
-        if not self.tenant_ids and not self.exam_ids:
-            return false()
-        return or_(ExamSession.tenant_id.in_(self.tenant_ids), ExamSession.exam_id.in_(self.exam_ids))
+        return self._clause(ExamSession.tenant_id, ExamSession.exam_id)
 
     def exams_clause(self) -> ColumnElement[bool]:
         """A WHERE clause on `Exam` that keeps only the exams this scope may see."""
+        return self._clause(Exam.tenant_id, Exam.id)
+
+    def _clause(
+        self, tenant_id: InstrumentedAttribute[str], exam_id: InstrumentedAttribute[str]
+    ) -> ColumnElement[bool]:
         if self.everything:
             return true()
         if not self.tenant_ids and not self.exam_ids:
             return false()
-        return or_(Exam.tenant_id.in_(self.tenant_ids), Exam.id.in_(self.exam_ids))
+        return or_(tenant_id.in_(self.tenant_ids), exam_id.in_(self.exam_ids))
 
     def allows(self, tenant_id: str, exam_id: str) -> bool:
         return self.everything or tenant_id in self.tenant_ids or exam_id in self.exam_ids
