@@ -50,11 +50,10 @@ def crop_to_image(centre: tuple[float, float], size: float, angle: float) -> Flo
     The crop is a square of side ``size`` pixels centred on ``centre`` whose x axis is rotated by
     ``angle`` radians (image y down, so positive is clockwise on screen).
     """
-    c, s = np.cos(angle), np.sin(angle)
-    ex = np.array([c, s]) * size
-    ey = np.array([-s, c]) * size
-    origin = np.asarray(centre, np.float64) - 0.5 * ex - 0.5 * ey
-    return np.array([[ex[0], ey[0], origin[0]], [ex[1], ey[1], origin[1]]], np.float64)
+    c, s = math.cos(angle) * size, math.sin(angle) * size  # the crop's x axis is (c, s), its y axis (-s, c)
+    ox = float(centre[0]) - 0.5 * (c - s)
+    oy = float(centre[1]) - 0.5 * (s + c)
+    return np.array([[c, -s, ox], [s, c, oy]], np.float64)
 
 
 def map_points(affine: FloatArray, points_unit: FloatArray) -> FloatArray:
@@ -66,17 +65,20 @@ def rect_from_points(points: FloatArray, a: int, b: int, scale: float) -> tuple[
     """Square ROI around ``points`` (K, 2), rotated along ``points[a] -> points[b]``, scaled by ``scale``.
 
     The extent is measured in the rotated frame so a tilted head gets a tight, not inflated, box.
+    Runs on every tracked frame: scalars are plain floats (numpy's per-call overhead on them was most
+    of the cost), only the projection of the K points is vectorised.
     """
-    d = points[b] - points[a]
-    angle = float(np.arctan2(d[1], d[0]))
-    c, s = np.cos(angle), np.sin(angle)
-    rot = np.array([[c, s], [-s, c]])
-    local = points @ rot.T
-    lo, hi = local.min(0), local.max(0)
-    mid_local = (lo + hi) / 2
-    centre = mid_local @ rot
-    size = float(max(hi - lo)) * scale
-    return (float(centre[0]), float(centre[1])), size, angle
+    ax, ay = points[a].tolist()
+    bx, by = points[b].tolist()
+    angle = math.atan2(by - ay, bx - ax)
+    c, s = math.cos(angle), math.sin(angle)
+    x, y = points[:, 0], points[:, 1]
+    u = x * c + y * s
+    v = y * c - x * s
+    u_lo, u_hi, v_lo, v_hi = float(u.min()), float(u.max()), float(v.min()), float(v.max())
+    mu, mv = (u_lo + u_hi) / 2, (v_lo + v_hi) / 2
+    size = max(u_hi - u_lo, v_hi - v_lo) * scale
+    return (mu * c - mv * s, mu * s + mv * c), size, angle
 
 
 def head_pose(landmarks: FloatArray) -> tuple[float, float, float]:
@@ -126,14 +128,15 @@ def eye_gaze(landmarks: FloatArray, irises: FloatArray) -> tuple[float, float]:
 
 def eye_openness(landmarks: FloatArray) -> float:
     """Mean lid gap over eye width for both eyes (about 0.25-0.35 open, below 0.1 closed)."""
-    lm = np.asarray(landmarks, np.float64)[:, :2]
+    lm = np.asarray(landmarks, np.float64)
     ratios: list[float] = []
     for (a, b), (up, low) in zip(
         EYE_CORNERS, ((RIGHT_EYE_UPPER, RIGHT_EYE_LOWER), (LEFT_EYE_UPPER, LEFT_EYE_LOWER)), strict=True
     ):
-        width = np.linalg.norm(lm[b] - lm[a])
-        ratios.append(float(np.linalg.norm(lm[up] - lm[low]) / width) if width > 1e-9 else float("nan"))
-    return float(np.mean(ratios))
+        (ax, ay), (bx, by), (ux, uy), (lx, ly) = lm[[a, b, up, low], :2].tolist()
+        width = math.hypot(bx - ax, by - ay)
+        ratios.append(math.hypot(ux - lx, uy - ly) / width if width > 1e-9 else float("nan"))
+    return (ratios[0] + ratios[1]) / 2
 
 
 def yaw_from_keypoints(keypoints: FloatArray, depth_ratio: float = 0.8) -> float:

@@ -51,10 +51,9 @@ def warp_crop(frame: NDArray[np.uint8], roi: Roi, size: int) -> tuple[NDArray[np
     affine = crop_to_image(centre, side, angle)
     # The inverse of an affine [L | t] is [L^-1 | -L^-1 t]; L is a rotation times the side, never singular
     # for a real ROI, and the closed form is a tenth of np.linalg.inv's cost.
-    (a, b), (c, d) = affine[:, :2]
-    det = a * d - b * c
-    inv = np.array([[d, -b], [-c, a]]) / det
-    to_crop = np.hstack([inv, -(inv @ affine[:, 2:])]) * size
+    (a, b, tx), (c, d, ty) = affine.tolist()
+    k = size / (a * d - b * c)
+    to_crop = np.array([[d * k, -b * k, -(d * tx - b * ty) * k], [-c * k, a * k, -(-c * tx + a * ty) * k]])
     crop = cv2.warpAffine(frame, to_crop, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
     return np.asarray(crop, np.uint8), affine
 
