@@ -326,7 +326,7 @@ class AuditEvent(Base):
     __table_args__ = (Index("ix_audit_session_at", "session_id", "at"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
-    actor: Mapped[str] = mapped_column(String(160))  # "user:<username>", "api:<tenant slug>", "system"
+    actor: Mapped[str] = mapped_column(String(160))  # "user:<username>", "api:<tenant slug>", "system:<job>"
     action: Mapped[str] = mapped_column(String(48))
     tenant_id: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
     session_id: Mapped[str | None] = mapped_column(String(32), default=None)

@@ -26,7 +26,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ingest.db import AuditEvent, Exam, ExamSession, IdempotencyKey, Job, Media, Tenant, UploadPart, utcnow
+from ingest import audit
+from ingest.db import Exam, ExamSession, IdempotencyKey, Job, Media, Tenant, UploadPart, utcnow
 from ingest.event_log import parse_event_log
 from ingest.keys import SessionPrefix
 from ingest.object_store import ObjectExists, ObjectNotFound, ObjectStore, UploadedPart
@@ -623,15 +624,16 @@ class Uploads:
             removed = self._store.delete_prefix(prefix)
             db.add(session.move_to(SessionState.DELETED, code=code, reason=reason))
             session.deleted_at = utcnow()
-            db.add(
-                AuditEvent(
-                    at=session.deleted_at,
-                    actor=erased_by or f"api:{session.tenant.slug}",
-                    action="erase",
-                    tenant_id=session.tenant_id,
-                    session_id=session.id,
-                    detail={"code": code, "reason": reason, "objects_removed": removed},
-                )
+            audit.record(
+                db,
+                erased_by or f"api:{session.tenant.slug}",
+                "erase",
+                at=session.deleted_at,
+                tenant_id=session.tenant_id,
+                session_id=session.id,
+                code=code,
+                reason=reason,
+                objects_removed=removed,
             )
             for media in session.media:
                 media.upload_id = None

@@ -18,10 +18,10 @@ from enum import StrEnum
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
+from ingest import audit
 from ingest.db import ExamSession, FlagDecision, FlagSegment, SessionReview, Tenant, User
 from ingest.states import SessionState
 from pipelines.segments import FlagKind
-from review_ui import audit
 from review_ui.results import FINAL, review_result
 from review_ui.webhooks import enqueue
 

@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
+from ingest import audit
 from ingest.api import ERRORS, TenantId
 from ingest.context import IngestContext
 from ingest.db import ExamSession, FlagSegment, Tenant, utcnow
 from ingest.schemas import IngestError
 from ingest.states import SessionState
-from review_ui import audit
 from review_ui.results import review_result
 
 router = APIRouter(prefix="/v1", tags=["review"], responses=ERRORS)

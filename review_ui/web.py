@@ -27,11 +27,11 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ingest import audit
 from ingest.context import IngestContext
 from ingest.db import AuditEvent, ExamSession, FlagSegment, utcnow
 from ingest.object_store import ObjectNotFound
 from pipelines.segments import FlagKind
-from review_ui import audit
 from review_ui.accounts import (
     LoginPolicy,
     LoginRefused,

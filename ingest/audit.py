@@ -1,7 +1,8 @@
-"""The append-only audit trail: every view of a recording and every decision, with who and when.
+"""The append-only audit trail: every view of a recording, every decision and every erasure, with who and when.
 
 Rows are only ever inserted (the database refuses UPDATE and DELETE on the table). Actors are written as
-`user:<username>`, `api:<tenant slug>` or `system`.
+`user:<username>`, `api:<tenant slug>` or `system:<job>`. The review UI records views and decisions, the
+ingest stage erasures.
 """
 
 from __future__ import annotations
