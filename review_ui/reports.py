@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from ingest.db import Exam, ExamSession, FlagDecision, FlagSegment, SessionReview, Tenant, User
 from ingest.states import SessionState
@@ -149,44 +149,30 @@ def exam_report(db: Session, scope: Scope, exam_id: str, *, max_sessions: int | 
         for state, n in db.execute(select(ExamSession.state, func.count()).where(in_exam).group_by(ExamSession.state))
     }
 
-    tallies: dict[str, dict[str, int]] = {
-        k.value: {"flags": 0, "confirmed": 0, "dismissed": 0, "added": 0} for k in FlagKind
-    }
-    for kind, source, decision, n in db.execute(
-        select(FlagSegment.kind, FlagSegment.source, FlagDecision.decision, func.count())
-        .join(ExamSession, ExamSession.id == FlagSegment.session_id)
-        .outerjoin(FlagDecision, FlagDecision.segment_id == FlagSegment.id)
-        .where(in_exam, live)
-        .group_by(FlagSegment.kind, FlagSegment.source, FlagDecision.decision)
-    ):
-        tally = tallies.setdefault(kind, {"flags": 0, "confirmed": 0, "dismissed": 0, "added": 0})
-        if source != DETECTOR:
-            tally["added"] += n
-            continue
-        tally["flags"] += n
-        if decision in ("confirmed", "dismissed"):
-            tally[decision] += n
-    kinds = [KindTally(kind, t["flags"], t["confirmed"], t["dismissed"], t["added"]) for kind, t in tallies.items()]
-
+    # What reviewers made of the flags, counted the same way per kind (the exam's tallies) and per session.
     detector = FlagSegment.source == DETECTOR
-    per_session = (
-        select(
-            FlagSegment.session_id,
-            func.count().filter(detector).label("flags"),
-            func.count(FlagDecision.segment_id)
-            .filter(detector, FlagDecision.decision == "confirmed")
-            .label("confirmed"),
-            func.count(FlagDecision.segment_id)
-            .filter(detector, FlagDecision.decision == "dismissed")
-            .label("dismissed"),
-            func.count().filter(~detector).label("added"),
-        )
-        .join(ExamSession, ExamSession.id == FlagSegment.session_id)
-        .outerjoin(FlagDecision, FlagDecision.segment_id == FlagSegment.id)
-        .where(in_exam)
-        .group_by(FlagSegment.session_id)
-        .subquery()
+    flag_counts = (
+        func.count().filter(detector).label("flags"),
+        func.count(FlagDecision.segment_id).filter(detector, FlagDecision.decision == "confirmed").label("confirmed"),
+        func.count(FlagDecision.segment_id).filter(detector, FlagDecision.decision == "dismissed").label("dismissed"),
+        func.count().filter(~detector).label("added"),
     )
+
+    def counted(key: InstrumentedAttribute[str]) -> Select[str, int, int, int, int]:
+        return (
+            select(key, *flag_counts)
+            .join(ExamSession, ExamSession.id == FlagSegment.session_id)
+            .outerjoin(FlagDecision, FlagDecision.segment_id == FlagSegment.id)
+            .where(in_exam, live)
+            .group_by(key)
+        )
+
+    by_kind = {
+        kind: KindTally(kind, flags, confirmed, dismissed, added)
+        for kind, flags, confirmed, dismissed, added in db.execute(counted(FlagSegment.kind))
+    }
+    kinds = [by_kind.pop(k.value, KindTally(k.value, 0, 0, 0, 0)) for k in FlagKind] + list(by_kind.values())
+    per_session = counted(FlagSegment.session_id).subquery()
     first, second = aliased(User), aliased(User)
     stmt = (
         select(
