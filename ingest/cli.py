@@ -127,7 +127,9 @@ def status(
 
 
 def retention(
-    days: Annotated[int | None, typer.Option(help="retention period in days; default: PROCTOR_RETENTION_DAYS")] = None,
+    days: Annotated[
+        int | None, typer.Option(min=1, help="retention period in days; default: PROCTOR_RETENTION_DAYS")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list the sessions it would erase; erase nothing")] = False,
 ) -> None:
     """Erase the recordings and results of sessions past the retention period. Run it daily (cron, a CronJob)."""
@@ -135,8 +137,6 @@ def retention(
     period = days if days is not None else settings.retention_days
     if period is None:
         raise typer.BadParameter("no retention period: set PROCTOR_RETENTION_DAYS or pass --days")
-    if period < 1:
-        raise typer.BadParameter(f"--days must be at least 1, got {period}")
     with s3_location(settings) as location:
         context = build_context(settings, location)
         try:
