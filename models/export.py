@@ -298,20 +298,26 @@ def rewrite_channel_pad(model: Any) -> int:
     return count
 
 
+def drop_unused_constants(model: Any) -> None:
+    """Remove constants that no node reads any more (the pad widths of rewritten channel Pads).
+
+    Left in, they would keep tf2onnx's counter names, which ``canonical_names`` cannot reach (it
+    names constants by the nodes that read them), and the file would differ from export to export.
+    """
+    used = {name for node in model.graph.node for name in node.input}
+    for init in [init for init in model.graph.initializer if init.name not in used]:
+        model.graph.initializer.remove(init)
+
+
 def canonical_names(model: Any) -> None:
     """Name every node, intermediate tensor and constant by graph position.
 
     tf2onnx's names are not reproducible: it suffixes what it creates with a process-wide
     counter, and when it merges duplicate nodes the surviving name is arbitrary. Positional
     names make two exports of the same model byte-identical, so the sha256 in the manifest means
-    something. Graph inputs and outputs keep their names. Constants that no node reads any more
-    (the pad widths of rewritten channel Pads) are dropped: they would keep tf2onnx's names.
+    something. Graph inputs and outputs keep their names.
     """
     keep = {v.name for v in model.graph.input} | {v.name for v in model.graph.output}
-    used = {name for node in model.graph.node for name in node.input}
-    unused = [init for init in model.graph.initializer if init.name not in used]
-    for init in unused:
-        model.graph.initializer.remove(init)
     inits = {init.name: init for init in model.graph.initializer}
     renamed: dict[str, str] = {}
     for index, node in enumerate(model.graph.node):
@@ -340,6 +346,7 @@ def convert(tflite: Path, out: Path) -> dict[str, Any]:
     make_batch_dynamic(proto)
     prelus = rewrite_prelu(proto)
     pads = rewrite_channel_pad(proto)
+    drop_unused_constants(proto)
     canonical_names(proto)
     proto.producer_name = "proctor-pipeline models.export"
     onnx.checker.check_model(proto)
