@@ -241,7 +241,7 @@ class GazeDetector:
         detail = float(np.mean(details))
         if detail < min_detail:
             return None, detail
-        _, iris = self.iris.run(None, {self.iris.get_inputs()[0].name: crops})
+        (iris,) = self.iris.run(None, {self.iris.get_inputs()[0].name: crops})
         out = np.empty((2, 2))
         for k in range(2):
             u, v = iris[k].reshape(-1, 3)[0, :2] / IRIS_SIZE

@@ -65,6 +65,8 @@ class ModelSpec:
     normalisation: str
     description: str
     densify: bool = False
+    outputs: tuple[str, ...] = ()
+    """The model outputs to export (empty: all of them); the nodes only a dropped output needs go too."""
 
 
 SPECS = (
@@ -91,7 +93,10 @@ SPECS = (
         name="iris_landmark",
         wheel_path="mediapipe/modules/iris_landmark/iris_landmark.tflite",
         normalisation="RGB float32 NHWC, x / 255 (range [0, 1]); a left eye is fed mirrored",
-        description="Iris, 64x64 eye crop, 71 eye contour points and 5 iris points (x, y, z in crop pixels)",
+        description="Iris, 64x64 eye crop, 5 iris points (x, y, z in crop pixels); the 71-point eye contour "
+        "head is not exported",
+        # The detectors read only the iris; the contour head is 100 of the graph's 229 nodes per output.
+        outputs=("output_iris",),
     ),
 )
 
@@ -169,8 +174,8 @@ def densified_tflite(src: Path, dst: Path) -> None:
     flatbuffer_utils.write_model(model, str(dst))
 
 
-def tflite_run(path: Path, x: NDArray[np.float32]) -> list[NDArray[np.float32]]:
-    """Reference outputs from the TFLite interpreter, one sample at a time (the graph is batch 1)."""
+def tflite_run(path: Path, x: NDArray[np.float32]) -> dict[str, NDArray[np.float32]]:
+    """Reference outputs by name from the TFLite interpreter, one sample at a time (the graph is batch 1)."""
     import tensorflow as tf
 
     interp = tf.lite.Interpreter(str(path))
@@ -183,7 +188,7 @@ def tflite_run(path: Path, x: NDArray[np.float32]) -> list[NDArray[np.float32]]:
         interp.invoke()
         for i, o in enumerate(outs):
             results[i].append(interp.get_tensor(o["index"]).copy())
-    return [np.concatenate(r, axis=0) for r in results]
+    return {o["name"]: np.concatenate(r, axis=0) for o, r in zip(outs, results, strict=True)}
 
 
 def make_batch_dynamic(model: Any) -> None:
@@ -202,6 +207,37 @@ def make_batch_dynamic(model: Any) -> None:
         if shape.size and shape[0] == 1:
             shape[0] = 0
             init.CopyFrom(numpy_helper.from_array(shape.astype(np.int64), init.name))
+
+
+def keep_outputs(model: Any, names: tuple[str, ...]) -> int:
+    """Drop the graph outputs not in ``names`` and every node that only they need; return how many nodes went.
+
+    ONNX Runtime runs the whole graph whatever outputs a caller asks for, so an output nobody reads
+    still costs its nodes on every call. The iris model's eye contour head (71 points, which the
+    detectors do not use: eye openness comes from the face mesh) is a separate branch from the shared
+    backbone on; without it the model takes ~0.86x the time, with the iris output unchanged bit for bit.
+    """
+    if not names:
+        return 0
+    missing = set(names) - {v.name for v in model.graph.output}
+    if missing:
+        raise SystemExit(f"keep_outputs: the model has no output {sorted(missing)}")
+    producer = {out: node for node in model.graph.node for out in node.output}
+    needed: set[int] = set()
+    pending = list(names)
+    while pending:
+        node = producer.get(pending.pop())
+        if node is not None and id(node) not in needed:
+            needed.add(id(node))
+            pending.extend(node.input)
+    kept = [node for node in model.graph.node if id(node) in needed]
+    dropped = len(model.graph.node) - len(kept)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    outputs = [v for v in model.graph.output if v.name in names]
+    del model.graph.output[:]
+    model.graph.output.extend(outputs)
+    return dropped
 
 
 def rewrite_prelu(model: Any) -> int:
@@ -338,11 +374,12 @@ def canonical_names(model: Any) -> None:
     model.graph.initializer.extend(ordered)
 
 
-def convert(tflite: Path, out: Path) -> dict[str, Any]:
+def convert(tflite: Path, out: Path, outputs: tuple[str, ...]) -> dict[str, Any]:
     import onnx
     import tf2onnx
 
     proto, _ = tf2onnx.convert.from_tflite(str(tflite), opset=OPSET)
+    dropped = keep_outputs(proto, outputs)
     make_batch_dynamic(proto)
     prelus = rewrite_prelu(proto)
     pads = rewrite_channel_pad(proto)
@@ -351,7 +388,11 @@ def convert(tflite: Path, out: Path) -> dict[str, Any]:
     proto.producer_name = "proctor-pipeline models.export"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out))
-    return {"prelu_rewritten": prelus, "channel_pads_as_conv": pads}
+    extra: dict[str, Any] = {"prelu_rewritten": prelus, "channel_pads_as_conv": pads}
+    if outputs:
+        extra["outputs_kept"] = list(outputs)
+        extra["nodes_dropped_with_other_outputs"] = dropped
+    return extra
 
 
 def real_face_input(shape: tuple[int, int, int], normalisation: str) -> NDArray[np.float32]:
@@ -394,9 +435,10 @@ def parity(tflite: Path, onnx_path: Path, normalisation: str) -> float:
     worst = 0.0
     for x in batches:
         ref = tflite_run(tflite, x)
-        got = sess.run(None, {sess.get_inputs()[0].name: x.astype(np.float32)})
-        for r, g in zip(ref, got, strict=True):
-            worst = max(worst, float(np.max(np.abs(r.reshape(g.shape) - g))))
+        names = [o.name for o in sess.get_outputs()]
+        got = sess.run(names, {sess.get_inputs()[0].name: x.astype(np.float32)})
+        for name, g in zip(names, got, strict=True):
+            worst = max(worst, float(np.max(np.abs(ref[name].reshape(g.shape) - g))))
     return worst
 
 
@@ -422,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
                 tflite = Path(tmp) / f"{spec.name}.tflite"
                 densified_tflite(src, tflite)
             out = args.out / f"{spec.name}.onnx"
-            extra = convert(tflite, out)
+            extra = convert(tflite, out, spec.outputs)
             diff = parity(src, out, spec.normalisation)
             if diff > PARITY_TOLERANCE:
                 raise SystemExit(f"{spec.name}: max abs diff vs TFLite {diff:.2e} > {PARITY_TOLERANCE:.0e}")
