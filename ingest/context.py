@@ -59,5 +59,5 @@ def build_context(settings: Settings, location: S3Location, *, run_migrations: b
     db = make_sessionmaker(engine)
     store = ObjectStore(location, retries=settings.s3_retries)
     store.ensure_bucket()
-    uploads = Uploads(db, store, upload_limits(settings))
+    uploads = Uploads(db, store, upload_limits(settings), job_max_attempts=settings.job_max_attempts)
     return IngestContext(settings=settings, location=location, engine=engine, db=db, store=store, uploads=uploads)

@@ -212,10 +212,12 @@ class Uploads:
         db: Callable[[], AbstractContextManager[Session]],
         store: ObjectStore,
         limits: UploadLimits,
+        job_max_attempts: int = 3,
     ) -> None:
         self._db = db
         self._store = store
         self._limits = limits
+        self._job_max_attempts = job_max_attempts  # the processing job that a completed upload queues
         self._hashes = InOrderHashes()
 
     # -- register ---------------------------------------------------------------------------------------
@@ -505,7 +507,7 @@ class Uploads:
             if all(m.state == "complete" for m in session.media):
                 for target in (SessionState.UPLOADED, SessionState.VALIDATED, SessionState.QUEUED):
                     db.add(session.move_to(target))
-                db.add(Job(session_id=session.id, kind="process"))
+                db.add(Job(session_id=session.id, kind="process", max_attempts=self._job_max_attempts))
             db.commit()
             log.info("media complete", extra={"session_id": session_id, "kind": kind, "state": session.state})
             return self._out(db, session)
@@ -621,6 +623,19 @@ class Uploads:
             if session.state == SessionState.DELETED:
                 return self._out(db, session)
             prefix = SessionPrefix(session.tenant.slug, session.exam.external_id, session.id).prefix
+            # Fail the session's jobs before deleting anything. The UPDATE holds their rows (PostgreSQL) or the
+            # write lock (SQLite) until this commits, so a worker publishing results meanwhile either committed
+            # first (its objects are already there to delete) or waits, then fails its lease check and deletes
+            # what it wrote: no evidence frame or signal outlives the erasure.
+            db.execute(
+                update(Job)
+                .where(Job.session_id == session.id, Job.state.in_(("queued", "running")))
+                .values(state="failed", last_error="session deleted", updated_at=utcnow())
+            )
+            for media in session.media:
+                if media.upload_id is not None:
+                    # Explicitly: MinIO lists unfinished uploads only by exact key, not by prefix (minio#11686).
+                    self._store.abort_multipart(media.object_key, media.upload_id)
             removed = self._store.delete_prefix(prefix)
             db.add(session.move_to(SessionState.DELETED, code=code, reason=reason))
             session.deleted_at = utcnow()
@@ -638,11 +653,6 @@ class Uploads:
             for media in session.media:
                 media.upload_id = None
                 self._hashes.forget(media.id)
-            db.execute(
-                update(Job)
-                .where(Job.session_id == session.id, Job.state.in_(("queued", "running")))
-                .values(state="failed", last_error="session deleted", updated_at=utcnow())
-            )
             db.commit()
             log.info("session erased", extra={"session_id": session_id, "code": code, "objects_removed": removed})
             return self._out(db, session)

@@ -5,12 +5,14 @@ so concurrent workers never wait on each other; on SQLite (one writer at a time)
 conditional UPDATE that re-checks the job is still free, and the row count says who won. Either way the
 claim is atomic. A worker that stops heartbeating loses its lease, and the next claimer takes the job over;
 every later write by the old worker is fenced out by checking `lease_owner`, including the publication of
-its results (`JobQueue.fence`, called inside `process_session`'s final transaction).
+its results (`JobQueue.complete`, which marks the job done inside `process_session`'s publishing
+transaction).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -153,20 +155,39 @@ class JobQueue:
             db.commit()
         return until
 
-    def fence(self, db: Session, job: ClaimedJob, worker_id: str) -> None:
-        """Inside the caller's transaction: raise `LeaseLost` unless this worker still holds the job.
+    def keep_alive(self, job: ClaimedJob, worker_id: str, stop: threading.Event) -> None:
+        """Heartbeat every third of the lease until `stop` is set or the lease is lost (a worker's thread).
+
+        A failed beat (a locked SQLite file, a dropped connection) is retried at the next one: a heartbeat
+        that stopped on a passing error would let a healthy job's lease lapse, and another worker would take
+        the job over and count an attempt against it.
+        """
+        while not stop.wait(self.policy.lease_s / 3):
+            try:
+                self.heartbeat(job, worker_id)
+            except LeaseLost:
+                log.warning("lease lost", extra={"job_id": job.id, "session_id": job.session_id})
+                return
+            except Exception:
+                log.exception("heartbeat failed; retrying", extra={"job_id": job.id, "session_id": job.session_id})
+
+    def complete(self, db: Session, job: ClaimedJob, worker_id: str) -> None:
+        """Inside the caller's transaction (the one that publishes the results): mark the job done and its
+        session processed, or raise `LeaseLost` if this worker no longer holds the job.
 
         The check is a conditional UPDATE of the job row, so on PostgreSQL the row stays locked until the
-        caller commits (a takeover waits for it), and on SQLite the transaction holds the write lock.
+        caller commits (a takeover waits for it), and on SQLite the transaction holds the write lock. Once
+        committed, the job is no longer `running`, so no later claim can take it over.
         """
-        self._owned_update(db, job, worker_id, updated_at=utcnow())
+        self._owned_update(db, job, worker_id, state="done", lease_owner=None, updated_at=utcnow())
+        session = db.get(ExamSession, job.session_id)
+        if session is not None and session.state == SessionState.PROCESSING:
+            db.add(session.move_to(SessionState.PROCESSED))
 
     def succeed(self, job: ClaimedJob, worker_id: str) -> None:
+        """`complete` in a transaction of its own."""
         with self._db() as db:
-            self._owned_update(db, job, worker_id, state="done", lease_owner=None, updated_at=utcnow())
-            session = db.get(ExamSession, job.session_id)
-            if session is not None and session.state == SessionState.PROCESSING:
-                db.add(session.move_to(SessionState.PROCESSED))
+            self.complete(db, job, worker_id)
             db.commit()
 
     def fail(self, job: ClaimedJob, worker_id: str, reason: str, *, retryable: bool = True) -> bool:

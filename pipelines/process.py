@@ -6,8 +6,9 @@ transaction swap the session's segment rows and point the session at the new pre
 objects are deleted afterwards: the previous run's, and any that a worker killed mid-write left behind
 (its job is re-run, and the database never referenced its prefix). Readers see the old results or the
 new, never a mix, and re-running a session never duplicates its segments. Under the job queue, the
-publishing transaction first checks that the worker still holds the job's lease (`fence`), so a worker
-that was taken over while slow cannot replace the results of the one that took its job.
+publishing transaction first checks that the worker still holds the job's lease and marks the job done
+(`on_publish`), so a worker that was taken over while slow cannot replace the results of the one that
+took its job, and the results and the job's state commit together.
 """
 
 from __future__ import annotations
@@ -63,11 +64,12 @@ def process_session(
     chunk_target_ms: int = 30_000,
     away: AwayConfig | None = None,
     on_progress: Callable[[int, int], None] | None = None,
-    fence: Callable[[Session], None] | None = None,
+    on_publish: Callable[[Session], None] | None = None,
 ) -> ProcessOutcome:
-    """Analyse, segment and store one session. ``fence`` runs first in the transaction that publishes the
-    results and raises to refuse it: a worker whose job lease lapsed must not replace the results of the
-    worker that took the job over (``JobQueue.fence``). A refused run deletes what it wrote."""
+    """Analyse, segment and store one session. ``on_publish`` runs first in the transaction that publishes the
+    results, and commits with it; raising refuses the publication: a worker whose job lease lapsed must not
+    replace the results of the worker that took the job over (``JobQueue.complete``, which also marks the
+    job done). A refused run deletes what it wrote."""
     with db() as s:
         session = s.get(ExamSession, session_id)
         if session is None:
@@ -117,7 +119,7 @@ def process_session(
     )
     priority = review_priority(risk)
     try:
-        _publish(db, session_id, segments, evidence, versions, risk, priority, results, len(chunks), fence)
+        _publish(db, session_id, segments, evidence, versions, risk, priority, results, len(chunks), on_publish)
     except BaseException:
         try:
             store.delete_prefix(results)  # nothing references this run: leave nothing behind
@@ -125,7 +127,14 @@ def process_session(
             log.warning("could not delete an unpublished run", extra={"session_id": session_id, "prefix": results})
         raise
     for stale in _other_runs(store, prefix.key("results") + "/", keep=results):
-        store.delete_prefix(stale)  # the previous run's, and any that a killed worker left half-written
+        # The previous run's, and any that a killed worker left half-written. Nothing references them any
+        # more, so a failure here only leaves garbage that the session's next run deletes; the run succeeded.
+        try:
+            store.delete_prefix(stale)
+        except Exception:
+            log.warning(
+                "could not delete a stale run", extra={"session_id": session_id, "prefix": stale}, exc_info=True
+            )
     log.info(
         "session processed",
         extra={"session_id": session_id, "segments": len(segments), "risk": risk, "chunks": len(chunks)},
@@ -143,12 +152,12 @@ def _publish(
     priority: str,
     results: str,
     chunk_count: int,
-    fence: Callable[[Session], None] | None,
+    on_publish: Callable[[Session], None] | None,
 ) -> None:
     """One transaction: swap the session's detector flags and point it at the new results."""
     with db() as s:
-        if fence is not None:
-            fence(s)  # first, so on PostgreSQL the job row stays locked until this commits
+        if on_publish is not None:
+            on_publish(s)  # first, so on PostgreSQL the job row stays locked until this commits
         # Flags a reviewer added are theirs, not the detectors': re-processing replaces only detector flags.
         s.execute(delete(FlagSegment).where(FlagSegment.session_id == session_id, FlagSegment.source == "detector"))
         s.add_all(

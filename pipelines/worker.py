@@ -20,7 +20,7 @@ from ingest.settings import Settings
 from pipelines.analysis import AnalysisConfig
 from pipelines.decode import DecodeError, DecodeOptions
 from pipelines.fanout import ChunkFailed, Fanout
-from pipelines.jobs import ClaimedJob, JobQueue, LeaseLost, QueuePolicy
+from pipelines.jobs import JobQueue, LeaseLost, QueuePolicy
 from pipelines.process import NotProcessable, process_session
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,12 @@ class Worker:
         if job is None:
             return False
         stop = threading.Event()
-        beat = threading.Thread(target=self._heartbeat, args=(job, stop), daemon=True)
+        beat = threading.Thread(target=self.queue.keep_alive, args=(job, self.worker_id, stop), daemon=True)
         beat.start()
         try:
-            outcome, reason, retryable = "done", "", False
             try:
+                # The job is marked done in the transaction that publishes the results (after the lease check),
+                # so results and job state never disagree, whatever happens to this process afterwards.
                 process_session(
                     self.context.db,
                     self.context.store,
@@ -64,19 +65,16 @@ class Worker:
                     job.session_id,
                     chunk_target_ms=round(self.context.settings.chunk_s * 1000),
                     on_progress=on_progress,
-                    fence=lambda db: self.queue.fence(db, job, self.worker_id),
+                    on_publish=lambda db: self.queue.complete(db, job, self.worker_id),
                 )
             except LeaseLost:
                 raise  # not a failure of the job: the worker that took it over decides the outcome
             except (ChunkFailed, DecodeError, NotProcessable) as exc:
-                outcome, reason = "failed", str(exc)  # the recording itself is at fault: retrying cannot help
+                # The recording itself is at fault: retrying cannot help.
+                self.queue.fail(job, self.worker_id, str(exc), retryable=False)
             except Exception as exc:  # anything else may be transient: retry with backoff
                 log.exception("processing failed", extra={"session_id": job.session_id, "job_id": job.id})
-                outcome, reason, retryable = "failed", f"{type(exc).__name__}: {exc}", True
-            if outcome == "done":
-                self.queue.succeed(job, self.worker_id)
-            else:
-                self.queue.fail(job, self.worker_id, reason, retryable=retryable)
+                self.queue.fail(job, self.worker_id, f"{type(exc).__name__}: {exc}", retryable=True)
         except LeaseLost:
             # Another worker took the job over while this one was slow: its run decides the outcome.
             log.warning("lease lost before finishing", extra={"job_id": job.id, "session_id": job.session_id})
@@ -84,15 +82,6 @@ class Worker:
             stop.set()
             beat.join()
         return True
-
-    def _heartbeat(self, job: ClaimedJob, stop: threading.Event) -> None:
-        interval = self.queue.policy.lease_s / 3
-        while not stop.wait(interval):
-            try:
-                self.queue.heartbeat(job, self.worker_id)
-            except LeaseLost:
-                log.warning("lease lost", extra={"job_id": job.id, "session_id": job.session_id})
-                return
 
     def run_forever(self, stop: threading.Event) -> None:
         log.info("worker started", extra={"worker": self.worker_id})

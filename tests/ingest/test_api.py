@@ -19,7 +19,12 @@ import pytest
 from sqlalchemy import func, select
 
 from ingest.client import IngestClient, IngestRequestError, LocalMedia, upload_session
+from ingest.context import build_context
 from ingest.db import ExamSession, Job
+from ingest.object_store import S3Location
+from ingest.schemas import SessionCreate
+from ingest.settings import Settings
+from ingest.tenants import add_tenant
 from tests.ingest import media_factory as mf
 from tests.ingest.conftest import MIB, Api
 
@@ -452,3 +457,23 @@ def test_client_reports_refusals_with_their_code(api: Api, tenant: tuple[str, st
         upload_session(client, webcam=bad, exam_id="e1", candidate_id="c1")
     assert refused.value.code == "not_a_video"
     assert json.dumps(refused.value.body)
+
+
+def test_the_processing_job_takes_the_configured_attempts(
+    settings: Settings, s3: S3Location, small_video: Path
+) -> None:
+    """PROCTOR_JOB_MAX_ATTEMPTS applies to the job a completed upload queues, not only to re-queued ones."""
+    context = build_context(settings.model_copy(update={"job_max_attempts": 5}), s3)
+    try:
+        with context.db() as db:
+            tenant = add_tenant(db, f"t-{uuid.uuid4().hex[:10]}", "test platform")
+            db.commit()
+            tenant_id = tenant.id
+        body = SessionCreate.model_validate(session_body(declare("webcam", small_video)))
+        session, _ = context.uploads.register(tenant_id, body, None)
+        context.uploads.store_part(tenant_id, session.id, "webcam", 1, small_video.read_bytes(), None)
+        assert context.uploads.complete(tenant_id, session.id, "webcam").state == "queued"
+        with context.db() as db:
+            assert db.scalars(select(Job.max_attempts).where(Job.session_id == session.id)).all() == [5]
+    finally:
+        context.close()

@@ -79,3 +79,19 @@ def test_corrupt_bytes_fail_their_chunk_with_a_reason(
             fanout.analyze(key, plan_chunks(24_000, 2000, 6000))
     finally:
         fanout.close()
+
+
+def test_a_failed_call_leaves_nothing_behind_for_the_next(
+    ray_cluster: None, s3: S3Location, sample: SampleSession
+) -> None:
+    """A session whose chunks raise (here: its recording is gone) must not hand its leftover chunks, or their
+    errors, to the next session the same worker processes."""
+    chunks = plan_chunks(24_000, 2000, 6000)
+    fanout = RayFanout(AnalysisConfig(), s3, RayOptions(workers=2))
+    try:
+        with pytest.raises(Exception, match="no object at"):
+            fanout.analyze(f"t-fanout/e/{uuid.uuid4().hex}/media/webcam", chunks)
+        signals = fanout.analyze(stored(s3, sample.video_path), chunks)
+        assert len(signals) == len(chunks)
+    finally:
+        fanout.close()

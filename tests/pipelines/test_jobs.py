@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import delete, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.db import Exam, ExamSession, Job, Tenant, make_engine, make_sessionmaker, migrate
 from ingest.states import SessionState
-from pipelines.jobs import JobQueue, LeaseLost, QueuePolicy
+from pipelines.jobs import ClaimedJob, JobQueue, LeaseLost, QueuePolicy
 
 
 @pytest.fixture
@@ -113,6 +115,33 @@ def test_a_dead_workers_job_is_taken_over_and_the_old_worker_is_fenced_out(db: s
         queue.succeed(first, "dies")
     queue.succeed(second, "survivor")
     assert state_of(db, sid) == "processed"
+
+
+class FlakyQueue(JobQueue):
+    """A queue whose first heartbeat fails as a locked database or a dropped connection would."""
+
+    beats = 0
+
+    def heartbeat(self, job: ClaimedJob, worker_id: str) -> datetime:
+        self.beats += 1
+        if self.beats == 1:
+            raise OperationalError("UPDATE jobs ...", {}, Exception("database is locked"))
+        return super().heartbeat(job, worker_id)
+
+
+def test_a_failed_heartbeat_does_not_stop_the_next(db: sessionmaker[Session]) -> None:
+    queue = FlakyQueue(db, QueuePolicy(lease_s=0.3))
+    queue.enqueue(validated_session(db))
+    job = queue.claim("w")
+    assert job is not None
+    stop = threading.Event()
+    beating = threading.Thread(target=queue.keep_alive, args=(job, "w", stop))
+    beating.start()
+    time.sleep(1.0)  # the lease is 0.3 s: without the beats after the failed one it would have lapsed
+    assert queue.claim("other") is None, "the job is still held"
+    stop.set()
+    beating.join()
+    assert queue.beats >= 3
 
 
 def test_failures_retry_with_backoff_then_fail_with_the_reason(db: sessionmaker[Session]) -> None:

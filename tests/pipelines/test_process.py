@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -11,11 +12,12 @@ from detectors import AwayConfig
 from ingest.client import upload_session
 from ingest.db import ExamSession, FlagSegment, Job, utcnow
 from ingest.keys import SessionPrefix
+from ingest.object_store import ObjectStoreError
 from ingest.samples import SampleSession, build_sample_session
 from pipelines.analysis import AnalysisConfig, segment_session
 from pipelines.fanout import LocalFanout
 from pipelines.jobs import JobQueue, LeaseLost
-from pipelines.process import load_signals, process_session, review_priority
+from pipelines.process import _publish, load_signals, process_session, review_priority
 from pipelines.segments import ExamPolicy, FlagKind, KindPolicy
 from tests.ingest.conftest import Api
 
@@ -78,7 +80,7 @@ def test_a_worker_that_lost_its_lease_cannot_publish_results(api: Api, sample: S
     fanout = LocalFanout(AnalysisConfig(), ctx.location)
 
     with pytest.raises(LeaseLost):
-        process_session(ctx.db, ctx.store, fanout, sid, fence=lambda db: queue.fence(db, slow, "slow"))
+        process_session(ctx.db, ctx.store, fanout, sid, on_publish=lambda db: queue.complete(db, slow, "slow"))
     with ctx.db() as db:
         row = db.get(ExamSession, sid)
         assert row is not None and row.results_prefix is None
@@ -87,9 +89,76 @@ def test_a_worker_that_lost_its_lease_cannot_publish_results(api: Api, sample: S
     results_root = session_prefix.key("results") + "/"
     assert list(ctx.store.list_objects(results_root)) == [], "the refused run deleted what it wrote"
 
-    done = process_session(ctx.db, ctx.store, fanout, sid, fence=lambda db: queue.fence(db, fresh, "fresh"))
-    queue.succeed(fresh, "fresh")
+    done = process_session(ctx.db, ctx.store, fanout, sid, on_publish=lambda db: queue.complete(db, fresh, "fresh"))
     assert done.results_prefix.startswith(results_root) and list(ctx.store.list_objects(done.results_prefix))
     with ctx.db() as db:
         row = db.get(ExamSession, sid)
         assert row is not None and row.state == "processed" and row.results_prefix == done.results_prefix
+        job = db.get(Job, fresh.id)
+        assert job is not None and job.state == "done", "the job completes in the transaction that publishes"
+
+
+def test_results_published_while_a_session_is_erased_are_refused(api: Api, sample: SampleSession) -> None:
+    """A worker that publishes while DELETE is erasing the session's objects must not leave results behind:
+    the erasure fails the job first, so the publication waits for it and then fails its lease check."""
+    tenant_id, key = api.tenant()
+    with api.client(key) as client:
+        uploaded = upload_session(client, webcam=sample.video_path, exam_id="exam-erase", candidate_id="c")
+    sid, ctx = uploaded["id"], api.context
+    queue = JobQueue(ctx.db)
+    job = queue.claim("w", sid)
+    assert job is not None
+    refused: list[BaseException] = []
+
+    def publish() -> None:  # the worker's last step, as `process_session` runs it
+        try:
+            _publish(ctx.db, sid, [], [], {}, 0.0, "low", "elsewhere/", 1, lambda db: queue.complete(db, job, "w"))
+        except BaseException as exc:
+            refused.append(exc)
+
+    erase_objects = ctx.store.delete_prefix
+    racing = threading.Thread(target=publish)
+
+    def delete_prefix_while_the_worker_publishes(prefix: str) -> int:
+        racing.start()
+        racing.join(timeout=1.0)  # blocked on the job row (or SQLite's write lock) until the erasure commits
+        return erase_objects(prefix)
+
+    ctx.store.delete_prefix = delete_prefix_while_the_worker_publishes  # type: ignore[method-assign]
+    try:
+        assert ctx.uploads.delete(tenant_id, sid).state == "deleted"
+    finally:
+        ctx.store.delete_prefix = erase_objects  # type: ignore[method-assign]
+    racing.join(timeout=30)
+    assert len(refused) == 1 and isinstance(refused[0], LeaseLost)
+    with ctx.db() as db:
+        row = db.get(ExamSession, sid)
+        assert row is not None and row.state == "deleted" and row.results_prefix is None
+
+
+def test_a_stale_run_that_cannot_be_deleted_does_not_fail_the_new_one(api: Api, sample: SampleSession) -> None:
+    """Once the new results are published, deleting the previous run's objects is housekeeping: a storage
+    error there is logged, and the run, already committed, stands (the next run deletes the leftovers)."""
+    _, key = api.tenant()
+    with api.client(key) as client:
+        uploaded = upload_session(client, webcam=sample.video_path, exam_id="exam-stale", candidate_id="c")
+    sid, ctx = uploaded["id"], api.context
+    fanout = LocalFanout(AnalysisConfig(), ctx.location)
+    first = process_session(ctx.db, ctx.store, fanout, sid)
+    erase_objects = ctx.store.delete_prefix
+
+    def storage_down(prefix: str) -> int:
+        raise ObjectStoreError(f"S3 SlowDown deleting {prefix}")
+
+    ctx.store.delete_prefix = storage_down  # type: ignore[method-assign]
+    try:
+        second = process_session(ctx.db, ctx.store, fanout, sid)
+    finally:
+        ctx.store.delete_prefix = erase_objects  # type: ignore[method-assign]
+    with ctx.db() as db:
+        row = db.get(ExamSession, sid)
+        assert row is not None and row.results_prefix == second.results_prefix != first.results_prefix
+    assert list(ctx.store.list_objects(first.results_prefix)), "left for the next run"
+    third = process_session(ctx.db, ctx.store, fanout, sid)
+    assert list(ctx.store.list_objects(first.results_prefix)) == []
+    assert list(ctx.store.list_objects(second.results_prefix)) == [] and third.results_prefix != second.results_prefix
