@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import Any, BinaryIO
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -504,7 +504,14 @@ class Uploads:
             if kind == "webcam":
                 session.duration_s = float(outcome["duration_s"])
             db.flush()
-            if all(m.state == "complete" for m in session.media):
+            # Lock the session row, then count unfinished media afresh: two media completing at once (webcam and
+            # screen uploaded in parallel) must not each see the other as unfinished and queue nothing. On
+            # PostgreSQL the second waits here for the first to commit; SQLite runs one writer at a time anyway.
+            db.refresh(session, with_for_update=True)
+            unfinished = db.scalar(
+                select(func.count()).select_from(Media).where(Media.session_id == session.id, Media.state != "complete")
+            )
+            if unfinished == 0:
                 for target in (SessionState.UPLOADED, SessionState.VALIDATED, SessionState.QUEUED):
                     db.add(session.move_to(target))
                 db.add(Job(session_id=session.id, kind="process", max_attempts=self._job_max_attempts))

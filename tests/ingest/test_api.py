@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -16,11 +17,12 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from ingest.client import IngestClient, IngestRequestError, LocalMedia, upload_session
 from ingest.context import build_context
-from ingest.db import ExamSession, Job
+from ingest.db import ExamSession, Job, Media
 from ingest.object_store import S3Location
 from ingest.schemas import SessionCreate
 from ingest.settings import Settings
@@ -476,4 +478,49 @@ def test_the_processing_job_takes_the_configured_attempts(
         with context.db() as db:
             assert db.scalars(select(Job.max_attempts).where(Job.session_id == session.id)).all() == [5]
     finally:
+        context.close()
+
+
+def test_two_media_completing_at_once_queue_the_session_once(
+    settings: Settings, s3: S3Location, small_video: Path, database_url: str
+) -> None:
+    """Webcam and screen completed in parallel: each request's last step must see the other's media, so the
+    session is queued exactly once (under READ COMMITTED each saw the other as unfinished and none queued)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite runs one writer at a time: the interleaving cannot happen there")
+    context = build_context(settings, s3)
+    both_flushed = threading.Barrier(2, timeout=5)
+
+    def wait_for_the_other(session: Session, _: object) -> None:
+        if any(isinstance(o, Media) and o.state == "complete" for o in session.dirty):
+            with contextlib.suppress(threading.BrokenBarrierError):
+                both_flushed.wait()
+
+    event.listen(Session, "after_flush", wait_for_the_other)
+    try:
+        with context.db() as db:
+            tenant_id = add_tenant(db, f"t-{uuid.uuid4().hex[:10]}", "test platform").id
+            db.commit()
+        media = [declare("webcam", small_video), declare("screen", small_video)]
+        session, _ = context.uploads.register(tenant_id, SessionCreate.model_validate(session_body(*media)), None)
+        for kind in ("webcam", "screen"):
+            context.uploads.store_part(tenant_id, session.id, kind, 1, small_video.read_bytes(), None)
+        states: dict[str, str] = {}
+        threads = [
+            threading.Thread(
+                target=lambda k=kind: states.update({k: context.uploads.complete(tenant_id, session.id, k).state})
+            )
+            for kind in ("webcam", "screen")
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(states.values()) == ["queued", "uploading"]
+        with context.db() as db:
+            assert db.scalars(select(Job.state).where(Job.session_id == session.id)).all() == ["queued"]
+            row = db.get(ExamSession, session.id)
+            assert row is not None and row.state == "queued"
+    finally:
+        event.remove(Session, "after_flush", wait_for_the_other)
         context.close()
