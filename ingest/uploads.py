@@ -461,8 +461,7 @@ class Uploads:
                 raise IngestError(
                     409, "complete_in_progress", f"{kind} is being verified by another request; retry in a few seconds"
                 )
-            if not stale:  # a stale claim may have assembled the upload already: S3 no longer lists its parts
-                self._check_parts(media)
+            self._check_parts(media)
             # Only one request verifies a media file at a time; a stale claim (crashed worker) is taken over.
             claimed = db.execute(  # type: ignore[attr-defined]  # an UPDATE's result has a rowcount
                 update(Media)
@@ -520,7 +519,12 @@ class Uploads:
             return self._out(db, session)
 
     def _check_parts(self, media: Media) -> None:
-        parts = {p.part_number: p for p in self._parts_in_storage(media)}
+        listed = self._parts_in_storage(media)
+        if not listed and self._store.stat(media.object_key) is not None:
+            # An earlier complete assembled the upload (S3 lists no parts once it has) and then failed or died
+            # before recording it: the object is verified by size and SHA-256 like any other.
+            return
+        parts = {p.part_number: p for p in listed}
         missing = [n for n in range(1, media.part_count + 1) if n not in parts]
         if missing:
             shown = missing if len(missing) <= 20 else [*missing[:20], "..."]

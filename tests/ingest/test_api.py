@@ -20,10 +20,11 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
+from ingest import uploads
 from ingest.client import IngestClient, IngestRequestError, LocalMedia, upload_session
 from ingest.context import build_context
 from ingest.db import ExamSession, Job, Media
-from ingest.object_store import S3Location
+from ingest.object_store import ObjectStoreError, S3Location
 from ingest.schemas import SessionCreate
 from ingest.settings import Settings
 from ingest.tenants import add_tenant
@@ -523,4 +524,31 @@ def test_two_media_completing_at_once_queue_the_session_once(
             assert row is not None and row.state == "queued"
     finally:
         event.remove(Session, "after_flush", wait_for_the_other)
+        context.close()
+
+
+def test_a_complete_that_failed_after_assembling_can_be_retried(
+    settings: Settings, s3: S3Location, small_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 lists no parts once an upload is assembled: a complete that failed after that step (storage read
+    error during the probe) must not leave the media asking for parts that can never be sent again."""
+    context = build_context(settings, s3)
+    try:
+        with context.db() as db:
+            tenant_id = add_tenant(db, f"t-{uuid.uuid4().hex[:10]}", "test platform").id
+            db.commit()
+        body = SessionCreate.model_validate(session_body(declare("webcam", small_video)))
+        session, _ = context.uploads.register(tenant_id, body, None)
+        context.uploads.store_part(tenant_id, session.id, "webcam", 1, small_video.read_bytes(), None)
+        probe = uploads.probe_video
+
+        def storage_hiccup(*args: Any, **kwargs: Any) -> Any:
+            monkeypatch.setattr(uploads, "probe_video", probe)
+            raise ObjectStoreError("S3 read timed out")
+
+        monkeypatch.setattr(uploads, "probe_video", storage_hiccup)
+        with pytest.raises(ObjectStoreError):
+            context.uploads.complete(tenant_id, session.id, "webcam")
+        assert context.uploads.complete(tenant_id, session.id, "webcam").state == "queued"
+    finally:
         context.close()
