@@ -113,6 +113,7 @@ class _RunningHash:
     parked: dict[int, tuple[bytes | bytearray, str]] = field(default_factory=dict)
     parked_bytes: int = 0
     broken: bool = False
+    touched: float = 0.0  # when a part of this upload last arrived (the `InOrderHashes` clock)
 
     def give_up(self) -> None:
         self.broken = True
@@ -132,17 +133,48 @@ class InOrderHashes:
     straight to S3, or parts spread over several API processes leave the hash unusable, and `complete`
     reads the object instead. The etags recorded here are checked against the parts S3 assembles, so the
     digest is always of the stored bytes.
+
+    Memory stays bounded when clients vanish: parked parts count against `max_total_parked_bytes` across
+    all uploads (an upload that would exceed it gives up), and an upload with no part for `max_idle_s` is
+    forgotten with whatever it had parked.
     """
 
-    def __init__(self, max_parked_bytes: int = 48 * MIB, max_wait_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        max_parked_bytes: int = 48 * MIB,
+        max_wait_s: float = 30.0,
+        *,
+        max_total_parked_bytes: int = 256 * MIB,
+        max_idle_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._max_parked_bytes = max_parked_bytes
         self._max_wait_s = max_wait_s
+        self._max_total_parked_bytes = max_total_parked_bytes
+        self._max_idle_s = max_idle_s
+        self._clock = clock
         self._changed = threading.Condition()
         self._by_media: dict[str, _RunningHash] = {}
 
+    @property
+    def parked_bytes(self) -> int:
+        """Bytes of parts held in memory, across all uploads."""
+        with self._changed:
+            return sum(r.parked_bytes for r in self._by_media.values())
+
+    def _forget_idle(self, now: float) -> None:
+        idle = [m for m, r in self._by_media.items() if not r.busy and now - r.touched > self._max_idle_s]
+        for media_id in idle:
+            self._by_media.pop(media_id).give_up()
+        if idle:
+            self._changed.notify_all()
+
     def add(self, media_id: str, part_number: int, data: bytes | bytearray, etag: str) -> None:
         with self._changed:
+            now = self._clock()
+            self._forget_idle(now)
             running = self._by_media.setdefault(media_id, _RunningHash(hashlib.sha256()))
+            running.touched = now
             deadline = time.monotonic() + self._max_wait_s
             while (
                 not running.broken
@@ -160,6 +192,10 @@ class InOrderHashes:
                 self._changed.notify_all()
                 return
             if part_number > running.next_part or running.busy:
+                if sum(r.parked_bytes for r in self._by_media.values()) + len(data) > self._max_total_parked_bytes:
+                    running.give_up()  # the process holds enough parts already: `complete` will read the object
+                    self._changed.notify_all()
+                    return
                 running.parked[part_number] = (data, etag)
                 running.parked_bytes += len(data)
                 return
@@ -480,14 +516,21 @@ class Uploads:
         assert upload_id is not None
         try:
             outcome = self._assemble_and_validate(media_id, key, upload_id, kind)
-        except BaseException:
+        except BaseException as exc:
             with self._db() as db:  # let the client retry after an unexpected failure
                 db.execute(update(Media).where(Media.id == media_id).values(state="pending", completed_at=None))
                 db.commit()
+                erased = (
+                    db.scalar(select(ExamSession.state).where(ExamSession.id == session_id)) == SessionState.DELETED
+                )
+            if erased:  # its objects went while this request read them
+                raise IngestError(410, "session_deleted", "this session was deleted; register a new one") from exc
             raise
         with self._db() as db:
             media = self._media(db, tenant_id, session_id, kind)
             session = media.session
+            if session.state == SessionState.DELETED:  # erased while this request verified it
+                raise IngestError(410, "session_deleted", "this session was deleted; register a new one")
             if isinstance(outcome, MediaRejected):
                 media.state = "rejected"
                 db.add(session.move_to(SessionState.REJECTED, code=outcome.code, reason=outcome.message))

@@ -25,7 +25,7 @@ from ingest.client import IngestClient, IngestRequestError, LocalMedia, upload_s
 from ingest.context import build_context
 from ingest.db import ExamSession, Job, Media
 from ingest.object_store import ObjectStoreError, S3Location
-from ingest.schemas import SessionCreate
+from ingest.schemas import IngestError, SessionCreate
 from ingest.settings import Settings
 from ingest.tenants import add_tenant
 from tests.ingest import media_factory as mf
@@ -550,5 +550,36 @@ def test_a_complete_that_failed_after_assembling_can_be_retried(
         with pytest.raises(ObjectStoreError):
             context.uploads.complete(tenant_id, session.id, "webcam")
         assert context.uploads.complete(tenant_id, session.id, "webcam").state == "queued"
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("erased", ["before the probe", "after the probe"])
+def test_a_session_erased_while_its_upload_is_verified_answers_gone(
+    settings: Settings, s3: S3Location, small_video: Path, monkeypatch: pytest.MonkeyPatch, erased: str
+) -> None:
+    context = build_context(settings, s3)
+    try:
+        with context.db() as db:
+            tenant_id = add_tenant(db, f"t-{uuid.uuid4().hex[:10]}", "test platform").id
+            db.commit()
+        body = SessionCreate.model_validate(session_body(declare("webcam", small_video)))
+        session, _ = context.uploads.register(tenant_id, body, None)
+        context.uploads.store_part(tenant_id, session.id, "webcam", 1, small_video.read_bytes(), None)
+        probe = uploads.probe_video
+
+        def erased_meanwhile(*args: Any, **kwargs: Any) -> Any:
+            if erased == "before the probe":  # the probe then reads an object that is gone
+                context.uploads.delete(tenant_id, session.id)
+            probed = probe(*args, **kwargs)
+            if erased == "after the probe":  # then the last step finds the session deleted
+                context.uploads.delete(tenant_id, session.id)
+            return probed
+
+        monkeypatch.setattr(uploads, "probe_video", erased_meanwhile)
+        with pytest.raises(IngestError) as refused:
+            context.uploads.complete(tenant_id, session.id, "webcam")
+        assert (refused.value.status, refused.value.code) == (410, "session_deleted")
+        assert context.uploads.get(tenant_id, session.id).state == "deleted"
     finally:
         context.close()

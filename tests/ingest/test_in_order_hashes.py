@@ -81,3 +81,28 @@ def test_parts_storage_assembled_differently_give_up() -> None:
     replaced = [UploadedPart(1, "etag1", 1001), UploadedPart(2, "replaced-by-presigned-put", 1002)]
     assert hashes.take("m", replaced) is None
     assert hashes.take("unknown", stored()) is None
+
+
+def test_an_upload_whose_client_vanished_behind_a_gap_is_forgotten_with_its_parked_parts() -> None:
+    now = [0.0]
+    hashes = InOrderHashes(max_idle_s=600, clock=lambda: now[0])
+    hashes.add("m", 1, PARTS[0], "etag1")
+    hashes.add("m", 3, PARTS[2], "etag3")  # part 2 never comes
+    assert hashes.parked_bytes == len(PARTS[2])
+    now[0] = 601.0
+    hashes.add("other", 1, PARTS[0], "etag1")  # any later part sweeps idle uploads
+    assert hashes.parked_bytes == 0
+    assert hashes.take("m", stored(3)) is None
+    assert hashes.take("other", stored(1)) == (len(PARTS[0]), hashlib.sha256(PARTS[0]).hexdigest())
+
+
+def test_parked_parts_are_capped_across_uploads() -> None:
+    hashes = InOrderHashes(max_parked_bytes=2500, max_total_parked_bytes=2100)
+    for media in ("a", "b", "c"):  # 1002 bytes parked each: the third would take the process past 2100
+        hashes.add(media, 2, PARTS[1], "etag2")
+    assert hashes.parked_bytes == 2 * len(PARTS[1])
+    for media in ("a", "b", "c"):
+        hashes.add(media, 1, PARTS[0], "etag1")
+    whole = PARTS[0] + PARTS[1]
+    assert hashes.take("a", stored(2)) == hashes.take("b", stored(2)) == (len(whole), hashlib.sha256(whole).hexdigest())
+    assert hashes.take("c", stored(2)) is None, "c gave up: complete reads its object instead"
