@@ -84,7 +84,15 @@ class Worker:
         return True
 
     def run_forever(self, stop: threading.Event) -> None:
+        """Claim and process jobs until `stop`. A database or storage error outside a job (a claim, recording a
+        failure) is logged and retried after the poll interval: a worker outlives a database restart, and a
+        job it could not record is taken over when its lease lapses."""
         log.info("worker started", extra={"worker": self.worker_id})
         while not stop.is_set():
-            if not self.run_one():
+            try:
+                ran = self.run_one()
+            except Exception:
+                log.exception("worker loop failed; retrying", extra={"worker": self.worker_id})
+                ran = False
+            if not ran:
                 stop.wait(self.context.settings.worker_poll_s)

@@ -7,6 +7,8 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from detectors import AwayConfig
 from ingest.client import upload_session
@@ -16,9 +18,10 @@ from ingest.object_store import ObjectStoreError
 from ingest.samples import SampleSession, build_sample_session
 from pipelines.analysis import AnalysisConfig, segment_session
 from pipelines.fanout import LocalFanout
-from pipelines.jobs import JobQueue, LeaseLost
+from pipelines.jobs import ClaimedJob, JobQueue, LeaseLost
 from pipelines.process import _publish, load_signals, process_session, review_priority
 from pipelines.segments import ExamPolicy, FlagKind, KindPolicy
+from pipelines.worker import Worker
 from tests.ingest.conftest import Api
 
 
@@ -162,3 +165,26 @@ def test_a_stale_run_that_cannot_be_deleted_does_not_fail_the_new_one(api: Api, 
     third = process_session(ctx.db, ctx.store, fanout, sid)
     assert list(ctx.store.list_objects(first.results_prefix)) == []
     assert list(ctx.store.list_objects(second.results_prefix)) == [] and third.results_prefix != second.results_prefix
+
+
+class FlakyClaims(JobQueue):
+    """A queue whose first claim fails as a database restart would; the second stops the worker."""
+
+    def __init__(self, db: sessionmaker[Session], stop: threading.Event) -> None:
+        super().__init__(db)
+        self.stop, self.claims = stop, 0
+
+    def claim(self, worker_id: str, session_id: str | None = None) -> ClaimedJob | None:
+        self.claims += 1
+        if self.claims == 1:
+            raise OperationalError("SELECT jobs ...", {}, Exception("server closed the connection unexpectedly"))
+        self.stop.set()
+        return None
+
+
+def test_a_worker_outlives_a_database_error_between_jobs(api: Api) -> None:
+    stop = threading.Event()
+    queue = FlakyClaims(api.context.db, stop)
+    worker = Worker(api.context, LocalFanout(AnalysisConfig(), api.context.location), queue, worker_id="w")
+    worker.run_forever(stop)
+    assert queue.claims == 2
