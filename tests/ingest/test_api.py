@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from ingest import uploads
 from ingest.client import IngestClient, IngestRequestError, LocalMedia, upload_session
-from ingest.context import build_context
+from ingest.context import IngestContext, build_context
 from ingest.db import ExamSession, Job, Media
 from ingest.object_store import ObjectStoreError, S3Location
 from ingest.schemas import IngestError, SessionCreate
@@ -462,34 +462,40 @@ def test_client_reports_refusals_with_their_code(api: Api, tenant: tuple[str, st
     assert json.dumps(refused.value.body)
 
 
+def parts_stored(context: IngestContext, video: Path, kinds: tuple[str, ...] = ("webcam",)) -> tuple[str, str]:
+    """A new tenant's session with every part of ``kinds`` (one-part files) stored: (tenant id, session id)."""
+    with context.db() as db:
+        tenant_id = add_tenant(db, f"t-{uuid.uuid4().hex[:10]}", "test platform").id
+        db.commit()
+    body = SessionCreate.model_validate(session_body(*(declare(kind, video) for kind in kinds)))
+    session, _ = context.uploads.register(tenant_id, body, None)
+    for kind in kinds:
+        context.uploads.store_part(tenant_id, session.id, kind, 1, video.read_bytes(), None)
+    return tenant_id, session.id
+
+
 def test_the_processing_job_takes_the_configured_attempts(
     settings: Settings, s3: S3Location, small_video: Path
 ) -> None:
     """PROCTOR_JOB_MAX_ATTEMPTS applies to the job a completed upload queues, not only to re-queued ones."""
     context = build_context(settings.model_copy(update={"job_max_attempts": 5}), s3)
     try:
+        tenant_id, session_id = parts_stored(context, small_video)
+        assert context.uploads.complete(tenant_id, session_id, "webcam").state == "queued"
         with context.db() as db:
-            tenant = add_tenant(db, f"t-{uuid.uuid4().hex[:10]}", "test platform")
-            db.commit()
-            tenant_id = tenant.id
-        body = SessionCreate.model_validate(session_body(declare("webcam", small_video)))
-        session, _ = context.uploads.register(tenant_id, body, None)
-        context.uploads.store_part(tenant_id, session.id, "webcam", 1, small_video.read_bytes(), None)
-        assert context.uploads.complete(tenant_id, session.id, "webcam").state == "queued"
-        with context.db() as db:
-            assert db.scalars(select(Job.max_attempts).where(Job.session_id == session.id)).all() == [5]
+            assert db.scalars(select(Job.max_attempts).where(Job.session_id == session_id)).all() == [5]
     finally:
         context.close()
 
 
 def test_two_media_completing_at_once_queue_the_session_once(
-    settings: Settings, s3: S3Location, small_video: Path, database_url: str
+    context: IngestContext, small_video: Path, database_url: str
 ) -> None:
     """Webcam and screen completed in parallel: each request's last step must see the other's media, so the
     session is queued exactly once (under READ COMMITTED each saw the other as unfinished and none queued)."""
     if not database_url.startswith("postgresql"):
         pytest.skip("SQLite runs one writer at a time: the interleaving cannot happen there")
-    context = build_context(settings, s3)
+    tenant_id, session_id = parts_stored(context, small_video, ("webcam", "screen"))
     both_flushed = threading.Barrier(2, timeout=5)
 
     def wait_for_the_other(session: Session, _: object) -> None:
@@ -497,89 +503,63 @@ def test_two_media_completing_at_once_queue_the_session_once(
             with contextlib.suppress(threading.BrokenBarrierError):
                 both_flushed.wait()
 
+    states: dict[str, str] = {}
+    threads = [
+        threading.Thread(
+            target=lambda k=kind: states.update({k: context.uploads.complete(tenant_id, session_id, k).state})
+        )
+        for kind in ("webcam", "screen")
+    ]
     event.listen(Session, "after_flush", wait_for_the_other)
     try:
-        with context.db() as db:
-            tenant_id = add_tenant(db, f"t-{uuid.uuid4().hex[:10]}", "test platform").id
-            db.commit()
-        media = [declare("webcam", small_video), declare("screen", small_video)]
-        session, _ = context.uploads.register(tenant_id, SessionCreate.model_validate(session_body(*media)), None)
-        for kind in ("webcam", "screen"):
-            context.uploads.store_part(tenant_id, session.id, kind, 1, small_video.read_bytes(), None)
-        states: dict[str, str] = {}
-        threads = [
-            threading.Thread(
-                target=lambda k=kind: states.update({k: context.uploads.complete(tenant_id, session.id, k).state})
-            )
-            for kind in ("webcam", "screen")
-        ]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        assert sorted(states.values()) == ["queued", "uploading"]
-        with context.db() as db:
-            assert db.scalars(select(Job.state).where(Job.session_id == session.id)).all() == ["queued"]
-            row = db.get(ExamSession, session.id)
-            assert row is not None and row.state == "queued"
     finally:
         event.remove(Session, "after_flush", wait_for_the_other)
-        context.close()
+    assert sorted(states.values()) == ["queued", "uploading"]
+    with context.db() as db:
+        assert db.scalars(select(Job.state).where(Job.session_id == session_id)).all() == ["queued"]
+        row = db.get(ExamSession, session_id)
+        assert row is not None and row.state == "queued"
 
 
 def test_a_complete_that_failed_after_assembling_can_be_retried(
-    settings: Settings, s3: S3Location, small_video: Path, monkeypatch: pytest.MonkeyPatch
+    context: IngestContext, small_video: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """S3 lists no parts once an upload is assembled: a complete that failed after that step (storage read
     error during the probe) must not leave the media asking for parts that can never be sent again."""
-    context = build_context(settings, s3)
-    try:
-        with context.db() as db:
-            tenant_id = add_tenant(db, f"t-{uuid.uuid4().hex[:10]}", "test platform").id
-            db.commit()
-        body = SessionCreate.model_validate(session_body(declare("webcam", small_video)))
-        session, _ = context.uploads.register(tenant_id, body, None)
-        context.uploads.store_part(tenant_id, session.id, "webcam", 1, small_video.read_bytes(), None)
-        probe = uploads.probe_video
+    tenant_id, session_id = parts_stored(context, small_video)
+    probe = uploads.probe_video
 
-        def storage_hiccup(*args: Any, **kwargs: Any) -> Any:
-            monkeypatch.setattr(uploads, "probe_video", probe)
-            raise ObjectStoreError("S3 read timed out")
+    def storage_hiccup(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(uploads, "probe_video", probe)
+        raise ObjectStoreError("S3 read timed out")
 
-        monkeypatch.setattr(uploads, "probe_video", storage_hiccup)
-        with pytest.raises(ObjectStoreError):
-            context.uploads.complete(tenant_id, session.id, "webcam")
-        assert context.uploads.complete(tenant_id, session.id, "webcam").state == "queued"
-    finally:
-        context.close()
+    monkeypatch.setattr(uploads, "probe_video", storage_hiccup)
+    with pytest.raises(ObjectStoreError):
+        context.uploads.complete(tenant_id, session_id, "webcam")
+    assert context.uploads.complete(tenant_id, session_id, "webcam").state == "queued"
 
 
 @pytest.mark.parametrize("erased", ["before the probe", "after the probe"])
 def test_a_session_erased_while_its_upload_is_verified_answers_gone(
-    settings: Settings, s3: S3Location, small_video: Path, monkeypatch: pytest.MonkeyPatch, erased: str
+    context: IngestContext, small_video: Path, monkeypatch: pytest.MonkeyPatch, erased: str
 ) -> None:
-    context = build_context(settings, s3)
-    try:
-        with context.db() as db:
-            tenant_id = add_tenant(db, f"t-{uuid.uuid4().hex[:10]}", "test platform").id
-            db.commit()
-        body = SessionCreate.model_validate(session_body(declare("webcam", small_video)))
-        session, _ = context.uploads.register(tenant_id, body, None)
-        context.uploads.store_part(tenant_id, session.id, "webcam", 1, small_video.read_bytes(), None)
-        probe = uploads.probe_video
+    tenant_id, session_id = parts_stored(context, small_video)
+    probe = uploads.probe_video
 
-        def erased_meanwhile(*args: Any, **kwargs: Any) -> Any:
-            if erased == "before the probe":  # the probe then reads an object that is gone
-                context.uploads.delete(tenant_id, session.id)
-            probed = probe(*args, **kwargs)
-            if erased == "after the probe":  # then the last step finds the session deleted
-                context.uploads.delete(tenant_id, session.id)
-            return probed
+    def erased_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        if erased == "before the probe":  # the probe then reads an object that is gone
+            context.uploads.delete(tenant_id, session_id)
+        probed = probe(*args, **kwargs)
+        if erased == "after the probe":  # then the last step finds the session deleted
+            context.uploads.delete(tenant_id, session_id)
+        return probed
 
-        monkeypatch.setattr(uploads, "probe_video", erased_meanwhile)
-        with pytest.raises(IngestError) as refused:
-            context.uploads.complete(tenant_id, session.id, "webcam")
-        assert (refused.value.status, refused.value.code) == (410, "session_deleted")
-        assert context.uploads.get(tenant_id, session.id).state == "deleted"
-    finally:
-        context.close()
+    monkeypatch.setattr(uploads, "probe_video", erased_meanwhile)
+    with pytest.raises(IngestError) as refused:
+        context.uploads.complete(tenant_id, session_id, "webcam")
+    assert (refused.value.status, refused.value.code) == (410, "session_deleted")
+    assert context.uploads.get(tenant_id, session_id).state == "deleted"
