@@ -160,7 +160,10 @@ class InOrderHashes:
     def parked_bytes(self) -> int:
         """Bytes of parts held in memory, across all uploads."""
         with self._changed:
-            return sum(r.parked_bytes for r in self._by_media.values())
+            return self._parked_total()
+
+    def _parked_total(self) -> int:
+        return sum(r.parked_bytes for r in self._by_media.values())
 
     def _forget_idle(self, now: float) -> None:
         idle = [m for m, r in self._by_media.items() if not r.busy and now - r.touched > self._max_idle_s]
@@ -192,7 +195,7 @@ class InOrderHashes:
                 self._changed.notify_all()
                 return
             if part_number > running.next_part or running.busy:
-                if sum(r.parked_bytes for r in self._by_media.values()) + len(data) > self._max_total_parked_bytes:
+                if self._parked_total() + len(data) > self._max_total_parked_bytes:
                     running.give_up()  # the process holds enough parts already: `complete` will read the object
                     self._changed.notify_all()
                     return
@@ -228,6 +231,10 @@ class InOrderHashes:
     def forget(self, media_id: str) -> None:
         with self._changed:
             self._by_media.pop(media_id, None)
+
+
+def _session_deleted() -> IngestError:
+    return IngestError(410, "session_deleted", "this session was deleted; register a new one")
 
 
 def part_size_for(size: int, preferred: int) -> int:
@@ -486,7 +493,7 @@ class Uploads:
             if media.state == "rejected" or session.state == SessionState.REJECTED:
                 raise IngestError(422, session.reason_code or "rejected", session.reason or "this session was rejected")
             if session.state == SessionState.DELETED:
-                raise IngestError(410, "session_deleted", "this session was deleted; register a new one")
+                raise _session_deleted()
             media_id, key, upload_id = media.id, media.object_key, media.upload_id
             stale = (
                 media.state == "verifying"
@@ -524,13 +531,13 @@ class Uploads:
                     db.scalar(select(ExamSession.state).where(ExamSession.id == session_id)) == SessionState.DELETED
                 )
             if erased:  # its objects went while this request read them
-                raise IngestError(410, "session_deleted", "this session was deleted; register a new one") from exc
+                raise _session_deleted() from exc
             raise
         with self._db() as db:
             media = self._media(db, tenant_id, session_id, kind)
             session = media.session
             if session.state == SessionState.DELETED:  # erased while this request verified it
-                raise IngestError(410, "session_deleted", "this session was deleted; register a new one")
+                raise _session_deleted()
             if isinstance(outcome, MediaRejected):
                 media.state = "rejected"
                 db.add(session.move_to(SessionState.REJECTED, code=outcome.code, reason=outcome.message))

@@ -112,7 +112,6 @@ class RayFanout:
 
     def __init__(self, config: AnalysisConfig, location: S3Location, options: RayOptions) -> None:
         import ray
-        from ray.util import ActorPool
 
         if not ray.is_initialized():
             if options.address is None:
@@ -129,7 +128,6 @@ class RayFanout:
             max_restarts=options.max_retries, max_task_retries=options.max_retries, runtime_env=pinned, **resources
         )(ChunkWorker)
         self._ray = ray
-        self._pool_of = ActorPool
         self._actors: list[Any] = [actor.remote(config, location) for _ in range(options.workers)]
         self._versions: dict[str, str] = dict(ray.get(self._actors[0].versions.remote()))
         log.info("ray fan-out ready", extra={"workers": options.workers, "device": options.device})
@@ -142,7 +140,9 @@ class RayFanout:
         # A pool per call: when a chunk fails, this call's unsubmitted chunks go with its pool, and the chunks
         # still running finish on their actors with no one collecting them. A pool shared across calls would
         # hand the next session those leftovers first, and raise their errors as its own.
-        pool = self._pool_of(self._actors)
+        from ray.util import ActorPool
+
+        pool = ActorPool(self._actors)
         for done in pool.map_unordered(lambda a, c: a.analyze.remote(key, c), list(chunks)):
             _collect(results, chunks, done, on_progress)
         return _in_order(results, chunks)

@@ -184,12 +184,6 @@ class JobQueue:
         if session is not None and session.state == SessionState.PROCESSING:
             db.add(session.move_to(SessionState.PROCESSED))
 
-    def succeed(self, job: ClaimedJob, worker_id: str) -> None:
-        """`complete` in a transaction of its own."""
-        with self._db() as db:
-            self.complete(db, job, worker_id)
-            db.commit()
-
     def fail(self, job: ClaimedJob, worker_id: str, reason: str, *, retryable: bool = True) -> bool:
         """Record a failure; returns True if the job will be retried (after a backoff), False if it failed."""
         with self._db() as db:

@@ -58,6 +58,13 @@ def state_of(db: sessionmaker[Session], session_id: str) -> str:
         return row.state
 
 
+def succeed(db: sessionmaker[Session], queue: JobQueue, job: ClaimedJob, worker_id: str) -> None:
+    """What a worker's publishing transaction does for the queue, alone."""
+    with db() as s:
+        queue.complete(s, job, worker_id)
+        s.commit()
+
+
 def expire_leases(db: sessionmaker[Session]) -> None:
     with db() as s:
         s.execute(update(Job).values(lease_expires_at=datetime.now(UTC) - timedelta(seconds=1)))
@@ -74,7 +81,7 @@ def test_claim_runs_and_completes_a_job(db: sessionmaker[Session]) -> None:
     assert state_of(db, sid) == "processing"
     assert queue.claim("w2") is None, "a held job is not handed out twice"
     queue.heartbeat(job, "w1")
-    queue.succeed(job, "w1")
+    succeed(db, queue, job, "w1")
     assert state_of(db, sid) == "processed"
     assert queue.claim("w2") is None
 
@@ -112,8 +119,8 @@ def test_a_dead_workers_job_is_taken_over_and_the_old_worker_is_fenced_out(db: s
     with pytest.raises(LeaseLost, match="taken over"):
         queue.heartbeat(first, "dies")
     with pytest.raises(LeaseLost):
-        queue.succeed(first, "dies")
-    queue.succeed(second, "survivor")
+        succeed(db, queue, first, "dies")
+    succeed(db, queue, second, "survivor")
     assert state_of(db, sid) == "processed"
 
 
