@@ -30,11 +30,15 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleSession:
     return build_sample_session(tmp_path_factory.mktemp("process"), duration_s=36, seed=5)
 
 
-def test_processing_stores_segments_evidence_and_signals_and_reruns_replace(api: Api, sample: SampleSession) -> None:
-    _, key = api.tenant()
+def uploaded(api: Api, sample: SampleSession, exam_id: str) -> tuple[str, str]:
+    """The sample uploaded through the API by a new tenant: (tenant id, session id)."""
+    tenant_id, key = api.tenant()
     with api.client(key) as client:
-        uploaded = upload_session(client, webcam=sample.video_path, exam_id="exam-p", candidate_id="c")
-    sid = uploaded["id"]
+        return tenant_id, upload_session(client, webcam=sample.video_path, exam_id=exam_id, candidate_id="c")["id"]
+
+
+def test_processing_stores_segments_evidence_and_signals_and_reruns_replace(api: Api, sample: SampleSession) -> None:
+    _, sid = uploaded(api, sample, "exam-p")
     ctx = api.context
     fanout = LocalFanout(AnalysisConfig(), ctx.location)
     seen: list[tuple[int, int]] = []
@@ -68,10 +72,8 @@ def test_processing_stores_segments_evidence_and_signals_and_reruns_replace(api:
 
 def test_a_worker_that_lost_its_lease_cannot_publish_results(api: Api, sample: SampleSession) -> None:
     """A slow worker whose job was taken over finishes its analysis, but its results are refused and removed."""
-    _, key = api.tenant()
-    with api.client(key) as client:
-        uploaded = upload_session(client, webcam=sample.video_path, exam_id="exam-fence", candidate_id="c")
-    sid, ctx = uploaded["id"], api.context
+    _, sid = uploaded(api, sample, "exam-fence")
+    ctx = api.context
     queue = JobQueue(ctx.db)
     slow = queue.claim("slow", sid)
     assert slow is not None
@@ -104,10 +106,8 @@ def test_a_worker_that_lost_its_lease_cannot_publish_results(api: Api, sample: S
 def test_results_published_while_a_session_is_erased_are_refused(api: Api, sample: SampleSession) -> None:
     """A worker that publishes while DELETE is erasing the session's objects must not leave results behind:
     the erasure fails the job first, so the publication waits for it and then fails its lease check."""
-    tenant_id, key = api.tenant()
-    with api.client(key) as client:
-        uploaded = upload_session(client, webcam=sample.video_path, exam_id="exam-erase", candidate_id="c")
-    sid, ctx = uploaded["id"], api.context
+    tenant_id, sid = uploaded(api, sample, "exam-erase")
+    ctx = api.context
     queue = JobQueue(ctx.db)
     job = queue.claim("w", sid)
     assert job is not None
@@ -142,10 +142,8 @@ def test_results_published_while_a_session_is_erased_are_refused(api: Api, sampl
 def test_a_stale_run_that_cannot_be_deleted_does_not_fail_the_new_one(api: Api, sample: SampleSession) -> None:
     """Once the new results are published, deleting the previous run's objects is housekeeping: a storage
     error there is logged, and the run, already committed, stands (the next run deletes the leftovers)."""
-    _, key = api.tenant()
-    with api.client(key) as client:
-        uploaded = upload_session(client, webcam=sample.video_path, exam_id="exam-stale", candidate_id="c")
-    sid, ctx = uploaded["id"], api.context
+    _, sid = uploaded(api, sample, "exam-stale")
+    ctx = api.context
     fanout = LocalFanout(AnalysisConfig(), ctx.location)
     first = process_session(ctx.db, ctx.store, fanout, sid)
     erase_objects = ctx.store.delete_prefix
