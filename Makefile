@@ -29,4 +29,4 @@ browser:
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy ingest detectors pipelines models review_ui
+	$(VENV)/bin/mypy core storage ingest detectors pipelines review_ui api proctor models

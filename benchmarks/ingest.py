@@ -34,9 +34,9 @@ from minio import Minio
 
 from benchmarks.procstat import cpu_seconds, machine, peak_rss_mb
 from ingest.client import IngestClient, upload_session
-from ingest.embedded_s3 import EmbeddedS3
-from ingest.samples import write_filler_video
-from pipelines.local_server import free_port
+from proctor.local_server import free_port
+from proctor.samples import write_filler_video
+from storage.embedded_s3 import EmbeddedS3
 
 MB = 1_000_000
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -80,7 +80,7 @@ class ApiProcess:
         self.port = free_port()
         self.env = env | {"PROCTOR_API_PORT": str(self.port), "PROCTOR_LOG_LEVEL": "warning"}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipelines.cli", "serve"], env=self.env, stdout=subprocess.DEVNULL
+            [sys.executable, "-m", "proctor.cli", "serve"], env=self.env, stdout=subprocess.DEVNULL
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -164,7 +164,7 @@ def main() -> None:
                 "PROCTOR_DATABASE_URL": f"sqlite:///{work / 'data' / 'bench.db'}",
             }
             added = subprocess.run(
-                [sys.executable, "-m", "pipelines.cli", "tenants", "add", "bench-platform"],
+                [sys.executable, "-m", "proctor.cli", "tenants", "add", "bench-platform"],
                 env=env,
                 check=True,
                 capture_output=True,

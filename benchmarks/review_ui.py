@@ -29,14 +29,14 @@ import httpx
 from sqlalchemy import insert, select
 
 from benchmarks.procstat import machine
-from ingest.api import create_app
-from ingest.context import build_context
-from ingest.db import Exam, ExamSession, FlagSegment, Media, Tenant
-from ingest.embedded_s3 import EmbeddedS3
-from ingest.settings import Settings
-from pipelines.local_server import BackgroundServer
-from review_ui.accounts import Role, add_user, assign
-from review_ui.web import mount_review
+from core.context import build_context
+from core.settings import Settings
+from core.tables import Exam, ExamSession, FlagSegment, Media, Tenant
+from core.vocabulary import Role
+from proctor.local_server import BackgroundServer
+from proctor.wiring import server_app
+from review_ui.accounts import add_user, assign
+from storage.embedded_s3 import EmbeddedS3
 
 SESSIONS = 10_000
 FLAGS = 100_000
@@ -157,8 +157,7 @@ def main() -> None:
             db.commit()
         dialect = settings.resolved_database_url.split(":")[0]
         print(f"database: {SESSIONS} sessions, {FLAGS} flags in {time.perf_counter() - started:.1f} s ({dialect})")
-        app = create_app(context)
-        mount_review(app)
+        app = server_app(context)
         rows = []
         with BackgroundServer(app) as url:
             reviewer_client, admin_client = sign_in(url, "bench-reviewer"), sign_in(url, "bench-admin")

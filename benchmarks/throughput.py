@@ -3,7 +3,7 @@
 Run from the repository root with no arguments: ``python -m benchmarks.throughput`` (about 10 minutes
 on 2 cores, plus a few minutes the first time to encode the clips). The input is built here and cached
 in the temp folder: a 10-minute 640x480 30 fps H.264 (libx264, crf 23, keyframe every 2 s) recording of
-real faces (``ingest.samples``: skimage astronaut, matplotlib grace_hopper and friends, with the camera's
+real faces (``proctor.samples``: skimage astronaut, matplotlib grace_hopper and friends, with the camera's
 drift and hand-held jitter so the encoder has real work), and a WebM (VP8) copy of the same frames.
 
 Rows (rtf = seconds of video per wall-clock second; "per core" divides by the cores the row uses):
@@ -52,17 +52,17 @@ import cv2
 
 from benchmarks.procstat import cpu_seconds, machine, peak_rss_mb
 from detectors import DetectorConfigs, FacePresenceConfig, GazeConfig
-from ingest.embedded_s3 import EmbeddedS3
-from ingest.object_store import ObjectStore, S3Location
-from ingest.samples import build_sample_session
 from pipelines.analysis import AnalysisConfig
 from pipelines.decode import DecodeOptions, decode_chunk, plan_chunks
 from pipelines.fanout import RayFanout, RayOptions
+from proctor.samples import build_sample_session
+from storage.embedded_s3 import EmbeddedS3
+from storage.object_store import ObjectStore, S3Location
 
 ROOT = Path(__file__).resolve().parent.parent
 DURATION_S = 600
 FPS = 30
-KEYFRAME_MS = 2000  # ingest.samples encodes a keyframe every 2 s
+KEYFRAME_MS = 2000  # proctor.samples encodes a keyframe every 2 s
 NAIVE_S = 60
 CHUNK_MS = 30_000
 ROUNDS = 3

@@ -22,7 +22,7 @@ import itertools
 import logging
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
@@ -35,6 +35,8 @@ from av.stream import Disposition, Stream
 from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
+
+from core.probes import VideoProbe
 
 log = logging.getLogger(__name__)
 
@@ -77,30 +79,6 @@ class ProbeLimits:
             raise ValueError(f"max_duration_s must be positive, got {self.max_duration_s}")
         if not self.supported_codecs:
             raise ValueError("supported_codecs is empty: no video could ever be accepted")
-
-
-@dataclass(frozen=True)
-class VideoProbe:
-    """What the pipeline needs to know about an accepted recording.
-
-    `duration_s` and `frame_rate` come from the packets, not the header. `width` and `height` are the
-    stored size; `rotation_deg` is the clockwise turn a player applies for display (90 for a phone held
-    upright, like the legacy `rotate` tag). `keyframe_interval_s` is the median keyframe spacing, None
-    when the file has a single keyframe; the pipeline cuts chunks near keyframes.
-    """
-
-    container: str
-    codec: str
-    duration_s: float
-    frame_rate: float
-    width: int
-    height: int
-    rotation_deg: int
-    has_audio: bool
-    keyframe_interval_s: float | None
-
-    def to_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 class MediaRejected(Exception):

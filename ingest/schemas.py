@@ -1,4 +1,4 @@
-"""Request and response bodies of the `/v1` ingest API (what the OpenAPI spec shows platforms)."""
+"""Request and response bodies of the upload protocol (what the `/v1` OpenAPI spec shows platforms)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ingest.keys import InvalidIdentifier, safe_identifier
+from core.probes import VideoProbe
+from core.vocabulary import MediaKind, MediaState
+from storage.keys import InvalidIdentifier, safe_identifier
 
-MediaKind = Literal["webcam", "screen", "events"]
 VIDEO_CONTENT_TYPES = frozenset({"video/mp4", "video/webm", "video/x-matroska", "video/quicktime"})
 EVENT_LOG_CONTENT_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/json-lines"})
 
@@ -34,7 +35,7 @@ class MediaDeclaration(BaseModel):
 
     @model_validator(mode="after")
     def _content_type_fits_kind(self) -> MediaDeclaration:
-        allowed = EVENT_LOG_CONTENT_TYPES if self.kind == "events" else VIDEO_CONTENT_TYPES
+        allowed = EVENT_LOG_CONTENT_TYPES if self.kind == MediaKind.EVENTS else VIDEO_CONTENT_TYPES
         if self.content_type not in allowed:
             raise ValueError(f"{self.kind} needs content_type in {sorted(allowed)}, got {self.content_type!r}")
         return self
@@ -59,32 +60,20 @@ class SessionCreate(BaseModel):
         kinds = [m.kind for m in self.media]
         if len(set(kinds)) != len(kinds):
             raise ValueError(f"each media kind may appear once, got {kinds}")
-        if "webcam" not in kinds:
+        if MediaKind.WEBCAM not in kinds:
             raise ValueError("a session needs its webcam recording: add a media entry with kind 'webcam'")
         return self
 
 
-class ProbeOut(BaseModel):
-    container: str
-    codec: str
-    duration_s: float
-    frame_rate: float
-    width: int
-    height: int
-    rotation_deg: int
-    has_audio: bool
-    keyframe_interval_s: float | None
-
-
 class MediaOut(BaseModel):
     kind: MediaKind
-    state: Literal["pending", "verifying", "complete", "rejected"]
+    state: MediaState
     size_bytes: int
     sha256: str
     content_type: str
     part_size: int
     part_count: int
-    probe: ProbeOut | None = None
+    probe: VideoProbe | None = None
     events_count: int | None = None
 
 

@@ -18,10 +18,11 @@ from typing import BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
+from core.vocabulary import FlagKind
 from detectors import AwayConfig, DetectorConfigs, FrameBatch, Signals, build_detectors, looking_away_score
 from models import load_manifest
 from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks
-from pipelines.segments import ExamPolicy, FlagKind, Segment, risk_score, segment_all
+from pipelines.segments import ExamPolicy, Segment, risk_score, segment_all
 
 log = logging.getLogger(__name__)
 

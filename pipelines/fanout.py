@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from detectors import Signals
-from ingest.object_store import ObjectStore, S3Location
 from pipelines.analysis import AnalysisConfig, ChunkAnalyzer
 from pipelines.decode import Chunk, DecodeError
+from storage.object_store import ObjectStore, S3Location
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,19 @@ class LocalFanout:
         return _in_order(results, chunks)
 
 
+def resolve_device(requested: Literal["cpu", "cuda", "auto"], cluster_gpus: float) -> Literal["cpu", "cuda"]:
+    """The device the actors run on. `auto` means CUDA exactly when the Ray cluster has GPUs to reserve, so
+    ONNX Runtime never runs on a GPU that Ray did not give the actor (and that others may be using)."""
+    if requested == "auto":
+        return "cuda" if cluster_gpus > 0 else "cpu"
+    return requested
+
+
 @dataclass(frozen=True)
 class RayOptions:
     address: str | None = None  # None: start a local Ray; "auto" or "ray://head:10001": join a cluster
     workers: int = 2
-    device: Literal["cpu", "cuda"] = "cpu"
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
     gpu_per_worker: float = 0.25  # with device="cuda", workers share a GPU in these fractions
     max_retries: int = 2
 
@@ -118,8 +126,14 @@ class RayFanout:
                 ray.init(include_dashboard=False, log_to_driver=False)  # a local cluster for this process
             else:
                 ray.init(address=options.address)  # "auto", a GCS address on a node, or ray://head:10001
+        cluster: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        device = resolve_device(options.device, float(cluster.get("GPU", 0)))
+        # The detectors run where Ray reserved: a CPU actor must not pick up a GPU through `auto`.
+        config = replace(
+            config, detectors=replace(config.detectors, runtime=replace(config.detectors.runtime, device=device))
+        )
         resources: dict[str, Any] = {"num_cpus": 1}
-        if options.device == "cuda":
+        if device == "cuda":
             resources["num_gpus"] = options.gpu_per_worker
         # Each actor holds one CPU; OpenCV would otherwise start a thread per core in every actor, and the
         # actors would fight over the cores (ONNX Runtime is held to one thread by RuntimeConfig).
@@ -130,7 +144,7 @@ class RayFanout:
         self._ray = ray
         self._actors: list[Any] = [actor.remote(config, location) for _ in range(options.workers)]
         self._versions: dict[str, str] = dict(ray.get(self._actors[0].versions.remote()))
-        log.info("ray fan-out ready", extra={"workers": options.workers, "device": options.device})
+        log.info("ray fan-out ready", extra={"workers": options.workers, "device": device})
 
     def versions(self) -> dict[str, str]:
         return dict(self._versions)

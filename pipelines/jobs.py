@@ -20,8 +20,11 @@ from typing import Any
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ingest.db import ExamSession, Job, utcnow
-from ingest.states import SessionState
+from core.db import utcnow
+from core.jobs import queue_job
+from core.states import SessionState
+from core.tables import ExamSession, Job
+from core.vocabulary import JobKind, JobState
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +62,13 @@ class JobQueue:
         self._db = db
         self.policy = policy or QueuePolicy()
 
-    def enqueue(self, session_id: str, kind: str = "process") -> str:
+    def enqueue(self, session_id: str, kind: JobKind = JobKind.PROCESS) -> str:
         """Queue a job for a session (re-runs included) and move the session to `queued`."""
         with self._db() as db:
             session = db.get(ExamSession, session_id)
             if session is None:
                 raise ValueError(f"no session {session_id!r} to enqueue")
-            db.add(session.move_to(SessionState.QUEUED))
-            job = Job(session_id=session_id, kind=kind, max_attempts=self.policy.max_attempts)
-            db.add(job)
+            job = queue_job(db, session, max_attempts=self.policy.max_attempts, kind=kind)
             db.commit()
             return job.id
 
@@ -83,8 +84,8 @@ class JobQueue:
                     select(Job.id)
                     .where(
                         or_(
-                            (Job.state == "queued") & (Job.run_after <= now),
-                            (Job.state == "running") & (Job.lease_expires_at < now),
+                            (Job.state == JobState.QUEUED.value) & (Job.run_after <= now),
+                            (Job.state == JobState.RUNNING.value) & (Job.lease_expires_at < now),
                         )
                     )
                     .order_by(Job.run_after, Job.created_at)
@@ -111,12 +112,12 @@ class JobQueue:
             .where(
                 Job.id == job_id,
                 or_(
-                    (Job.state == "queued") & (Job.run_after <= now),
-                    (Job.state == "running") & (Job.lease_expires_at < now),
+                    (Job.state == JobState.QUEUED.value) & (Job.run_after <= now),
+                    (Job.state == JobState.RUNNING.value) & (Job.lease_expires_at < now),
                 ),
             )
             .values(
-                state="running",
+                state=JobState.RUNNING.value,
                 lease_owner=worker_id,
                 lease_expires_at=lease_until,
                 attempts=Job.attempts + 1,
@@ -131,7 +132,7 @@ class JobQueue:
         session = db.get(ExamSession, job.session_id)
         if job.attempts > job.max_attempts:
             # Taken over from workers that kept dying: give up rather than loop forever.
-            job.state, job.lease_owner = "failed", None
+            job.state, job.lease_owner = JobState.FAILED.value, None
             job.last_error = f"gave up after {job.max_attempts} attempts; last: {job.last_error or 'worker lost'}"
             if session is not None and session.state == SessionState.PROCESSING:
                 db.add(session.move_to(SessionState.FAILED, code="processing_failed", reason=job.last_error))
@@ -179,7 +180,7 @@ class JobQueue:
         caller commits (a takeover waits for it), and on SQLite the transaction holds the write lock. Once
         committed, the job is no longer `running`, so no later claim can take it over.
         """
-        self._owned_update(db, job, worker_id, state="done", lease_owner=None, updated_at=utcnow())
+        self._owned_update(db, job, worker_id, state=JobState.DONE.value, lease_owner=None, updated_at=utcnow())
         session = db.get(ExamSession, job.session_id)
         if session is not None and session.state == SessionState.PROCESSING:
             db.add(session.move_to(SessionState.PROCESSED))
@@ -192,9 +193,9 @@ class JobQueue:
             retry = retryable and job.attempt < row.max_attempts
             values: dict[str, Any] = {"last_error": reason[:4000], "lease_owner": None, "updated_at": utcnow()}
             if retry:
-                values |= {"state": "queued", "run_after": utcnow() + self.policy.backoff(job.attempt)}
+                values |= {"state": JobState.QUEUED.value, "run_after": utcnow() + self.policy.backoff(job.attempt)}
             else:
-                values |= {"state": "failed"}
+                values |= {"state": JobState.FAILED.value}
             self._owned_update(db, job, worker_id, **values)
             session = db.get(ExamSession, job.session_id)
             if session is not None and session.state == SessionState.PROCESSING:
@@ -215,7 +216,9 @@ class JobQueue:
 
     def _owned_update(self, db: Session, job: ClaimedJob, worker_id: str, **values: Any) -> None:
         result: Any = db.execute(
-            update(Job).where(Job.id == job.id, Job.lease_owner == worker_id, Job.state == "running").values(**values)
+            update(Job)
+            .where(Job.id == job.id, Job.lease_owner == worker_id, Job.state == JobState.RUNNING.value)
+            .values(**values)
         )
         if result.rowcount != 1:
             db.rollback()

@@ -25,14 +25,16 @@ import numpy as np
 from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.db import new_id, utcnow
+from core.tables import ExamSession, FlagSegment
+from core.vocabulary import FlagSource, MediaKind, MediaState, ReviewPriority
 from detectors import AwayConfig, Signals
-from ingest.db import ExamSession, FlagSegment, new_id, utcnow
-from ingest.keys import SessionPrefix
-from ingest.object_store import ObjectStore
 from pipelines.analysis import PIPELINE_VERSION, segment_session
 from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks
 from pipelines.fanout import Fanout
 from pipelines.segments import ExamPolicy, Segment
+from storage.keys import SessionPrefix
+from storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +48,15 @@ class ProcessOutcome:
     session_id: str
     segments: list[Segment]
     risk: float
-    priority: str
+    priority: ReviewPriority
     results_prefix: str
 
 
-def review_priority(risk: float) -> str:
+def review_priority(risk: float) -> ReviewPriority:
     """Buckets for the review queue: reviewers see `high` first; the risk orders within a bucket."""
-    return "high" if risk >= 0.6 else "medium" if risk >= 0.25 else "low"
+    if risk >= 0.6:
+        return ReviewPriority.HIGH
+    return ReviewPriority.MEDIUM if risk >= 0.25 else ReviewPriority.LOW
 
 
 def process_session(
@@ -74,12 +78,13 @@ def process_session(
         session = s.get(ExamSession, session_id)
         if session is None:
             raise NotProcessable(f"no session {session_id!r}")
-        webcam = next((m for m in session.media if m.kind == "webcam" and m.state == "complete"), None)
-        if webcam is None or not webcam.probe:
+        webcam = next((m for m in session.media if m.kind == MediaKind.WEBCAM and m.state == MediaState.COMPLETE), None)
+        probe = webcam.video_probe if webcam is not None else None
+        if webcam is None or probe is None:
             raise NotProcessable(f"session {session_id} has no validated webcam recording (state {session.state})")
         key = webcam.object_key
-        duration_ms = round(float(webcam.probe["duration_s"]) * 1000)
-        keyframes = webcam.probe.get("keyframe_interval_s")
+        duration_ms = round(probe.duration_s * 1000)
+        keyframes = probe.keyframe_interval_s
         policy = ExamPolicy.from_json(session.exam.policy)
         prefix = SessionPrefix(session.tenant.slug, session.exam.external_id, session.id)
         chunks = plan_chunks(duration_ms, round(keyframes * 1000) if keyframes else None, chunk_target_ms)
@@ -119,7 +124,7 @@ def process_session(
     )
     priority = review_priority(risk)
     try:
-        _publish(db, session_id, segments, evidence, versions, risk, priority, results, len(chunks), on_publish)
+        publish_results(db, session_id, segments, evidence, versions, risk, priority, results, len(chunks), on_publish)
     except BaseException:
         try:
             store.delete_prefix(results)  # nothing references this run: leave nothing behind
@@ -142,14 +147,14 @@ def process_session(
     return ProcessOutcome(session_id, segments, risk, priority, results)
 
 
-def _publish(
+def publish_results(
     db: sessionmaker[Session],
     session_id: str,
     segments: list[Segment],
     evidence: list[list[str]],
     versions: dict[str, str],
     risk: float,
-    priority: str,
+    priority: ReviewPriority,
     results: str,
     chunk_count: int,
     on_publish: Callable[[Session], None] | None,
@@ -159,7 +164,11 @@ def _publish(
         if on_publish is not None:
             on_publish(s)  # first, so on PostgreSQL the job row stays locked until this commits
         # Flags a reviewer added are theirs, not the detectors': re-processing replaces only detector flags.
-        s.execute(delete(FlagSegment).where(FlagSegment.session_id == session_id, FlagSegment.source == "detector"))
+        s.execute(
+            delete(FlagSegment).where(
+                FlagSegment.session_id == session_id, FlagSegment.source == FlagSource.DETECTOR.value
+            )
+        )
         s.add_all(
             FlagSegment(
                 session_id=session_id,
@@ -176,7 +185,7 @@ def _publish(
         )
         row = s.get(ExamSession, session_id)
         assert row is not None
-        row.risk_score, row.review_priority, row.results_prefix = risk, priority, results
+        row.risk_score, row.review_priority, row.results_prefix = risk, priority.value, results
         row.pipeline_version, row.processed_at, row.chunks_done = PIPELINE_VERSION, utcnow(), chunk_count
         s.commit()
 

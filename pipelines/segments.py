@@ -16,18 +16,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-
-class FlagKind(StrEnum):
-    NO_FACE = "no_face"
-    MULTIPLE_FACES = "multiple_faces"
-    LOOKING_AWAY = "looking_away"
-    CAMERA_BLOCKED = "camera_blocked"
+from core.vocabulary import FlagKind
 
 
 @dataclass(frozen=True)

@@ -12,39 +12,42 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from detectors import DetectorConfigs, RuntimeConfig
-from ingest.context import IngestContext
-from ingest.settings import Settings
-from pipelines.analysis import AnalysisConfig
-from pipelines.decode import DecodeError, DecodeOptions
+from sqlalchemy.orm import Session, sessionmaker
+
+from pipelines.decode import DecodeError
 from pipelines.fanout import ChunkFailed, Fanout
-from pipelines.jobs import JobQueue, LeaseLost, QueuePolicy
+from pipelines.jobs import JobQueue, LeaseLost
 from pipelines.process import NotProcessable, process_session
+from storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
 
 
-def analysis_config(settings: Settings) -> AnalysisConfig:
-    return AnalysisConfig(
-        decode=DecodeOptions(sample_fps=settings.sample_fps),
-        detectors=DetectorConfigs(runtime=RuntimeConfig(device=settings.device)),
-        chunk_target_ms=round(settings.chunk_s * 1000),
-    )
+def this_process() -> str:
+    """A lease owner id for the calling process: host and pid, so forked workers never share one."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def job_queue(context: IngestContext) -> JobQueue:
-    s = context.settings
-    return JobQueue(context.db, QueuePolicy(lease_s=s.job_lease_s, max_attempts=s.job_max_attempts))
+@dataclass(frozen=True)
+class WorkerConfig:
+    chunk_target_ms: int = 30_000
+    poll_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.chunk_target_ms < 1 or self.poll_s <= 0:
+            raise ValueError(f"WorkerConfig: need chunk_target_ms >= 1 and poll_s > 0, got {self}")
 
 
 @dataclass
 class Worker:
-    context: IngestContext
+    db: sessionmaker[Session]
+    store: ObjectStore
     fanout: Fanout
     queue: JobQueue
-    worker_id: str = f"{socket.gethostname()}-{os.getpid()}"
+    config: WorkerConfig = field(default_factory=WorkerConfig)
+    worker_id: str = field(default_factory=this_process)  # computed per Worker, in the process that runs it
 
     def run_one(self, session_id: str | None = None, on_progress: Callable[[int, int], None] | None = None) -> bool:
         """Claim and process one job (of `session_id`, if given); False when there was none."""
@@ -59,11 +62,11 @@ class Worker:
                 # The job is marked done in the transaction that publishes the results (after the lease check),
                 # so results and job state never disagree, whatever happens to this process afterwards.
                 process_session(
-                    self.context.db,
-                    self.context.store,
+                    self.db,
+                    self.store,
                     self.fanout,
                     job.session_id,
-                    chunk_target_ms=round(self.context.settings.chunk_s * 1000),
+                    chunk_target_ms=self.config.chunk_target_ms,
                     on_progress=on_progress,
                     on_publish=lambda db: self.queue.complete(db, job, self.worker_id),
                 )
@@ -95,4 +98,4 @@ class Worker:
                 log.exception("worker loop failed; retrying", extra={"worker": self.worker_id})
                 ran = False
             if not ran:
-                stop.wait(self.context.settings.worker_poll_s)
+                stop.wait(self.config.poll_s)

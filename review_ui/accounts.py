@@ -11,23 +11,17 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import ColumnElement, delete, false, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from ingest.db import Exam, ExamSession, Tenant, User, UserScope, WebSession
-from ingest.keys import safe_identifier
+from core.tables import Exam, ExamSession, Tenant, User, UserScope, WebSession
+from core.vocabulary import Role
+from storage.keys import safe_identifier
 
 MIN_PASSWORD_CHARS = 12
-
-
-class Role(StrEnum):
-    REVIEWER = "reviewer"
-    OFFICER = "officer"  # integrity officer: audits and reports, and may review
-    ADMIN = "admin"
 
 
 class AccountError(ValueError):

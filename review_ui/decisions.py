@@ -13,34 +13,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
+from typing import Literal
 
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
-from ingest import audit
-from ingest.db import ExamSession, FlagDecision, FlagSegment, SessionReview, Tenant, User
-from ingest.states import SessionState
-from pipelines.segments import FlagKind
-from review_ui.results import FINAL, review_result
+from core import audit
+from core.states import SessionState
+from core.tables import ExamSession, FlagDecision, FlagSegment, SessionReview, Tenant, User
+from core.vocabulary import Decision, FlagKind, FlagSource, Outcome, ReviewStatus
+from review_ui.results import review_result
 from review_ui.webhooks import enqueue
 
-AWAITING_SECOND = "awaiting_second"
 REVIEWABLE = (SessionState.PROCESSED.value, SessionState.IN_REVIEW.value)
-
-
-class Outcome(StrEnum):
-    """edX's proctoring review vocabulary."""
-
-    CLEAN = "Clean"
-    SUSPICIOUS = "Suspicious"
-    RULES_VIOLATION = "Rules Violation"
-    NOT_REVIEWED = "Not Reviewed"  # technical failure: the recording could not be reviewed
-
-
-class Decision(StrEnum):
-    CONFIRMED = "confirmed"
-    DISMISSED = "dismissed"
 
 
 class ReviewRefused(Exception):
@@ -163,7 +148,7 @@ def add_flag(
         evidence_keys=[],
         detector_versions={},
         pipeline_version=session.pipeline_version or "",
-        source="reviewer",
+        source=FlagSource.REVIEWER.value,
         created_by=actor.user.id,
     )
     db.add(segment)
@@ -195,23 +180,25 @@ def add_flag(
     return segment
 
 
-def set_outcome(db: Session, session: ExamSession, outcome: Outcome, note: str, actor: Actor, now: datetime) -> str:
+def set_outcome(
+    db: Session, session: ExamSession, outcome: Outcome, note: str, actor: Actor, now: datetime
+) -> ReviewStatus:
     """Record the outcome; returns the review status (`final`, or `awaiting_second` for a Rules Violation)."""
     _require_claim(session, actor, now)
     _require_open(db, session)
     note = note.strip()
     if outcome is not Outcome.CLEAN and not note:
         raise ReviewRefused(422, f"a note is required for {outcome.value}: say what you saw")
-    status = AWAITING_SECOND if outcome is Outcome.RULES_VIOLATION else FINAL
+    status = ReviewStatus.AWAITING_SECOND if outcome is Outcome.RULES_VIOLATION else ReviewStatus.FINAL
     db.add(
         SessionReview(
             session_id=session.id,
             outcome=outcome.value,
             note=note,
-            status=status,
+            status=status.value,
             reviewer_id=actor.user.id,
             decided_at=now,
-            finalised_at=now if status == FINAL else None,
+            finalised_at=now if status is ReviewStatus.FINAL else None,
         )
     )
     session.claimed_by, session.claim_expires_at = None, None
@@ -224,19 +211,21 @@ def set_outcome(db: Session, session: ExamSession, outcome: Outcome, note: str, 
         session_id=session.id,
         ip=actor.ip,
         outcome=outcome.value,
-        status=status,
+        status=status.value,
         note=note,
     )
-    if status == FINAL:
+    if status is ReviewStatus.FINAL:
         _finalise(db, session, now)
     return status
 
 
-def second_review(db: Session, session: ExamSession, confirm: bool, note: str, actor: Actor, now: datetime) -> str:
+def second_review(
+    db: Session, session: ExamSession, confirm: bool, note: str, actor: Actor, now: datetime
+) -> ReviewStatus | Literal["returned"]:
     """A second, different reviewer confirms a Rules Violation (final) or returns it for a new decision."""
     _require_claim(session, actor, now)
     review = db.get(SessionReview, session.id)
-    if review is None or review.status != AWAITING_SECOND:
+    if review is None or review.status != ReviewStatus.AWAITING_SECOND:
         raise ReviewRefused(409, "this session has no Rules Violation awaiting a second review")
     if review.reviewer_id == actor.user.id:
         raise ReviewRefused(403, "the second review must be done by a different reviewer (four eyes)")
@@ -259,9 +248,10 @@ def second_review(db: Session, session: ExamSession, confirm: bool, note: str, a
     if not confirm:
         db.delete(review)  # back to an open review; the audit trail keeps both opinions
         return "returned"
-    review.status, review.second_reviewer_id, review.second_note, review.finalised_at = FINAL, actor.user.id, note, now
+    review.status, review.second_reviewer_id, review.second_note = ReviewStatus.FINAL.value, actor.user.id, note
+    review.finalised_at = now
     _finalise(db, session, now)
-    return FINAL
+    return ReviewStatus.FINAL
 
 
 def _finalise(db: Session, session: ExamSession, now: datetime) -> None:
@@ -270,5 +260,6 @@ def _finalise(db: Session, session: ExamSession, now: datetime) -> None:
     db.flush()
     tenant = db.get(Tenant, session.tenant_id)
     if tenant is not None:
-        body = json.dumps({"event": "review.final", "review": review_result(db, session)}, sort_keys=True)
+        result = review_result(db, session).model_dump(mode="json")
+        body = json.dumps({"event": "review.final", "review": result}, sort_keys=True)
         enqueue(db, tenant, session.id, "review.final", body, now)

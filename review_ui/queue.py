@@ -14,8 +14,9 @@ from enum import StrEnum
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from ingest.db import Exam, ExamSession, FlagSegment, Media, SessionReview, User
-from ingest.states import SessionState
+from core.states import SessionState
+from core.tables import Exam, ExamSession, FlagSegment, Media, SessionReview, User
+from core.vocabulary import MediaState, ReviewStatus
 from review_ui.accounts import Scope
 from review_ui.results import flags_with_decisions
 
@@ -25,7 +26,7 @@ PAGE_SIZE = 50
 class QueueStatus(StrEnum):
     TO_REVIEW = "to_review"  # processed, or in review with no live claim of another reviewer's
     IN_REVIEW = "in_review"  # claimed right now
-    AWAITING_SECOND = "awaiting_second"  # a Rules Violation waiting for a second reviewer
+    AWAITING_SECOND = ReviewStatus.AWAITING_SECOND.value  # a Rules Violation waiting for a second reviewer
     REVIEWED = "reviewed"
 
 
@@ -65,7 +66,9 @@ class QueuePage:
 
 def _status_clause(status: QueueStatus, now: datetime) -> ColumnElement[bool]:
     live_claim = and_(ExamSession.claimed_by.is_not(None), ExamSession.claim_expires_at > now)
-    awaiting = exists().where(SessionReview.session_id == ExamSession.id, SessionReview.status == "awaiting_second")
+    awaiting = exists().where(
+        SessionReview.session_id == ExamSession.id, SessionReview.status == ReviewStatus.AWAITING_SECOND.value
+    )
     in_review = ExamSession.state == SessionState.IN_REVIEW.value
     if status is QueueStatus.TO_REVIEW:
         return or_(ExamSession.state == SessionState.PROCESSED.value, and_(in_review, ~live_claim, ~awaiting))
@@ -206,7 +209,7 @@ def session_view(db: Session, session: ExamSession, now: datetime) -> SessionVie
         session=session,
         exam=exam.external_id if exam else session.exam_id,
         flags=flags,
-        media={m.kind: m for m in session.media if m.state == "complete"},
+        media={m.kind: m for m in session.media if m.state == MediaState.COMPLETE},
         review=review,
         claimed_by=names.get(live) if live else None,
         reviewer=names.get(review.reviewer_id) if review and review.reviewer_id else None,

@@ -17,13 +17,13 @@ from datetime import datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
-from ingest.db import Exam, ExamSession, FlagDecision, FlagSegment, SessionReview, Tenant, User
-from ingest.states import SessionState
-from pipelines.segments import FlagKind
+from core.states import SessionState
+from core.tables import Exam, ExamSession, FlagDecision, FlagSegment, SessionReview, Tenant, User
+from core.vocabulary import Decision, FlagKind, FlagSource, Outcome, ReviewStatus
 from review_ui.accounts import Scope
 
-DETECTOR = "detector"
-AWAITING_SECOND = "awaiting second review"
+AWAITING_SECOND_REVIEW = "awaiting second review"
+"""What a report shows as the outcome of a Rules Violation that a second reviewer has not yet confirmed."""
 NOT_YET_REVIEWED = "not yet reviewed"
 
 
@@ -64,7 +64,7 @@ class SessionLine:
     dismissed: int
     reviewer_added: int
     outcome: str
-    """The final outcome, ``AWAITING_SECOND`` for a Rules Violation not yet confirmed, or ``NOT_YET_REVIEWED``."""
+    """Final outcome, ``AWAITING_SECOND_REVIEW`` for a Rules Violation not confirmed yet, or ``NOT_YET_REVIEWED``."""
     reviewer: str | None
     second_reviewer: str | None
     decided_at: datetime | None
@@ -114,9 +114,14 @@ def exam_summaries(db: Session, scope: Scope) -> list[ExamSummary]:
         select(
             ExamSession.exam_id,
             func.count().label("sessions"),
-            func.count(SessionReview.session_id).filter(SessionReview.status == "final").label("reviewed"),
             func.count(SessionReview.session_id)
-            .filter(SessionReview.status == "final", SessionReview.outcome == "Rules Violation")
+            .filter(SessionReview.status == ReviewStatus.FINAL.value)
+            .label("reviewed"),
+            func.count(SessionReview.session_id)
+            .filter(
+                SessionReview.status == ReviewStatus.FINAL.value,
+                SessionReview.outcome == Outcome.RULES_VIOLATION.value,
+            )
             .label("violations"),
         )
         .outerjoin(SessionReview, SessionReview.session_id == ExamSession.id)
@@ -150,11 +155,15 @@ def exam_report(db: Session, scope: Scope, exam_id: str, *, max_sessions: int | 
     }
 
     # What reviewers made of the flags, counted the same way per kind (the exam's tallies) and per session.
-    detector = FlagSegment.source == DETECTOR
+    detector = FlagSegment.source == FlagSource.DETECTOR.value
     flag_counts = (
         func.count().filter(detector).label("flags"),
-        func.count(FlagDecision.segment_id).filter(detector, FlagDecision.decision == "confirmed").label("confirmed"),
-        func.count(FlagDecision.segment_id).filter(detector, FlagDecision.decision == "dismissed").label("dismissed"),
+        func.count(FlagDecision.segment_id)
+        .filter(detector, FlagDecision.decision == Decision.CONFIRMED.value)
+        .label("confirmed"),
+        func.count(FlagDecision.segment_id)
+        .filter(detector, FlagDecision.decision == Decision.DISMISSED.value)
+        .label("dismissed"),
         func.count().filter(~detector).label("added"),
     )
 
@@ -211,7 +220,7 @@ def exam_report(db: Session, scope: Scope, exam_id: str, *, max_sessions: int | 
             outcome=_outcome(review),
             reviewer=reviewer,
             second_reviewer=second_reviewer,
-            decided_at=review.finalised_at if review is not None and review.status == "final" else None,
+            decided_at=review.finalised_at if review is not None and review.status == ReviewStatus.FINAL else None,
         )
         for s, review, reviewer, second_reviewer, flags, confirmed, dismissed, added in db.execute(stmt)
     ]
@@ -222,7 +231,7 @@ def exam_report(db: Session, scope: Scope, exam_id: str, *, max_sessions: int | 
         .where(in_exam, live)
         .group_by(SessionReview.outcome, SessionReview.status)
     ):
-        key = outcome if status == "final" else AWAITING_SECOND
+        key = outcome if status == ReviewStatus.FINAL else AWAITING_SECOND_REVIEW
         outcomes[key] = outcomes.get(key, 0) + n
     outcomes[NOT_YET_REVIEWED] = _live(states) - sum(outcomes.values())
     return ExamReport(exam.id, exam.external_id, exam.title, slug, exam.tenant_id, states, outcomes, kinds, lines)
@@ -235,7 +244,7 @@ def _live(states: dict[str, int]) -> int:
 def _outcome(review: SessionReview | None) -> str:
     if review is None:
         return NOT_YET_REVIEWED
-    return review.outcome if review.status == "final" else AWAITING_SECOND
+    return review.outcome if review.status == ReviewStatus.FINAL else AWAITING_SECOND_REVIEW
 
 
 CSV_COLUMNS = (

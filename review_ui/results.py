@@ -1,20 +1,62 @@
 """What a platform learns of a review: the outcome, the per-flag decisions and the reviewers' comments.
 
-One JSON shape, used by `GET /v1/sessions/{id}/review` and by the signed webhook, so a platform parses
-one thing. Reviewers appear by an opaque id, not by name: the platform needs who-decided for appeals,
-not our staff list.
+One typed shape, used by `GET /v1/sessions/{id}/review` (with evidence URLs added) and by the signed
+webhook, so a platform parses one thing and the OpenAPI document describes it. Reviewers appear by an
+opaque id, not by name: the platform needs who-decided for appeals, not our staff list.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Literal
 
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ingest.db import ExamSession, FlagDecision, FlagSegment, SessionReview
+from core.tables import ExamSession, FlagDecision, FlagSegment, SessionReview
+from core.vocabulary import Decision, FlagKind, FlagSource, Outcome, ReviewStatus
 
-FINAL = "final"
+
+class FlagResult(BaseModel):
+    id: str
+    kind: FlagKind
+    start_s: float
+    end_s: float
+    source: FlagSource
+    score: float
+    decision: Decision | None = Field(description="None while undecided")
+    note: str | None
+
+
+class Comment(BaseModel):
+    by: str | None = Field(description="the reviewer's opaque id")
+    role: Literal["reviewer", "second_reviewer"]
+    text: str
+
+
+class ReviewResult(BaseModel):
+    session_id: str
+    attempt_id: str
+    candidate_id: str
+    state: str
+    review_status: ReviewStatus
+    final: bool = Field(description="true once the outcome is final; until then `outcome` is null")
+    outcome: Outcome | None
+    decided_at: datetime | None
+    risk_score: float | None
+    flags: list[FlagResult]
+    comments: list[Comment]
+
+
+class FlagWithEvidence(FlagResult):
+    evidence_urls: list[str] = Field(description="presigned URLs of the evidence frames; they expire")
+
+
+class PlatformReview(ReviewResult):
+    """The review as `GET /v1/sessions/{id}/review` returns it: each flag with its evidence frames."""
+
+    flags: list[FlagWithEvidence]  # type: ignore[assignment]
 
 
 def flags_with_decisions(db: Session, session_id: str) -> list[tuple[FlagSegment, FlagDecision | None]]:
@@ -28,37 +70,37 @@ def flags_with_decisions(db: Session, session_id: str) -> list[tuple[FlagSegment
     return [(seg, decision) for seg, decision in rows]
 
 
-def review_result(db: Session, session: ExamSession) -> dict[str, Any]:
+def review_result(db: Session, session: ExamSession) -> ReviewResult:
     review = db.get(SessionReview, session.id)
     rows = flags_with_decisions(db, session.id)
-    final = review is not None and review.status == FINAL
+    final = review is not None and review.status == ReviewStatus.FINAL
     comments = []
     if review is not None:
-        comments.append({"by": review.reviewer_id, "role": "reviewer", "text": review.note})
+        comments.append(Comment(by=review.reviewer_id, role="reviewer", text=review.note))
         if review.second_note is not None:
-            comments.append({"by": review.second_reviewer_id, "role": "second_reviewer", "text": review.second_note})
-    return {
-        "session_id": session.id,
-        "attempt_id": session.attempt_id,
-        "candidate_id": session.candidate_id,
-        "state": session.state,
-        "review_status": review.status if review else "not_started",
-        "final": final,
-        "outcome": review.outcome if final and review else None,
-        "decided_at": review.finalised_at.isoformat() if final and review and review.finalised_at else None,
-        "risk_score": session.risk_score,
-        "flags": [
-            {
-                "id": seg.id,
-                "kind": seg.kind,
-                "start_s": seg.start_ms / 1000,
-                "end_s": seg.end_ms / 1000,
-                "source": seg.source,
-                "score": seg.score,
-                "decision": decision.decision if decision else None,
-                "note": decision.note if decision else None,
-            }
+            comments.append(Comment(by=review.second_reviewer_id, role="second_reviewer", text=review.second_note))
+    return ReviewResult(
+        session_id=session.id,
+        attempt_id=session.attempt_id,
+        candidate_id=session.candidate_id,
+        state=session.state,
+        review_status=ReviewStatus(review.status) if review else ReviewStatus.NOT_STARTED,
+        final=final,
+        outcome=Outcome(review.outcome) if final and review else None,
+        decided_at=review.finalised_at if final and review else None,
+        risk_score=session.risk_score,
+        flags=[
+            FlagResult(
+                id=seg.id,
+                kind=FlagKind(seg.kind),
+                start_s=seg.start_ms / 1000,
+                end_s=seg.end_ms / 1000,
+                source=FlagSource(seg.source),
+                score=seg.score,
+                decision=Decision(decision.decision) if decision else None,
+                note=decision.note if decision else None,
+            )
             for seg, decision in rows
         ],
-        "comments": comments,
-    }
+        comments=comments,
+    )

@@ -22,7 +22,9 @@ import httpx
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from ingest.db import Tenant, WebhookDelivery, utcnow
+from core.db import utcnow
+from core.tables import Tenant, WebhookDelivery
+from core.vocabulary import DeliveryState
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +101,7 @@ class WebhookSender:
             due = list(
                 db.scalars(
                     select(WebhookDelivery.id)
-                    .where(WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at <= now)
+                    .where(WebhookDelivery.state == DeliveryState.PENDING.value, WebhookDelivery.next_attempt_at <= now)
                     .order_by(WebhookDelivery.next_attempt_at)
                     .limit(50)
                 )
@@ -113,7 +115,7 @@ class WebhookSender:
                 update(WebhookDelivery)
                 .where(
                     WebhookDelivery.id == delivery_id,
-                    WebhookDelivery.state == "pending",
+                    WebhookDelivery.state == DeliveryState.PENDING.value,
                     WebhookDelivery.next_attempt_at <= now,
                 )
                 .values(next_attempt_at=lease, attempts=WebhookDelivery.attempts + 1)
@@ -139,9 +141,9 @@ class WebhookSender:
                 error = f"{type(exc).__name__}: {exc}"
             delivery.last_status, delivery.last_error = status, error
             if status is not None and 200 <= status < 300:
-                delivery.state, delivery.delivered_at = "delivered", utcnow()
+                delivery.state, delivery.delivered_at = DeliveryState.DELIVERED.value, utcnow()
             elif delivery.attempts >= self.policy.max_attempts:
-                delivery.state = "failed"
+                delivery.state = DeliveryState.FAILED.value
                 delivery.last_error = error or f"HTTP {status}"
             else:
                 delivery.next_attempt_at = now + retry_delay(self.policy, delivery.attempts)

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real embedded S3 server for the whole run, and SQLite / PostgreSQL databases.
+"""Shared fixtures: a real embedded S3 server for the whole run, SQLite / PostgreSQL databases, the app
+context on them, a live platform API, and small real recordings.
 
 PostgreSQL tests run against PROCTOR_TEST_POSTGRES_URL (default: the local server at 127.0.0.1:5432,
 database `test`) in a scratch database created for the run, and are skipped with the reason when the
@@ -16,8 +17,17 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from ingest.embedded_s3 import EmbeddedS3
-from ingest.object_store import S3Location
+from core.context import AppContext, build_context
+from core.settings import Settings
+from ingest.uploads import Uploads
+from proctor.local_server import BackgroundServer
+from proctor.samples import write_filler_video
+from proctor.wiring import platform_app
+from proctor.wiring import uploads as build_uploads
+from storage.embedded_s3 import EmbeddedS3
+from storage.object_store import S3Location
+from tests.support import media as mf
+from tests.support.platform import MIB, Api
 
 POSTGRES_ADMIN_URL = os.environ.get("PROCTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -58,3 +68,50 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'proctor.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        part_size_bytes=5 * MIB,
+        presigned_url_ttl_s=60,
+        _env_file=None,
+    )  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def context(settings: Settings, s3: S3Location) -> Iterator[AppContext]:
+    ctx = build_context(settings, s3)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def uploads(context: AppContext) -> Uploads:
+    """The upload service, as `proctor serve` builds it from the settings."""
+    return build_uploads(context)
+
+
+@pytest.fixture
+def api(context: AppContext, uploads: Uploads) -> Iterator[Api]:
+    """The platform API over real HTTP, backed by `uploads`."""
+    with BackgroundServer(platform_app(context, uploads)) as url:
+        yield Api(url, context, uploads)
+
+
+@pytest.fixture(scope="module")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="module")
+def small_video(media_dir: Path) -> Path:
+    return mf.h264_mp4(media_dir)
+
+
+@pytest.fixture(scope="module")
+def multipart_video(media_dir: Path) -> Path:
+    """A valid recording of about 12 MiB: three 5 MiB parts."""
+    return write_filler_video(media_dir / "twelve.mp4", 12 * MIB)

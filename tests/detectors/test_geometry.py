@@ -7,13 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from detectors.geometry import (
-    crop_to_image,
-    map_points,
-    pitch_from_keypoints,
-    rect_from_points,
-    yaw_from_keypoints,
-)
+from detectors.geometry import crop_to_image, map_points, pitch_from_keypoints, rect_from_points, yaw_from_keypoints
 
 
 def keypoints(nose_x: float, eye_dx: float = 1.0, nose_y: float = 0.5, mouth_y: float = 1.0) -> np.ndarray:

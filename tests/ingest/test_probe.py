@@ -6,8 +6,9 @@ from pathlib import Path
 import av
 import pytest
 
-from ingest.probe import MediaRejected, ProbeLimits, VideoProbe, probe_video
-from tests.ingest import media_factory as mf
+from core.probes import VideoProbe
+from ingest.probe import MediaRejected, ProbeLimits, probe_video
+from tests.support import media as mf
 
 LIMITS = ProbeLimits()
 ONE_FRAME = 1 / mf.FPS

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ingest.hashing import HashingReader
 from ingest.probe import ProbeLimits, probe_video
-from ingest.uploads import HashingReader
-from tests.ingest import media_factory as mf
+from tests.support import media as mf
 
 
 @settings(max_examples=60, deadline=None)

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.vocabulary import FlagKind
 from detectors import AwayConfig, Signals
 from ingest.probe import ProbeLimits, probe_video
-from ingest.samples import SampleSession, build_sample_session
 from models import load_manifest
 from pipelines.analysis import SessionResult, analyze_file, flag_evidence, segment_session
-from pipelines.segments import ExamPolicy, FlagKind, KindPolicy
+from pipelines.segments import ExamPolicy, KindPolicy
+from proctor.samples import SampleSession, build_sample_session
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_proctor_analyze_writes_the_documented_json(sample: SampleSession, tmp_p
 
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from proctor.cli import app
 
     out = tmp_path / "result.json"
     args = ["analyze", str(sample.video_path), "--events", str(sample.events_path), "--json", str(out)]
@@ -105,7 +106,7 @@ def test_proctor_analyze_writes_the_documented_json(sample: SampleSession, tmp_p
 def test_proctor_analyze_refuses_a_broken_file(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from proctor.cli import app
 
     bad = tmp_path / "x.mp4"
     bad.write_bytes(b"not a video at all" * 10)

@@ -8,8 +8,8 @@ import av
 import numpy as np
 import pytest
 
-from ingest.samples import SampleSession, build_sample_session
 from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks, to_rgb
+from proctor.samples import SampleSession, build_sample_session
 
 
 @pytest.mark.parametrize(

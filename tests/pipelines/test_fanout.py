@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.object_store import ObjectStore, S3Location
-from ingest.samples import SampleSession, build_sample_session
 from models import load_manifest
 from pipelines.analysis import AnalysisConfig
 from pipelines.decode import plan_chunks
-from pipelines.fanout import ChunkFailed, LocalFanout, RayFanout, RayOptions
+from pipelines.fanout import ChunkFailed, LocalFanout, RayFanout, RayOptions, resolve_device
+from proctor.samples import SampleSession, build_sample_session
+from storage.object_store import ObjectStore, S3Location
 
 pytestmark = pytest.mark.slow
 
@@ -95,3 +95,17 @@ def test_a_failed_call_leaves_nothing_behind_for_the_next(
         assert len(signals) == len(chunks)
     finally:
         fanout.close()
+
+
+@pytest.mark.parametrize(
+    ("requested", "cluster_gpus", "runs_on"),
+    [
+        ("cpu", 0, "cpu"),
+        ("cpu", 2, "cpu"),
+        ("cuda", 1, "cuda"),
+        ("auto", 0, "cpu"),  # ONNX Runtime may offer CUDA here, but Ray has no GPU to reserve for the actor
+        ("auto", 0.5, "cuda"),
+    ],
+)
+def test_the_device_follows_what_ray_can_reserve(requested: str, cluster_gpus: float, runs_on: str) -> None:
+    assert resolve_device(requested, cluster_gpus) == runs_on  # type: ignore[arg-type]

@@ -13,8 +13,9 @@ from sqlalchemy import delete, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ingest.db import Exam, ExamSession, Job, Tenant, make_engine, make_sessionmaker, migrate
-from ingest.states import SessionState
+from core.db import make_engine, make_sessionmaker, migrate
+from core.states import SessionState
+from core.tables import Exam, ExamSession, Job, Tenant
 from pipelines.jobs import ClaimedJob, JobQueue, LeaseLost, QueuePolicy
 
 

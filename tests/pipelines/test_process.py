@@ -10,19 +10,22 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.db import utcnow
+from core.tables import ExamSession, FlagSegment, Job
+from core.vocabulary import FlagKind, ReviewPriority
 from detectors import AwayConfig
 from ingest.client import upload_session
-from ingest.db import ExamSession, FlagSegment, Job, utcnow
-from ingest.keys import SessionPrefix
-from ingest.object_store import ObjectStoreError
-from ingest.samples import SampleSession, build_sample_session
 from pipelines.analysis import AnalysisConfig, segment_session
 from pipelines.fanout import LocalFanout
 from pipelines.jobs import ClaimedJob, JobQueue, LeaseLost
-from pipelines.process import _publish, load_signals, process_session, review_priority
-from pipelines.segments import ExamPolicy, FlagKind, KindPolicy
+from pipelines.process import load_signals, process_session, publish_results, review_priority
+from pipelines.segments import ExamPolicy, KindPolicy
 from pipelines.worker import Worker
-from tests.ingest.conftest import Api
+from proctor import wiring
+from proctor.samples import SampleSession, build_sample_session
+from storage.keys import SessionPrefix
+from storage.object_store import ObjectStoreError
+from tests.support.platform import Api
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +118,18 @@ def test_results_published_while_a_session_is_erased_are_refused(api: Api, sampl
 
     def publish() -> None:  # the worker's last step, as `process_session` runs it
         try:
-            _publish(ctx.db, sid, [], [], {}, 0.0, "low", "elsewhere/", 1, lambda db: queue.complete(db, job, "w"))
+            publish_results(
+                ctx.db,
+                sid,
+                [],
+                [],
+                {},
+                0.0,
+                ReviewPriority.LOW,
+                "elsewhere/",
+                1,
+                lambda db: queue.complete(db, job, "w"),
+            )
         except BaseException as exc:
             refused.append(exc)
 
@@ -129,7 +143,7 @@ def test_results_published_while_a_session_is_erased_are_refused(api: Api, sampl
 
     ctx.store.delete_prefix = delete_prefix_while_the_worker_publishes  # type: ignore[method-assign]
     try:
-        assert ctx.uploads.delete(tenant_id, sid).state == "deleted"
+        assert wiring.uploads(ctx).delete(tenant_id, sid).state == "deleted"
     finally:
         ctx.store.delete_prefix = erase_objects  # type: ignore[method-assign]
     racing.join(timeout=30)
@@ -183,6 +197,7 @@ class FlakyClaims(JobQueue):
 def test_a_worker_outlives_a_database_error_between_jobs(api: Api) -> None:
     stop = threading.Event()
     queue = FlakyClaims(api.context.db, stop)
-    worker = Worker(api.context, LocalFanout(AnalysisConfig(), api.context.location), queue, worker_id="w")
+    fanout = LocalFanout(AnalysisConfig(), api.context.location)
+    worker = Worker(api.context.db, api.context.store, fanout, queue, worker_id="w")
     worker.run_forever(stop)
     assert queue.claims == 2

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipelines.segments import ExamPolicy, FlagKind, KindPolicy, Segment, risk_score, segment_all, segment_kind
+from core.vocabulary import FlagKind
+from pipelines.segments import ExamPolicy, KindPolicy, Segment, risk_score, segment_all, segment_kind
 
 N = float("nan")
 FRAME_MS = 200  # 5 sampled frames per second

@@ -20,16 +20,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from core.settings import Settings
+from core.tables import ExamSession, FlagSegment, Job
 from ingest.client import upload_session
-from ingest.db import ExamSession, FlagSegment, Job
-from ingest.keys import SessionPrefix
-from ingest.object_store import S3Location
-from ingest.samples import SampleSession, build_sample_session
-from ingest.settings import Settings
 from pipelines.fanout import LocalFanout
 from pipelines.jobs import JobQueue, QueuePolicy
-from pipelines.worker import Worker, analysis_config
-from tests.ingest.conftest import Api
+from pipelines.worker import Worker
+from proctor.processing import analysis_config, worker_config
+from proctor.samples import SampleSession, build_sample_session
+from storage.keys import SessionPrefix
+from storage.object_store import S3Location
+from tests.support.platform import Api
 
 pytestmark = pytest.mark.slow
 
@@ -39,17 +40,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 WORKER = """
 import threading
-from ingest.embedded_s3 import s3_location
-from ingest.context import build_context
-from ingest.settings import Settings
+from storage.embedded_s3 import s3_location
+from core.context import build_context
+from core.settings import Settings
 from pipelines.fanout import LocalFanout
-from pipelines.worker import Worker, analysis_config, job_queue
+from pipelines.worker import Worker
+from proctor.processing import analysis_config, worker_config
+from proctor.wiring import configured_s3, job_queue
 
 settings = Settings()
-with s3_location(settings) as location:
+with s3_location(configured_s3(settings), settings.data_dir, settings.s3_bucket) as location:
     context = build_context(settings, location)
     fanout = LocalFanout(analysis_config(settings), context.location)
-    Worker(context, fanout, job_queue(context), worker_id="doomed").run_forever(threading.Event())
+    queue = job_queue(context)
+    Worker(context.db, context.store, fanout, queue, worker_config(settings), worker_id="doomed").run_forever(
+        threading.Event()
+    )
 """
 
 
@@ -131,7 +137,8 @@ def test_a_killed_worker_leaves_exactly_one_result(api: Api, sample: SampleSessi
     ctx.store.put_bytes(orphan + "signals.npz", b"half a run", content_type="application/octet-stream")
 
     queue = JobQueue(ctx.db, QueuePolicy(lease_s=LEASE_S))
-    survivor = Worker(ctx, LocalFanout(analysis_config(ctx.settings), ctx.location), queue, worker_id="survivor")
+    fanout = LocalFanout(analysis_config(ctx.settings), ctx.location)
+    survivor = Worker(ctx.db, ctx.store, fanout, queue, worker_config(ctx.settings), worker_id="survivor")
     deadline = time.monotonic() + LEASE_S + 30
     while not survivor.run_one():
         assert time.monotonic() < deadline, "the lapsed lease was never taken over"

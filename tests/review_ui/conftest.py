@@ -18,24 +18,22 @@ import numpy as np
 import pytest
 from fastapi import FastAPI, Request
 
-from ingest.api import create_app
+from core.context import AppContext
+from core.db import utcnow
+from core.states import SessionState
+from core.tables import ExamSession, FlagSegment, Tenant
+from core.tenants import add_tenant, issue_api_key
+from core.vocabulary import Role
 from ingest.client import IngestClient, upload_session
-from ingest.context import IngestContext
-from ingest.db import ExamSession, FlagSegment, Tenant, utcnow
-from ingest.keys import SessionPrefix
-from ingest.samples import SampleSession, build_sample_session
-from ingest.states import SessionState
-from ingest.tenants import add_tenant, issue_api_key
-from pipelines.local_server import BackgroundServer
-from review_ui.accounts import Role, add_user, assign
-from review_ui.web import mount_review
-from tests.ingest.conftest import context, settings
-
-__all__ = ["context", "settings"]
+from proctor.local_server import BackgroundServer
+from proctor.samples import SampleSession, build_sample_session
+from proctor.wiring import server_app
+from review_ui.accounts import add_user, assign
+from storage.keys import SessionPrefix
 
 PASSWORD = "correct horse battery"
 SAMPLE_S = 24.0
-# (kind, start_s, end_s, score), as the pipeline would flag the 24 s sample's script (see ingest.samples)
+# (kind, start_s, end_s, score), as the pipeline would flag the 24 s sample's script (see proctor.samples)
 FLAGS = (("no_face", 4.8, 6.8, 0.9), ("multiple_faces", 11.2, 13.2, 1.0), ("looking_away", 16.8, 18.4, 0.8))
 
 
@@ -48,7 +46,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleSession:
 @dataclass
 class World:
     url: str
-    context: IngestContext
+    context: AppContext
     sessions: dict[str, str] = field(default_factory=dict)  # tenant label -> session id
     keys: dict[str, str] = field(default_factory=dict)  # tenant label -> API key
     tenant_ids: dict[str, str] = field(default_factory=dict)
@@ -133,10 +131,8 @@ def add_processed_session(world: World, label: str, sample: SampleSession, exam:
 
 
 @pytest.fixture
-def world(context: IngestContext, sample: SampleSession) -> Iterator[World]:
-    app = create_app(context)
-    mount_review(app)
-    with BackgroundServer(app) as url:
+def world(context: AppContext, sample: SampleSession) -> Iterator[World]:
+    with BackgroundServer(server_app(context)) as url:
         world = World(url, context)
         suffix = uuid.uuid4().hex[:6]
         with context.db() as db:
@@ -180,7 +176,7 @@ def webhook_receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]
         yield f"{url}/hook", received
 
 
-def set_webhook(context: IngestContext, tenant_id: str, url: str, secret: str) -> None:
+def set_webhook(context: AppContext, tenant_id: str, url: str, secret: str) -> None:
     with context.db() as db:
         tenant = db.get(Tenant, tenant_id)
         assert tenant is not None

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ingest.db import utcnow
+from core.db import utcnow
 from review_ui.webhooks import SIGNATURE_HEADER, DeliveryPolicy, WebhookSender, verify
 from tests.review_ui.conftest import FLAGS, PASSWORD, World, set_webhook
 

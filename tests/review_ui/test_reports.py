@@ -8,7 +8,7 @@ import re
 
 from sqlalchemy import select
 
-from ingest.db import AuditEvent, ExamSession
+from core.tables import AuditEvent, ExamSession
 from tests.review_ui.conftest import World
 from tests.review_ui.test_review import flag_ids
 

@@ -10,8 +10,10 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from ingest.db import AuditEvent, ExamSession, SessionReview, Tenant, WebhookDelivery, utcnow
-from review_ui.accounts import Role, add_user, assign
+from core.db import utcnow
+from core.tables import AuditEvent, ExamSession, SessionReview, Tenant, WebhookDelivery
+from core.vocabulary import Role
+from review_ui.accounts import add_user, assign
 from review_ui.webhooks import SIGNATURE_HEADER, DeliveryPolicy, WebhookSender, verify
 from tests.review_ui.conftest import PASSWORD, Browser, World, set_webhook
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import httpx
 import pytest
 from sqlalchemy import select
 
-from ingest.db import ExamSession, FlagSegment
+from core.tables import ExamSession, FlagSegment
+from proctor.local_server import BackgroundServer
+from proctor.wiring import server_app
 from tests.review_ui.conftest import Browser, World
 
 
@@ -98,8 +101,11 @@ def test_another_tenants_session_recording_and_evidence_are_invisible(world: Wor
 
 
 def test_presigned_evidence_urls_work_then_expire(world: World) -> None:
-    world.context.settings.presigned_url_ttl_s = 2
-    with httpx.Client(base_url=world.url, headers={"Authorization": f"Bearer {world.keys['a']}"}) as platform:
+    short_lived = replace(world.context, settings=world.context.settings.model_copy(update={"presigned_url_ttl_s": 2}))
+    with (
+        BackgroundServer(server_app(short_lived)) as url,
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {world.keys['a']}"}) as platform,
+    ):
         review = platform.get(f"/v1/sessions/{world.sessions['a']}/review").json()
     url = review["flags"][0]["evidence_urls"][0]
     fresh = httpx.get(url)

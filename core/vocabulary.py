@@ -1,0 +1,100 @@
+"""Every status and kind that is stored in a column or crosses a stage, as one enum each.
+
+The database keeps the `.value` strings; code compares against these members, never against bare literals,
+so a renamed status is a type error rather than a silent mismatch. `SessionState` and its transitions live
+in `core.states`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class MediaKind(StrEnum):
+    """One uploaded file of a session."""
+
+    WEBCAM = "webcam"
+    SCREEN = "screen"
+    EVENTS = "events"
+
+
+VIDEO_KINDS = frozenset({MediaKind.WEBCAM, MediaKind.SCREEN})
+
+
+class MediaState(StrEnum):
+    PENDING = "pending"  # parts may arrive
+    VERIFYING = "verifying"  # one `complete` request assembles and checks it
+    COMPLETE = "complete"
+    REJECTED = "rejected"
+
+
+class JobKind(StrEnum):
+    PROCESS = "process"
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+OPEN_JOB_STATES = (JobState.QUEUED.value, JobState.RUNNING.value)
+
+
+class FlagKind(StrEnum):
+    """What a flagged time segment says happened."""
+
+    NO_FACE = "no_face"
+    MULTIPLE_FACES = "multiple_faces"
+    LOOKING_AWAY = "looking_away"
+    CAMERA_BLOCKED = "camera_blocked"
+
+
+class FlagSource(StrEnum):
+    DETECTOR = "detector"
+    REVIEWER = "reviewer"  # a flag a reviewer added; re-processing keeps it
+
+
+class ReviewPriority(StrEnum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class Decision(StrEnum):
+    """A reviewer's decision on one flag."""
+
+    CONFIRMED = "confirmed"
+    DISMISSED = "dismissed"
+
+
+class Outcome(StrEnum):
+    """A session's review outcome, in edX's proctoring review vocabulary."""
+
+    CLEAN = "Clean"
+    SUSPICIOUS = "Suspicious"
+    RULES_VIOLATION = "Rules Violation"
+    NOT_REVIEWED = "Not Reviewed"  # technical failure: the recording could not be reviewed
+
+
+class ReviewStatus(StrEnum):
+    """Where a session's review stands (`session_reviews.status`; `NOT_STARTED` has no row)."""
+
+    NOT_STARTED = "not_started"
+    AWAITING_SECOND = "awaiting_second"  # a Rules Violation waiting for a second, different reviewer
+    FINAL = "final"
+
+
+class Role(StrEnum):
+    REVIEWER = "reviewer"
+    OFFICER = "officer"  # integrity officer: audits and reports, and may review
+    ADMIN = "admin"
+
+
+class DeliveryState(StrEnum):
+    """A webhook delivery owed to a tenant."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"

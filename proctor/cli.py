@@ -1,0 +1,68 @@
+"""`proctor`: the one command-line entry point of the product, and its composition root.
+
+Each command builds what it needs from the settings through `proctor.wiring`; no stage imports another
+stage's commands. `proctor serve` runs the platform API and the review UI in one process, with the
+webhook sender beside them.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from core.context import build_context
+from core.settings import Settings
+from proctor import admin_cli, demo, process_cli, upload_cli
+from proctor.logs import LogLevel, configure_logging
+from proctor.wiring import configured_s3, delivery_policy, server_app
+from review_ui.webhooks import WebhookSender
+from storage.embedded_s3 import s3_location
+
+app = typer.Typer(
+    help="proctor-pipeline: record-and-review exam proctoring.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+app.add_typer(admin_cli.tenants_app, name="tenants")
+app.add_typer(admin_cli.users_app, name="users")
+app.command("retention")(admin_cli.retention)
+app.command("ingest")(upload_cli.ingest)
+app.command("status")(upload_cli.status)
+app.command("worker")(process_cli.worker)
+app.command("process")(process_cli.process)
+app.command("analyze")(process_cli.analyze)
+app.command("demo")(demo.demo)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="default: PROCTOR_API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="default: PROCTOR_API_PORT")] = None,
+    log_level: LogLevel = "info",
+) -> None:
+    """Run the HTTP API and the review UI (and the embedded S3 server when no PROCTOR_S3_ENDPOINT is set)."""
+    configure_logging(log_level)
+    settings = Settings()
+    with s3_location(configured_s3(settings), settings.data_dir, settings.s3_bucket) as location:
+        context = build_context(settings, location)
+        api = server_app(context)
+        sender = WebhookSender(context.db, delivery_policy(settings))
+        webhooks = threading.Thread(target=sender.run, name="webhooks", daemon=True)
+        webhooks.start()
+        try:
+            uvicorn.run(
+                api,
+                host=host or settings.api_host,
+                port=port or settings.api_port,
+                log_config=None,
+                proxy_headers=True,
+            )
+        finally:
+            sender.stop.set()
+            webhooks.join(timeout=5)
+            context.close()
+
+
+if __name__ == "__main__":
+    app()

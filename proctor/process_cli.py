@@ -1,0 +1,160 @@
+"""Commands that analyse recordings: `proctor worker`, `proctor process` and `proctor analyze`.
+
+The analysis stack (ONNX Runtime, OpenCV, Ray, the models) is imported inside these commands, so
+`proctor serve` and the upload commands stay small (the API's memory is measured per process).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+from sqlalchemy import select
+
+from core.context import AppContext, build_context
+from core.settings import Settings
+from core.states import SessionState
+from core.tables import ExamSession, FlagSegment
+from ingest.event_log import parse_event_log
+from ingest.probe import MediaRejected, ProbeLimits, probe_video
+from proctor.logs import LogLevel, configure_logging
+from proctor.wiring import configured_s3, job_queue
+from storage.embedded_s3 import s3_location
+
+console = Console()
+
+
+def analyze(
+    video: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="a local recording")],
+    events: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="exam event log, JSON lines")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the result as JSON here")] = None,
+    log_level: LogLevel = "warning",
+) -> None:
+    """Run the whole pipeline on a local file: no storage, no database. For a quick look or evaluation.
+
+    The JSON is {"video", "duration_s", "segments": [{"kind", "start_s", "end_s", "score"}], ...}; the
+    keys named here are stable.
+    """
+    from pipelines.analysis import PIPELINE_VERSION, analyze_file
+
+    configure_logging(log_level)
+    try:
+        probe = probe_video(video, ProbeLimits())
+        exam_events = parse_event_log(events.open("rb")) if events else []
+    except MediaRejected as rejected:
+        console.print(f"[red]{rejected.code}[/]: {rejected.message}")
+        raise typer.Exit(2) from None
+    keyframes_ms = round(probe.keyframe_interval_s * 1000) if probe.keyframe_interval_s else None
+    result = analyze_file(video, round(probe.duration_s * 1000), keyframes_ms)
+    segments = [
+        {"kind": s.kind.value, "start_s": s.start_ms / 1000, "end_s": s.end_ms / 1000, "score": s.score}
+        for s in result.segments
+    ]
+    report = {
+        "video": video.name,
+        "duration_s": probe.duration_s,
+        "segments": segments,
+        "risk": result.risk,
+        "events": [{"type": e.type.value, "t_s": e.t_ms / 1000} for e in exam_events],
+        "pipeline_version": PIPELINE_VERSION,
+        "detectors": dict(result.detector_versions),
+    }
+    if json_out is not None:
+        json_out.write_text(json.dumps(report, indent=2))
+    table = Table(
+        "kind", "start s", "end s", "score", title=f"{video.name}: {probe.duration_s:.1f} s, risk {result.risk}"
+    )
+    for flagged in result.segments:
+        table.add_row(
+            flagged.kind.value, f"{flagged.start_ms / 1000:.1f}", f"{flagged.end_ms / 1000:.1f}", f"{flagged.score:.2f}"
+        )
+    console.print(table)
+
+
+def worker(log_level: LogLevel = "info") -> None:
+    """Claim queued sessions and process them on Ray until stopped (Ctrl-C / SIGTERM)."""
+    from proctor import processing  # the analysis stack, only in the commands that process
+
+    configure_logging(log_level)
+    settings = Settings()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with s3_location(configured_s3(settings), settings.data_dir, settings.s3_bucket) as location:
+        context = build_context(settings, location)
+        fanout = processing.ray_fanout(context)
+        try:
+            processing.worker(context, fanout, job_queue(context)).run_forever(stop)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            fanout.close()
+            context.close()
+
+
+def process(
+    session_id: str,
+    log_level: LogLevel = "warning",
+) -> None:
+    """Process one session now, with a progress bar (re-processes a processed or failed session)."""
+    configure_logging(log_level)
+    settings = Settings()
+    with s3_location(configured_s3(settings), settings.data_dir, settings.s3_bucket) as location:
+        context = build_context(settings, location)
+        process_with_progress(context, session_id)
+        context.close()
+
+
+def process_with_progress(context: AppContext, session_id: str) -> None:
+    """Process one session now on a local or configured Ray, with a progress bar, and print its flags."""
+    from proctor import processing  # the analysis stack, only in the commands that process
+
+    queue = job_queue(context)
+    with context.db() as db:
+        session = db.get(ExamSession, session_id)
+        if session is None:
+            raise typer.BadParameter(f"no session {session_id!r}")
+        state = session.state
+    if state in (SessionState.PROCESSED, SessionState.FAILED):
+        queue.enqueue(session_id)
+    fanout = processing.ray_fanout(context)
+    try:
+        with Progress(*Progress.get_default_columns(), console=console) as bar:
+            task = bar.add_task("analysing chunks", total=None)
+            ran = processing.worker(context, fanout, queue).run_one(
+                session_id, on_progress=lambda done, total: bar.update(task, completed=done, total=total)
+            )
+    finally:
+        fanout.close()
+    if not ran:
+        console.print(f"[red]session {session_id} has no runnable job[/] (state {state})")
+        raise typer.Exit(2)
+    _print_results(context, session_id)
+
+
+def _print_results(context: AppContext, session_id: str) -> None:
+    with context.db() as db:
+        session = db.get(ExamSession, session_id)
+        assert session is not None
+        segments = db.scalars(
+            select(FlagSegment).where(FlagSegment.session_id == session_id).order_by(FlagSegment.start_ms)
+        ).all()
+        title = f"session {session_id}: {session.state}, risk {session.risk_score}, priority {session.review_priority}"
+        if session.reason:
+            title += f" ({session.reason})"
+        table = Table("kind", "start s", "end s", "score", "evidence", title=title)
+        for seg in segments:
+            table.add_row(
+                seg.kind,
+                f"{seg.start_ms / 1000:.1f}",
+                f"{seg.end_ms / 1000:.1f}",
+                f"{seg.score:.2f}",
+                ", ".join(k.rsplit("/", 1)[-1] for k in seg.evidence_keys),
+            )
+    console.print(table)

@@ -1,0 +1,41 @@
+"""The analysis stack's wiring: detector and decode configs, the Ray fan-out and the worker, from settings.
+
+Imported only by the commands that process recordings, so the API server's process never loads ONNX
+Runtime, OpenCV or Ray.
+"""
+
+from __future__ import annotations
+
+from core.context import AppContext
+from core.settings import Settings
+from detectors import DetectorConfigs, RuntimeConfig
+from pipelines.analysis import AnalysisConfig
+from pipelines.decode import DecodeOptions
+from pipelines.fanout import RayFanout, RayOptions
+from pipelines.jobs import JobQueue
+from pipelines.worker import Worker, WorkerConfig
+
+
+def analysis_config(settings: Settings) -> AnalysisConfig:
+    return AnalysisConfig(
+        decode=DecodeOptions(sample_fps=settings.sample_fps),
+        detectors=DetectorConfigs(runtime=RuntimeConfig(device=settings.device)),
+        chunk_target_ms=round(settings.chunk_s * 1000),
+    )
+
+
+def ray_options(settings: Settings, workers: int | None = None) -> RayOptions:
+    return RayOptions(address=settings.ray_address, workers=workers or settings.workers, device=settings.device)
+
+
+def ray_fanout(context: AppContext, workers: int | None = None) -> RayFanout:
+    settings = context.settings
+    return RayFanout(analysis_config(settings), context.location, ray_options(settings, workers))
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(chunk_target_ms=round(settings.chunk_s * 1000), poll_s=settings.worker_poll_s)
+
+
+def worker(context: AppContext, fanout: RayFanout, queue: JobQueue) -> Worker:
+    return Worker(context.db, context.store, fanout, queue, worker_config(context.settings))

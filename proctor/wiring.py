@@ -1,0 +1,94 @@
+"""From the one settings object to each stage's typed config: the only place settings become configs.
+
+Stages never read `Settings`; they take the config dataclasses built here (and, for the analysis stack,
+in `proctor.processing`, kept apart so that `proctor serve` never imports ONNX Runtime, OpenCV or Ray).
+Adding a setting means adding it to `core.settings.Settings` and passing it on here.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import FastAPI
+
+from api.app import create_api
+from core.context import AppContext
+from core.settings import Settings
+from ingest.probe import ProbeLimits
+from ingest.uploads import UploadLimits, Uploads
+from pipelines.jobs import JobQueue, QueuePolicy
+from review_ui.accounts import LoginPolicy
+from review_ui.http import ReviewConfig
+from review_ui.web import mount_review
+from review_ui.webhooks import DeliveryPolicy
+from storage.object_store import S3Location
+
+
+def configured_s3(settings: Settings) -> S3Location | None:
+    """The S3 service the settings name, or None for the embedded server."""
+    if settings.s3_endpoint is None:
+        return None
+    assert settings.s3_access_key is not None and settings.s3_secret_key is not None  # Settings checks this
+    return S3Location(
+        settings.s3_endpoint,
+        settings.s3_access_key.get_secret_value(),
+        settings.s3_secret_key.get_secret_value(),
+        settings.s3_bucket,
+        secure=settings.s3_secure,
+        region=settings.s3_region,
+    )
+
+
+def upload_limits(settings: Settings) -> UploadLimits:
+    return UploadLimits(
+        part_size_bytes=settings.part_size_bytes,
+        max_media_bytes=settings.max_media_bytes,
+        max_event_log_bytes=settings.max_event_log_bytes,
+        presigned_url_ttl_s=settings.presigned_url_ttl_s,
+        probe=ProbeLimits(
+            min_side_px=settings.min_video_side_px,
+            max_side_px=settings.max_video_side_px,
+            max_duration_s=settings.max_recording_s,
+        ),
+    )
+
+
+def uploads(context: AppContext) -> Uploads:
+    settings = context.settings
+    return Uploads(context.db, context.store, upload_limits(settings), job_max_attempts=settings.job_max_attempts)
+
+
+def job_queue(context: AppContext) -> JobQueue:
+    settings = context.settings
+    return JobQueue(context.db, QueuePolicy(lease_s=settings.job_lease_s, max_attempts=settings.job_max_attempts))
+
+
+def review_config(settings: Settings) -> ReviewConfig:
+    return ReviewConfig(
+        login=LoginPolicy(settings.login_max_failures, timedelta(seconds=settings.login_lockout_s)),
+        web_session_ttl=timedelta(seconds=settings.web_session_ttl_s),
+        claim_ttl=timedelta(seconds=settings.review_claim_ttl_s),
+        cookie_secure=settings.cookie_secure,
+    )
+
+
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    return DeliveryPolicy(settings.webhook_max_attempts, settings.webhook_backoff_s, settings.webhook_timeout_s)
+
+
+def platform_app(context: AppContext, upload_service: Uploads | None = None) -> FastAPI:
+    """The platform API alone (`/v1`), as `proctor demo` serves it to upload the sample."""
+    return create_api(
+        context.db,
+        context.store,
+        upload_service or uploads(context),
+        presigned_url_ttl_s=context.settings.presigned_url_ttl_s,
+        check_ready=context.check_ready,
+    )
+
+
+def server_app(context: AppContext) -> FastAPI:
+    """What `proctor serve` serves: the platform API and the review UI in one app."""
+    app = platform_app(context)
+    mount_review(app, context.db, context.store, review_config(context.settings))
+    return app

@@ -1,0 +1,113 @@
+"""Integrity officers' pages: the audit trail (HTML and CSV) and the exam reports. Each view is audited."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+
+from core import audit
+from core.db import utcnow
+from core.tables import AuditEvent
+from core.vocabulary import Role
+from review_ui.accounts import SignedIn
+from review_ui.decisions import ReviewRefused
+from review_ui.http import DB, Who, client_ip, render
+from review_ui.reports import exam_report, exam_summaries, report_csv
+
+REPORT_PAGE_SESSIONS = 500
+"""Session lines an exam report shows on its page; the CSV export has them all."""
+
+router = APIRouter(prefix="/review", include_in_schema=False)
+
+
+@router.get("/audit")
+def audit_trail(
+    request: Request,
+    db: DB,
+    who: Who,
+    session: Annotated[str | None, Query()] = None,
+    format: Annotated[str, Query(pattern="^(html|csv)$")] = "html",
+) -> Response:
+    require_officer(who, "the audit trail is")
+    stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(500 if format == "html" else 100_000)
+    if not who.scope.everything:
+        stmt = stmt.where(AuditEvent.tenant_id.in_(who.scope.tenant_ids))
+    if session:
+        stmt = stmt.where(AuditEvent.session_id == session)
+    rows = list(db.scalars(stmt))
+    audit.record(
+        db,
+        f"user:{who.user.username}",
+        "view_audit",
+        at=utcnow(),
+        ip=client_ip(request),
+        session=session,
+        format=format,
+    )
+    db.commit()
+    if format == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["id", "at", "actor", "action", "tenant_id", "session_id", "ip", "detail"])
+        for e in rows:
+            writer.writerow([e.id, e.at.isoformat(), e.actor, e.action, e.tenant_id, e.session_id, e.ip, e.detail])
+        return Response(
+            out.getvalue(),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
+        )
+    return render(request, "audit.html", who, rows=rows, session=session)
+
+
+def require_officer(who: SignedIn, what: str) -> None:
+    if who.user.role not in {Role.OFFICER, Role.ADMIN}:
+        raise ReviewRefused(403, f"{what} for integrity officers and admins")
+
+
+# -- reports (integrity officers, admins) -----------------------------------------------------------------
+@router.get("/reports")
+def reports(request: Request, db: DB, who: Who) -> Response:
+    require_officer(who, "reports are")
+    exams = exam_summaries(db, who.scope)
+    audit.record(db, f"user:{who.user.username}", "view_reports", at=utcnow(), ip=client_ip(request))
+    db.commit()
+    return render(request, "reports.html", who, exams=exams)
+
+
+@router.get("/reports/{exam_id}")
+def exam_report_page(
+    request: Request,
+    db: DB,
+    who: Who,
+    exam_id: str,
+    format: Annotated[str, Query(pattern="^(html|csv)$")] = "html",
+) -> Response:
+    require_officer(who, "reports are")
+    report = exam_report(db, who.scope, exam_id, max_sessions=None if format == "csv" else REPORT_PAGE_SESSIONS)
+    if report is None:
+        raise ReviewRefused(404, "no such exam")
+    audit.record(
+        db,
+        f"user:{who.user.username}",
+        "view_report",
+        at=utcnow(),
+        tenant_id=report.tenant_id,
+        ip=client_ip(request),
+        exam_id=report.exam_id,
+        format=format,
+        sessions=len(report.sessions),
+    )
+    db.commit()
+    if format == "csv":
+        filename = f"report-{report.tenant}-{report.external_id}.csv"
+        return Response(
+            report_csv(report),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+        )
+    return render(request, "report.html", who, report=report, shown_max=REPORT_PAGE_SESSIONS)

@@ -1,0 +1,218 @@
+"""The reviewer's pages: the queue, claiming, one session with its recordings and evidence, and decisions.
+
+Every session, recording and evidence lookup goes through the user's scope, so another tenant's ids answer
+404 exactly like ids that do not exist. Recordings are proxied from object storage with HTTP Range, and
+every such access is written to the audit trail.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+
+from core import audit
+from core.db import utcnow
+from core.tables import FlagSegment, Media
+from core.vocabulary import VIDEO_KINDS, Decision, FlagKind, MediaKind, MediaState, Outcome
+from review_ui.decisions import ReviewRefused, add_flag, claim, decide_flag, release, second_review, set_outcome
+from review_ui.http import (
+    DB,
+    CheckedForm,
+    Who,
+    actor,
+    client_ip,
+    done,
+    parse_choice,
+    render,
+    review_app,
+    session_or_404,
+)
+from review_ui.queue import QueueFilter, QueueStatus, queue_page, session_view
+from storage.object_store import ObjectNotFound, ObjectStore
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
+STREAM_CHUNK = 1024 * 1024
+
+router = APIRouter(prefix="/review", include_in_schema=False)
+
+
+def exam_events(store: ObjectStore, media: Media) -> list[dict[str, Any]]:
+    """The session's exam event log, parsed (ingest validated every line when the upload completed)."""
+    raw = b"".join(store.iter_chunks(media.object_key))
+    return [json.loads(line) for line in raw.splitlines() if line.strip()]
+
+
+@router.get("")
+def home(who: Who) -> RedirectResponse:
+    return RedirectResponse("/review/queue", status_code=303)
+
+
+@router.get("/queue")
+def queue(
+    request: Request,
+    db: DB,
+    who: Who,
+    status: QueueStatus = QueueStatus.TO_REVIEW,
+    exam: Annotated[str | None, Query()] = None,
+    kind: Annotated[FlagKind | None, Query()] = None,
+    since: Annotated[date | None, Query()] = None,
+    until: Annotated[date | None, Query()] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+) -> HTMLResponse:
+    query = QueueFilter(status, exam or None, kind.value if kind else None, since, until, page)
+    result = queue_page(db, who.scope, query, utcnow())
+    return render(request, "queue.html", who, result=result, query=query, statuses=list(QueueStatus))
+
+
+@router.post("/sessions/{session_id}/claim")
+def claim_session(request: Request, session_id: str, db: DB, who: Who, _form: CheckedForm) -> Response:
+    session = session_or_404(db, who, session_id)
+    claim(db, session, actor(who, request), utcnow(), review_app(request).config.claim_ttl)
+    db.commit()
+    return done(request, f"/review/sessions/{session_id}")
+
+
+@router.post("/sessions/{session_id}/release")
+def release_session(request: Request, session_id: str, db: DB, who: Who, _form: CheckedForm) -> Response:
+    session = session_or_404(db, who, session_id)
+    release(db, session, actor(who, request), utcnow())
+    db.commit()
+    return done(request, "/review/queue")
+
+
+# -- one session ----------------------------------------------------------------------------------------
+@router.get("/sessions/{session_id}")
+def session_page(request: Request, session_id: str, db: DB, who: Who) -> HTMLResponse:
+    session = session_or_404(db, who, session_id)
+    view = session_view(db, session, utcnow())
+    audit.record(
+        db, f"user:{who.user.username}", "view_session", at=utcnow(), tenant_id=session.tenant_id,
+        session_id=session.id, ip=client_ip(request),
+    )  # fmt: skip
+    db.commit()
+    events = (
+        exam_events(review_app(request).store, view.media[MediaKind.EVENTS]) if MediaKind.EVENTS in view.media else []
+    )
+    mine = view.claimed_by == who.user.username
+    return render(request, "session.html", who, view=view, events=events, mine=mine)
+
+
+@router.get("/sessions/{session_id}/media/{kind}")
+def recording(request: Request, session_id: str, kind: str, db: DB, who: Who) -> Response:
+    """The webcam or screen recording, proxied from object storage with HTTP Range (seeking works)."""
+    session = session_or_404(db, who, session_id)
+    media = next(
+        (m for m in session.media if m.kind == kind and kind in VIDEO_KINDS and m.state == MediaState.COMPLETE), None
+    )
+    if media is None:
+        raise ReviewRefused(404, "no such recording")
+    store = review_app(request).store
+    info = store.stat(media.object_key)
+    if info is None:
+        raise ReviewRefused(404, "the recording is no longer stored")
+    start, end = 0, info.size - 1
+    partial = False
+    header = request.headers.get("range")
+    if header:
+        match = _RANGE.match(header.strip())
+        if match is None or (not match[1] and not match[2]):
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{info.size}"})
+        if match[1]:
+            start = int(match[1])
+            end = min(int(match[2]), info.size - 1) if match[2] else info.size - 1
+        else:  # suffix range: the last N bytes
+            start = max(0, info.size - int(match[2]))
+        if start > end or start >= info.size:
+            return Response(status_code=416, headers={"Content-Range": f"bytes */{info.size}"})
+        partial = True
+    audit.record(
+        db, f"user:{who.user.username}", "view_recording", at=utcnow(), tenant_id=session.tenant_id,
+        session_id=session.id, ip=client_ip(request), media=kind, range=f"{start}-{end}",
+    )  # fmt: skip
+    db.commit()
+
+    def body() -> Iterator[bytes]:
+        offset = start
+        while offset <= end:
+            chunk = store.read_range(media.object_key, offset, min(STREAM_CHUNK, end - offset + 1))
+            if not chunk:
+                return
+            yield chunk
+            offset += len(chunk)
+
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Length": str(end - start + 1),
+        "Cache-Control": "private, no-store",
+    }
+    if partial:
+        headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
+    return StreamingResponse(
+        body(), status_code=206 if partial else 200, media_type=media.content_type, headers=headers
+    )
+
+
+@router.get("/sessions/{session_id}/evidence/{flag_id}/{index}")
+def evidence(request: Request, session_id: str, flag_id: str, index: int, db: DB, who: Who) -> Response:
+    session = session_or_404(db, who, session_id)
+    segment = db.get(FlagSegment, flag_id)
+    if segment is None or segment.session_id != session.id or not 0 <= index < len(segment.evidence_keys):
+        raise ReviewRefused(404, "no such evidence")
+    try:
+        jpeg = b"".join(review_app(request).store.iter_chunks(segment.evidence_keys[index]))
+    except ObjectNotFound:
+        raise ReviewRefused(404, "the evidence frame is no longer stored") from None
+    audit.record(
+        db, f"user:{who.user.username}", "view_evidence", at=utcnow(), tenant_id=session.tenant_id,
+        session_id=session.id, ip=client_ip(request), flag=flag_id,
+    )  # fmt: skip
+    db.commit()
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+@router.post("/sessions/{session_id}/flags/{flag_id}/decision")
+def flag_decision(request: Request, session_id: str, flag_id: str, db: DB, who: Who, form: CheckedForm) -> Response:
+    session = session_or_404(db, who, session_id)
+    decision = parse_choice(Decision, form.get("decision", ""), "decision")
+    decide_flag(db, session, flag_id, decision, form.get("note", ""), actor(who, request), utcnow())
+    db.commit()
+    return done(request, f"/review/sessions/{session_id}", flag=flag_id, decision=decision.value)
+
+
+@router.post("/sessions/{session_id}/flags")
+def add_missed_flag(request: Request, session_id: str, db: DB, who: Who, form: CheckedForm) -> Response:
+    session = session_or_404(db, who, session_id)
+    kind = parse_choice(FlagKind, form.get("kind", ""), "kind")
+    try:
+        start_s, end_s = float(form.get("start_s", "")), float(form.get("end_s", ""))
+    except ValueError:
+        raise ReviewRefused(422, "start and end must be numbers of seconds") from None
+    segment = add_flag(db, session, kind, start_s, end_s, form.get("note", ""), actor(who, request), utcnow())
+    db.commit()
+    return done(request, f"/review/sessions/{session_id}", flag=segment.id)
+
+
+@router.post("/sessions/{session_id}/outcome")
+def outcome(request: Request, session_id: str, db: DB, who: Who, form: CheckedForm) -> Response:
+    session = session_or_404(db, who, session_id)
+    chosen = parse_choice(Outcome, form.get("outcome", ""), "outcome")
+    status = set_outcome(db, session, chosen, form.get("note", ""), actor(who, request), utcnow())
+    db.commit()
+    return done(request, "/review/queue", status=status)
+
+
+@router.post("/sessions/{session_id}/second-review")
+def confirm_second(request: Request, session_id: str, db: DB, who: Who, form: CheckedForm) -> Response:
+    session = session_or_404(db, who, session_id)
+    verdict = form.get("verdict", "")
+    if verdict not in {"confirm", "return"}:
+        raise ReviewRefused(422, "verdict must be 'confirm' or 'return'")
+    status = second_review(db, session, verdict == "confirm", form.get("note", ""), actor(who, request), utcnow())
+    db.commit()
+    return done(request, "/review/queue", status=status)

