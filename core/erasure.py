@@ -40,7 +40,8 @@ def erase_session(
 ) -> int:
     """Erase a live session's objects and mark it deleted, in the caller's transaction (the caller commits).
 
-    Returns how many objects were removed. The erasure is written to the audit trail by `erased_by`.
+    Returns how many objects were removed. The erasure is written to the audit trail by `erased_by`; the
+    caller logs it once committed.
     """
     prefix = SessionPrefix(session.tenant.slug, session.exam.external_id, session.id).prefix
     # Fail the session's jobs before deleting anything. The UPDATE holds their rows (PostgreSQL) or the
@@ -68,7 +69,6 @@ def erase_session(
     )
     for media in session.media:
         media.upload_id = None
-    log.info("session erased", extra={"session_id": session.id, "code": code, "objects_removed": removed})
     return removed
 
 
@@ -115,14 +115,16 @@ def erase_expired(
             row = session.get(ExamSession, item.session_id)
             if row is None or row.state == SessionState.DELETED:
                 continue  # erased meanwhile, on the platform's request
-            erase_session(
+            code = "retention_expired"
+            removed = erase_session(
                 session,
                 store,
                 row,
                 erased_by=ERASED_BY_RETENTION,
-                code="retention_expired",
+                code=code,
                 reason=f"recordings erased: the {days}-day retention period ended",
             )
             session.commit()
+        log.info("session erased", extra={"session_id": item.session_id, "code": code, "objects_removed": removed})
     log.info("retention run", extra={"days": days, "erased": len(expired)})
     return expired

@@ -1,4 +1,5 @@
-"""Putting work on the job queue: the one way a job row is created, and the one way open jobs are failed.
+"""Putting work on the job queue (the one way a job row is created), and failing a session's open jobs when
+it is erased.
 
 The queue itself (claims, leases, heartbeats, retries) is `pipelines.jobs.JobQueue`; it and the upload
 protocol both queue through `queue_job`, inside the caller's transaction, so a session is `queued` exactly

@@ -31,7 +31,7 @@ from core.states import SessionState
 from core.tables import Exam, ExamSession, IdempotencyKey, Media, Tenant, UploadPart
 from core.vocabulary import MediaKind, MediaState
 from ingest.event_log import parse_event_log
-from ingest.hashing import HashingReader, InOrderHashes
+from ingest.hashing import MIB, HashingReader, InOrderHashes
 from ingest.probe import MediaRejected, ProbeLimits, probe_video
 from ingest.records import (
     check_parts,
@@ -57,7 +57,6 @@ from storage.object_store import ObjectExists, ObjectNotFound, ObjectStore, Uplo
 log = logging.getLogger(__name__)
 
 MAX_PARTS = 10_000
-MIB = 1024 * 1024
 VERIFY_TAKEOVER = timedelta(minutes=15)
 
 
@@ -465,10 +464,11 @@ class Uploads:
             session = tenant_session(db, tenant_id, session_id)
             if session.state == SessionState.DELETED:
                 return session_out(session)
-            erase_session(
+            removed = erase_session(
                 db, self._store, session, erased_by=erased_by or f"api:{session.tenant.slug}", code=code, reason=reason
             )
             for media in session.media:
                 self._hashes.forget(media.id)
             db.commit()
+            log.info("session erased", extra={"session_id": session_id, "code": code, "objects_removed": removed})
             return session_out(session)

@@ -128,10 +128,11 @@ class RayFanout:
                 ray.init(address=options.address)  # "auto", a GCS address on a node, or ray://head:10001
         cluster: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         device = resolve_device(options.device, float(cluster.get("GPU", 0)))
-        # The detectors run where Ray reserved: a CPU actor must not pick up a GPU through `auto`.
-        config = replace(
-            config, detectors=replace(config.detectors, runtime=replace(config.detectors.runtime, device=device))
-        )
+        if device == "cpu":
+            # A CPU actor must not pick up a GPU through `auto`: Ray reserved none for it. (Where Ray does
+            # reserve one, `auto` stays `auto`, so an onnxruntime without CUDA still falls back to the CPU.)
+            runtime = replace(config.detectors.runtime, device="cpu")
+            config = replace(config, detectors=replace(config.detectors, runtime=runtime))
         resources: dict[str, Any] = {"num_cpus": 1}
         if device == "cuda":
             resources["num_gpus"] = options.gpu_per_worker

@@ -18,10 +18,9 @@ from core.settings import Settings
 from core.tables import Tenant, User
 from core.tenants import TenantExists, add_tenant, issue_api_key
 from core.vocabulary import Role
-from proctor.wiring import configured_s3
+from proctor import wiring
 from review_ui.accounts import AccountError, add_user, assign
 from review_ui.webhooks import new_secret
-from storage.embedded_s3 import s3_location
 
 console = Console()
 tenants_app = typer.Typer(help="Exam platforms (tenants) and their API keys.", no_args_is_help=True)
@@ -151,7 +150,7 @@ def retention(
     period = days if days is not None else settings.retention_days
     if period is None:
         raise typer.BadParameter("no retention period: set PROCTOR_RETENTION_DAYS or pass --days")
-    with s3_location(configured_s3(settings), settings.data_dir, settings.s3_bucket) as location:
+    with wiring.s3(settings) as location:
         context = build_context(settings, location)
         try:
             expired = erase_expired(context.db, context.store, period, utcnow(), dry_run=dry_run)

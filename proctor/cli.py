@@ -15,24 +15,19 @@ import uvicorn
 
 from core.context import build_context
 from core.settings import Settings
-from proctor import admin_cli, demo, process_cli, upload_cli
+from proctor import admin_cli, demo, process_cli, upload_cli, wiring
 from proctor.logs import LogLevel, configure_logging
-from proctor.wiring import configured_s3, delivery_policy, server_app
+from proctor.wiring import delivery_policy, server_app
 from review_ui.webhooks import WebhookSender
-from storage.embedded_s3 import s3_location
 
 app = typer.Typer(
     help="proctor-pipeline: record-and-review exam proctoring.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 app.add_typer(admin_cli.tenants_app, name="tenants")
 app.add_typer(admin_cli.users_app, name="users")
-app.command("retention")(admin_cli.retention)
 app.command("ingest")(upload_cli.ingest)
 app.command("status")(upload_cli.status)
-app.command("worker")(process_cli.worker)
-app.command("process")(process_cli.process)
-app.command("analyze")(process_cli.analyze)
-app.command("demo")(demo.demo)
+app.command("retention")(admin_cli.retention)
 
 
 @app.command()
@@ -44,7 +39,7 @@ def serve(
     """Run the HTTP API and the review UI (and the embedded S3 server when no PROCTOR_S3_ENDPOINT is set)."""
     configure_logging(log_level)
     settings = Settings()
-    with s3_location(configured_s3(settings), settings.data_dir, settings.s3_bucket) as location:
+    with wiring.s3(settings) as location:
         context = build_context(settings, location)
         api = server_app(context)
         sender = WebhookSender(context.db, delivery_policy(settings))
@@ -62,6 +57,12 @@ def serve(
             sender.stop.set()
             webhooks.join(timeout=5)
             context.close()
+
+
+app.command("analyze")(process_cli.analyze)
+app.command("worker")(process_cli.worker)
+app.command("process")(process_cli.process)
+app.command("demo")(demo.demo)
 
 
 if __name__ == "__main__":

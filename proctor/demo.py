@@ -18,13 +18,13 @@ from core.tables import Tenant, User
 from core.tenants import add_tenant, issue_api_key
 from core.vocabulary import Role
 from ingest.client import IngestClient, upload_session
+from proctor import wiring
 from proctor.local_server import BackgroundServer
 from proctor.logs import LogLevel, configure_logging
 from proctor.process_cli import process_with_progress
 from proctor.upload_cli import print_session, upload_progress
-from proctor.wiring import configured_s3, platform_app
+from proctor.wiring import platform_app
 from review_ui.accounts import add_user, assign, set_password
-from storage.embedded_s3 import s3_location
 
 console = Console()
 
@@ -52,7 +52,7 @@ def demo(log_level: LogLevel = "warning") -> None:
     settings = Settings()
     console.rule("proctor-pipeline demo")
     console.print(f"data directory: {settings.data_dir.resolve()}")
-    with s3_location(configured_s3(settings), settings.data_dir, settings.s3_bucket) as location:
+    with wiring.s3(settings) as location:
         console.print(
             f"object storage: {'embedded SeaweedFS at ' if settings.s3_endpoint is None else ''}{location.endpoint}, "
             f"bucket {location.bucket}"

@@ -24,9 +24,9 @@ from core.states import SessionState
 from core.tables import ExamSession, FlagSegment
 from ingest.event_log import parse_event_log
 from ingest.probe import MediaRejected, ProbeLimits, probe_video
+from proctor import wiring
 from proctor.logs import LogLevel, configure_logging
-from proctor.wiring import configured_s3, job_queue
-from storage.embedded_s3 import s3_location
+from proctor.wiring import job_queue
 
 console = Console()
 
@@ -86,7 +86,7 @@ def worker(log_level: LogLevel = "info") -> None:
     settings = Settings()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with s3_location(configured_s3(settings), settings.data_dir, settings.s3_bucket) as location:
+    with wiring.s3(settings) as location:
         context = build_context(settings, location)
         fanout = processing.ray_fanout(context)
         try:
@@ -105,7 +105,7 @@ def process(
     """Process one session now, with a progress bar (re-processes a processed or failed session)."""
     configure_logging(log_level)
     settings = Settings()
-    with s3_location(configured_s3(settings), settings.data_dir, settings.s3_bucket) as location:
+    with wiring.s3(settings) as location:
         context = build_context(settings, location)
         process_with_progress(context, session_id)
         context.close()

@@ -1,12 +1,15 @@
-"""From the one settings object to each stage's typed config: the only place settings become configs.
+"""From the one settings object to each stage's typed config.
 
-Stages never read `Settings`; they take the config dataclasses built here (and, for the analysis stack,
+Stages never read `Settings`; they take the config dataclasses built here (only `core.context`, which
+builds the engine and the object store, reads its own few settings) (and, for the analysis stack,
 in `proctor.processing`, kept apart so that `proctor serve` never imports ONNX Runtime, OpenCV or Ray).
 Adding a setting means adding it to `core.settings.Settings` and passing it on here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
@@ -21,6 +24,7 @@ from review_ui.accounts import LoginPolicy
 from review_ui.http import ReviewConfig
 from review_ui.web import mount_review
 from review_ui.webhooks import DeliveryPolicy
+from storage.embedded_s3 import s3_location
 from storage.object_store import S3Location
 
 
@@ -37,6 +41,13 @@ def configured_s3(settings: Settings) -> S3Location | None:
         secure=settings.s3_secure,
         region=settings.s3_region,
     )
+
+
+@contextmanager
+def s3(settings: Settings) -> Iterator[S3Location]:
+    """The configured S3 service, or the embedded server under the data directory for the block's duration."""
+    with s3_location(configured_s3(settings), settings.data_dir, settings.s3_bucket) as location:
+        yield location
 
 
 def upload_limits(settings: Settings) -> UploadLimits:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -47,6 +47,11 @@ class ReviewResult(BaseModel):
     risk_score: float | None
     flags: list[FlagResult]
     comments: list[Comment]
+
+    @field_serializer("decided_at")
+    def _iso_with_offset(self, value: datetime | None) -> str | None:
+        """`+00:00`, as platforms have always received it (pydantic's default would write `Z`)."""
+        return value.isoformat() if value else None
 
 
 class FlagWithEvidence(FlagResult):

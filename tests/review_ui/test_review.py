@@ -138,6 +138,7 @@ def test_full_review_with_four_eyes_reaches_the_platform_and_its_webhook(
 
         final = platform.get(f"/v1/sessions/{session_id}/review").json()
     assert final["final"] is True and final["outcome"] == "Rules Violation" and final["state"] == "reviewed"
+    assert final["decided_at"].endswith("+00:00")  # the format platforms have always parsed
     decisions = {(f["kind"], f["start_s"], f["end_s"]): (f["decision"], f["note"]) for f in final["flags"]}
     assert decisions[("no_face", 4.8, 6.8)] == ("dismissed", "cat, not a person")
     assert decisions[("multiple_faces", 11.2, 13.2)] == ("confirmed", "")
@@ -152,6 +153,8 @@ def test_full_review_with_four_eyes_reaches_the_platform_and_its_webhook(
     assert not verify(secret, headers[SIGNATURE_HEADER.lower()], body, utcnow() + timedelta(minutes=10))  # replay
     payload = json.loads(body)
     assert payload["event"] == "review.final" and payload["review"]["outcome"] == "Rules Violation"
+    assert payload["review"]["decided_at"] == final["decided_at"]
+    assert list(payload["review"]) == sorted(payload["review"])  # one canonical body: keys sorted
     with world.context.db() as db:
         delivery = db.scalars(select(WebhookDelivery).where(WebhookDelivery.session_id == session_id)).one()
         assert delivery.state == "delivered" and delivery.attempts == 1
