@@ -202,6 +202,8 @@ class FlagSegment(Base):
     evidence_keys: Mapped[list[str]] = mapped_column(JSON, default=list)
     detector_versions: Mapped[dict[str, Any]] = mapped_column(default=dict)
     pipeline_version: Mapped[str] = mapped_column(String(32))
+    # Why it fired, for the reviewer: e.g. a looking-away flag's score trace against its calibrated reference.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # A FlagSource: the detectors, or a reviewer who added a flag they missed (re-processing keeps those).
     source: Mapped[str] = mapped_column(

@@ -5,13 +5,23 @@ detector once per worker (``build_detector``) and calls it on ``FrameBatch`` chu
 and units are listed in ``SIGNAL_COLUMNS`` and in ``docs/detectors.md``.
 """
 
-from .calibration import AwayConfig, Calibration, away_events, calibrate, looking_away_score
+from .calibration import (
+    AwayConfig,
+    AwayTrace,
+    Calibration,
+    Reference,
+    away_events,
+    away_trace,
+    calibrate,
+    looking_away_score,
+)
 from .face_analysis import COLUMNS as FACE_ANALYSIS_COLUMNS
 from .face_analysis import FaceAnalysisDetector
 from .face_presence import COLUMNS as FACE_PRESENCE_COLUMNS
 from .face_presence import FacePresenceConfig, FacePresenceDetector
 from .gaze import COLUMNS as GAZE_COLUMNS
 from .gaze import GazeConfig, GazeDetector
+from .placement import Placement, PlacementRule, placement_groups, stretches
 from .quality import COLUMNS as QUALITY_COLUMNS
 from .quality import FrameQualityDetector, QualityConfig
 from .registry import DEFAULT_DETECTORS, REGISTRY, DetectorConfigs, build_detector, build_detectors
@@ -31,6 +41,7 @@ __all__ = [
     "REGISTRY",
     "SIGNAL_COLUMNS",
     "AwayConfig",
+    "AwayTrace",
     "Calibration",
     "Detector",
     "DetectorConfigs",
@@ -41,14 +52,20 @@ __all__ = [
     "FrameQualityDetector",
     "GazeConfig",
     "GazeDetector",
+    "Placement",
+    "PlacementRule",
     "QualityConfig",
+    "Reference",
     "RuntimeConfig",
     "Signals",
     "away_events",
+    "away_trace",
     "build_detector",
     "build_detectors",
     "calibrate",
     "create_session",
     "looking_away_score",
+    "placement_groups",
     "select_providers",
+    "stretches",
 ]

@@ -58,6 +58,8 @@ COLUMNS = {
     "eye_detail": "Laplacian variance over intensity variance of the 64x64 eye crops (both eyes); "
     "NaN where iris did not run. Below min_eye_detail the eye gaze is NaN",
     "gaze_face_size_px": "side of the landmark ROI in frame pixels (about 1.5x the face)",
+    "gaze_face_x_px": "centre x of the landmark ROI in frame pixels (where the tracked face sits)",
+    "gaze_face_y_px": "centre y of the landmark ROI in frame pixels",
     "head_yaw_coarse_deg": "yaw from BlazeFace keypoints, only where a face was detected but the mesh "
     "was unusable (near profile); same sign as head_yaw_deg, NaN elsewhere",
     "head_pitch_coarse_deg": "pitch from BlazeFace keypoints, on the same frames as head_yaw_coarse_deg",
@@ -180,7 +182,7 @@ class GazeDetector:
     """
 
     name = "gaze"
-    version = "2"
+    version = "3"  # 3: the tracked face's placement (gaze_face_x_px, gaze_face_y_px)
 
     def __init__(
         self,
@@ -316,6 +318,7 @@ class GazeDetector:
             cols["head_roll_deg"][i] = roll
             cols["eye_openness"][i] = eye_openness(lm)
             cols["gaze_face_size_px"][i] = mesh.roi_size
+            (cols["gaze_face_x_px"][i], cols["gaze_face_y_px"][i]), _, _ = current
             if self.iris is not None and iris_due[i]:
                 irises, detail = self.run_iris(frame, lm, cfg.min_eye_detail)
                 cols["eye_detail"][i] = detail

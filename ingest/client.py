@@ -1,4 +1,4 @@
-"""Client of the `/v1` upload protocol (the platform API in `api/`): what `proctor ingest` runs, and a reference for platform integrators.
+"""Client of the `/v1` upload protocol: what `proctor ingest` runs, and a reference for platform integrators.
 
 Resuming is the normal path, not a special case: the client asks the server which parts it already has and
 sends only the others, so running the same upload again after a crash or a dropped connection finishes it.

@@ -1,8 +1,8 @@
 """A session from frames to signals to segments, as plain functions: what a Ray task runs, minus Ray.
 
 `ChunkAnalyzer` holds the detectors (models loaded once, at construction) and turns one time chunk of a
-recording into `Signals`. `flag_evidence` turns a whole session's signals into per-frame evidence for
-each flag kind, and `analyze_file` runs everything in a loop over chunks: for `proctor analyze`, for
+recording into `Signals`. `segment_session` turns a whole session's signals into flagged segments
+(through `pipelines.evidence`), and `analyze_file` runs everything in a loop over chunks: for `proctor analyze`, for
 tests, and as the reference the Ray path must match.
 """
 
@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from numpy.typing import NDArray
 
-from core.vocabulary import FlagKind
-from detectors import AwayConfig, DetectorConfigs, FrameBatch, Signals, build_detectors, looking_away_score
+from detectors import AwayConfig, DetectorConfigs, FrameBatch, Signals, build_detectors
 from models import load_manifest
 from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks
+from pipelines.evidence import explained, flag_evidence
 from pipelines.segments import ExamPolicy, Segment, risk_score, segment_all
 
 log = logging.getLogger(__name__)
@@ -65,32 +64,6 @@ class ChunkAnalyzer:
         return signals
 
 
-def flag_evidence(signals: Signals, away: AwayConfig) -> dict[FlagKind, NDArray[np.float64]]:
-    """Per-frame evidence in [0, 1] for each flag kind; NaN where a frame cannot tell.
-
-    A covered or dark camera says nothing about faces, so it is unknown for `no_face` and
-    `multiple_faces` and evidence only for `camera_blocked`: bad light must not read as "no face".
-    """
-    n = len(signals)
-    if n == 0:
-        return {kind: np.zeros(0) for kind in FlagKind}
-    faces = signals["face_count"]
-    covered = signals["covered"] > 0
-    blind = covered | (signals["too_dark"] > 0)
-    no_face = np.where(faces == 0, 1.0, 0.0)
-    multiple = np.where(faces >= 2, 1.0, 0.0)
-    no_face[blind] = np.nan
-    multiple[blind] = np.nan
-    away_score = looking_away_score(signals, away)
-    return {
-        FlagKind.NO_FACE: no_face,
-        FlagKind.MULTIPLE_FACES: multiple,
-        # A score of 1 is one tolerance off the calibrated "at the screen": evidence 0.5 = the policy's `enter`.
-        FlagKind.LOOKING_AWAY: np.clip(away_score / 2.0, 0.0, 1.0),
-        FlagKind.CAMERA_BLOCKED: covered.astype(np.float64),
-    }
-
-
 @dataclass(frozen=True)
 class SessionResult:
     duration_ms: int
@@ -103,8 +76,12 @@ class SessionResult:
 def segment_session(
     signals: Signals, policy: ExamPolicy, away: AwayConfig, *, duration_ms: int
 ) -> tuple[list[Segment], float]:
-    """The pure last step: stored signals and a policy in, segments and a risk score out (no decoding)."""
-    segments = segment_all(signals.timestamps_ms, flag_evidence(signals, away), policy, video_end_ms=duration_ms)
+    """The pure last step: stored signals and a policy in, segments (with why each fired) and a risk score out
+    (no decoding). The exam policy's looking-away tolerances apply over ``away``."""
+    away = policy.looking_away.applied_to(away)
+    evidence, trace = flag_evidence(signals, away)
+    segments = segment_all(signals.timestamps_ms, evidence, policy, video_end_ms=duration_ms)
+    segments = explained(segments, signals.timestamps_ms, trace, away)
     return segments, risk_score(segments, policy, video_end_ms=duration_ms)
 
 

@@ -180,6 +180,7 @@ def publish_results(
                 evidence_keys=evidence[i],
                 detector_versions=versions,
                 pipeline_version=PIPELINE_VERSION,
+                details=dict(seg.details) or None,
             )
             for i, seg in enumerate(segments)
         )
@@ -242,4 +243,5 @@ def _segment_json(seg: Segment, evidence: list[str]) -> dict[str, Any]:
         "score": seg.score,
         "peak_s": seg.peak_ms / 1000,
         "evidence": evidence,
+        "details": dict(seg.details),
     }

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from core.vocabulary import FlagKind
+from detectors import AwayConfig
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,29 @@ def _defaults() -> dict[FlagKind, KindPolicy]:
         FlagKind.NO_FACE: KindPolicy(min_duration_ms=3000, weight=0.6),
         FlagKind.MULTIPLE_FACES: KindPolicy(min_duration_ms=1500, weight=0.9),
         FlagKind.LOOKING_AWAY: KindPolicy(min_duration_ms=2000, merge_gap_ms=2000, weight=0.5),
-        FlagKind.CAMERA_BLOCKED: KindPolicy(min_duration_ms=3000, weight=0.8),
+        # A covered lens is deliberate far more often than a face is briefly lost: 2 s of it is a finding.
+        FlagKind.CAMERA_BLOCKED: KindPolicy(min_duration_ms=2000, weight=0.8),
     }
+
+
+@dataclass(frozen=True)
+class AwayTolerances:
+    """How far from the calibrated "at the screen" an exam lets a candidate look (None: the detectors'
+    default). An open-book exam may allow more pitch (reading notes); see ``detectors.AwayConfig``."""
+
+    yaw_deg: float | None = None
+    pitch_deg: float | None = None
+    gaze_h: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("yaw_deg", "pitch_deg", "gaze_h"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"looking_away.{name} must be > 0, got {value}")
+
+    def applied_to(self, base: AwayConfig) -> AwayConfig:
+        chosen = {k: v for k, v in asdict(self).items() if v is not None}
+        return replace(base, **chosen) if chosen else base
 
 
 @dataclass(frozen=True)
@@ -60,11 +82,13 @@ class ExamPolicy:
     """A per-exam flagging policy, stored with the exam as JSON.
 
     `sensitivity` scales every minimum duration by 1 / sensitivity: 2.0 flags episodes half as long,
-    0.5 only episodes twice as long. Kinds left out of `kinds` use the defaults.
+    0.5 only episodes twice as long. Kinds left out of `kinds` use the defaults. `looking_away` holds the
+    exam's tolerances around the calibrated "at the screen".
     """
 
     sensitivity: float = 1.0
     kinds: Mapping[FlagKind, KindPolicy] = field(default_factory=_defaults)
+    looking_away: AwayTolerances = field(default_factory=AwayTolerances)
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.sensitivity <= 10.0:
@@ -76,16 +100,20 @@ class ExamPolicy:
         return replace(base, min_duration_ms=round(base.min_duration_ms / self.sensitivity))
 
     def to_json(self) -> dict[str, Any]:
-        return {"sensitivity": self.sensitivity, "kinds": {k.value: asdict(v) for k, v in self.kinds.items()}}
+        return {
+            "sensitivity": self.sensitivity,
+            "kinds": {k.value: asdict(v) for k, v in self.kinds.items()},
+            "looking_away": {k: v for k, v in asdict(self.looking_away).items() if v is not None},
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> ExamPolicy:
         """Parse a stored policy; unknown kinds or fields raise ValueError naming them."""
         if not data:
             return cls()
-        unknown = set(data) - {"sensitivity", "kinds"}
+        unknown = set(data) - {"sensitivity", "kinds", "looking_away"}
         if unknown:
-            raise ValueError(f"unknown policy fields {sorted(unknown)}; allowed: sensitivity, kinds")
+            raise ValueError(f"unknown policy fields {sorted(unknown)}; allowed: sensitivity, kinds, looking_away")
         kinds: dict[FlagKind, KindPolicy] = {}
         for name, values in (data.get("kinds") or {}).items():
             try:
@@ -96,7 +124,11 @@ class ExamPolicy:
                 kinds[kind] = replace(_defaults()[kind], **values)
             except TypeError as exc:
                 raise ValueError(f"policy for {name}: {exc}") from None
-        return cls(sensitivity=float(data.get("sensitivity", 1.0)), kinds=kinds)
+        try:
+            tolerances = AwayTolerances(**(data.get("looking_away") or {}))
+        except TypeError as exc:
+            raise ValueError(f"policy for looking_away: {exc}") from None
+        return cls(sensitivity=float(data.get("sensitivity", 1.0)), kinds=kinds, looking_away=tolerances)
 
 
 @dataclass(frozen=True)
@@ -106,6 +138,8 @@ class Segment:
     end_ms: int
     score: float  # mean evidence over the segment's known frames, in [0, 1]
     peak_ms: int  # the frame with the strongest evidence: where evidence frames are taken
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """Why it was flagged, for the reviewer (e.g. a looking-away flag's signal trace against its reference)."""
 
     @property
     def duration_ms(self) -> int:

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session
 
 from core.states import SessionState
 from core.tables import Exam, ExamSession, FlagSegment, Media, SessionReview, User
-from core.vocabulary import MediaState, ReviewStatus
+from core.vocabulary import FlagKind, MediaState, ReviewStatus
 from review_ui.accounts import Scope
+from review_ui.explain import Why, looking_away_why
 from review_ui.results import flags_with_decisions
 
 PAGE_SIZE = 50
@@ -160,6 +161,7 @@ class FlagView:
     evidence_count: int
     decision: str | None
     note: str
+    why: Why | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +199,7 @@ def session_view(db: Session, session: ExamSession, now: datetime) -> SessionVie
             evidence_count=len(seg.evidence_keys),
             decision=decision.decision if decision else None,
             note=decision.note if decision else "",
+            why=looking_away_why(seg.details) if seg.kind == FlagKind.LOOKING_AWAY else None,
         )
         for seg, decision in flags_with_decisions(db, session.id)
     ]

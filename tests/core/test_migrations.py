@@ -11,7 +11,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 import core.db
-import core.tables  # noqa: F401  (registers every table on Base.metadata)
+import core.tables  # registers every table on Base.metadata
 from core.db import Base, migrate
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -172,3 +173,114 @@ def test_head_and_eyes_add_up_sideways(yaw: float, gaze: float, away: bool) -> N
     gazes[100:140] = gaze
     score = looking_away_score(session(yaws, gaze_h=gazes))
     assert bool(score[120] >= 1.0) == away
+
+
+# -- a reference that follows the session ---------------------------------------------------------------
+STEP = 200  # 5 fps, as the pipeline samples
+
+
+@dataclass
+class Take:
+    """A stretch of synthetic footage: where the face sits, its pose, for how long (None = no face)."""
+
+    seconds: float
+    place: tuple[float, float, float] | None = (320.0, 240.0, 200.0)  # centre x, y and size, frame pixels
+    yaw: float | tuple[float, float] = 0.0  # a pair drifts linearly from the first to the second
+    pitch: float = 0.0
+
+
+def footage(*takes: Take, seed: int = 0) -> Signals:
+    rng = np.random.default_rng(seed)
+    cols: dict[str, list[float]] = {c: [] for c in ("yaw", "pitch", "x", "y", "size")}
+    for take in takes:
+        n = round(take.seconds * 1000 / STEP)
+        start, end = take.yaw if isinstance(take.yaw, tuple) else (take.yaw, take.yaw)
+        if take.place is None:
+            for c in cols:
+                cols[c] += [np.nan] * n
+            continue
+        cols["yaw"] += list(np.linspace(start, end, n) + rng.normal(0, 1.5, n))
+        cols["pitch"] += list(take.pitch + rng.normal(0, 1.5, n))
+        for c, v in zip(("x", "y", "size"), take.place, strict=True):
+            cols[c] += list(v + rng.normal(0, 2, n))
+    n = len(cols["yaw"])
+    return Signals(
+        np.arange(n, dtype=np.int64) * STEP,
+        {
+            "head_yaw_deg": np.array(cols["yaw"]),
+            "head_pitch_deg": np.array(cols["pitch"]),
+            "head_roll_deg": np.zeros(n),
+            "eye_gaze_h": np.full(n, np.nan),
+            "eye_gaze_v": np.full(n, np.nan),
+            "gaze_face_x_px": np.array(cols["x"]),
+            "gaze_face_y_px": np.array(cols["y"]),
+            "gaze_face_size_px": np.array(cols["size"]),
+        },
+    )
+
+
+def events_s(s: Signals) -> list[tuple[float, float]]:
+    return [(a / 1000, b / 1000) for a, b in away_events(s.timestamps_ms, looking_away_score(s))]
+
+
+def test_a_camera_moved_mid_session_is_calibrated_again() -> None:
+    """The laptop is moved after two minutes: the candidate now sits off-centre, smaller, and "at the screen"
+    reads 30 degrees to the side. One session-wide centre flags the whole last minute."""
+    moved = (450.0, 200.0, 150.0)
+    s = footage(
+        Take(120), Take(2, None), Take(30, moved, yaw=30, pitch=-8), Take(3, moved, yaw=75), Take(30, moved, 30)
+    )
+    assert [round(a) for a, _ in events_s(s)] == [152]  # only the real turn, half a minute after the move
+    single = Signals(s.timestamps_ms, {k: v for k, v in s.columns.items() if not k.startswith("gaze_face")})
+    flagged = sum(b - a for a, b in events_s(single))
+    assert flagged > 50, "without placement one centre flags the whole minute after the move"
+
+
+def test_a_stranger_looking_into_the_camera_is_not_away() -> None:
+    """The candidate's camera sits to the side (yaw -20 at the screen). Someone else appears for 8 s, looking
+    straight into the camera: judged against the frontal prior, not against the candidate's reference."""
+    stranger = (200.0, 260.0, 170.0)
+    s = footage(Take(40, yaw=-20), Take(8, stranger, yaw=0, pitch=-5), Take(40, yaw=-20))
+    assert events_s(s) == []
+    cal = calibrate(s, AwayConfig())
+    assert [r.calibrated for r in cal.references] == [True, False]
+
+
+def test_a_stranger_with_the_head_turned_away_is_still_away() -> None:
+    stranger = (200.0, 260.0, 170.0)
+    s = footage(Take(40, yaw=-20), Take(4, stranger, yaw=60), Take(40, yaw=-20))
+    assert [(round(a), round(b)) for a, b in events_s(s)] == [(40, 44)]
+
+
+def test_a_person_change_that_stays_is_calibrated_on_its_own() -> None:
+    """Someone else takes over for the rest of the exam (which the identity check flags): their own
+    "at the screen" is learnt from their own minutes."""
+    other = (460.0, 200.0, 280.0)
+    s = footage(Take(90, yaw=-15), Take(1, None), Take(90, other, yaw=10, pitch=-12))
+    assert events_s(s) == []
+    assert [r.calibrated for r in calibrate(s, AwayConfig()).references] == [True, True]
+
+
+def test_a_minute_reading_notes_stays_flagged() -> None:
+    """Leaning in over notes moves the face a little per frame (no discontinuity), so the stretch keeps its
+    reference and the whole minute is away."""
+    leaning = [Take(0.4, (320.0, 240.0 + 10 * k, 200.0 + 8 * k), pitch=-8.0 * k) for k in range(1, 5)]
+    s = footage(Take(120), *leaning, Take(60, (320.0, 280.0, 232.0), pitch=-35), Take(120))
+    (start, end), *rest = events_s(s)
+    assert rest == [] and start <= 121.6 and end - start >= 59
+
+
+def test_a_slow_drift_in_posture_is_followed() -> None:
+    """Ten minutes of sliding sideways in the chair, 60 degrees in all, always at the screen; then a real
+    turn. The rolling centre follows the drift; one session-wide centre flags both ends."""
+    s = footage(Take(600, yaw=(0.0, 60.0)), Take(3, yaw=100.0), Take(20, yaw=60.0))
+    assert [round(a) for a, _ in events_s(s)] == [600]
+    fixed = AwayConfig(drift_window_ms=10_000_000)
+    assert len(away_events(s.timestamps_ms, looking_away_score(s, fixed))) > 1
+
+
+def test_the_same_place_after_a_break_is_one_group() -> None:
+    """The candidate leaves and comes back to the same chair: one placement group, calibrated together."""
+    s = footage(Take(30), Take(5, None), Take(30))
+    cal = calibrate(s, AwayConfig())
+    assert len(cal.references) == 1 and cal.references[0].calibrated

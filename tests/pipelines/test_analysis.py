@@ -11,7 +11,8 @@ from core.vocabulary import FlagKind
 from detectors import AwayConfig, Signals
 from ingest.probe import ProbeLimits, probe_video
 from models import load_manifest
-from pipelines.analysis import SessionResult, analyze_file, flag_evidence, segment_session
+from pipelines.analysis import SessionResult, analyze_file, segment_session
+from pipelines.evidence import flag_evidence
 from pipelines.segments import ExamPolicy, KindPolicy
 from proctor.samples import SampleSession, build_sample_session
 
@@ -74,7 +75,7 @@ def test_a_covered_camera_is_not_evidence_of_no_face() -> None:
     cols["covered"][:2] = 1
     cols["too_dark"][2] = 1
     cols |= {c: np.full(4, np.nan) for c in ("head_yaw_deg", "head_pitch_deg", "eye_gaze_h", "eye_gaze_v")}
-    evidence = flag_evidence(Signals(ts, cols), AwayConfig())
+    evidence, _ = flag_evidence(Signals(ts, cols), AwayConfig())
     assert np.isnan(evidence[FlagKind.NO_FACE][:3]).all() and evidence[FlagKind.NO_FACE][3] == 1.0
     assert evidence[FlagKind.CAMERA_BLOCKED].tolist() == [1, 1, 0, 0]
     assert np.isnan(evidence[FlagKind.LOOKING_AWAY]).all(), "no face is unknown gaze, not away"

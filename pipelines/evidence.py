@@ -1,0 +1,156 @@
+"""From a session's signals to per-frame evidence for each flag kind, and why each flag fired.
+
+Pure functions: signals and configs in, arrays and plain dicts out. Evidence is in [0, 1] per frame, NaN
+where a frame cannot tell; the segmenter (`pipelines.segments`) turns it into flagged segments, and
+`explain` attaches to each segment what a reviewer needs to judge it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from core.vocabulary import FlagKind
+from detectors import AwayConfig, AwayTrace, Signals, away_trace
+from pipelines.segments import Segment
+
+FloatArray = NDArray[np.float64]
+TRACE_POINTS = 48
+"""At most this many (time, score) points of a looking-away flag's trace are kept for the reviewer."""
+
+
+@dataclass(frozen=True)
+class TurnedAway:
+    """A face lost while the head was turning away is a head turned too far to track, not an empty seat.
+
+    No-face frames that begin within ``within_ms`` of a frame whose looking-away score reached ``from_score``
+    (tolerances) count as looking away, for at most ``max_ms``; after that they are no-face again (the
+    candidate may have turned and left).
+    """
+
+    within_ms: int = 1000
+    from_score: float = 0.7
+    max_ms: int = 10_000
+
+
+def turned_away_losses(
+    timestamps_ms: NDArray[np.int64], face_count: FloatArray, away_score: FloatArray, rule: TurnedAway
+) -> NDArray[np.bool_]:
+    """Frames with no face that continue a head turn (see ``TurnedAway``)."""
+    lost = np.zeros(len(timestamps_ms), bool)
+    turning_at: int | None = None  # time of the last frame scored as turning away
+    run_start: int | None = None  # start of the no-face run that continues it
+    for i, (t, faces, score) in enumerate(zip(timestamps_ms.tolist(), face_count, away_score, strict=True)):
+        if faces == 0:
+            if run_start is None and turning_at is not None and t - turning_at <= rule.within_ms:
+                run_start = t
+            if run_start is not None and t - run_start < rule.max_ms:
+                lost[i] = True
+            continue
+        run_start = None
+        turning_at = t if np.isfinite(score) and score >= rule.from_score else None
+    return lost
+
+
+def flag_evidence(
+    signals: Signals, away: AwayConfig, turned: TurnedAway | None = None
+) -> tuple[dict[FlagKind, FloatArray], AwayTrace | None]:
+    """Per-frame evidence in [0, 1] for each flag kind (NaN where a frame cannot tell), and the looking-away
+    trace it came from (None for a session with no frames).
+
+    A covered or dark camera says nothing about faces, so it is unknown for `no_face` and
+    `multiple_faces` and evidence only for `camera_blocked`: bad light must not read as "no face". A face
+    lost while the head turned away is looking away, not no face (``TurnedAway``).
+    """
+    n = len(signals)
+    if n == 0:
+        return {kind: np.zeros(0) for kind in FlagKind}, None
+    faces = signals["face_count"]
+    covered = signals["covered"] > 0
+    blind = covered | (signals["too_dark"] > 0)
+    trace = away_trace(signals, away)
+    no_face = np.where(faces == 0, 1.0, 0.0)
+    multiple = np.where(faces >= 2, 1.0, 0.0)
+    # A score of 1 is one tolerance off the calibrated "at the screen": evidence 0.5 = the policy's `enter`.
+    looking_away = np.clip(trace.score / 2.0, 0.0, 1.0)
+    turned_lost = turned_away_losses(signals.timestamps_ms, faces, trace.score, turned or TurnedAway()) & ~blind
+    no_face[turned_lost] = np.nan
+    looking_away[turned_lost] = 1.0
+    no_face[blind] = np.nan
+    multiple[blind] = np.nan
+    evidence = {
+        FlagKind.NO_FACE: no_face,
+        FlagKind.MULTIPLE_FACES: multiple,
+        FlagKind.LOOKING_AWAY: looking_away,
+        FlagKind.CAMERA_BLOCKED: covered.astype(np.float64),
+    }
+    return evidence, trace
+
+
+def _rounded(value: float, digits: int = 2) -> float | None:
+    return round(float(value), digits) if np.isfinite(value) else None
+
+
+def explain_looking_away(
+    segment: Segment, timestamps_ms: NDArray[np.int64], trace: AwayTrace, away: AwayConfig
+) -> dict[str, Any]:
+    """What made a looking-away flag fire: the reference it was judged against, the tolerances, which signal
+    went furthest, and the score over time (1.0 = one tolerance, the threshold)."""
+    inside = (timestamps_ms >= segment.start_ms) & (timestamps_ms < segment.end_ms)
+    cal = trace.calibration
+    frames = np.flatnonzero(inside)
+    if frames.size == 0:
+        return {}
+    parts = {
+        "head yaw": trace.yaw,
+        "head pitch": trace.pitch,
+        "eye gaze": trace.gaze_h,
+        "head and eyes": trace.sideways,
+    }
+    parts["head (keypoints)"] = trace.coarse
+    means = {
+        name: float(np.nanmean(v[frames])) if np.any(np.isfinite(v[frames])) else -1.0 for name, v in parts.items()
+    }
+    driver = max(means, key=lambda k: means[k])
+    ref = frames[0]
+    group = int(cal.group[ref])
+    reference = next((r for r in cal.references if r.group == group), None)
+    step = max(1, frames.size // TRACE_POINTS + (frames.size % TRACE_POINTS > 0))
+    points = frames[::step]
+    scale = float(cal.tolerance_scale[ref])
+    lost = int(np.sum(inside & ~np.isfinite(trace.score)))
+    return {
+        "driver": driver,
+        "reference": {
+            "yaw_deg": _rounded(cal.yaw_deg[ref], 1),
+            "pitch_deg": _rounded(cal.pitch_deg[ref], 1),
+            "gaze_h": _rounded(cal.gaze_h[ref], 3),
+            "calibrated": bool(reference.calibrated) if reference else False,
+            "since_s": reference.start_ms / 1000 if reference else None,
+        },
+        "tolerances": {
+            "yaw_deg": round(away.yaw_deg * scale, 1),
+            "pitch_deg": round(away.pitch_deg * scale, 1),
+            "gaze_h": round(away.gaze_h * scale, 3),
+        },
+        "peak_score": _rounded(np.nanmax(trace.score[frames]) if np.any(np.isfinite(trace.score[frames])) else np.nan),
+        "face_lost_frames": lost,
+        "trace": [[int(timestamps_ms[i]), _rounded(trace.score[i])] for i in points],
+    }
+
+
+def explained(
+    segments: list[Segment], timestamps_ms: NDArray[np.int64], trace: AwayTrace | None, away: AwayConfig
+) -> list[Segment]:
+    """The segments with their explanations attached (looking-away flags; the others explain themselves)."""
+    if trace is None:
+        return segments
+    return [
+        replace(seg, details=explain_looking_away(seg, timestamps_ms, trace, away))
+        if seg.kind is FlagKind.LOOKING_AWAY
+        else seg
+        for seg in segments
+    ]

@@ -1,0 +1,56 @@
+"""Where the reference may change: stretches at discontinuities of the face track, groups of the same place."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detectors import Placement, PlacementRule, placement_groups, stretches
+
+N = np.nan
+HERE, NEAR, ELSEWHERE, SMALLER = (320, 240, 200), (345, 250, 210), (480, 200, 200), (320, 240, 140)
+
+
+def placement(*frames: tuple[float, float, float] | None, step_ms: int = 200) -> Placement:
+    rows = np.array([f if f is not None else (N, N, N) for f in frames], float)
+    return Placement(np.arange(len(frames), dtype=np.int64) * step_ms, rows[:, 0], rows[:, 1], rows[:, 2])
+
+
+@pytest.mark.parametrize(
+    ("frames", "expected"),
+    [
+        ([HERE] * 4, [0, 0, 0, 0]),
+        ([HERE, NEAR, HERE, NEAR], [0, 0, 0, 0]),  # a head moves a little between frames: one stretch
+        ([HERE, HERE, ELSEWHERE, ELSEWHERE], [0, 0, 1, 1]),  # a cut: the face jumps
+        ([HERE, HERE, SMALLER, SMALLER], [0, 0, 1, 1]),  # the camera zoomed or moved back
+        ([HERE, None, None, None, None, None, None, None, None, HERE], [0] * 9 + [1]),  # gone 1.6 s: a break
+        ([HERE, None, None, HERE], [0, 0, 0, 0]),  # lost for 0.6 s at the same place: the same stretch
+        ([None, None, HERE, HERE], [0, 0, 0, 0]),  # frames before the first face join the first stretch
+        ([None, None], [0, 0]),
+    ],
+)
+def test_stretches_start_at_discontinuities(
+    frames: list[tuple[float, float, float] | None], expected: list[int]
+) -> None:
+    assert stretches(placement(*frames), PlacementRule()).tolist() == expected
+
+
+def test_continuous_movement_never_splits() -> None:
+    """Leaning in over notes: 120 px down and 40 % bigger, in small steps."""
+    frames = [(320.0, 240.0 + 10 * k, 200.0 * 1.03**k) for k in range(12)]
+    assert set(stretches(placement(*frames), PlacementRule()).tolist()) == {0}
+
+
+def test_stretches_at_the_same_place_form_one_group() -> None:
+    p = placement(*([HERE] * 3 + [ELSEWHERE] * 3 + [NEAR] * 3))
+    ids = stretches(p, PlacementRule())
+    assert ids.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert placement_groups(p, ids, PlacementRule()).tolist() == [0, 0, 0, 1, 1, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("break_ms", -1), ("jump_face_sizes", 0.0), ("jump_scale", 1.0), ("same_place_scale", 0.9)]
+)
+def test_rule_validation(field: str, value: float) -> None:
+    with pytest.raises(ValueError, match=field):
+        PlacementRule(**{field: value})  # type: ignore[arg-type]

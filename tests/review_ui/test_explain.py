@@ -1,0 +1,50 @@
+"""Why a looking-away flag fired, as the reviewer reads it on the session page."""
+
+from __future__ import annotations
+
+import html
+
+from sqlalchemy import update
+
+from core.tables import FlagSegment
+from review_ui.explain import looking_away_why
+from tests.review_ui.conftest import World
+
+DETAILS = {
+    "driver": "head yaw",
+    "reference": {"yaw_deg": 5.0, "pitch_deg": -3.0, "gaze_h": 0.01, "calibrated": True, "since_s": 72.0},
+    "tolerances": {"yaw_deg": 25.0, "pitch_deg": 20.0, "gaze_h": 0.09},
+    "peak_score": 1.6,
+    "face_lost_frames": 0,
+    "trace": [[20_000, 1.1], [20_400, 1.6], [20_800, 1.2], [21_200, 0.8]],
+}
+
+
+def test_the_explanation_names_the_reference_the_tolerances_and_the_driver() -> None:
+    why = looking_away_why(DETAILS)
+    assert why is not None
+    assert "head yaw went furthest, peaking at 1.6 tolerances" in why.text
+    assert "calibrated from 1:12: yaw +5°, pitch -3°" in why.text and "yaw 25.0°" in why.text
+    assert why.points.startswith("0.0,") and why.points.split()[-1].startswith("100.0,")
+    assert 0 < why.threshold_y < 24
+
+
+def test_an_uncalibrated_placement_says_so() -> None:
+    why = looking_away_why(DETAILS | {"reference": DETAILS["reference"] | {"calibrated": False}})
+    assert why is not None and "looking into the camera" in why.text
+
+
+def test_flags_without_details_have_no_explanation() -> None:
+    assert looking_away_why(None) is None and looking_away_why({}) is None
+
+
+def test_the_session_page_shows_why(world: World) -> None:
+    with world.context.db() as db:
+        db.execute(
+            update(FlagSegment)
+            .where(FlagSegment.session_id == world.sessions["a"], FlagSegment.kind == "looking_away")
+            .values(details=DETAILS)
+        )
+        db.commit()
+    page = html.unescape(world.browser("reviewer_a").page(f"/review/sessions/{world.sessions['a']}").text)
+    assert "head yaw went furthest" in page and 'class="why-chart"' in page
