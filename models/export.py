@@ -494,8 +494,22 @@ def main(argv: list[str] | None = None) -> None:
                     },
                 }
             )
-    manifest = {"generated_by": "python -m models.export", "models": entries}
-    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_manifest(args.out, entries, "python -m models.export")
+
+
+def write_manifest(directory: Path, entries: list[dict[str, Any]], generated_by: str) -> None:
+    """Put ``entries`` into ``directory``'s manifest.json, keeping the entries other exporters made, in their order.
+
+    Each exporter owns its models (``models.export_face_descriptor`` the dlib one); rewriting the whole file
+    dropped the others'. A model's entry keeps its place; a new model goes last.
+    """
+    path = directory / "manifest.json"
+    old = json.loads(path.read_text()) if path.is_file() else {"models": []}
+    fresh = {e["name"]: e for e in entries}
+    models = [fresh.pop(e["name"], e) for e in old["models"]] + list(fresh.values())
+    tools = [t for t in old.get("generated_by", "").split("; ") if t]
+    tools += [] if generated_by in tools else [generated_by]
+    path.write_text(json.dumps({"generated_by": "; ".join(tools), "models": models}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
