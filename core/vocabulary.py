@@ -16,9 +16,16 @@ class MediaKind(StrEnum):
     WEBCAM = "webcam"
     SCREEN = "screen"
     EVENTS = "events"
+    # The candidate's reference face, stored under the candidate (not the session) and reused across exams.
+    ENROLMENT_PHOTO = "enrolment_photo"
+    ENROLMENT_CLIP = "enrolment_clip"
 
 
 VIDEO_KINDS = frozenset({MediaKind.WEBCAM, MediaKind.SCREEN})
+RECORDING_KINDS = frozenset({MediaKind.WEBCAM, MediaKind.SCREEN, MediaKind.EVENTS})
+"""The exam's own files: a session is queued once every one it declared is complete."""
+ENROLMENT_KINDS = frozenset({MediaKind.ENROLMENT_PHOTO, MediaKind.ENROLMENT_CLIP})
+"""Reference faces: never block the exam; a refused one is rejected alone, the session is not."""
 
 
 class MediaState(StrEnum):
@@ -49,6 +56,8 @@ class FlagKind(StrEnum):
     MULTIPLE_FACES = "multiple_faces"
     LOOKING_AWAY = "looking_away"
     CAMERA_BLOCKED = "camera_blocked"
+    PERSON_CHANGED = "person_changed"  # not the person of the session's first stable face track
+    IDENTITY_MISMATCH = "identity_mismatch"  # not the enrolled candidate
 
 
 class FlagSource(StrEnum):

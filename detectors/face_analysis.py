@@ -13,6 +13,11 @@ detectors, with the same meanings (``SIGNAL_COLUMNS``).
 The detection runs at the lower of the two score thresholds with face presence's NMS overlap; each side
 then applies its own threshold. Without tracking (``GazeConfig(track=False)``, and the default
 thresholds, 0.5 and 0.5, IoU 0.3) the signals are those of the two detectors run separately.
+
+With an ``IdentityConfig`` (the default) it also embeds the tracked face with dlib's face descriptor on a
+few frames: near-frontal, large and sure faces, at most once per ``IdentityConfig.every_ms`` and whenever
+the track starts. The 128 numbers go into columns ``face_descriptor_000`` .. ``_127`` (NaN on the frames
+not embedded); they are biometric data, kept apart from the other signals when stored.
 """
 
 from __future__ import annotations
@@ -27,13 +32,22 @@ from .face_presence import COLUMNS as PRESENCE_COLUMNS
 from .face_presence import FacePresenceConfig, FacePresenceDetector, overlaps
 from .gaze import COLUMNS as GAZE_COLUMNS
 from .gaze import GazeConfig, GazeDetector, MainFace
+from .identity import DESCRIPTOR_SIZE, FaceEmbedder, IdentityConfig
 from .mesh import ROI_SCALE, FaceMesh, Roi
 from .runtime import RuntimeConfig
 from .seams import FrameBatch, Signals
 
-__all__ = ["COLUMNS", "FaceAnalysisDetector", "TrackedFace", "main_detection"]
+__all__ = ["COLUMNS", "DESCRIPTOR_COLUMNS", "FaceAnalysisDetector", "TrackedFace", "embedding_due", "main_detection"]
 
-COLUMNS = {**PRESENCE_COLUMNS, **GAZE_COLUMNS}
+DESCRIPTOR_COLUMNS = tuple(f"face_descriptor_{k:03d}" for k in range(DESCRIPTOR_SIZE))
+COLUMNS = {
+    **PRESENCE_COLUMNS,
+    **GAZE_COLUMNS,
+    **{
+        c: "dlib face descriptor of the tracked face, one of 128 numbers; NaN where not embedded"
+        for c in DESCRIPTOR_COLUMNS
+    },
+}
 
 
 def main_detection(found: Faces, roi: Roi, overlap: float) -> int | None:
@@ -72,23 +86,55 @@ class TrackedFace:
         return Faces(boxes, self.face.scores, move(self.face.keypoints))
 
 
+def embedding_due(
+    timestamps_ms: NDArray[np.int64], mains: list[MainFace], signals: Signals, config: IdentityConfig
+) -> list[int]:
+    """Frames whose tracked face is embedded: near-frontal, large and sure faces where the track starts, and
+    the first such frame of every ``every_ms`` bucket of time (buckets aligned to absolute time)."""
+    due: list[int] = []
+    last_bucket: int | None = None
+    yaw, pitch, score, roi = (
+        signals[c] for c in ("head_yaw_deg", "head_pitch_deg", "landmark_score", "gaze_face_size_px")
+    )
+    for i, main in enumerate(mains):
+        if main.points is None:
+            continue
+        usable = (
+            abs(yaw[i]) <= config.max_abs_yaw_deg
+            and abs(pitch[i]) <= config.max_abs_pitch_deg
+            and score[i] >= config.min_landmark_score
+            and roi[i] / ROI_SCALE >= config.min_face_px
+        )
+        if not usable:
+            continue
+        bucket = int(timestamps_ms[i]) // config.every_ms if config.every_ms > 0 else i
+        starts = i == 0 or mains[i - 1].points is None
+        if starts or bucket != last_bucket:
+            due.append(i)
+            last_bucket = bucket
+    return due
+
+
 class FaceAnalysisDetector:
-    """``face_presence`` and ``gaze`` columns from one face mesh track and the detections it needs."""
+    """``face_presence`` and ``gaze`` columns from one face mesh track and the detections it needs, and the
+    tracked face's descriptor on a few frames."""
 
     name = "face_analysis"
-    version = f"2+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
+    version = f"3+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
 
     def __init__(
         self,
         presence: FacePresenceConfig | None = None,
         gaze: GazeConfig | None = None,
         runtime: RuntimeConfig | None = None,
+        identity: IdentityConfig | None = IdentityConfig(),
     ) -> None:
         runtime = runtime or RuntimeConfig()
         short = BlazeFace(SHORT_RANGE, runtime)
         mesh = FaceMesh(runtime)
         self.presence = FacePresenceDetector(presence, runtime, short=short, mesh=mesh)
         self.gaze = GazeDetector(gaze, runtime, detector=short, mesh=mesh)
+        self.embedder = FaceEmbedder(identity, runtime) if identity is not None else None
         self._short = short
         self._min_score = min(self.presence.config.min_score, self.gaze.config.min_face_score)
 
@@ -116,7 +162,19 @@ class FaceAnalysisDetector:
             last = TrackedFace(confirmed, rest, roi) if len(confirmed) and roi is not None else None
             tracked.append(confirmed)
             short.append(rest)
-        return Signals.merge([self.presence.signals(batch, short, tracked), gaze])
+        parts = [self.presence.signals(batch, short, tracked), gaze]
+        if self.embedder is not None:
+            parts.append(self._descriptors(batch, mains, gaze))
+        return Signals.merge(parts)
+
+    def _descriptors(self, batch: FrameBatch, mains: list[MainFace], gaze: Signals) -> Signals:
+        assert self.embedder is not None
+        due = embedding_due(batch.timestamps_ms, mains, gaze, self.embedder.config)
+        values = np.full((len(batch), DESCRIPTOR_SIZE), np.nan)
+        if due:
+            chips = np.stack([self.embedder.chip(batch.frames[i], mains[i].points) for i in due])  # type: ignore[arg-type]
+            values[due] = self.embedder.embed(chips)
+        return Signals(batch.timestamps_ms, {c: values[:, k] for k, c in enumerate(DESCRIPTOR_COLUMNS)})
 
     def _split(self, found: Faces, main: MainFace) -> tuple[Faces, Faces]:
         """A frame's detections as (the main face, confirmed by the gaze path's face mesh; the rest)."""

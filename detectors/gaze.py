@@ -173,6 +173,8 @@ class MainFace:
     """Its index among the frame's detections, where the mesh ran on a detection on this frame."""
     mesh_score: float = float("nan")
     """The face mesh score on that detection (NaN where the mesh ran on the track, or not at all)."""
+    points: NDArray[np.float64] | None = None
+    """Its (468, 3) mesh landmarks in frame pixels, where the mesh was usable."""
 
 
 class GazeDetector:
@@ -310,7 +312,7 @@ class GazeDetector:
                 continue
             lm = mesh.landmarks
             previous = current
-            found[i] = replace(found[i], landmarks=current)
+            found[i] = replace(found[i], landmarks=current, points=lm)
             yaw, pitch, roll = head_pose(lm)
             cols["landmark_score"][i] = mesh.score
             cols["head_yaw_deg"][i] = yaw

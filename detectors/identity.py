@@ -80,7 +80,22 @@ class IdentityConfig:
     (outer eye corners ~150 px apart) are first shrunk by a power of two with area averaging, as dlib does
     with its image pyramid; bilinear sampling alone would alias. ``inf`` turns it off."""
 
+    every_ms: int = 3000
+    """In a session, embed the tracked face at most once per this many ms, plus whenever its track starts
+    (a face that appears, or comes back): a few times a minute, and at once around the events that matter."""
+    max_abs_yaw_deg: float = 30.0
+    max_abs_pitch_deg: float = 30.0
+    """Only near-frontal faces are embedded: a turned head gives a descriptor far from the same person's."""
+    min_face_px: float = 60.0
+    """Only faces this large (the mesh ROI's side / 1.5) are embedded: smaller chips are upscaled blur."""
+    min_landmark_score: float = 0.7
+    """Only faces the mesh is sure of are embedded."""
+
     def __post_init__(self) -> None:
+        if self.every_ms < 0 or self.min_face_px < 0:
+            raise ValueError(f"IdentityConfig: expected every_ms >= 0 and min_face_px >= 0, found {self}")
+        if not 0.0 < self.min_landmark_score < 1.0:
+            raise ValueError(f"IdentityConfig.min_landmark_score: expected in (0, 1), found {self.min_landmark_score}")
         if not 0.0 < self.match_distance < math.inf:
             raise ValueError(f"IdentityConfig.match_distance: expected a finite value > 0, found {self.match_distance}")
         if not self.shrink_above >= 1.0:

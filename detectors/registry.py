@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from .face_analysis import FaceAnalysisDetector
 from .face_presence import FacePresenceConfig, FacePresenceDetector
 from .gaze import GazeConfig, GazeDetector
+from .identity import IdentityConfig
 from .quality import FrameQualityDetector, QualityConfig
 from .runtime import RuntimeConfig
 from .seams import Detector
@@ -27,12 +28,14 @@ class DetectorConfigs:
     face_presence: FacePresenceConfig = field(default_factory=FacePresenceConfig)
     gaze: GazeConfig = field(default_factory=GazeConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    identity: IdentityConfig | None = field(default_factory=IdentityConfig)
+    """The face descriptor of the tracked face on a few frames (``face_analysis``); None turns it off."""
 
 
 REGISTRY: Mapping[str, Callable[[DetectorConfigs], Detector]] = {
     "face_presence": lambda c: FacePresenceDetector(c.face_presence, c.runtime),
     "gaze": lambda c: GazeDetector(c.gaze, c.runtime),
-    "face_analysis": lambda c: FaceAnalysisDetector(c.face_presence, c.gaze, c.runtime),
+    "face_analysis": lambda c: FaceAnalysisDetector(c.face_presence, c.gaze, c.runtime, c.identity),
     "quality": lambda c: FrameQualityDetector(c.quality),
 }
 

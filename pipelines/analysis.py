@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+from numpy.typing import NDArray
 
+from core.vocabulary import FlagKind
 from detectors import AwayConfig, DetectorConfigs, FrameBatch, Signals, build_detectors
 from models import load_manifest
 from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks
 from pipelines.evidence import explained, flag_evidence
+from pipelines.identity import IdentityRule, identity_evidence
 from pipelines.segments import ExamPolicy, Segment, risk_score, segment_all
 
 log = logging.getLogger(__name__)
@@ -74,14 +77,25 @@ class SessionResult:
 
 
 def segment_session(
-    signals: Signals, policy: ExamPolicy, away: AwayConfig, *, duration_ms: int
+    signals: Signals,
+    policy: ExamPolicy,
+    away: AwayConfig,
+    *,
+    duration_ms: int,
+    enrolment: NDArray[np.float32] | None = None,
+    identity: IdentityRule | None = None,
 ) -> tuple[list[Segment], float]:
     """The pure last step: stored signals and a policy in, segments (with why each fired) and a risk score out
-    (no decoding). The exam policy's looking-away tolerances apply over ``away``."""
+    (no decoding). The exam policy's looking-away tolerances apply over ``away``; ``enrolment`` is the
+    candidate's enrolment template, when there is one."""
     away = policy.looking_away.applied_to(away)
+    rule = identity or IdentityRule()
     evidence, trace = flag_evidence(signals, away)
+    who = identity_evidence(signals, enrolment, rule)
+    evidence[FlagKind.PERSON_CHANGED] = who.person_changed
+    evidence[FlagKind.IDENTITY_MISMATCH] = who.identity_mismatch
     segments = segment_all(signals.timestamps_ms, evidence, policy, video_end_ms=duration_ms)
-    segments = explained(segments, signals.timestamps_ms, trace, away)
+    segments = explained(segments, signals.timestamps_ms, trace, away, who, rule)
     return segments, risk_score(segments, policy, video_end_ms=duration_ms)
 
 

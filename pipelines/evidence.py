@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from core.vocabulary import FlagKind
 from detectors import AwayConfig, AwayTrace, Signals, away_trace
+from pipelines.identity import Identity, IdentityRule
 from pipelines.segments import Segment
 
 FloatArray = NDArray[np.float64]
@@ -142,15 +143,36 @@ def explain_looking_away(
     }
 
 
+def explain_identity(
+    segment: Segment, timestamps_ms: NDArray[np.int64], who: Identity, rule: IdentityRule
+) -> dict[str, Any]:
+    """What a person_changed or identity_mismatch flag rests on: the samples inside it and their distances."""
+    inside = (timestamps_ms >= segment.start_ms) & (timestamps_ms < segment.end_ms)
+    distances = who.distance_to_enrolment if segment.kind is FlagKind.IDENTITY_MISMATCH else who.distance_to_reference
+    sampled = distances[inside & np.isfinite(distances)]
+    return {
+        "against": "the enrolment photo" if segment.kind is FlagKind.IDENTITY_MISMATCH else "the session's first face",
+        "reference_s": None if who.reference_ms is None else who.reference_ms / 1000,
+        "samples": int(sampled.size),
+        "median_distance": _rounded(float(np.median(sampled)), 3) if sampled.size else None,
+        "threshold": rule.match_distance,
+    }
+
+
 def explained(
-    segments: list[Segment], timestamps_ms: NDArray[np.int64], trace: AwayTrace | None, away: AwayConfig
+    segments: list[Segment],
+    timestamps_ms: NDArray[np.int64],
+    trace: AwayTrace | None,
+    away: AwayConfig,
+    who: Identity,
+    rule: IdentityRule,
 ) -> list[Segment]:
-    """The segments with their explanations attached (looking-away flags; the others explain themselves)."""
-    if trace is None:
-        return segments
-    return [
-        replace(seg, details=explain_looking_away(seg, timestamps_ms, trace, away))
-        if seg.kind is FlagKind.LOOKING_AWAY
-        else seg
-        for seg in segments
-    ]
+    """The segments with their explanations attached."""
+    out = []
+    for seg in segments:
+        if seg.kind is FlagKind.LOOKING_AWAY and trace is not None:
+            seg = replace(seg, details=explain_looking_away(seg, timestamps_ms, trace, away))
+        elif seg.kind in (FlagKind.PERSON_CHANGED, FlagKind.IDENTITY_MISMATCH):
+            seg = replace(seg, details=explain_identity(seg, timestamps_ms, who, rule))
+        out.append(seg)
+    return out

@@ -29,6 +29,7 @@ from core.db import new_id, utcnow
 from core.tables import ExamSession, FlagSegment
 from core.vocabulary import FlagSource, MediaKind, MediaState, ReviewPriority
 from detectors import AwayConfig, Signals
+from detectors.face_analysis import DESCRIPTOR_COLUMNS
 from pipelines.analysis import PIPELINE_VERSION, segment_session
 from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks
 from pipelines.fanout import Fanout
@@ -108,7 +109,10 @@ def process_session(
     results = prefix.key("results", f"v{PIPELINE_VERSION}", new_id()) + "/"
     versions = fanout.versions()
     evidence = _write_evidence(store, key, results, segments)
-    store.put_bytes(results + "signals.npz", _signals_npz(signals), content_type="application/octet-stream")
+    plain, faces = _without_descriptors(signals)
+    store.put_bytes(results + "signals.npz", _signals_npz(plain), content_type="application/octet-stream")
+    if faces is not None:  # biometric: its own object, so it can be erased or withheld on its own
+        store.put_bytes(results + "descriptors.npz", _signals_npz(faces), content_type="application/octet-stream")
     store.put_bytes(
         results + "segments.json",
         json.dumps(
@@ -202,17 +206,43 @@ def _other_runs(store: ObjectStore, results_root: str, *, keep: str) -> set[str]
     return runs
 
 
+def _without_descriptors(signals: Signals) -> tuple[Signals, Signals | None]:
+    """(every column but the face descriptors, the descriptors on the frames that have one), the latter None
+    when the signals carry none."""
+    names = [c for c in DESCRIPTOR_COLUMNS if c in signals.columns]
+    plain = Signals(signals.timestamps_ms, {c: v for c, v in signals.columns.items() if c not in names})
+    if not names:
+        return plain, None
+    rows = np.flatnonzero(np.isfinite(signals[names[0]]))
+    return plain, Signals(signals.timestamps_ms[rows], {c: signals[c][rows] for c in names})
+
+
 def _signals_npz(signals: Signals) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, timestamps_ms=signals.timestamps_ms, **dict(signals.columns))
     return buffer.getvalue()
 
 
-def load_signals(store: ObjectStore, results_prefix: str) -> Signals:
-    """The stored signals of a processed session, for re-scoring without decoding."""
-    with np.load(io.BytesIO(b"".join(store.iter_chunks(results_prefix + "signals.npz")))) as archive:
+def _read_npz(store: ObjectStore, key: str) -> Signals:
+    with np.load(io.BytesIO(b"".join(store.iter_chunks(key)))) as archive:
         columns = {name: archive[name] for name in archive.files if name != "timestamps_ms"}
         return Signals(archive["timestamps_ms"], columns)
+
+
+def load_signals(store: ObjectStore, results_prefix: str) -> Signals:
+    """The stored signals of a processed session, for re-scoring without decoding (the face descriptors put
+    back on their frames, where they were stored)."""
+    signals = _read_npz(store, results_prefix + "signals.npz")
+    if store.stat(results_prefix + "descriptors.npz") is None:
+        return signals
+    faces = _read_npz(store, results_prefix + "descriptors.npz")
+    at = np.searchsorted(signals.timestamps_ms, faces.timestamps_ms)
+    columns = dict(signals.columns)
+    for name, values in faces.columns.items():
+        column = np.full(len(signals), np.nan)
+        column[at] = values
+        columns[name] = column
+    return Signals(signals.timestamps_ms, columns)
 
 
 def _write_evidence(store: ObjectStore, key: str, results: str, segments: list[Segment]) -> list[list[str]]:

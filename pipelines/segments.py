@@ -54,6 +54,11 @@ def _defaults() -> dict[FlagKind, KindPolicy]:
         FlagKind.LOOKING_AWAY: KindPolicy(min_duration_ms=2000, merge_gap_ms=2000, weight=0.5),
         # A covered lens is deliberate far more often than a face is briefly lost: 2 s of it is a finding.
         FlagKind.CAMERA_BLOCKED: KindPolicy(min_duration_ms=2000, weight=0.8),
+        # Two descriptor samples apart at least: one blurred or turned sample is not another person.
+        FlagKind.PERSON_CHANGED: KindPolicy(min_duration_ms=5000, merge_gap_ms=3000, max_unknown_ms=4000, weight=0.9),
+        FlagKind.IDENTITY_MISMATCH: KindPolicy(
+            min_duration_ms=5000, merge_gap_ms=3000, max_unknown_ms=4000, weight=1.0
+        ),
     }
 
 

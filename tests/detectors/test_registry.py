@@ -15,6 +15,7 @@ from detectors import (
     build_detector,
     build_detectors,
 )
+from detectors.face_analysis import DESCRIPTOR_COLUMNS
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
@@ -35,7 +36,7 @@ def test_the_default_set_gives_every_column_once() -> None:
     assert [d.name for d in detectors] == list(DEFAULT_DETECTORS)
     merged = Signals.merge([d(batch) for d in detectors])
     every = {c for name in ("face_presence", "gaze", "quality") for c in SIGNAL_COLUMNS[name]}
-    assert set(merged.columns) == every
+    assert set(merged.columns) == every | set(DESCRIPTOR_COLUMNS)
     assert len(merged) == 3
 
 

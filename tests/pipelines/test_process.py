@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
@@ -68,6 +69,9 @@ def test_processing_stores_segments_evidence_and_signals_and_reruns_replace(api:
     assert list(ctx.store.list_objects(first.results_prefix)) == [], "the previous run's objects are gone"
 
     signals = load_signals(ctx.store, second.results_prefix)
+    stored_objects = {o.key.rsplit("/", 1)[-1] for o in ctx.store.list_objects(second.results_prefix)}
+    assert {"signals.npz", "descriptors.npz", "segments.json"} <= stored_objects, "face descriptors kept apart"
+    assert np.isfinite(signals["face_descriptor_000"]).sum() >= 2, "descriptors put back on their frames"
     quiet = ExamPolicy(kinds={FlagKind.MULTIPLE_FACES: KindPolicy(enabled=False)})
     rescored, _ = segment_session(signals, quiet, AwayConfig(), duration_ms=36_000)
     assert FlagKind.MULTIPLE_FACES not in {s.kind for s in rescored}
