@@ -34,6 +34,7 @@ from .gaze import COLUMNS as GAZE_COLUMNS
 from .gaze import GazeConfig, GazeDetector, MainFace
 from .identity import DESCRIPTOR_SIZE, FaceEmbedder, IdentityConfig
 from .mesh import ROI_SCALE, FaceMesh, Roi
+from .plausibility import plausible
 from .runtime import RuntimeConfig
 from .seams import FrameBatch, Signals
 
@@ -120,7 +121,7 @@ class FaceAnalysisDetector:
     tracked face's descriptor on a few frames."""
 
     name = "face_analysis"
-    version = f"3+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
+    version = f"4+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
 
     def __init__(
         self,
@@ -152,8 +153,23 @@ class FaceAnalysisDetector:
         short: list[Faces] = []
         tracked: list[Faces] = []
         last: TrackedFace | None = None
+        not_a_person = np.zeros(len(batch), dtype=bool)  # frames whose tracked face failed the plausibility check
+        refuted = False  # the current track's face failed it where the track started
         for i, main in enumerate(mains):
             roi = main.landmarks
+            if main.detection is not None:
+                refuted = not self._plausible_main(batch.frames[i], detect(i), main)
+            elif roi is None:
+                refuted = False
+            if refuted and roi is not None:
+                not_a_person[i] = True
+                found = detect(i)
+                j = main_detection(found, roi, cfg.merge_overlap) if main.detection is None else main.detection
+                others = found.select(np.arange(len(found)) != j) if j is not None else found
+                tracked.append(Faces.empty())
+                short.append(others)
+                last = None
+                continue
             if detections[i] is None and roi is not None and last is not None:
                 tracked.append(last.moved_to(roi))
                 short.append(last.others)
@@ -162,6 +178,10 @@ class FaceAnalysisDetector:
             last = TrackedFace(confirmed, rest, roi) if len(confirmed) and roi is not None else None
             tracked.append(confirmed)
             short.append(rest)
+        if np.any(not_a_person):
+            # An animal's or a cartoon's "head pose" is no evidence of where a candidate looks.
+            gaze = Signals(gaze.timestamps_ms, {c: np.where(not_a_person, np.nan, v) for c, v in gaze.columns.items()})
+            mains = [MainFace() if bad else m for m, bad in zip(mains, not_a_person, strict=True)]
         parts = [self.presence.signals(batch, short, tracked), gaze]
         if self.embedder is not None:
             parts.append(self._descriptors(batch, mains, gaze))
@@ -175,6 +195,20 @@ class FaceAnalysisDetector:
             chips = np.stack([self.embedder.chip(batch.frames[i], mains[i].points) for i in due])  # type: ignore[arg-type]
             values[due] = self.embedder.embed(chips)
         return Signals(batch.timestamps_ms, {c: values[:, k] for k, c in enumerate(DESCRIPTOR_COLUMNS)})
+
+    def _plausible_main(self, frame: NDArray[np.uint8], found: Faces, main: MainFace) -> bool:
+        """Whether the face the track starts on passes ``detectors.plausibility`` (sure faces always do: only
+        a short-range score below ``verify_below`` is doubtful; its full-range score is looked up then)."""
+        rule = self.presence.config.plausibility
+        j = main.detection
+        if rule is None or j is None or found.scores[j] >= self.presence.config.verify_below:
+            return True
+        face = found.select(np.arange(len(found)) == j)
+        full = self.presence.detect_full(frame)
+        hit = overlaps(full.boxes, face.boxes, self.presence.config.merge_overlap)
+        full_score = float(full.scores[hit].max()) if np.any(hit) else 0.0
+        ok = plausible(frame, face, np.array([main.mesh_score]), np.array([full_score]), rule)
+        return bool(ok[0])
 
     def _split(self, found: Faces, main: MainFace) -> tuple[Faces, Faces]:
         """A frame's detections as (the main face, confirmed by the gaze path's face mesh; the rest)."""

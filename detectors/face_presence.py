@@ -34,13 +34,14 @@ to 3 s late.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
 from .blazeface import FULL_RANGE, SHORT_RANGE, BlazeFace, Faces
 from .mesh import FaceMesh, roi_from_box
+from .plausibility import PlausibilityRule, plausible
 from .runtime import RuntimeConfig
 from .seams import FrameBatch, Signals
 
@@ -94,6 +95,9 @@ class FacePresenceConfig:
     passes' job, and tiles cut them into pieces."""
     tile_every_ms: int = 3000
     """Run the tiled pass at most once per this many ms (it costs ~4 full-range passes) and carry its faces."""
+    plausibility: PlausibilityRule | None = field(default_factory=PlausibilityRule)
+    """Doubtful faces (short-range only, below ``verify_below``) must also pass ``detectors.plausibility``:
+    a cat's face is not a candidate. None turns it off."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -188,7 +192,7 @@ class FacePresenceDetector:
     """
 
     name = "face_presence"
-    version = "3"
+    version = "4"  # 4: doubtful faces pass the plausibility check
 
     def __init__(
         self,
@@ -231,11 +235,15 @@ class FacePresenceDetector:
 
     def _mesh_confirms(self, frame: NDArray[np.uint8], faces: Faces) -> NDArray[np.bool_]:
         """Per face, whether the face mesh confirms it (all of them when no mesh is loaded)."""
+        confirms: NDArray[np.bool_] = self._mesh_scores(frame, faces) >= self.config.verify_min_landmark_score
+        return confirms
+
+    def _mesh_scores(self, frame: NDArray[np.uint8], faces: Faces) -> NDArray[np.float64]:
+        """Per face, the face mesh's score on it (1 for all of them when no mesh is loaded)."""
         if self.mesh is None:
-            return np.ones(len(faces), dtype=bool)
+            return np.ones(len(faces))
         rois = (roi_from_box(box, keypoints[:2]) for box, keypoints in zip(faces.boxes, faces.keypoints, strict=True))
-        threshold = self.config.verify_min_landmark_score
-        return np.array([self.mesh(frame, roi).score >= threshold for roi in rois], dtype=bool)
+        return np.array([self.mesh(frame, roi).score for roi in rois], dtype=np.float64)
 
     def detect_full(self, frame: NDArray[np.uint8]) -> Faces:
         """The full-range pass alone (empty when it is off): what ``count`` takes as ``full``."""
@@ -289,9 +297,15 @@ class FacePresenceDetector:
         return short.select(~overlaps(short.boxes, tracked.boxes, self.config.merge_overlap)), tracked
 
     def _verified(self, frame: NDArray[np.uint8], extra: Faces) -> Faces:
-        """Short-range-only faces, less those below ``verify_below`` that the face mesh does not confirm."""
+        """Short-range-only faces, less those below ``verify_below`` that the face mesh does not confirm or
+        that fail the plausibility check (with no full-range score: the full-range pass did not find them)."""
         keep = extra.scores >= self.config.verify_below
-        keep[~keep] = self._mesh_confirms(frame, extra.select(~keep))
+        doubtful = extra.select(~keep)
+        mesh = self._mesh_scores(frame, doubtful)
+        ok = mesh >= self.config.verify_min_landmark_score
+        if self.config.plausibility is not None and len(doubtful):
+            ok &= plausible(frame, doubtful, mesh, np.zeros(len(doubtful)), self.config.plausibility)
+        keep[~keep] = ok
         return extra.select(keep)
 
     def with_small(self, counted: Faces, small: Faces) -> Faces:
