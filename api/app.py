@@ -1,7 +1,8 @@
 """The platform-facing HTTP API, `/v1`: what exam platforms integrate against (its OpenAPI document included).
 
 Every error is an RFC 9457 problem document with a stable `code`. Routes are grouped per resource
-(`api.sessions` for uploads, `api.review` for review results); this module assembles them into an app.
+(`api.sessions` for uploads, `api.review` for review results, `api.candidates` for enrolments and
+erasing a candidate); this module assembles them into an app.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import review, sessions
+from api import candidates, review, sessions
 from api.state import PlatformApi
 from ingest.schemas import IngestError
 from ingest.uploads import Uploads
@@ -70,4 +71,5 @@ def create_api(
 
     app.include_router(sessions.router)
     app.include_router(review.router)
+    app.include_router(candidates.router)
     return app

@@ -15,7 +15,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
     code: {**PROBLEM, "description": text}
     for code, text in {
         401: "missing or invalid API key",
-        404: "no such session for this tenant",
+        404: "no such session or candidate for this tenant",
         409: "conflict: see `code`",
         413: "too large",
         422: "rejected input: see `code`",

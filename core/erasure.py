@@ -8,6 +8,11 @@ transaction, so a worker publishing meanwhile is fenced out and removes what it 
 Retention: a session's clock starts when its review became final (the platform has its outcome, and appeals
 work from the decision and the audit trail), or, for a session never finally reviewed (rejected, failed,
 abandoned, still waiting), when it was created: the period is a maximum, not a minimum.
+
+Enrolments (a candidate's reference faces) belong to the candidate, not to the session that uploaded them:
+erasing a session keeps an accepted enrolment (later exams reuse it) but removes a refused or unfinished
+one. `core.enrolments.erase_candidate` erases a candidate's enrolments with all their sessions; retention
+erases an enrolment once it is older than the period and no live session within the period uses it.
 """
 
 from __future__ import annotations
@@ -18,15 +23,15 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, select
+from sqlalchemy import and_, case, delete, func, select
 from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import utcnow
 from core.jobs import fail_open_jobs
 from core.states import SessionState
-from core.tables import ExamSession, SessionReview
-from core.vocabulary import ReviewStatus
+from core.tables import CandidateEnrolment, ExamSession, SessionReview
+from core.vocabulary import ENROLMENT_KINDS, ReviewStatus
 from storage.keys import SessionPrefix
 from storage.object_store import ObjectStore
 
@@ -56,6 +61,8 @@ def erase_session(
     removed = store.delete_prefix(prefix)
     db.add(session.move_to(SessionState.DELETED, code=code, reason=reason))
     session.deleted_at = utcnow()
+    db.flush()  # the session row is now locked (PostgreSQL): an enrolment being accepted waits, then sees it deleted
+    removed += _erase_unaccepted_enrolments(db, store, session)
     audit.record(
         db,
         erased_by,
@@ -69,6 +76,20 @@ def erase_session(
     )
     for media in session.media:
         media.upload_id = None
+    return removed
+
+
+def _erase_unaccepted_enrolments(db: Session, store: ObjectStore, session: ExamSession) -> int:
+    """Delete the session's enrolment files that are not an accepted enrolment (refused, or never finished).
+
+    They live under the candidate's prefix, not the session's; an accepted one is the candidate's and stays.
+    """
+    accepted = set(db.scalars(select(CandidateEnrolment.object_key).where(CandidateEnrolment.session_id == session.id)))
+    removed = 0
+    for media in session.media:
+        if media.kind in ENROLMENT_KINDS and media.object_key not in accepted and store.stat(media.object_key):
+            store.delete(media.object_key)
+            removed += 1
     return removed
 
 
@@ -97,6 +118,69 @@ def expired_sessions(db: Session, days: int, now: datetime) -> list[Expired]:
     return [Expired(tenant_id, session_id, started) for tenant_id, session_id, started in rows]
 
 
+@dataclass(frozen=True)
+class ExpiredEnrolment:
+    """A candidate's enrolment past the retention period that no live session within the period uses."""
+
+    tenant_id: str
+    candidate_id: str
+    enrolment_id: str
+    session_id: str | None
+    """The session that uploaded it (perhaps erased since)."""
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RetentionRun:
+    """What one retention run erased (or, dry, would erase)."""
+
+    sessions: list[Expired]
+    enrolments: list[ExpiredEnrolment]
+
+
+def expired_enrolments(db: Session, days: int, now: datetime) -> list[ExpiredEnrolment]:
+    """Enrolments at least ``days`` old that no live session within the period uses, oldest first.
+
+    A session uses the enrolment `core.enrolments.latest_enrolment` gives it: its own, else its candidate's
+    newest. So an old enrolment stays while a live session of its candidate whose clock has not run out
+    (see `expired_sessions`) uploaded it, or, for the candidate's newest enrolment, while there is any such
+    session.
+    """
+    if days < 1:
+        raise ValueError(f"retention days: expected >= 1, found {days}")
+    cutoff = now - timedelta(days=days)
+    old = db.scalars(
+        select(CandidateEnrolment)
+        .where(CandidateEnrolment.created_at <= cutoff)
+        .order_by(CandidateEnrolment.created_at, CandidateEnrolment.id)
+    ).all()
+    final = and_(SessionReview.status == ReviewStatus.FINAL.value, SessionReview.finalised_at.is_not(None))
+    since = case((final, SessionReview.finalised_at), else_=ExamSession.created_at)
+    expired = []
+    for row in old:
+        in_period = set(
+            db.scalars(
+                select(ExamSession.id)
+                .outerjoin(SessionReview, SessionReview.session_id == ExamSession.id)
+                .where(
+                    ExamSession.tenant_id == row.tenant_id,
+                    ExamSession.candidate_id == row.candidate_id,
+                    ExamSession.state != SessionState.DELETED.value,
+                    since > cutoff,
+                )
+            )
+        )
+        newest = db.scalar(
+            select(func.max(CandidateEnrolment.created_at)).where(
+                CandidateEnrolment.tenant_id == row.tenant_id, CandidateEnrolment.candidate_id == row.candidate_id
+            )
+        )
+        used = row.session_id in in_period or (bool(in_period) and row.created_at == newest)
+        if not used:
+            expired.append(ExpiredEnrolment(row.tenant_id, row.candidate_id, row.id, row.session_id, row.created_at))
+    return expired
+
+
 def erase_expired(
     db: Callable[[], AbstractContextManager[Session]],
     store: ObjectStore,
@@ -104,18 +188,19 @@ def erase_expired(
     now: datetime,
     *,
     dry_run: bool = False,
-) -> list[Expired]:
-    """Erase every expired session (or, with ``dry_run``, only list them); returns the sessions concerned."""
+) -> RetentionRun:
+    """Erase every expired session, then every expired enrolment (or, with ``dry_run``, only list them)."""
     with db() as session:
         expired = expired_sessions(session, days, now)
     if dry_run:
-        return expired
+        with db() as session:
+            return RetentionRun(expired, expired_enrolments(session, days, now))
+    code = "retention_expired"
     for item in expired:
         with db() as session:
             row = session.get(ExamSession, item.session_id)
             if row is None or row.state == SessionState.DELETED:
                 continue  # erased meanwhile, on the platform's request
-            code = "retention_expired"
             removed = erase_session(
                 session,
                 store,
@@ -126,5 +211,29 @@ def erase_expired(
             )
             session.commit()
         log.info("session erased", extra={"session_id": item.session_id, "code": code, "objects_removed": removed})
-    log.info("retention run", extra={"days": days, "erased": len(expired)})
-    return expired
+    with db() as session:  # after the sessions: an erased session no longer keeps its candidate's enrolment
+        enrolments = expired_enrolments(session, days, now)
+    for enrolment in enrolments:
+        with db() as session:
+            found = session.get(CandidateEnrolment, enrolment.enrolment_id)
+            if found is None:
+                continue  # erased meanwhile, with its candidate
+            store.delete(found.object_key)
+            session.execute(delete(CandidateEnrolment).where(CandidateEnrolment.id == found.id))
+            audit.record(
+                session,
+                ERASED_BY_RETENTION,
+                "erase_enrolment",
+                at=utcnow(),
+                tenant_id=found.tenant_id,
+                session_id=found.session_id,
+                code=code,
+                reason=f"enrolment erased: the {days}-day retention period ended",
+                candidate_id=found.candidate_id,
+                kind=found.kind,
+                objects_removed=1,
+            )
+            session.commit()
+        log.info("enrolment erased", extra={"enrolment_id": enrolment.enrolment_id, "code": code})
+    log.info("retention run", extra={"days": days, "erased": len(expired), "enrolments_erased": len(enrolments)})
+    return RetentionRun(expired, enrolments)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from core.db import Base, new_id, utcnow
 from core.probes import VideoProbe
 from core.states import SessionState, check_transition
-from core.vocabulary import DeliveryState, FlagSource, JobKind, JobState, MediaKind, MediaState
+from core.vocabulary import VIDEO_KINDS, DeliveryState, FlagSource, JobKind, JobState, MediaKind, MediaState
 
 
 class Tenant(Base):
@@ -123,7 +123,8 @@ class StateChange(Base):
 
 
 class Media(Base):
-    """One uploaded file of a session (webcam, screen or event log) and its multipart upload."""
+    """One uploaded file of a session (webcam, screen, event log, or an enrolment photo or clip) and its
+    multipart upload. Enrolment media live under the candidate's prefix (`core.enrolments.CandidatePrefix`)."""
 
     __tablename__ = "media"
     __table_args__ = (UniqueConstraint("session_id", "kind"),)
@@ -139,6 +140,9 @@ class Media(Base):
     state: Mapped[str] = mapped_column(String(16), default=MediaState.PENDING.value)  # a MediaState
     probe: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Why this file was rejected. A rejected recording also rejects its session; a rejected enrolment does not.
+    reason_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
 
     session: Mapped[ExamSession] = relationship(back_populates="media")
 
@@ -148,10 +152,16 @@ class Media(Base):
 
     @property
     def video_probe(self) -> VideoProbe | None:
-        """The probe of a completed recording; None for the event log and for media not yet complete."""
-        if self.kind == MediaKind.EVENTS or not self.probe:
+        """The probe of a completed recording or enrolment clip; None for the event log, a photo and for media
+        not yet complete."""
+        if (self.kind not in VIDEO_KINDS and self.kind != MediaKind.ENROLMENT_CLIP) or not self.probe:
             return None
         return VideoProbe.from_dict(self.probe)
+
+    @property
+    def enrolment_quality(self) -> dict[str, Any] | None:
+        """An accepted enrolment's quality figures (never its descriptor); None for anything else."""
+        return None if not self.probe else self.probe.get("enrolment")
 
     @property
     def events_count(self) -> int | None:
@@ -159,6 +169,32 @@ class Media(Base):
         if self.kind != MediaKind.EVENTS or not self.probe:
             return None
         return int(self.probe["events_count"])
+
+
+class CandidateEnrolment(Base):
+    """An accepted reference face of a candidate: the 128-d template the pipeline compares sessions with.
+
+    Biometric data: scoped to its tenant, never logged, erased by `DELETE /v1/candidates/{id}` and by
+    retention. It belongs to the candidate, not to the session that uploaded it (`session_id` only says
+    where it came from), so later sessions of the same candidate reuse it (`core.enrolments.latest_enrolment`).
+    """
+
+    __tablename__ = "candidate_enrolments"
+    __table_args__ = (Index("ix_candidate_enrolments_candidate", "tenant_id", "candidate_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    candidate_id: Mapped[str] = mapped_column(String(128))
+    session_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sessions.id", ondelete="SET NULL"), default=None, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # a MediaKind: enrolment_photo or enrolment_clip
+    object_key: Mapped[str] = mapped_column(String(512))
+    descriptor: Mapped[list[float]] = mapped_column(JSON)  # 128 floats (dlib's face descriptor, a mean)
+    frames: Mapped[int] = mapped_column(Integer)  # frames the template averages (1 for a photo)
+    face_size_px: Mapped[float] = mapped_column(Float)
+    brightness: Mapped[float] = mapped_column(Float)  # mean luma of the face, 0..255
+    sharpness: Mapped[float] = mapped_column(Float)  # Laplacian variance over grey variance of the face chip
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class UploadPart(Base):

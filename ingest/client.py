@@ -31,6 +31,9 @@ CONTENT_TYPES = {
     ".mov": "video/quicktime",
     ".jsonl": "application/x-ndjson",
     ".ndjson": "application/x-ndjson",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".png": "image/png",
 }
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -57,7 +60,9 @@ class LocalMedia:
     @classmethod
     def from_path(cls, kind: str, path: Path) -> LocalMedia:
         content_type = "application/x-ndjson" if kind == "events" else CONTENT_TYPES.get(path.suffix.lower())
-        if content_type is None:
+        if kind == "enrolment_photo" and content_type not in ("image/jpeg", "image/png"):
+            raise ValueError(f"{path.name}: an enrolment photo must be a .jpg or .png, not {path.suffix!r}")
+        if content_type is None or (kind != "enrolment_photo" and content_type.startswith("image/")):
             raise ValueError(f"{path.name}: unknown video type {path.suffix!r}; use .mp4, .webm, .mkv or .mov")
         return cls(kind, path, path.stat().st_size, sha256_file(path), content_type)
 
@@ -214,17 +219,26 @@ def upload_session(
     attempt_id: str | None = None,
     screen: Path | None = None,
     events: Path | None = None,
+    enrolment_photo: Path | None = None,
+    enrolment_clip: Path | None = None,
     started_at: datetime | None = None,
     on_bytes: Callable[[int], None] | None = None,
     parallel: int = 4,
 ) -> dict[str, Any]:
-    """Register (or find again) a session and upload all its files; the whole call can simply be re-run."""
+    """Register (or find again) a session and upload all its files; the whole call can simply be re-run.
+
+    The candidate's enrolment photo or clip goes first, so the pipeline finds it when the recording is queued;
+    a refused one (an `enrolment_*` code, in the returned session's media) does not stop the recording's upload.
+    """
     media = [LocalMedia.from_path("webcam", webcam)]
     if screen is not None:
         media.append(LocalMedia.from_path("screen", screen))
     if events is not None:
         media.append(LocalMedia.from_path("events", events))
     attempt = attempt_id or "a-" + media[0].sha256[:16]
+    for kind, path in (("enrolment_photo", enrolment_photo), ("enrolment_clip", enrolment_clip)):
+        if path is not None:
+            media.insert(0, LocalMedia.from_path(kind, path))
     try:
         session = client.register(
             exam_id=exam_id,
@@ -243,10 +257,17 @@ def upload_session(
         if {(m["kind"], m["sha256"]) for m in session["media"]} != {(m.kind, m.sha256) for m in media}:
             raise
     done = {m["kind"] for m in session["media"] if m["state"] == "complete"}
+    stale = False  # a refused enrolment leaves the last session seen out of date
     for item in media:
         if item.kind in done:
             if on_bytes is not None:
                 on_bytes(item.size)
             continue
-        session = client.upload_media(session["id"], item, parallel=parallel, on_bytes=on_bytes)
-    return session
+        try:
+            session, stale = client.upload_media(session["id"], item, parallel=parallel, on_bytes=on_bytes), False
+        except IngestRequestError as exc:
+            if not (item.kind.startswith("enrolment_") and exc.status == 422):
+                raise
+            log.warning("enrolment refused", extra={"kind": item.kind, "code": exc.code, "reason": exc.message})
+            stale = True
+    return client.session(session["id"]) if stale else session

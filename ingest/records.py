@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from core.states import SessionState
 from core.tables import ExamSession, Media
 from core.vocabulary import MediaKind, MediaState
-from ingest.schemas import IngestError, MediaOut, PartOut, ReasonOut, SessionOut
+from ingest.schemas import EnrolmentQualityOut, IngestError, MediaOut, PartOut, ReasonOut, SessionOut
 from storage.object_store import ObjectNotFound, ObjectStore
 
 
@@ -119,6 +119,8 @@ def session_out(session: ExamSession) -> SessionOut:
                 part_count=m.part_count,
                 probe=m.video_probe,
                 events_count=m.events_count,
+                reason=ReasonOut(code=m.reason_code, message=m.reason or "") if m.reason_code else None,
+                enrolment=EnrolmentQualityOut(**quality) if (quality := m.enrolment_quality) else None,
             )
             for m in session.media
         ],

@@ -13,6 +13,7 @@ from storage.keys import InvalidIdentifier, safe_identifier
 
 VIDEO_CONTENT_TYPES = frozenset({"video/mp4", "video/webm", "video/x-matroska", "video/quicktime"})
 EVENT_LOG_CONTENT_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/json-lines"})
+PHOTO_CONTENT_TYPES = frozenset({"image/jpeg", "image/png"})
 
 
 def _identifier(field: str, value: str) -> str:
@@ -30,12 +31,15 @@ class MediaDeclaration(BaseModel):
     size_bytes: int = Field(gt=0, description="exact size of the file in bytes")
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256 of the whole file")
     content_type: str = Field(
-        description="video/mp4, video/webm, video/x-matroska or video/quicktime; application/x-ndjson for events"
+        description="video/mp4, video/webm, video/x-matroska or video/quicktime for webcam, screen and "
+        "enrolment_clip; image/jpeg or image/png for enrolment_photo; application/x-ndjson for events"
     )
 
     @model_validator(mode="after")
     def _content_type_fits_kind(self) -> MediaDeclaration:
-        allowed = EVENT_LOG_CONTENT_TYPES if self.kind == MediaKind.EVENTS else VIDEO_CONTENT_TYPES
+        allowed = {MediaKind.EVENTS: EVENT_LOG_CONTENT_TYPES, MediaKind.ENROLMENT_PHOTO: PHOTO_CONTENT_TYPES}.get(
+            self.kind, VIDEO_CONTENT_TYPES
+        )
         if self.content_type not in allowed:
             raise ValueError(f"{self.kind} needs content_type in {sorted(allowed)}, got {self.content_type!r}")
         return self
@@ -48,7 +52,12 @@ class SessionCreate(BaseModel):
     attempt_id: str = Field(description="the platform's attempt id, unique within the exam")
     started_at: AwareDatetime = Field(description="when the recording started, with a time zone")
     exam_title: str = Field(default="", max_length=300)
-    media: list[MediaDeclaration] = Field(min_length=1, max_length=3)
+    media: list[MediaDeclaration] = Field(
+        min_length=1,
+        max_length=len(MediaKind),
+        description="webcam (required), screen, events, and the candidate's enrolment_photo and/or enrolment_clip "
+        "(leave both out to reuse the candidate's last accepted enrolment)",
+    )
 
     @field_validator("exam_id", "candidate_id", "attempt_id")
     @classmethod
@@ -65,6 +74,20 @@ class SessionCreate(BaseModel):
         return self
 
 
+class ReasonOut(BaseModel):
+    code: str
+    message: str
+
+
+class EnrolmentQualityOut(BaseModel):
+    """How an accepted enrolment measured (its face template itself is never returned)."""
+
+    frames: int = Field(description="frames the template averages: 1 for a photo")
+    face_size_px: float = Field(description="face size in the checked frame (long side at most 1280 px)")
+    brightness: float = Field(description="mean luma of the face, 0..255")
+    sharpness: float = Field(description="Laplacian variance over grey variance of the aligned face")
+
+
 class MediaOut(BaseModel):
     kind: MediaKind
     state: MediaState
@@ -75,11 +98,8 @@ class MediaOut(BaseModel):
     part_count: int
     probe: VideoProbe | None = None
     events_count: int | None = None
-
-
-class ReasonOut(BaseModel):
-    code: str
-    message: str
+    reason: ReasonOut | None = Field(default=None, description="why this file was rejected")
+    enrolment: EnrolmentQualityOut | None = Field(default=None, description="an accepted enrolment's quality")
 
 
 class SessionOut(BaseModel):

@@ -6,6 +6,10 @@ S3's own part list is the truth for what arrived, so a client can resume from an
 either path. `complete` assembles the parts, then reads the object back once to check size and SHA-256 and
 to probe it, and either accepts the media or rejects the session with a machine-readable reason. Nothing is
 deleted on rejection: the stored bytes stay for inspection until the session is erased.
+
+Enrolment media (a candidate's reference photo or clip, `ingest.enrolment`) take the same path but are stored
+under the candidate and judged alone: a refused one is rejected without the session, and the session is
+queued as soon as its recordings (webcam, screen, events) are complete, whatever its enrolment's state.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
+from core.enrolments import CandidatePrefix
 from core.erasure import erase_session
 from core.jobs import queue_job
 from core.probes import VideoProbe
 from core.states import SessionState
 from core.tables import Exam, ExamSession, IdempotencyKey, Media, Tenant, UploadPart
-from core.vocabulary import MediaKind, MediaState
+from core.vocabulary import ENROLMENT_KINDS, RECORDING_KINDS, MediaKind, MediaState
+from ingest.enrolment import AcceptedEnrolment, EnrolmentChecks, keep_enrolment
 from ingest.event_log import parse_event_log
 from ingest.hashing import MIB, HashingReader, InOrderHashes
 from ingest.probe import MediaRejected, ProbeLimits, probe_video
@@ -88,10 +94,12 @@ class Uploads:
         store: ObjectStore,
         limits: UploadLimits,
         job_max_attempts: int = 3,
+        enrolments: EnrolmentChecks | None = None,
     ) -> None:
         self._db = db
         self._store = store
         self._limits = limits
+        self._enrolments = enrolments  # None: this service refuses enrolment media
         self._job_max_attempts = job_max_attempts  # the processing job that a completed upload queues
         self._hashes = InOrderHashes()
 
@@ -102,6 +110,8 @@ class Uploads:
             raise IngestError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters")
         for media in request.media:
             limit = self._limits.max_event_log_bytes if media.kind == MediaKind.EVENTS else self._limits.max_media_bytes
+            if media.kind in ENROLMENT_KINDS:
+                limit = self._enrolment_checks().limits.max_bytes(media.kind)
             if media.size_bytes > limit:
                 raise IngestError(
                     413,
@@ -139,6 +149,11 @@ class Uploads:
             raise self._attempt_conflict(tenant_id, request) from None
         log.info("session registered", extra={"session_id": out.id, "tenant_id": tenant_id, "exam": request.exam_id})
         return out, True
+
+    def _enrolment_checks(self) -> EnrolmentChecks:
+        if self._enrolments is None:
+            raise IngestError(422, "enrolment_unavailable", "this server does not take enrolment media: leave them out")
+        return self._enrolments
 
     def _replay(self, tenant_id: str, key: str, digest: str) -> SessionOut | None:
         with self._db() as db:
@@ -194,8 +209,12 @@ class Uploads:
         db.add(session)
         db.flush()
         prefix = SessionPrefix(tenant.slug, exam.external_id, session.id)
+        candidate = CandidatePrefix(tenant.slug, request.candidate_id)
         for declared in request.media:
-            key = prefix.key("media", declared.kind)
+            if declared.kind in ENROLMENT_KINDS:  # the candidate's, kept beyond this session
+                key = candidate.enrolment_key(session.id, declared.kind)
+            else:
+                key = prefix.key("media", declared.kind)
             upload_id = self._store.create_multipart(key, content_type=declared.content_type)
             opened.append((key, upload_id))
             media = Media(
@@ -303,6 +322,8 @@ class Uploads:
             session = media.session
             if media.state == MediaState.COMPLETE:
                 return session_out(session)
+            if media.state == MediaState.REJECTED and media.reason_code:
+                raise IngestError(422, media.reason_code, media.reason or f"{kind} was rejected")
             if media.state == MediaState.REJECTED or session.state == SessionState.REJECTED:
                 raise IngestError(422, session.reason_code or "rejected", session.reason or "this session was rejected")
             if session.state == SessionState.DELETED:
@@ -355,16 +376,21 @@ class Uploads:
                 raise session_deleted()
             if isinstance(outcome, MediaRejected):
                 media.state = MediaState.REJECTED.value
-                db.add(session.move_to(SessionState.REJECTED, code=outcome.code, reason=outcome.message))
+                media.reason_code, media.reason = outcome.code, outcome.message
+                if kind not in ENROLMENT_KINDS:  # a refused enrolment leaves the recording as valid as it was
+                    db.add(session.move_to(SessionState.REJECTED, code=outcome.code, reason=outcome.message))
                 db.commit()
                 log.warning(
                     "media rejected",
                     extra={"session_id": session_id, "kind": kind, "code": outcome.code, "reason": outcome.message},
                 )
-                raise IngestError(422, outcome.code, outcome.message)
+                raise IngestError(422, outcome.code, outcome.message, {"kind": kind})
             media.state = MediaState.COMPLETE.value
-            media.probe = outcome if isinstance(outcome, dict) else outcome.to_dict()
             media.completed_at = utcnow()
+            if isinstance(outcome, AcceptedEnrolment):
+                keep_enrolment(db, session, media, outcome)
+                return session_out(session)
+            media.probe = outcome if isinstance(outcome, dict) else outcome.to_dict()
             if isinstance(outcome, VideoProbe) and kind == MediaKind.WEBCAM:
                 session.duration_s = outcome.duration_s
             db.flush()
@@ -375,7 +401,11 @@ class Uploads:
             unfinished = db.scalar(
                 select(func.count())
                 .select_from(Media)
-                .where(Media.session_id == session.id, Media.state != MediaState.COMPLETE.value)
+                .where(
+                    Media.session_id == session.id,
+                    Media.state != MediaState.COMPLETE.value,
+                    Media.kind.in_([k.value for k in RECORDING_KINDS]),
+                )
             )
             if unfinished == 0:
                 for target in (SessionState.UPLOADED, SessionState.VALIDATED):
@@ -387,8 +417,9 @@ class Uploads:
 
     def _assemble_and_validate(
         self, media_id: str, key: str, upload_id: str, kind: str
-    ) -> VideoProbe | dict[str, int] | MediaRejected:
-        """The video's probe, the event log's `{"events_count": n}`, or why the media is rejected."""
+    ) -> VideoProbe | dict[str, int] | AcceptedEnrolment | MediaRejected:
+        """The video's probe, the event log's `{"events_count": n}`, a checked enrolment, or why the media is
+        rejected."""
         with self._db() as db:
             media = db.get(Media, media_id)
             assert media is not None
@@ -419,9 +450,11 @@ class Uploads:
                 reader = io.BufferedReader(hashing)
             try:
                 if kind == MediaKind.EVENTS:
-                    outcome: VideoProbe | dict[str, int] | MediaRejected = {
+                    outcome: VideoProbe | dict[str, int] | bytes | MediaRejected = {
                         "events_count": len(parse_event_log(reader))
                     }
+                elif kind in ENROLMENT_KINDS:
+                    outcome = self._enrolment_checks().first_pass(kind, reader, self._limits.probe)
                 else:
                     outcome = probe_video(reader, self._limits.probe)
             except MediaRejected as rejected:
@@ -440,6 +473,12 @@ class Uploads:
                 f"{kind} has SHA-256 {digest} but {declared_sha} was declared: the file changed or was "
                 "corrupted; register a new session with the right checksum",
             )
+        if isinstance(outcome, bytes | VideoProbe) and kind in ENROLMENT_KINDS:
+            try:  # only a verified file is decoded and checked
+                return self._enrolment_checks().check(outcome, lambda: self._store.open(key))
+            except MediaRejected as rejected:
+                return rejected
+        assert not isinstance(outcome, bytes)
         return outcome
 
     # -- read, erase ------------------------------------------------------------------------------------

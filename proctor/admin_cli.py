@@ -143,9 +143,12 @@ def retention(
     days: Annotated[
         int | None, typer.Option(min=1, help="retention period in days; default: PROCTOR_RETENTION_DAYS")
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the sessions it would erase; erase nothing")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list the sessions and enrolments it would erase; erase nothing")
+    ] = False,
 ) -> None:
-    """Erase the recordings and results of sessions past the retention period. Run it daily (cron, a CronJob)."""
+    """Erase the recordings and results of sessions past the retention period, and candidates' enrolments that
+    no session within the period uses. Run it daily (cron, a CronJob)."""
     settings = Settings()
     period = days if days is not None else settings.retention_days
     if period is None:
@@ -153,10 +156,18 @@ def retention(
     with wiring.s3(settings) as location:
         context = build_context(settings, location)
         try:
-            expired = erase_expired(context.db, context.store, period, utcnow(), dry_run=dry_run)
+            run = erase_expired(context.db, context.store, period, utcnow(), dry_run=dry_run)
         finally:
             context.close()
     verb = "would erase" if dry_run else "erased"
-    for item in expired:  # one plain line each, for cron logs
+    for item in run.sessions:  # one plain line each, for cron logs
         typer.echo(f"{verb} session {item.session_id} tenant {item.tenant_id} since {item.since.isoformat()}")
-    typer.echo(f"{verb} {len(expired)} session(s) past the {period}-day retention period")
+    for enrolment in run.enrolments:
+        typer.echo(
+            f"{verb} enrolment {enrolment.enrolment_id} tenant {enrolment.tenant_id} "
+            f"since {enrolment.created_at.isoformat()}"
+        )
+    typer.echo(
+        f"{verb} {len(run.sessions)} session(s) and {len(run.enrolments)} enrolment(s) past the {period}-day "
+        "retention period"
+    )

@@ -8,7 +8,7 @@ Adding a setting means adding it to `core.settings.Settings` and passing it on h
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -17,7 +17,8 @@ from fastapi import FastAPI
 from api.app import create_api
 from core.context import AppContext
 from core.settings import Settings
-from ingest.probe import ProbeLimits
+from ingest.enrolment import CheckedFace, EnrolmentChecks, FaceCheck, Frame
+from ingest.probe import MediaRejected, ProbeLimits
 from ingest.uploads import UploadLimits, Uploads
 from pipelines.jobs import JobQueue, QueuePolicy
 from review_ui.accounts import LoginPolicy
@@ -64,9 +65,35 @@ def upload_limits(settings: Settings) -> UploadLimits:
     )
 
 
+def enrolment_face_check() -> FaceCheck:
+    """The detectors' enrolment check as ingest calls it: built on the first enrolment a process completes.
+
+    Imported here, not at the top, so `proctor serve` loads OpenCV, ONNX Runtime and the face models only when a
+    platform uses enrolment. On the CPU whatever `PROCTOR_DEVICE` says: checks are rare and take ~50 ms a frame.
+    """
+    from detectors.enrolment import EnrolmentChecker, EnrolmentRefused
+    from detectors.runtime import RuntimeConfig
+
+    checker = EnrolmentChecker(runtime=RuntimeConfig(device="cpu"))
+
+    def check(frames: Sequence[Frame]) -> CheckedFace:
+        try:
+            return checker(frames)
+        except EnrolmentRefused as refused:
+            raise MediaRejected(refused.code, refused.message) from None
+
+    return check
+
+
 def uploads(context: AppContext) -> Uploads:
     settings = context.settings
-    return Uploads(context.db, context.store, upload_limits(settings), job_max_attempts=settings.job_max_attempts)
+    return Uploads(
+        context.db,
+        context.store,
+        upload_limits(settings),
+        job_max_attempts=settings.job_max_attempts,
+        enrolments=EnrolmentChecks(enrolment_face_check),
+    )
 
 
 def job_queue(context: AppContext) -> JobQueue:

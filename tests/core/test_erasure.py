@@ -94,11 +94,11 @@ def test_only_sessions_past_the_period_are_erased_and_they_keep_their_row_decisi
     assert abs(clock[reviewed_long_ago.session_id] - (now - timedelta(days=DAYS + 1))) < timedelta(minutes=1)
 
     listed = erase_expired(context.db, context.store, DAYS, now, dry_run=True)
-    assert {e.session_id for e in listed} >= {e.session_id for e in due}
+    assert {e.session_id for e in listed.sessions} >= {e.session_id for e in due}
     assert all(objects(context, s) for s in (reviewed_long_ago, never_reviewed, awaiting_second))  # nothing erased
 
     erased = erase_expired(context.db, context.store, DAYS, now)
-    assert {e.session_id for e in erased} >= {e.session_id for e in due}
+    assert {e.session_id for e in erased.sessions} >= {e.session_id for e in due}
     for gone in (reviewed_long_ago, never_reviewed, awaiting_second):
         assert objects(context, gone) == []
     for kept in (reviewed_lately, recent):
@@ -120,7 +120,7 @@ def test_only_sessions_past_the_period_are_erased_and_they_keep_their_row_decisi
         assert audit.detail["code"] == "retention_expired" and audit.detail["objects_removed"] == 2
     # A second run finds nothing more of these: erased sessions are not erased again.
     again = erase_expired(context.db, context.store, DAYS, utcnow())
-    assert not {e.session_id for e in again} & mine
+    assert not {e.session_id for e in again.sessions} & mine
 
 
 def test_a_platforms_erasure_request_is_audited_too(context: AppContext, uploads: Uploads) -> None:
