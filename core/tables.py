@@ -89,6 +89,9 @@ class ExamSession(Base):
     results_prefix: Mapped[str | None] = mapped_column(String(512), default=None)
     pipeline_version: Mapped[str | None] = mapped_column(String(32), default=None)
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Who was on camera (pipelines.identity): samples, matches against the session's first face and the
+    # enrolment, the reference frame's evidence key. Counts and distances only: never a face descriptor.
+    identity: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # Review: one reviewer holds a claim until it expires; the outcome is final after any second review.
     claimed_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
     claim_expires_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -26,6 +26,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import new_id, utcnow
+from core.enrolments import latest_enrolment
 from core.tables import ExamSession, FlagSegment
 from core.vocabulary import FlagSource, MediaKind, MediaState, ReviewPriority
 from detectors import AwayConfig, Signals
@@ -33,6 +34,7 @@ from detectors.face_analysis import DESCRIPTOR_COLUMNS
 from pipelines.analysis import PIPELINE_VERSION, segment_session
 from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks
 from pipelines.fanout import Fanout
+from pipelines.identity import IdentityRule, identity_evidence
 from pipelines.segments import ExamPolicy, Segment
 from storage.keys import SessionPrefix
 from storage.object_store import ObjectStore
@@ -87,6 +89,8 @@ def process_session(
         duration_ms = round(probe.duration_s * 1000)
         keyframes = probe.keyframe_interval_s
         policy = ExamPolicy.from_json(session.exam.policy)
+        enrolled = latest_enrolment(s, session.tenant_id, session.candidate_id, session_id=session.id)
+        enrolment = None if enrolled is None else np.asarray(enrolled.descriptor, np.float32)
         prefix = SessionPrefix(session.tenant.slug, session.exam.external_id, session.id)
         chunks = plan_chunks(duration_ms, round(keyframes * 1000) if keyframes else None, chunk_target_ms)
         session.chunks_total, session.chunks_done = len(chunks), 0
@@ -105,10 +109,18 @@ def process_session(
     if not parts:
         raise NotProcessable(f"session {session_id}: no frame could be sampled from the recording")
     signals = Signals.concat(parts)
-    segments, risk = segment_session(signals, policy, away or AwayConfig(), duration_ms=duration_ms)
+    rule = IdentityRule()
+    segments, risk = segment_session(
+        signals, policy, away or AwayConfig(), duration_ms=duration_ms, enrolment=enrolment, identity=rule
+    )
     results = prefix.key("results", f"v{PIPELINE_VERSION}", new_id()) + "/"
     versions = fanout.versions()
     evidence = _write_evidence(store, key, results, segments)
+    who = identity_evidence(signals, enrolment, rule)
+    identity: dict[str, Any] = {**who.summary(rule), "enrolled": enrolment is not None}
+    if who.reference_ms is not None:  # the frame the session's reference face comes from: a matching example
+        frame_key = f"{results}evidence/identity-reference-{who.reference_ms}.jpg"
+        identity["reference_frame"] = _write_frame(store, key, frame_key, who.reference_ms)
     plain, faces = _without_descriptors(signals)
     store.put_bytes(results + "signals.npz", _signals_npz(plain), content_type="application/octet-stream")
     if faces is not None:  # biometric: its own object, so it can be erased or withheld on its own
@@ -120,6 +132,7 @@ def process_session(
                 "pipeline_version": PIPELINE_VERSION,
                 "detectors": versions,
                 "risk": risk,
+                "identity": identity,
                 "segments": [_segment_json(seg, evidence[i]) for i, seg in enumerate(segments)],
             },
             indent=1,
@@ -128,7 +141,8 @@ def process_session(
     )
     priority = review_priority(risk)
     try:
-        publish_results(db, session_id, segments, evidence, versions, risk, priority, results, len(chunks), on_publish)
+        run = Run(segments, evidence, versions, risk, priority, results, len(chunks), identity)
+        publish_results(db, session_id, run, on_publish)
     except BaseException:
         try:
             store.delete_prefix(results)  # nothing references this run: leave nothing behind
@@ -151,17 +165,22 @@ def process_session(
     return ProcessOutcome(session_id, segments, risk, priority, results)
 
 
+@dataclass(frozen=True)
+class Run:
+    """What one processing run publishes."""
+
+    segments: list[Segment]
+    evidence: list[list[str]]  # per segment, its evidence frames' keys
+    versions: dict[str, str]
+    risk: float
+    priority: ReviewPriority
+    results_prefix: str
+    chunk_count: int
+    identity: dict[str, Any]
+
+
 def publish_results(
-    db: sessionmaker[Session],
-    session_id: str,
-    segments: list[Segment],
-    evidence: list[list[str]],
-    versions: dict[str, str],
-    risk: float,
-    priority: ReviewPriority,
-    results: str,
-    chunk_count: int,
-    on_publish: Callable[[Session], None] | None,
+    db: sessionmaker[Session], session_id: str, run: Run, on_publish: Callable[[Session], None] | None
 ) -> None:
     """One transaction: swap the session's detector flags and point it at the new results."""
     with db() as s:
@@ -181,17 +200,18 @@ def publish_results(
                 end_ms=seg.end_ms,
                 score=seg.score,
                 peak_ms=seg.peak_ms,
-                evidence_keys=evidence[i],
-                detector_versions=versions,
+                evidence_keys=run.evidence[i],
+                detector_versions=run.versions,
                 pipeline_version=PIPELINE_VERSION,
                 details=dict(seg.details) or None,
             )
-            for i, seg in enumerate(segments)
+            for i, seg in enumerate(run.segments)
         )
         row = s.get(ExamSession, session_id)
         assert row is not None
-        row.risk_score, row.review_priority, row.results_prefix = risk, priority.value, results
-        row.pipeline_version, row.processed_at, row.chunks_done = PIPELINE_VERSION, utcnow(), chunk_count
+        row.risk_score, row.review_priority, row.results_prefix = run.risk, run.priority.value, run.results_prefix
+        row.pipeline_version, row.processed_at, row.chunks_done = PIPELINE_VERSION, utcnow(), run.chunk_count
+        row.identity = run.identity
         s.commit()
 
 
@@ -245,23 +265,26 @@ def load_signals(store: ObjectStore, results_prefix: str) -> Signals:
     return Signals(signals.timestamps_ms, columns)
 
 
-def _write_evidence(store: ObjectStore, key: str, results: str, segments: list[Segment]) -> list[list[str]]:
-    """A JPEG of the frame at each segment's peak, read from storage around that moment only."""
-    keys: list[list[str]] = []
+def _write_frame(store: ObjectStore, key: str, frame_key: str, at_ms: int) -> str | None:
+    """A JPEG of the recording's frame at ``at_ms``, read from storage around that moment only; its key."""
     options = DecodeOptions(sample_fps=1, batch_size=1)
+    with store.open(key) as recording:
+        frames = next(decode_chunk(recording, Chunk(0, at_ms, at_ms + 1000), options), None)
+    if frames is None:
+        return None
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frames[0][0], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        return None
+    store.put_bytes(frame_key, jpeg.tobytes(), content_type="image/jpeg")
+    return frame_key
+
+
+def _write_evidence(store: ObjectStore, key: str, results: str, segments: list[Segment]) -> list[list[str]]:
+    """A JPEG of the frame at each segment's peak."""
+    keys: list[list[str]] = []
     for seg in segments:
-        frame_key = f"{results}evidence/{seg.kind.value}-{seg.peak_ms}.jpg"
-        with store.open(key) as recording:
-            frames = next(decode_chunk(recording, Chunk(0, seg.peak_ms, seg.peak_ms + 1000), options), None)
-        if frames is None:
-            keys.append([])
-            continue
-        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frames[0][0], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
-        if not ok:
-            keys.append([])
-            continue
-        store.put_bytes(frame_key, jpeg.tobytes(), content_type="image/jpeg")
-        keys.append([frame_key])
+        written = _write_frame(store, key, f"{results}evidence/{seg.kind.value}-{seg.peak_ms}.jpg", seg.peak_ms)
+        keys.append([written] if written else [])
     return keys
 
 

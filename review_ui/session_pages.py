@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 
 from core import audit
 from core.db import utcnow
+from core.enrolments import latest_enrolment
 from core.tables import FlagSegment, Media
 from core.vocabulary import VIDEO_KINDS, Decision, FlagKind, MediaKind, MediaState, Outcome
 from review_ui.decisions import ReviewRefused, add_flag, claim, decide_flag, release, second_review, set_outcome
@@ -33,6 +34,7 @@ from review_ui.http import (
     review_app,
     session_or_404,
 )
+from review_ui.identity_view import identity_view
 from review_ui.queue import QueueFilter, QueueStatus, queue_page, session_view
 from storage.object_store import ObjectNotFound, ObjectStore
 
@@ -100,7 +102,8 @@ def session_page(request: Request, session_id: str, db: DB, who: Who) -> HTMLRes
         exam_events(review_app(request).store, view.media[MediaKind.EVENTS]) if MediaKind.EVENTS in view.media else []
     )
     mine = view.claimed_by == who.user.username
-    return render(request, "session.html", who, view=view, events=events, mine=mine)
+    identity = identity_view(db, session)
+    return render(request, "session.html", who, view=view, events=events, mine=mine, identity=identity)
 
 
 @router.get("/sessions/{session_id}/media/{kind}")
@@ -171,6 +174,47 @@ def evidence(request: Request, session_id: str, flag_id: str, index: int, db: DB
     audit.record(
         db, f"user:{who.user.username}", "view_evidence", at=utcnow(), tenant_id=session.tenant_id,
         session_id=session.id, ip=client_ip(request), flag=flag_id,
+    )  # fmt: skip
+    db.commit()
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+def _stored(request: Request, key: str, what: str) -> bytes:
+    try:
+        return b"".join(review_app(request).store.iter_chunks(key))
+    except ObjectNotFound:
+        raise ReviewRefused(404, f"the {what} is no longer stored") from None
+
+
+@router.get("/sessions/{session_id}/enrolment")
+def enrolment(request: Request, session_id: str, db: DB, who: Who) -> Response:
+    """The candidate's enrolment photo or clip that this session is compared with (biometric: audited)."""
+    session = session_or_404(db, who, session_id)
+    enrolled = latest_enrolment(db, session.tenant_id, session.candidate_id, session_id=session.id)
+    if enrolled is None:
+        raise ReviewRefused(404, "this candidate has no enrolment")
+    body = _stored(request, enrolled.object_key, "enrolment")
+    audit.record(
+        db, f"user:{who.user.username}", "view_enrolment", at=utcnow(), tenant_id=session.tenant_id,
+        session_id=session.id, ip=client_ip(request), enrolment=enrolled.id,
+    )  # fmt: skip
+    db.commit()
+    photo = enrolled.kind == MediaKind.ENROLMENT_PHOTO
+    media_type = ("image/png" if body[:4] == b"\x89PNG" else "image/jpeg") if photo else "video/mp4"
+    return Response(body, media_type=media_type, headers={"Cache-Control": "private, no-store"})
+
+
+@router.get("/sessions/{session_id}/identity/reference")
+def identity_reference(request: Request, session_id: str, db: DB, who: Who) -> Response:
+    """The frame the session's reference face was taken from: a face that matched."""
+    session = session_or_404(db, who, session_id)
+    key = (session.identity or {}).get("reference_frame")
+    if not key:
+        raise ReviewRefused(404, "no reference frame for this session")
+    jpeg = _stored(request, str(key), "reference frame")
+    audit.record(
+        db, f"user:{who.user.username}", "view_evidence", at=utcnow(), tenant_id=session.tenant_id,
+        session_id=session.id, ip=client_ip(request), frame="identity reference",
     )  # fmt: skip
     db.commit()
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

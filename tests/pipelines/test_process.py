@@ -19,7 +19,7 @@ from ingest.client import upload_session
 from pipelines.analysis import AnalysisConfig, segment_session
 from pipelines.fanout import LocalFanout
 from pipelines.jobs import ClaimedJob, JobQueue, LeaseLost
-from pipelines.process import load_signals, process_session, publish_results, review_priority
+from pipelines.process import Run, load_signals, process_session, publish_results, review_priority
 from pipelines.segments import ExamPolicy, KindPolicy
 from pipelines.worker import Worker
 from proctor import wiring
@@ -122,18 +122,8 @@ def test_results_published_while_a_session_is_erased_are_refused(api: Api, sampl
 
     def publish() -> None:  # the worker's last step, as `process_session` runs it
         try:
-            publish_results(
-                ctx.db,
-                sid,
-                [],
-                [],
-                {},
-                0.0,
-                ReviewPriority.LOW,
-                "elsewhere/",
-                1,
-                lambda db: queue.complete(db, job, "w"),
-            )
+            run = Run([], [], {}, 0.0, ReviewPriority.LOW, "elsewhere/", 1, {})
+            publish_results(ctx.db, sid, run, lambda db: queue.complete(db, job, "w"))
         except BaseException as exc:
             refused.append(exc)
 

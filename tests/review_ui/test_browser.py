@@ -156,3 +156,22 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
     finally:
         sender.stop.set()
         sending.join(timeout=5)
+
+
+def test_the_reviewer_sees_the_enrolment_photo_beside_the_session(chromium: Browser, world: World) -> None:
+    """Through the queue as a reviewer would: the identity panel with the enrolment photo, loaded."""
+    import cv2
+    import numpy as np
+
+    face = cv2.imencode(".jpg", np.full((120, 100, 3), (90, 120, 160), np.uint8))[1].tobytes()
+    from tests.review_ui.conftest import enrol_with_identity
+
+    enrol_with_identity(world, "a", face)
+    page = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    sign_in(page, world, "reviewer_a")
+    page.click(f"tr[data-session='{world.sessions['a']}'] button.claim")
+    expect(page).to_have_url(f"{world.url}/review/sessions/{world.sessions['a']}")
+    expect(page.locator("#identity")).to_contain_text("8 of 9 face samples match the enrolment")
+    page.wait_for_function("document.getElementById('enrolment-photo').naturalWidth > 0")
+    page.wait_for_function("document.getElementById('identity-reference').naturalWidth > 0")
+    shot(page, "09-identity")
