@@ -10,7 +10,8 @@ sessions break that (the laptop is moved, the candidate sits back, someone else 
 reference taken from the dominant pose then flags everyone else who looks straight at the camera. So the
 reference follows the session (``detectors.placement`` has the rule for where it may change):
 - the session is cut into stretches at discontinuities of the face track, and stretches at the same
-  place form a placement group; each group is calibrated on its own frames;
+  place and of the same person (face descriptors, where the detectors embedded the face) form a group;
+  each group is calibrated on its own frames;
 - within a group the centre is a rolling robust centre over ``drift_window_ms`` on each side, so a
   slow drift in posture is followed while a minute of reading notes (a minority of the window) is not;
 - the group with the most face time always calibrates itself; any other group with less than
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from .placement import Placement, PlacementRule, placement_groups, stretches
+from .placement import Placement, PlacementRule, placement_groups, same_person_groups, stretches
 from .seams import Signals
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
 
 FloatArray = NDArray[np.float64]
 PLACEMENT_COLUMNS = ("gaze_face_x_px", "gaze_face_y_px", "gaze_face_size_px")
+DESCRIPTOR_PREFIX = "face_descriptor_"
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class AwayConfig:
     """Fewer usable frames than this in the whole session and nothing can be judged: every score is NaN."""
     placement: PlacementRule = field(default_factory=PlacementRule)
     """Where the reference may change (``detectors.placement``)."""
+    same_person_distance: float = 0.6
+    """Stretches of one placement whose face descriptors are farther apart than this are different people,
+    calibrated apart (``detectors.placement.same_person_groups``)."""
     min_calibration_ms: int = 12_000
     """A placement group with less usable face time than this is judged against the frontal prior."""
     drift_window_ms: int = 120_000
@@ -192,6 +197,12 @@ def _rolling_centre(ts: NDArray[np.int64], values: FloatArray, tolerance: float,
     return np.interp(ts, anchors[known], centres[known]) if np.any(known) else np.full(len(ts), np.nan)
 
 
+def _descriptors(signals: Signals) -> FloatArray | None:
+    """The face descriptor columns as an (n, 128) array (NaN where not embedded), or None without them."""
+    names = sorted(c for c in signals.columns if c.startswith(DESCRIPTOR_PREFIX))
+    return np.stack([signals[c] for c in names], axis=1) if names else None
+
+
 def calibrate(signals: Signals, config: AwayConfig) -> Calibration:
     """Estimate "at the screen" (head pose and eye gaze) per frame, following the session's placements."""
     n = len(signals)
@@ -205,7 +216,11 @@ def calibrate(signals: Signals, config: AwayConfig) -> Calibration:
     if placement is None:
         group = np.zeros(n, np.int64)
     else:
-        group = placement_groups(placement, stretches(placement, config.placement), config.placement)
+        stretch_ids = stretches(placement, config.placement)
+        group = placement_groups(placement, stretch_ids, config.placement)
+        faces = _descriptors(signals)
+        if faces is not None:
+            group = same_person_groups(group, stretch_ids, faces, config.same_person_distance)
     if int(usable.sum()) < config.min_frames:
         return Calibration(out["yaw"], out["pitch"], out["gaze_h"], out["gaze_v"], scale, group, (), int(usable.sum()))
     step = int(np.median(np.diff(ts))) if n > 1 else 0

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Placement", "PlacementRule", "placement_groups", "stretches"]
+__all__ = ["Placement", "PlacementRule", "placement_groups", "same_person_groups", "stretches"]
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -134,3 +134,35 @@ def placement_groups(placement: Placement, stretch_ids: IntArray, rule: Placemen
             match = len(medians) - 1
         group_of_stretch[stretch] = match
     return np.array([group_of_stretch.get(int(s), 0) for s in stretch_ids], np.int64)
+
+
+def same_person_groups(
+    groups: IntArray, stretch_ids: IntArray, descriptors: NDArray[np.float64], match_distance: float
+) -> IntArray:
+    """Placement groups split by who is in them: stretches of one group whose face descriptors (rows of
+    ``descriptors``, NaN where a frame was not embedded) belong to different people get groups of their own.
+
+    Two people framed alike (a swap in the same chair, or two stills cut to the same size) share a placement
+    but not an "at the screen". A stretch's person is the mean of its descriptors; stretches within
+    ``match_distance`` of a person already seen in the group join that person; stretches with no descriptor
+    stay with the group's first person.
+    """
+    out = groups.copy()
+    embedded = np.isfinite(descriptors).all(axis=1)
+    next_group = int(groups.max()) + 1 if len(groups) else 0
+    for group in np.unique(groups).tolist():
+        people: list[NDArray[np.float64]] = []  # mean descriptor per person met in this group
+        for stretch in np.unique(stretch_ids[groups == group]).tolist():
+            frames = (stretch_ids == stretch) & (groups == group)
+            rows = descriptors[frames & embedded]
+            if len(rows) == 0:
+                continue
+            mean = rows.mean(axis=0)
+            match = next((k for k, p in enumerate(people) if float(np.linalg.norm(p - mean)) < match_distance), None)
+            if match is None:
+                people.append(mean)
+                match = len(people) - 1
+            if match > 0:  # the group's first person keeps the group's number
+                out[frames] = next_group + match - 1
+        next_group += max(0, len(people) - 1)
+    return out

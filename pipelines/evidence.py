@@ -27,14 +27,15 @@ TRACE_POINTS = 48
 class TurnedAway:
     """A face lost while the head was turning away is a head turned too far to track, not an empty seat.
 
-    No-face frames that begin within ``within_ms`` of a frame whose looking-away score reached ``from_score``
-    (tolerances) count as looking away, for at most ``max_ms``; after that they are no-face again (the
-    candidate may have turned and left).
+    No-face frames that begin within ``within_ms`` of a frame scored as looking away (``from_score``
+    tolerances: actually away, not merely drifting) count as looking away, for at most ``max_ms``; after
+    that they are no-face again (the candidate may have turned and left). A face that vanishes while the
+    candidate looked at the screen (a cut, someone leaving) stays no face.
     """
 
-    within_ms: int = 1000
-    from_score: float = 0.7
-    max_ms: int = 10_000
+    within_ms: int = 600
+    from_score: float = 1.0
+    max_ms: int = 5_000
 
 
 def turned_away_losses(
@@ -62,9 +63,10 @@ def flag_evidence(
     """Per-frame evidence in [0, 1] for each flag kind (NaN where a frame cannot tell), and the looking-away
     trace it came from (None for a session with no frames).
 
-    A covered or dark camera says nothing about faces, so it is unknown for `no_face` and
-    `multiple_faces` and evidence only for `camera_blocked`: bad light must not read as "no face". A face
-    lost while the head turned away is looking away, not no face (``TurnedAway``).
+    A dark camera says nothing about faces, so it is unknown for `no_face` and `multiple_faces`: bad light
+    must not read as "no face". A covered lens (nearly uniform or black) is `camera_blocked`, and no face
+    can be seen through it: `no_face` too, once it lasts that flag's minimum. A face lost while the head
+    turned away is looking away, not no face (``TurnedAway``).
     """
     n = len(signals)
     if n == 0:
@@ -81,6 +83,7 @@ def flag_evidence(
     no_face[turned_lost] = np.nan
     looking_away[turned_lost] = 1.0
     no_face[blind] = np.nan
+    no_face[covered] = 1.0
     multiple[blind] = np.nan
     evidence = {
         FlagKind.NO_FACE: no_face,

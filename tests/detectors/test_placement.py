@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from detectors import Placement, PlacementRule, placement_groups, stretches
+from detectors.placement import same_person_groups
 
 N = np.nan
 HERE, NEAR, ELSEWHERE, SMALLER = (320, 240, 200), (345, 250, 210), (480, 200, 200), (320, 240, 140)
@@ -54,3 +55,16 @@ def test_stretches_at_the_same_place_form_one_group() -> None:
 def test_rule_validation(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
         PlacementRule(**{field: value})  # type: ignore[arg-type]
+
+
+def test_two_people_framed_alike_are_calibrated_apart() -> None:
+    """A swap in the same chair (or two stills cut to one size): one placement, two people, two groups."""
+    p = placement(*([HERE] * 3 + [None] * 9 + [HERE] * 3 + [None] * 9 + [HERE] * 3))
+    ids = stretches(p, PlacementRule())
+    assert len(set(ids.tolist())) == 3  # gone 1.8 s twice: three stretches
+    groups = placement_groups(p, ids, PlacementRule())
+    assert set(groups.tolist()) == {0}
+    a, b = np.zeros(128), np.full(128, 0.1)  # 1.13 apart: different people
+    faces = np.full((len(ids), 128), np.nan)
+    faces[0], faces[12], faces[24] = a, b, a + 0.001
+    assert same_person_groups(groups, ids, faces, 0.6).tolist() == [0] * 12 + [1] * 12 + [0] * 3

@@ -69,14 +69,15 @@ def test_rescoring_under_a_new_policy_needs_only_the_signals(result: SessionResu
     assert risk < result.risk
 
 
-def test_a_covered_camera_is_not_evidence_of_no_face() -> None:
+def test_a_covered_camera_is_blocked_and_shows_no_face_but_darkness_is_unknown() -> None:
     ts = np.arange(4, dtype=np.int64) * 200
     cols = {name: np.zeros(4) for name in ("face_count", "covered", "too_dark")}
     cols["covered"][:2] = 1
     cols["too_dark"][2] = 1
     cols |= {c: np.full(4, np.nan) for c in ("head_yaw_deg", "head_pitch_deg", "eye_gaze_h", "eye_gaze_v")}
     evidence, _ = flag_evidence(Signals(ts, cols), AwayConfig())
-    assert np.isnan(evidence[FlagKind.NO_FACE][:3]).all() and evidence[FlagKind.NO_FACE][3] == 1.0
+    assert evidence[FlagKind.NO_FACE][:2].tolist() == [1.0, 1.0], "nothing can be seen through a covered lens"
+    assert np.isnan(evidence[FlagKind.NO_FACE][2]) and evidence[FlagKind.NO_FACE][3] == 1.0
     assert evidence[FlagKind.CAMERA_BLOCKED].tolist() == [1, 1, 0, 0]
     assert np.isnan(evidence[FlagKind.LOOKING_AWAY]).all(), "no face is unknown gaze, not away"
 
