@@ -121,7 +121,7 @@ class FaceAnalysisDetector:
     tracked face's descriptor on a few frames."""
 
     name = "face_analysis"
-    version = f"4+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
+    version = f"5+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
 
     def __init__(
         self,
@@ -161,10 +161,10 @@ class FaceAnalysisDetector:
                 refuted = not self._plausible_main(batch.frames[i], detect(i), main)
             elif roi is None:
                 refuted = False
-            if refuted and roi is not None:
+            if refuted and (roi is not None or main.detection is not None):
                 not_a_person[i] = True
                 found = detect(i)
-                j = main_detection(found, roi, cfg.merge_overlap) if main.detection is None else main.detection
+                j = main.detection if main.detection is not None else main_detection(found, roi, cfg.merge_overlap)  # type: ignore[arg-type]
                 others = found.select(np.arange(len(found)) != j) if j is not None else found
                 tracked.append(Faces.empty())
                 short.append(others)
