@@ -28,12 +28,19 @@ def ingest(
     attempt: Annotated[str | None, typer.Option(help="attempt id (default: derived from the file)")] = None,
     screen: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
     events: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="exam event log, JSON lines")] = None,
+    enrolment_photo: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="the candidate's reference photo (JPEG or PNG)")
+    ] = None,
+    enrolment_clip: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="a short clip of the candidate's face")
+    ] = None,
     api_url: ApiUrl = None,
     parallel: Annotated[int, typer.Option(min=1, max=16, help="parts in flight")] = 4,
 ) -> None:
     """Upload a recorded session through the HTTP API. Re-run the same command to resume after a failure."""
     url = api_url or Settings().resolved_public_api_url
-    total = sum(p.stat().st_size for p in (file, screen, events) if p is not None)
+    files = (file, screen, events, enrolment_photo, enrolment_clip)
+    total = sum(p.stat().st_size for p in files if p is not None)
     with IngestClient(url, api_key) as client, upload_progress() as progress:
         task = progress.add_task("upload", total=total)
         try:
@@ -45,6 +52,8 @@ def ingest(
                 attempt_id=attempt,
                 screen=screen,
                 events=events,
+                enrolment_photo=enrolment_photo,
+                enrolment_clip=enrolment_clip,
                 on_bytes=lambda n: progress.advance(task, n),
                 parallel=parallel,
             )
@@ -103,6 +112,8 @@ def print_session(session: dict[str, Any]) -> None:
             )
         elif m.get("events_count") is not None:
             what = f"{m['events_count']} exam events"
+        elif m.get("reason"):  # a refused enrolment: the exam goes on without it
+            what = f"{m['reason']['code']}: {m['reason']['message']}"
         else:
             what = ""
         table.add_row(m["kind"], m["state"], f"{m['size_bytes'] / 1e6:.1f}", what)

@@ -75,3 +75,22 @@ def test_status_of_another_tenants_session_is_not_found(env: dict[str, str], api
     _, key = api.tenant()
     result = runner.invoke(app, ["status", "0" * 32, "--api-key", key], env=env)
     assert result.exit_code == 2 and "session_not_found" in result.output
+
+
+def test_ingest_sends_an_enrolment_photo_and_shows_a_refused_one(env: dict[str, str], api: Api, tmp_path: Path) -> None:
+    """`proctor ingest --enrolment-photo`: an accepted photo is stored for the candidate; a refused one is shown
+    with its code while the exam recording goes through."""
+    from tests.api.faces import astronaut, wall, write_photo
+
+    _, key = api.tenant()
+    video = mf.h264_mp4(tmp_path)
+    runner = CliRunner()
+    good = write_photo(tmp_path / "me.jpg", astronaut())
+    args = ["ingest", str(video), "--exam", "e-1", "--candidate", "c-7", "--api-key", key]
+    accepted = runner.invoke(app, [*args, "--attempt", "a1", "--enrolment-photo", str(good)], env=env)
+    assert accepted.exit_code == 0, accepted.output
+    assert "enrolment_photo" in accepted.output and "queued" in accepted.output
+    empty = write_photo(tmp_path / "wall.jpg", wall())
+    refused = runner.invoke(app, [*args, "--attempt", "a2", "--enrolment-photo", str(empty)], env=env)
+    assert refused.exit_code == 0, refused.output
+    assert "enrolment_no_face" in refused.output and "queued" in refused.output
