@@ -54,6 +54,8 @@ COLUMNS = {
     "face_cx": "centre x of the largest counted face, in frame widths (0..1); NaN without a face",
     "face_cy": "centre y of the largest counted face, in frame heights (0..1); NaN without a face",
     "second_face_size_px": "size of the second-largest counted face; NaN with fewer than two",
+    "second_face_cx": "centre x of the second-largest counted face, in frame widths; NaN with fewer than two",
+    "second_face_cy": "centre y of the second-largest counted face, in frame heights; NaN with fewer than two",
     "face_too_small": "1 when the largest counted face is below too_small_px, else 0; NaN without a face",
     "small_face_checked": "1 when the full-range (small face) pass ran on this frame, else 0",
 }
@@ -192,7 +194,7 @@ class FacePresenceDetector:
     """
 
     name = "face_presence"
-    version = "4"  # 4: doubtful faces pass the plausibility check
+    version = "5"  # 4: doubtful faces pass the plausibility check; 5: where the second face is
 
     def __init__(
         self,
@@ -371,7 +373,10 @@ class FacePresenceDetector:
                 cols["face_cy"][i] = float(box[1] + box[3]) / 2 / batch.height
                 cols["face_too_small"][i] = float(size < self.config.too_small_px)
             if len(counted) > 1:
+                second = counted.boxes[1]
                 cols["second_face_size_px"][i] = float(counted.sizes[1])
+                cols["second_face_cx"][i] = float(second[0] + second[2]) / 2 / batch.width
+                cols["second_face_cy"][i] = float(second[1] + second[3]) / 2 / batch.height
         return Signals(batch.timestamps_ms, cols)
 
     def __call__(self, batch: FrameBatch) -> Signals:

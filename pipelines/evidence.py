@@ -57,8 +57,62 @@ def turned_away_losses(
     return lost
 
 
+@dataclass(frozen=True)
+class Fixtures:
+    """A face that never moves while the candidate does is a picture on the wall, not a second person.
+
+    A real person, however still they sit, shifts by more than a few pixels over seconds; a poster or a photo
+    does not move at all while the candidate in front of it does. So a second face whose centre stays within
+    ``still`` (frame widths) and whose size stays within ``still_scale`` over ``window_ms``, while the largest
+    face moved at least ``moving`` over the same time, and which is at most ``max_size_ratio`` of that face's
+    size (a picture behind the candidate, not someone beside them), is a fixture: it does not make the frame
+    "multiple faces", and when it is the only face left, the seat is empty.
+
+    It does not help where nothing moves: a still candidate in front of a still picture (a spliced photo)
+    stays "two faces".
+    """
+
+    window_ms: int = 4000
+    still: float = 0.004
+    still_scale: float = 1.03
+    moving: float = 0.012
+    max_size_ratio: float = 0.6
+    min_coverage: float = 0.8
+
+
+def fixture_frames(signals: Signals, rule: Fixtures) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """(frames whose second face is a fixture, frames whose only face sits where a fixture was seen)."""
+    n = len(signals)
+    none = np.zeros(n, bool)
+    needed = ("second_face_cx", "second_face_cy", "second_face_size_px", "face_cx", "face_cy", "face_size_px")
+    if n == 0 or not all(c in signals.columns for c in needed):
+        return none, none.copy()
+    ts = signals.timestamps_ms
+    faces = signals["face_count"]
+    sx, sy, ss = signals["second_face_cx"], signals["second_face_cy"], signals["second_face_size_px"]
+    mx, my, ms = signals["face_cx"], signals["face_cy"], signals["face_size_px"]
+    fixed = np.zeros(n, bool)
+    for i in np.flatnonzero((faces == 2) & np.isfinite(sx)):
+        around = np.abs(ts - ts[i]) <= rule.window_ms // 2
+        both = around & (faces == 2) & np.isfinite(sx)
+        if both.sum() < rule.min_coverage * around.sum() or both.sum() < 3:
+            continue
+        still = max(np.ptp(sx[both]), np.ptp(sy[both])) <= rule.still
+        steady = ss[both].max() <= rule.still_scale * ss[both].min()
+        small = np.nanmedian(ss[both]) <= rule.max_size_ratio * np.nanmedian(ms[both])
+        moving = max(np.ptp(mx[both]), np.ptp(my[both])) >= rule.moving
+        fixed[i] = still and steady and small and moving
+    alone = np.zeros(n, bool)
+    if np.any(fixed):
+        spots = np.stack([sx[fixed], sy[fixed], ss[fixed]], axis=1)
+        for i in np.flatnonzero((faces == 1) & np.isfinite(mx)):
+            near = np.maximum(np.abs(spots[:, 0] - mx[i]), np.abs(spots[:, 1] - my[i])) <= 2 * rule.still
+            alone[i] = bool(np.any(near & (np.abs(np.log(spots[:, 2] / ms[i])) <= np.log(rule.still_scale * 1.02))))
+    return fixed, alone
+
+
 def flag_evidence(
-    signals: Signals, away: AwayConfig, turned: TurnedAway | None = None
+    signals: Signals, away: AwayConfig, turned: TurnedAway | None = None, fixtures: Fixtures | None = None
 ) -> tuple[dict[FlagKind, FloatArray], AwayTrace | None]:
     """Per-frame evidence in [0, 1] for each flag kind (NaN where a frame cannot tell), and the looking-away
     trace it came from (None for a session with no frames).
@@ -82,6 +136,10 @@ def flag_evidence(
     turned_lost = turned_away_losses(signals.timestamps_ms, faces, trace.score, turned or TurnedAway()) & ~blind
     no_face[turned_lost] = np.nan
     looking_away[turned_lost] = 1.0
+    fixed, only_fixture = fixture_frames(signals, fixtures or Fixtures())
+    multiple[fixed] = 0.0
+    no_face[only_fixture] = 1.0  # the candidate left: only the picture is there
+    looking_away[only_fixture] = np.nan
     no_face[blind] = np.nan
     no_face[covered] = 1.0
     multiple[blind] = np.nan

@@ -97,3 +97,66 @@ def test_a_looking_away_flag_says_why() -> None:
     assert why["peak_score"] == pytest.approx(35 / 25, abs=0.05)
     assert 1 <= len(why["trace"]) <= 48 and all(point[1] >= 1.0 for point in why["trace"])
     assert AwayTolerances().applied_to(AwayConfig()) == AwayConfig()
+
+
+def with_second_face(
+    n: int, *, candidate_moves: bool, second: tuple[float, float, float] | None, wobble: float = 0.0
+) -> Signals:
+    """A candidate (largest face) and a second face at ``second`` (cx, cy, size), wobbling by ``wobble``."""
+    rng = np.random.default_rng(3)
+    t = np.arange(n)
+    sway = 0.03 * np.sin(t / 4.0) if candidate_moves else np.zeros(n)
+    cols = {
+        "face_count": np.full(n, 2.0 if second else 1.0),
+        "covered": np.zeros(n),
+        "too_dark": np.zeros(n),
+        "head_yaw_deg": np.zeros(n),
+        "head_pitch_deg": np.zeros(n),
+        "eye_gaze_h": np.full(n, np.nan),
+        "eye_gaze_v": np.full(n, np.nan),
+        "face_cx": 0.45 + sway,
+        "face_cy": np.full(n, 0.5),
+        "face_size_px": np.full(n, 200.0),
+        "second_face_cx": np.full(n, np.nan),
+        "second_face_cy": np.full(n, np.nan),
+        "second_face_size_px": np.full(n, np.nan),
+    }
+    if second is not None:
+        cols["second_face_cx"] = second[0] + wobble * rng.normal(0, 1, n)
+        cols["second_face_cy"] = np.full(n, second[1])
+        cols["second_face_size_px"] = np.full(n, second[2])
+    return Signals(np.arange(n, dtype=np.int64) * STEP, cols)
+
+
+@pytest.mark.parametrize(
+    ("candidate_moves", "second", "wobble", "multiple"),
+    [
+        (True, (0.85, 0.25, 50.0), 0.0, False),  # a poster behind a live candidate
+        (True, (0.85, 0.25, 50.0), 0.01, True),  # someone sitting behind them: people are never that still
+        (True, (0.75, 0.5, 190.0), 0.0, True),  # as large as the candidate: beside them, not a picture behind
+        (False, (0.85, 0.25, 50.0), 0.0, True),  # nothing moves (a spliced still): cannot tell, still two
+    ],
+)
+def test_a_picture_on_the_wall_is_not_a_second_person(
+    candidate_moves: bool, second: tuple[float, float, float], wobble: float, multiple: bool
+) -> None:
+    n = 100
+    segments, _ = segment_session(
+        with_second_face(n, candidate_moves=candidate_moves, second=second, wobble=wobble),
+        ExamPolicy(), AwayConfig(), duration_ms=n * STEP,
+    )  # fmt: skip
+    assert (FlagKind.MULTIPLE_FACES in {s.kind for s in segments}) is multiple
+
+
+def test_the_picture_alone_is_an_empty_seat() -> None:
+    first = with_second_face(60, candidate_moves=True, second=(0.85, 0.25, 50.0))
+    n = 40  # the candidate leaves: only the poster's face is counted
+    left = {c: np.full(n, np.nan) for c in first.columns}
+    left |= {"face_count": np.ones(n), "covered": np.zeros(n), "too_dark": np.zeros(n)}
+    left |= {"face_cx": np.full(n, 0.85), "face_cy": np.full(n, 0.25), "face_size_px": np.full(n, 50.0)}
+    both = Signals(
+        np.arange(100, dtype=np.int64) * STEP, {c: np.concatenate([first[c], left[c]]) for c in first.columns}
+    )
+    evidence, _ = flag_evidence(both, AwayConfig())
+    assert (evidence[FlagKind.NO_FACE][60:] == 1).all()
+    assert (evidence[FlagKind.MULTIPLE_FACES][10:50] == 0).all()
