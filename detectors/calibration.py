@@ -88,7 +88,7 @@ class AwayConfig:
     """Fewer usable frames than this in the whole session and nothing can be judged: every score is NaN."""
     placement: PlacementRule = field(default_factory=PlacementRule)
     """Where the reference may change (``detectors.placement``)."""
-    same_person_distance: float = 0.6
+    same_person_distance: float = 0.55
     """Stretches of one placement whose face descriptors are farther apart than this are different people,
     calibrated apart (``detectors.placement.same_person_groups``)."""
     min_calibration_ms: int = 12_000

@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .face_presence import FacePresenceConfig, FacePresenceDetector
-from .identity import CHIP_SIZE, FaceEmbedder, IdentityConfig, descriptor_distance, template
+from .identity import FaceEmbedder, IdentityConfig, chip_sharpness, descriptor_distance, template
 from .mesh import FaceMesh, roi_from_box
 from .runtime import RuntimeConfig
 
@@ -54,7 +54,6 @@ TOO_DARK = "enrolment_too_dark"
 BLURRED = "enrolment_blurred"
 REFUSAL_CODES = (NO_FACE, MULTIPLE_FACES, FACE_TOO_SMALL, TOO_DARK, BLURRED)
 
-CHIP_CENTRE = slice(CHIP_SIZE // 6, CHIP_SIZE - CHIP_SIZE // 6)
 """The chip's central 100x100: eyes, nose and mouth (dlib's template spans chip x 37..111), little background."""
 
 
@@ -166,18 +165,6 @@ def region_brightness(grey: NDArray[np.uint8], box: NDArray[np.float32]) -> floa
     if x1 <= x0 or y1 <= y0:
         return math.nan
     return float(grey[y0:y1, x0:x1].mean())
-
-
-def chip_sharpness(chip: NDArray[np.uint8]) -> float:
-    """Variance of the Laplacian of an aligned chip's grey centre over the variance of its grey levels.
-
-    Detail at the descriptor's own scale, whatever the photo's resolution; divided by the contrast so that a
-    dim or low-contrast face is not called blurred (a raw Laplacian variance falls with the square of the
-    contrast: a face at half exposure read a quarter). 0 for a flat chip.
-    """
-    grey = cv2.cvtColor(np.ascontiguousarray(chip[CHIP_CENTRE, CHIP_CENTRE]), cv2.COLOR_RGB2GRAY).astype(np.float64)
-    spread = float(grey.var())
-    return float(cv2.Laplacian(grey, cv2.CV_64F).var()) / spread if spread > 1e-6 else 0.0
 
 
 def _median(values: Sequence[float]) -> float:

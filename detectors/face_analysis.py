@@ -32,7 +32,7 @@ from .face_presence import COLUMNS as PRESENCE_COLUMNS
 from .face_presence import FacePresenceConfig, FacePresenceDetector, overlaps
 from .gaze import COLUMNS as GAZE_COLUMNS
 from .gaze import GazeConfig, GazeDetector, MainFace
-from .identity import DESCRIPTOR_SIZE, FaceEmbedder, IdentityConfig
+from .identity import DESCRIPTOR_SIZE, FaceEmbedder, IdentityConfig, chip_chroma, chip_sharpness
 from .mesh import ROI_SCALE, FaceMesh, Roi
 from .plausibility import plausible
 from .runtime import RuntimeConfig
@@ -121,7 +121,7 @@ class FaceAnalysisDetector:
     tracked face's descriptor on a few frames."""
 
     name = "face_analysis"
-    version = f"5+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
+    version = f"6+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
 
     def __init__(
         self,
@@ -189,11 +189,20 @@ class FaceAnalysisDetector:
 
     def _descriptors(self, batch: FrameBatch, mains: list[MainFace], gaze: Signals) -> Signals:
         assert self.embedder is not None
-        due = embedding_due(batch.timestamps_ms, mains, gaze, self.embedder.config)
+        config = self.embedder.config
         values = np.full((len(batch), DESCRIPTOR_SIZE), np.nan)
-        if due:
-            chips = np.stack([self.embedder.chip(batch.frames[i], mains[i].points) for i in due])  # type: ignore[arg-type]
-            values[due] = self.embedder.embed(chips)
+        chips = {
+            i: self.embedder.chip(batch.frames[i], mains[i].points)  # type: ignore[arg-type]
+            for i in embedding_due(batch.timestamps_ms, mains, gaze, config)
+        }
+        # Colourless or blurred faces are not compared: there a descriptor does not tell people apart.
+        usable = [
+            i
+            for i, c in chips.items()
+            if chip_chroma(c) >= config.min_chroma and chip_sharpness(c) >= config.min_sharpness
+        ]
+        if usable:
+            values[usable] = self.embedder.embed(np.stack([chips[i] for i in usable]))
         return Signals(batch.timestamps_ms, {c: values[:, k] for k, c in enumerate(DESCRIPTOR_COLUMNS)})
 
     def _plausible_main(self, frame: NDArray[np.uint8], found: Faces, main: MainFace) -> bool:

@@ -37,6 +37,8 @@ __all__ = [
     "MESH_TO_DLIB5",
     "FaceEmbedder",
     "IdentityConfig",
+    "chip_chroma",
+    "chip_sharpness",
     "chip_to_image",
     "descriptor_distance",
     "similarity_fit",
@@ -71,7 +73,7 @@ CHIP_TEMPLATE: FloatArray = CHIP_SIZE * (CHIP_PADDING + _DLIB5_UNIT) / (1 + 2 * 
 class IdentityConfig:
     """Settings for the face descriptor."""
 
-    match_distance: float = 0.6
+    match_distance: float = 0.55
     """Descriptors closer than this (euclidean) are the same person: dlib's threshold, at which its authors
     report 99.13% on LFW for one pass per chip. On our session footage same-person pairs had a median of
     0.14, different-person pairs 0.85."""
@@ -90,6 +92,13 @@ class IdentityConfig:
     """Only faces this large (the mesh ROI's side / 1.5) are embedded: smaller chips are upscaled blur."""
     min_landmark_score: float = 0.7
     """Only faces the mesh is sure of are embedded."""
+    min_chroma: float = 6.0
+    """In a session, chips with less colour than this are not compared: on greyscale stills of real people the
+    same person's descriptors sat as far apart as different people's (true-accept rate 0.80 at a 21%
+    false-accept rate at 0.6), so a decision there would be a coin toss (benchmarks/identity.py)."""
+    min_sharpness: float = 0.035
+    """Chips with less detail than this (``chip_sharpness``; the enrolment check's threshold) are not
+    compared: webcam faces read 0.07-0.13, upscaled low-resolution faces 0.004-0.02."""
 
     def __post_init__(self) -> None:
         if self.every_ms < 0 or self.min_face_px < 0:
@@ -136,6 +145,28 @@ def chip_to_image(points5: FloatArray) -> FloatArray:
     linear = fit[:, :2] * ((CHIP_SIZE * scale - 1.0) / (CHIP_SIZE - 1) / scale)
     centre = fit[:, :2] @ np.full(2, CHIP_SIZE / 2) + fit[:, 2]
     return np.hstack([linear, (centre - linear @ np.full(2, (CHIP_SIZE - 1) / 2))[:, None]])
+
+
+CHIP_CENTRE = slice(CHIP_SIZE // 6, CHIP_SIZE - CHIP_SIZE // 6)
+"""The face proper inside a chip (dlib's padding puts background and hair in the outer sixth)."""
+
+
+def chip_sharpness(chip: NDArray[np.uint8]) -> float:
+    """Variance of the Laplacian of an aligned chip's grey centre over the variance of its grey levels.
+
+    Detail at the descriptor's own scale, whatever the photo's resolution; divided by the contrast so that a
+    dim or low-contrast face is not called blurred (a raw Laplacian variance falls with the square of the
+    contrast: a face at half exposure read a quarter). 0 for a flat chip.
+    """
+    grey = cv2.cvtColor(np.ascontiguousarray(chip[CHIP_CENTRE, CHIP_CENTRE]), cv2.COLOR_RGB2GRAY).astype(np.float64)
+    spread = float(grey.var())
+    return float(cv2.Laplacian(grey, cv2.CV_64F).var()) / spread if spread > 1e-6 else 0.0
+
+
+def chip_chroma(chip: NDArray[np.uint8]) -> float:
+    """Median colourfulness (CIELAB a*b* distance from grey) of the chip's centre: ~0 for a greyscale picture."""
+    lab = cv2.cvtColor(np.ascontiguousarray(chip[CHIP_CENTRE, CHIP_CENTRE]), cv2.COLOR_RGB2LAB).astype(np.float32)
+    return float(np.median(np.hypot(lab[..., 1] - 128.0, lab[..., 2] - 128.0)))
 
 
 def descriptor_distance(a: NDArray[np.floating[Any]], b: NDArray[np.floating[Any]]) -> FloatArray:

@@ -46,7 +46,7 @@ def identity_view(db: Session, session: ExamSession) -> IdentityView:
             median = summary.get("median_distance_to_enrolment")
             lines.append(
                 f"{summary['matches_enrolment']} of {samples} face samples match the enrolment "
-                f"(median distance {median}; below 0.6 is the same person)."
+                f"(median distance {median}; below {summary.get('threshold', 0.55)} is the same person)."
             )
         since = float(summary.get("reference_s") or 0.0)
         lines.append(
