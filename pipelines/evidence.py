@@ -118,15 +118,16 @@ def flag_evidence(
     trace it came from (None for a session with no frames).
 
     A dark camera says nothing about faces, so it is unknown for `no_face` and `multiple_faces`: bad light
-    must not read as "no face". A covered lens (nearly uniform or black) is `camera_blocked`, and no face
-    can be seen through it: `no_face` too, once it lasts that flag's minimum. A face lost while the head
+    must not read as "no face". A covered lens (nearly uniform or black, and no face found) is
+    `camera_blocked`, and no face can be seen through it: `no_face` too, once it lasts that flag's minimum. A face lost while the head
     turned away is looking away, not no face (``TurnedAway``).
     """
     n = len(signals)
     if n == 0:
         return {kind: np.zeros(0) for kind in FlagKind}, None
     faces = signals["face_count"]
-    covered = signals["covered"] > 0
+    # A lens that shows a face is not covered, whatever the frame-quality heuristic says of a very dark picture.
+    covered = (signals["covered"] > 0) & (faces == 0)
     blind = covered | (signals["too_dark"] > 0)
     trace = away_trace(signals, away)
     no_face = np.where(faces == 0, 1.0, 0.0)

@@ -63,9 +63,11 @@ def test_turning_out_of_view_raises_looking_away_not_no_face() -> None:
 
 def test_two_seconds_of_a_covered_lens_is_a_flag() -> None:
     n = 150
-    covered = [0] * 50 + [1] * 12 + [0] * (n - 62)  # 2.4 s
-    evidence, _ = flag_evidence(session([0.0] * n, covered=covered), AwayConfig())
-    segments, _ = segment_session(session([0.0] * n, covered=covered), ExamPolicy(), AwayConfig(), duration_ms=n * STEP)
+    covered = [0] * 50 + [1] * 12 + [0] * (n - 62)  # 2.4 s, and no face through it
+    faces = [1 - c for c in covered]
+    yaw = [NAN if c else 0.0 for c in covered]
+    evidence, _ = flag_evidence(session(yaw, faces, covered), AwayConfig())
+    segments, _ = segment_session(session(yaw, faces, covered), ExamPolicy(), AwayConfig(), duration_ms=n * STEP)
     assert [(s.kind, s.start_ms, s.end_ms) for s in segments] == [(FlagKind.CAMERA_BLOCKED, 10_000, 12_400)]
     assert (evidence[FlagKind.NO_FACE][50:62] == 1).all()  # too short for a no_face flag (3 s) on its own
 
@@ -160,3 +162,13 @@ def test_the_picture_alone_is_an_empty_seat() -> None:
     evidence, _ = flag_evidence(both, AwayConfig())
     assert (evidence[FlagKind.NO_FACE][60:] == 1).all()
     assert (evidence[FlagKind.MULTIPLE_FACES][10:50] == 0).all()
+
+
+def test_a_very_dark_picture_with_a_face_is_not_a_covered_lens() -> None:
+    """The quality check reads a very dark frame as covered; a face found on it says otherwise."""
+    n = 60
+    dark = session([0.0] * n, faces=[1] * n, covered=[1] * n)
+    evidence, _ = flag_evidence(dark, AwayConfig())
+    assert (evidence[FlagKind.CAMERA_BLOCKED] == 0).all() and (evidence[FlagKind.NO_FACE] == 0).all()
+    segments, _ = segment_session(dark, ExamPolicy(), AwayConfig(), duration_ms=n * STEP)
+    assert segments == []
