@@ -140,6 +140,7 @@ class FaceAnalysisDetector:
         self._min_score = min(self.presence.config.min_score, self.gaze.config.min_face_score)
 
     def __call__(self, batch: FrameBatch) -> Signals:
+        batch = self.presence.lit_batch(batch)  # very dark frames lifted, for every model alike
         cfg = self.presence.config
         detections: list[Faces | None] = [None] * len(batch)
 

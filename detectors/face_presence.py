@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .blazeface import FULL_RANGE, SHORT_RANGE, BlazeFace, Faces
+from .imaging import brightened
 from .mesh import FaceMesh, roi_from_box
 from .plausibility import PlausibilityRule, plausible
 from .runtime import RuntimeConfig
@@ -54,8 +55,10 @@ COLUMNS = {
     "face_cx": "centre x of the largest counted face, in frame widths (0..1); NaN without a face",
     "face_cy": "centre y of the largest counted face, in frame heights (0..1); NaN without a face",
     "second_face_size_px": "size of the second-largest counted face; NaN with fewer than two",
-    "second_face_cx": "centre x of the second-largest counted face, in frame widths; NaN with fewer than two",
-    "second_face_cy": "centre y of the second-largest counted face, in frame heights; NaN with fewer than two",
+    "face_x_px": "centre x of the largest counted face, frame pixels; NaN without a face",
+    "face_y_px": "centre y of the largest counted face, frame pixels; NaN without a face",
+    "second_face_x_px": "centre x of the second-largest counted face, frame pixels; NaN with fewer than two",
+    "second_face_y_px": "centre y of the second-largest counted face, frame pixels; NaN with fewer than two",
     "face_too_small": "1 when the largest counted face is below too_small_px, else 0; NaN without a face",
     "small_face_checked": "1 when the full-range (small face) pass ran on this frame, else 0",
 }
@@ -97,6 +100,9 @@ class FacePresenceConfig:
     passes' job, and tiles cut them into pieces."""
     tile_every_ms: int = 3000
     """Run the tiled pass at most once per this many ms (it costs ~4 full-range passes) and carry its faces."""
+    brighten_below_luma: float = 45.0
+    """Frames darker than this (mean luma) are lifted with a gamma curve before detection (``imaging.brightened``)."""
+    brighten_to_luma: float = 100.0
     plausibility: PlausibilityRule | None = field(default_factory=PlausibilityRule)
     """Doubtful faces (short-range only, below ``verify_below``) must also pass ``detectors.plausibility``:
     a cat's face is not a candidate. None turns it off."""
@@ -194,7 +200,7 @@ class FacePresenceDetector:
     """
 
     name = "face_presence"
-    version = "5"  # 4: doubtful faces pass the plausibility check; 5: where the second face is
+    version = "6"  # 4: plausibility check; 5: where the second face is; 6: very dark frames lifted
 
     def __init__(
         self,
@@ -211,6 +217,17 @@ class FacePresenceDetector:
         self.mesh: FaceMesh | None = None
         if self.config.verify_below > self.config.min_score or self.config.tiled:
             self.mesh = mesh or FaceMesh(runtime)
+
+    def lit(self, frame: NDArray[np.uint8]) -> NDArray[np.uint8]:
+        """The frame as the detectors see it: lifted if it is very dark."""
+        return brightened(frame, self.config.brighten_below_luma, self.config.brighten_to_luma)
+
+    def lit_batch(self, batch: FrameBatch) -> FrameBatch:
+        """The batch as the detectors see it (``lit`` on each frame); the same batch when none is dark."""
+        frames = [self.lit(f) for f in batch.frames]
+        if all(a is b for a, b in zip(frames, batch.frames, strict=True)):
+            return batch
+        return FrameBatch(np.stack(frames), batch.timestamps_ms)
 
     def detect_short(self, frame: NDArray[np.uint8]) -> Faces:
         """The short-range pass alone, at ``min_score``: what ``count`` takes as ``short``."""
@@ -319,6 +336,7 @@ class FacePresenceDetector:
 
     def faces(self, frame: NDArray[np.uint8]) -> Faces:
         """The counted faces of one still frame (all passes), largest first, with their detection scores."""
+        frame = self.lit(frame)
         counted = self.count(frame, self.detect_short(frame), self.detect_full(frame))
         return self.with_small(counted, self.detect_small(frame))
 
@@ -371,13 +389,15 @@ class FacePresenceDetector:
                 cols["face_size_px"][i] = size
                 cols["face_cx"][i] = float(box[0] + box[2]) / 2 / batch.width
                 cols["face_cy"][i] = float(box[1] + box[3]) / 2 / batch.height
+                cols["face_x_px"][i] = float(box[0] + box[2]) / 2
+                cols["face_y_px"][i] = float(box[1] + box[3]) / 2
                 cols["face_too_small"][i] = float(size < self.config.too_small_px)
             if len(counted) > 1:
                 second = counted.boxes[1]
                 cols["second_face_size_px"][i] = float(counted.sizes[1])
-                cols["second_face_cx"][i] = float(second[0] + second[2]) / 2 / batch.width
-                cols["second_face_cy"][i] = float(second[1] + second[3]) / 2 / batch.height
+                cols["second_face_x_px"][i] = float(second[0] + second[2]) / 2
+                cols["second_face_y_px"][i] = float(second[1] + second[3]) / 2
         return Signals(batch.timestamps_ms, cols)
 
     def __call__(self, batch: FrameBatch) -> Signals:
-        return self.signals(batch)
+        return self.signals(self.lit_batch(batch))

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["shrink"]
+__all__ = ["brightened", "shrink"]
 
 
 def shrink(image: NDArray[np.uint8], width: int, height: int) -> NDArray[np.uint8]:
@@ -23,3 +23,21 @@ def shrink(image: NDArray[np.uint8], width: int, height: int) -> NDArray[np.uint
         w, h = w // 2, h // 2
         image = np.asarray(cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR), np.uint8)
     return np.asarray(cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR), np.uint8)
+
+
+def brightened(image: NDArray[np.uint8], below_luma: float, target_luma: float) -> NDArray[np.uint8]:
+    """A dark frame lifted with a gamma curve so its mean luma reaches ``target_luma``; other frames unchanged.
+
+    In very dark footage the face detectors lose faces before a reviewer would: measured on darkened
+    development footage (gamma 0.25), the darkest-skinned person was found on 92% of frames and everyone
+    else on all of them. A gamma curve keeps the order of grey levels and spreads the dark ones, which is
+    what the models were trained to see. The frame's own mean (a grey copy a sixteenth of the size) picks the
+    curve, capped at 0.35 so noise is not blown up. Frames at or above ``below_luma`` come back as they are.
+    """
+    small = cv2.resize(image, (max(1, image.shape[1] // 4), max(1, image.shape[0] // 4)), interpolation=cv2.INTER_AREA)
+    mean = float(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).mean())
+    if mean >= below_luma:
+        return image
+    gamma = min(1.0, max(0.35, float(np.log(target_luma / 255.0) / np.log(max(mean, 1.0) / 255.0))))
+    lut = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma, 0, 255).astype(np.uint8)
+    return np.asarray(cv2.LUT(image, lut), np.uint8)

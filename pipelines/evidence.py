@@ -61,21 +61,21 @@ def turned_away_losses(
 class Fixtures:
     """A face that never moves while the candidate does is a picture on the wall, not a second person.
 
-    A real person, however still they sit, shifts by more than a few pixels over seconds; a poster or a photo
-    does not move at all while the candidate in front of it does. So a second face whose centre stays within
-    ``still`` (frame widths) and whose size stays within ``still_scale`` over ``window_ms``, while the largest
-    face moved at least ``moving`` over the same time, and which is at most ``max_size_ratio`` of that face's
-    size (a picture behind the candidate, not someone beside them), is a fixture: it does not make the frame
-    "multiple faces", and when it is the only face left, the seat is empty.
-
-    It does not help where nothing moves: a still candidate in front of a still picture (a spliced photo)
-    stays "two faces".
+    A real person, however still they sit, shifts over seconds; a poster or a photo does not move at all while
+    the candidate in front of it does. So a second face whose centre stays within ``still`` of its own size
+    (re-detections of a small face jitter by a pixel or two) and whose size stays within ``still_scale`` (or
+    ``still_px``) over ``window_ms``, while the tracked face moved at least ``moving_px``, and which is at most
+    ``max_size_ratio`` of the largest face's size (a picture behind the candidate, not someone beside them),
+    is a fixture: it does not make the frame "multiple faces", and when it is the only face left, the seat is
+    empty. It does not help where nothing moves: a still candidate in front of a still picture (a spliced
+    photo) stays "two faces".
     """
 
     window_ms: int = 4000
-    still: float = 0.004
+    still: float = 0.15
     still_scale: float = 1.03
-    moving: float = 0.012
+    still_px: float = 2.0
+    moving_px: float = 8.0
     max_size_ratio: float = 0.6
     min_coverage: float = 0.8
 
@@ -84,30 +84,34 @@ def fixture_frames(signals: Signals, rule: Fixtures) -> tuple[NDArray[np.bool_],
     """(frames whose second face is a fixture, frames whose only face sits where a fixture was seen)."""
     n = len(signals)
     none = np.zeros(n, bool)
-    needed = ("second_face_cx", "second_face_cy", "second_face_size_px", "face_cx", "face_cy", "face_size_px")
-    if n == 0 or not all(c in signals.columns for c in needed):
+    needed = ("second_face_x_px", "second_face_y_px", "second_face_size_px", "gaze_face_x_px", "gaze_face_y_px")
+    if n == 0 or not all(c in signals.columns for c in (*needed, "face_size_px")):
         return none, none.copy()
     ts = signals.timestamps_ms
     faces = signals["face_count"]
-    sx, sy, ss = signals["second_face_cx"], signals["second_face_cy"], signals["second_face_size_px"]
-    mx, my, ms = signals["face_cx"], signals["face_cy"], signals["face_size_px"]
+    sx, sy, ss = signals["second_face_x_px"], signals["second_face_y_px"], signals["second_face_size_px"]
+    mx, my, largest = signals["gaze_face_x_px"], signals["gaze_face_y_px"], signals["face_size_px"]
     fixed = np.zeros(n, bool)
     for i in np.flatnonzero((faces == 2) & np.isfinite(sx)):
         around = np.abs(ts - ts[i]) <= rule.window_ms // 2
         both = around & (faces == 2) & np.isfinite(sx)
         if both.sum() < rule.min_coverage * around.sum() or both.sum() < 3:
             continue
-        still = max(np.ptp(sx[both]), np.ptp(sy[both])) <= rule.still
-        steady = ss[both].max() <= rule.still_scale * ss[both].min()
-        small = np.nanmedian(ss[both]) <= rule.max_size_ratio * np.nanmedian(ms[both])
-        moving = max(np.ptp(mx[both]), np.ptp(my[both])) >= rule.moving
+        low, high = ss[both].min(), ss[both].max()
+        still = max(np.ptp(sx[both]), np.ptp(sy[both])) <= rule.still * low
+        steady = high <= max(rule.still_scale * low, low + rule.still_px)
+        small = np.nanmedian(ss[both]) <= rule.max_size_ratio * np.nanmedian(largest[both])
+        tracked = both & np.isfinite(mx)
+        moving = tracked.sum() >= 2 and max(np.ptp(mx[tracked]), np.ptp(my[tracked])) >= rule.moving_px
         fixed[i] = still and steady and small and moving
     alone = np.zeros(n, bool)
-    if np.any(fixed):
+    if np.any(fixed) and all(c in signals.columns for c in ("face_x_px", "face_y_px")):
         spots = np.stack([sx[fixed], sy[fixed], ss[fixed]], axis=1)
-        for i in np.flatnonzero((faces == 1) & np.isfinite(mx)):
-            near = np.maximum(np.abs(spots[:, 0] - mx[i]), np.abs(spots[:, 1] - my[i])) <= 2 * rule.still
-            alone[i] = bool(np.any(near & (np.abs(np.log(spots[:, 2] / ms[i])) <= np.log(rule.still_scale * 1.02))))
+        fx, fy = signals["face_x_px"], signals["face_y_px"]
+        for i in np.flatnonzero(faces == 1):
+            near = np.maximum(np.abs(spots[:, 0] - fx[i]), np.abs(spots[:, 1] - fy[i])) <= 2 * rule.still * spots[:, 2]
+            same_size = np.abs(np.log(spots[:, 2] / largest[i])) <= np.log(rule.still_scale * 1.05)
+            alone[i] = bool(np.any(near & same_size))
     return fixed, alone
 
 
@@ -119,8 +123,8 @@ def flag_evidence(
 
     A dark camera says nothing about faces, so it is unknown for `no_face` and `multiple_faces`: bad light
     must not read as "no face". A covered lens (nearly uniform or black, and no face found) is
-    `camera_blocked`, and no face can be seen through it: `no_face` too, once it lasts that flag's minimum. A face lost while the head
-    turned away is looking away, not no face (``TurnedAway``).
+    `camera_blocked`, and no face can be seen through it: `no_face` too, once it lasts that flag's minimum.
+    A face lost while the head turned away is looking away, not no face (``TurnedAway``).
     """
     n = len(signals)
     if n == 0:

@@ -104,10 +104,11 @@ def test_a_looking_away_flag_says_why() -> None:
 def with_second_face(
     n: int, *, candidate_moves: bool, second: tuple[float, float, float] | None, wobble: float = 0.0
 ) -> Signals:
-    """A candidate (largest face) and a second face at ``second`` (cx, cy, size), wobbling by ``wobble``."""
+    """A candidate (largest, tracked face) and a second face at ``second`` (x, y, size in px), wobbling by
+    ``wobble`` px."""
     rng = np.random.default_rng(3)
     t = np.arange(n)
-    sway = 0.03 * np.sin(t / 4.0) if candidate_moves else np.zeros(n)
+    sway = 20 * np.sin(t / 4.0) if candidate_moves else np.zeros(n)
     cols = {
         "face_count": np.full(n, 2.0 if second else 1.0),
         "covered": np.zeros(n),
@@ -116,16 +117,18 @@ def with_second_face(
         "head_pitch_deg": np.zeros(n),
         "eye_gaze_h": np.full(n, np.nan),
         "eye_gaze_v": np.full(n, np.nan),
-        "face_cx": 0.45 + sway,
-        "face_cy": np.full(n, 0.5),
+        "gaze_face_x_px": 290 + sway,
+        "gaze_face_y_px": np.full(n, 240.0),
+        "face_x_px": 290 + sway,
+        "face_y_px": np.full(n, 240.0),
         "face_size_px": np.full(n, 200.0),
-        "second_face_cx": np.full(n, np.nan),
-        "second_face_cy": np.full(n, np.nan),
+        "second_face_x_px": np.full(n, np.nan),
+        "second_face_y_px": np.full(n, np.nan),
         "second_face_size_px": np.full(n, np.nan),
     }
     if second is not None:
-        cols["second_face_cx"] = second[0] + wobble * rng.normal(0, 1, n)
-        cols["second_face_cy"] = np.full(n, second[1])
+        cols["second_face_x_px"] = second[0] + wobble * rng.normal(0, 1, n)
+        cols["second_face_y_px"] = np.full(n, second[1])
         cols["second_face_size_px"] = np.full(n, second[2])
     return Signals(np.arange(n, dtype=np.int64) * STEP, cols)
 
@@ -133,10 +136,10 @@ def with_second_face(
 @pytest.mark.parametrize(
     ("candidate_moves", "second", "wobble", "multiple"),
     [
-        (True, (0.85, 0.25, 50.0), 0.0, False),  # a poster behind a live candidate
-        (True, (0.85, 0.25, 50.0), 0.01, True),  # someone sitting behind them: people are never that still
-        (True, (0.75, 0.5, 190.0), 0.0, True),  # as large as the candidate: beside them, not a picture behind
-        (False, (0.85, 0.25, 50.0), 0.0, True),  # nothing moves (a spliced still): cannot tell, still two
+        (True, (540.0, 120.0, 50.0), 0.0, False),  # a poster behind a live candidate
+        (True, (540.0, 120.0, 50.0), 6.0, True),  # someone sitting behind them: people are never that still
+        (True, (480.0, 240.0, 190.0), 0.0, True),  # as large as the candidate: beside them, not a picture
+        (False, (540.0, 120.0, 50.0), 0.0, True),  # nothing moves (a spliced still): cannot tell, still two
     ],
 )
 def test_a_picture_on_the_wall_is_not_a_second_person(
@@ -151,11 +154,11 @@ def test_a_picture_on_the_wall_is_not_a_second_person(
 
 
 def test_the_picture_alone_is_an_empty_seat() -> None:
-    first = with_second_face(60, candidate_moves=True, second=(0.85, 0.25, 50.0))
+    first = with_second_face(60, candidate_moves=True, second=(540.0, 120.0, 50.0))
     n = 40  # the candidate leaves: only the poster's face is counted
     left = {c: np.full(n, np.nan) for c in first.columns}
     left |= {"face_count": np.ones(n), "covered": np.zeros(n), "too_dark": np.zeros(n)}
-    left |= {"face_cx": np.full(n, 0.85), "face_cy": np.full(n, 0.25), "face_size_px": np.full(n, 50.0)}
+    left |= {"face_x_px": np.full(n, 540.0), "face_y_px": np.full(n, 120.0), "face_size_px": np.full(n, 50.0)}
     both = Signals(
         np.arange(100, dtype=np.int64) * STEP, {c: np.concatenate([first[c], left[c]]) for c in first.columns}
     )
