@@ -8,8 +8,9 @@ detectors' answers from ``.devset-cache/signals`` and take a few minutes). Two s
   changes, pets, posters, glasses, backlight and low light, and a range of skin tones.
 
 Prints:
-1. frame-level face count (capped at 2) on frames sampled at 5 fps outside the ignore bands, ours (the
-   pipeline's ``face_analysis`` detector in the pipeline's batches) and MediaPipe's legacy detector;
+1. frame-level count of people (capped at 2) on frames sampled at 5 fps outside the ignore bands, ours (the
+   pipeline's ``face_analysis`` detector in the pipeline's batches, less the faces judged pictures on the
+   wall) and MediaPipe's legacy detector;
 2. the flags as the pipeline raises them (``pipelines.analysis.segment_session`` on the detectors' signals
    with the default exam policy), scored per kind as events caught, false-alarm events, false alarms per
    hour and time precision (``benchmarks/scoring.py``), per family of sessions, twice: **as fitted** (the
@@ -51,7 +52,7 @@ from benchmarks.tuning import Session, Tuned, describe, tune
 from core.vocabulary import FlagKind
 from detectors import AwayConfig, FacePresenceDetector, FrameBatch, GazeDetector
 from detectors.calibration import robust_centre
-from pipelines.evidence import flag_evidence
+from pipelines.evidence import Fixtures, fixture_frames, flag_evidence
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -96,9 +97,13 @@ def built_sessions() -> list[tuple[Path, dict[str, Any], str, str]]:
 
 
 def frame_rows(truth: dict[str, Any], m: Measured) -> list[tuple[int, int, int]]:
-    """(label, ours, baseline) per sampled frame outside the ignore bands, counts capped at 2."""
+    """(label, ours, baseline) per sampled frame outside the ignore bands, counts capped at 2. Ours counts
+    people, as the flags do: a face judged a picture on the wall (``pipelines.evidence.fixture_frames``) is
+    not one; the labels count people too (a poster is "1 face")."""
+    fixed, alone = fixture_frames(m.signals, Fixtures())
+    people = m.signals["face_count"] - fixed - alone
     rows = []
-    for t, ours, base in zip(m.signals.timestamps_ms.tolist(), m.signals["face_count"], m.baseline_count, strict=True):
+    for t, ours, base in zip(m.signals.timestamps_ms.tolist(), people, m.baseline_count, strict=True):
         if not ignored(truth, t):
             rows.append((min(label_faces(truth, t), 2), min(int(ours), 2), min(int(base), 2)))
     return rows

@@ -1,0 +1,203 @@
+"""Rendering for ``benchmarks/devset.py``: the output format, the staged media loaded from a media root
+(``cache/media``, passed in explicitly), the crop of each framing, the lighting transforms, and ``Seg``, a
+stretch of the session between two cuts that renders its frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from benchmarks.devset_media import MEDIA, PACKAGES, Box
+from benchmarks.devset_people import BACKGROUNDS, POSTERS, VIDEO_TIMELINES, VIEWS, View
+
+FPS, W, H = 15, 640, 480
+BLOCK = 3  # labels change only on a 0.2 s grid (3 frames)
+# framing: (face width / crop width, face centre x, y as fractions of the crop); None = the whole picture
+FRAMINGS: dict[str, tuple[float, float, float] | None] = {
+    "full": None,
+    "large": (0.34, 0.5, 0.45),
+    "medium": (0.26, 0.5, 0.45),
+    "small_left": (0.22, 0.3, 0.35),
+    "small_right": (0.22, 0.7, 0.35),
+    "v_tight": (0.4, 0.5, 0.5),
+    "v_closer": (0.62, 0.5, 0.5),
+    "v_wide_off": (0.3, 0.7, 0.5),
+    "v_tight_off": (0.34, 0.32, 0.5),
+    "half": (0.42, 0.5, 0.42),
+}
+Image = npt.NDArray[np.uint8]
+
+
+# ------------------------------------------------------------------------------------------------- loading
+def ref(key: str) -> str:
+    m = MEDIA[key]
+    pkg = PACKAGES[m.package]
+    reg = {"sdist": "pypi", "wheel": "pypi", "npm": "npm", "deb": "debian", "installed": "pypi (installed)"}
+    return f"{reg[pkg.registry]}:{pkg.spec}:{m.path}"
+
+
+@lru_cache(maxsize=64)
+def image(root: Path, key: str) -> Image:
+    """The staged picture ``key`` under the media root ``root`` (``cache/media``)."""
+    im = cv2.imread(str(root / MEDIA[key].package / Path(MEDIA[key].path).name), cv2.IMREAD_COLOR)
+    if im is None:
+        raise FileNotFoundError(key)
+    return np.ascontiguousarray(im)
+
+
+@lru_cache(maxsize=3)
+def video(root: Path, key: str) -> tuple[Image, ...]:
+    """The staged video ``key`` under ``root``, resampled to 15 fps: item k is the last source frame shown at or
+    before k/15 s."""
+    with av.open(str(root / MEDIA[key].package / Path(MEDIA[key].path).name)) as c:
+        st = c.streams.video[0]
+        dec = sorted(
+            ((f.time or 0.0, np.asarray(f.to_ndarray(format="bgr24"), dtype=np.uint8)) for f in c.decode(st)),
+            key=lambda x: x[0],
+        )
+    t0, out, j = dec[0][0], [], 0
+    for k in range(int((dec[-1][0] - t0) * FPS + 1e-6) + 1):
+        while j + 1 < len(dec) and dec[j + 1][0] <= t0 + k / FPS + 1e-6:
+            j += 1
+        out.append(dec[j][1])
+    return tuple(out)
+
+
+def picture_size(root: Path, view: View) -> tuple[int, int]:
+    im = video(root, view.media)[0] if view.media in VIDEO_TIMELINES else image(root, view.media)
+    return im.shape[1], im.shape[0]
+
+
+def crop_rect(root: Path, view: View, framing: str, aspect: float) -> tuple[float, float, float, float]:
+    """Crop x, y, w, h that puts the face where the framing asks, kept inside the view's bounds."""
+    iw, ih = picture_size(root, view)
+    x0, y0, x1, y1 = view.bounds or (0, 0, iw, ih)
+    if view.crop:
+        return view.crop
+    f = FRAMINGS[framing]
+    if view.face is None:
+        return x0, y0, x1 - x0, y1 - y0
+    frac, px, py = f or (0.01, 0.5, 0.45)  # full: the largest crop of this aspect, centred on the face
+    fx, fy, fw, fh = view.face
+    w = fw / frac
+    h = w / aspect
+    s = min(1.0, (x1 - x0) / w, (y1 - y0) / h)
+    w, h = w * s, h * s
+    x = min(max(fx + fw / 2 - px * w, x0), x1 - w)
+    y = min(max(fy + fh / 2 - py * h, y0), y1 - h)
+    return x, y, w, h
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+def with_poster(root: Path, im: Image, view_key: str) -> Image:
+    poster, (x, y, w, h) = POSTERS[view_key]
+    p = image(root, poster)
+    s = min(w / p.shape[1], h / p.shape[0])
+    pw, ph = int(p.shape[1] * s), int(p.shape[0] * s)
+    out = im.copy()
+    cv2.rectangle(out, (x - 3, y - 3), (x + pw + 2, y + ph + 2), (236, 236, 236), -1)
+    cv2.rectangle(out, (x - 4, y - 4), (x + pw + 3, y + ph + 3), (60, 60, 60), 1)
+    out[y : y + ph, x : x + pw] = cv2.resize(p, (pw, ph), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def relight(pic: Image, light: str, face_xy: tuple[float, float] | None, radius: float) -> Image:
+    if light in ("gamma0.4", "gamma0.25"):
+        g = 0.4 if light == "gamma0.4" else 0.25
+        lut = np.clip(255.0 * (np.arange(256) / 255.0) ** (1.0 / g), 0, 255).astype(np.uint8)
+        return np.asarray(lut[pic])
+    if light == "lowcontrast":
+        return np.clip(118.0 + (pic.astype(np.float32) - 128.0) * 0.3, 0, 255).astype(np.uint8)
+    if light == "backlit":  # a bright window behind: the person (face and body below it) in shadow
+        h, w = pic.shape[:2]
+        cx, cy = face_xy or (w / 2, h * 0.45)
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        dy = np.where(yy < cy, (yy - cy) / (radius * 1.9), (yy - cy) / (radius * 8.0))
+        d = np.sqrt(((xx - cx) / (radius * 1.7)) ** 2 + dy**2)
+        m = np.clip((d - 1.0) / 1.2, 0, 1)
+        m = (m * m * (3 - 2 * m))[..., None]  # smoothstep: 0 on the person, 1 on the background
+        f = pic.astype(np.float32) / 255.0
+        dark = f**2.0 * 0.6
+        bright = 1.0 - (1.0 - f) * 0.3
+        return np.asarray(np.clip((dark * (1 - m) + bright * m) * 255.0, 0, 255), dtype=np.uint8)
+    return pic
+
+
+def fit(
+    src: Image,
+    rect: tuple[float, float, float, float],
+    w_out: int,
+    h_out: int,
+    zoom: float,
+    light: str,
+    face: Box | None,
+) -> Image:
+    """Letterbox the crop into w_out x h_out (aspect kept, black bars), zoomed about its centre, relit."""
+    x, y, w, h = rect
+    s = min(w_out / w, h_out / h)
+    nw, nh = round(w * s), round(h * s)
+    k = min(1.0, 1.5 * s * zoom)  # downscale with INTER_AREA first, then a small warp
+    if k < 1.0:
+        size = (max(1, round(src.shape[1] * k)), max(1, round(src.shape[0] * k)))
+        src = np.asarray(cv2.resize(src, size, interpolation=cv2.INTER_AREA))
+        x, y, w, h = x * k, y * k, w * k, h * k
+    z = nw / w * zoom
+    m = np.array([[z, 0, nw / 2 - z * (x + w / 2)], [0, z, nh / 2 - z * (y + h / 2)]], dtype=np.float32)
+    pic = np.asarray(cv2.warpAffine(src, m, (nw, nh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT), np.uint8)
+    face_xy, radius = None, nh / 3
+    if face is not None:
+        fx, fy, fw, fh = (v * k for v in face) if k < 1.0 else face
+        face_xy = (z * (fx + fw / 2) + m[0, 2], z * (fy + fh / 2) + m[1, 2])
+        radius = fw * z / 2
+    out = np.zeros((h_out, w_out, 3), np.uint8)
+    oy, ox = (h_out - nh) // 2, (w_out - nw) // 2
+    out[oy : oy + nh, ox : ox + nw] = relight(pic, light, face_xy, radius)
+    return out
+
+
+@dataclass
+class Seg:
+    """A stretch between two cuts: one view (still or clip), a composite pair, or a covered lens."""
+
+    kind: str  # still, clip, pair, covered
+    n: int
+    view: str = ""
+    framing: str = "full"
+    idx: list[int] = field(default_factory=list)  # clip: 15 fps frame index per output frame
+    zoom: float = 0.0
+    light: str = ""
+    poster: bool = False
+    category: str = ""
+    right: Seg | None = None  # pair: the right half (self is the left half)
+
+    def source_frame(self, root: Path, j: int) -> Image:
+        v = VIEWS[self.view]
+        im = video(root, v.media)[self.idx[j]] if self.idx else image(root, v.media)
+        return with_poster(root, im, self.view) if self.poster else im
+
+    def render(self, root: Path, j: int, w_out: int = W, h_out: int = H) -> Image:
+        """Frame j of the stretch, w_out x h_out, from the media under ``root``."""
+        if self.kind == "covered":
+            rng = np.random.default_rng(j)
+            base = np.array([6.0, 8.0, 15.0]) * (1.0 + 0.08 * np.sin(j / 4.0))
+            yy = np.linspace(1.25, 0.75, h_out, dtype=np.float32)[:, None, None]
+            return np.asarray(np.clip(base * yy + rng.normal(0, 2.0, (h_out, w_out, 3)), 0, 255), dtype=np.uint8)
+        if self.kind == "pair" and self.right is not None:
+            half = w_out // 2
+            return np.hstack(
+                [
+                    replace(self, kind="view").render(root, j, half, h_out),
+                    self.right.render(root, j, w_out - half, h_out),
+                ]
+            )
+        v = VIEWS[self.view]
+        rect = BACKGROUNDS[self.view] if self.category == "bg" else crop_rect(root, v, self.framing, w_out / h_out)
+        z = 1.0 + self.zoom * j / max(1, self.n - 1)
+        return fit(self.source_frame(root, j), rect, w_out, h_out, z, self.light, v.face)
