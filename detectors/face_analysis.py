@@ -155,11 +155,12 @@ class FaceAnalysisDetector:
         tracked: list[Faces] = []
         last: TrackedFace | None = None
         not_a_person = np.zeros(len(batch), dtype=bool)  # frames whose tracked face failed the plausibility check
+        full: dict[int, Faces] = {}  # full-range passes already run, by frame
         refuted = False  # the current track's face failed it where the track started
         for i, main in enumerate(mains):
             roi = main.landmarks
             if main.detection is not None:
-                refuted = not self._plausible_main(batch.frames[i], detect(i), main)
+                refuted = not self._plausible_main(batch.frames[i], detect(i), main, full, i)
             elif roi is None:
                 refuted = False
             if refuted and (roi is not None or main.detection is not None):
@@ -183,7 +184,7 @@ class FaceAnalysisDetector:
             # An animal's or a cartoon's "head pose" is no evidence of where a candidate looks.
             gaze = Signals(gaze.timestamps_ms, {c: np.where(not_a_person, np.nan, v) for c, v in gaze.columns.items()})
             mains = [MainFace() if bad else m for m, bad in zip(mains, not_a_person, strict=True)]
-        parts = [self.presence.signals(batch, short, tracked), gaze]
+        parts = [self.presence.signals(batch, short, tracked, full), gaze]
         if self.embedder is not None:
             parts.append(self._descriptors(batch, mains, gaze))
         return Signals.merge(parts)
@@ -206,7 +207,9 @@ class FaceAnalysisDetector:
             values[usable] = self.embedder.embed(np.stack([chips[i] for i in usable]))
         return Signals(batch.timestamps_ms, {c: values[:, k] for k, c in enumerate(DESCRIPTOR_COLUMNS)})
 
-    def _plausible_main(self, frame: NDArray[np.uint8], found: Faces, main: MainFace) -> bool:
+    def _plausible_main(
+        self, frame: NDArray[np.uint8], found: Faces, main: MainFace, full_range: dict[int, Faces], i: int
+    ) -> bool:
         """Whether the face the track starts on passes ``detectors.plausibility`` (sure faces always do: only
         a short-range score below ``verify_below`` is doubtful; its full-range score is looked up then)."""
         rule = self.presence.config.plausibility
@@ -214,7 +217,9 @@ class FaceAnalysisDetector:
         if rule is None or j is None or found.scores[j] >= self.presence.config.verify_below:
             return True
         face = found.select(np.arange(len(found)) == j)
-        full = self.presence.detect_full(frame)
+        if i not in full_range:  # run once: presence reuses it if its own full-range pass is due on this frame
+            full_range[i] = self.presence.detect_full(frame)
+        full = full_range[i]
         hit = overlaps(full.boxes, face.boxes, self.presence.config.merge_overlap)
         full_score = float(full.scores[hit].max()) if np.any(hit) else 0.0
         ok = plausible(frame, face, np.array([main.mesh_score]), np.array([full_score]), rule)

@@ -341,12 +341,17 @@ class FacePresenceDetector:
         return self.with_small(counted, self.detect_small(frame))
 
     def detect(
-        self, batch: FrameBatch, short: Sequence[Faces] | None = None, tracked: Sequence[Faces] | None = None
+        self,
+        batch: FrameBatch,
+        short: Sequence[Faces] | None = None,
+        tracked: Sequence[Faces] | None = None,
+        full: dict[int, Faces] | None = None,
     ) -> list[Faces]:
         """Per-frame counted faces (boxes, scores, keypoints in frame pixels), largest first.
 
         ``short``: the batch's short-range detections at ``min_score``, when the caller already ran them.
         ``tracked``: per frame, faces the caller's face mesh found there (see ``count``).
+        ``full``: the full-range pass (``detect_full``) of frames the caller already ran it on, by frame index.
         The full-range result is carried to the frames ``full_range_every_ms`` skips, within this batch.
         """
         for name, given in (("short", short), ("tracked", tracked)):
@@ -363,7 +368,7 @@ class FacePresenceDetector:
             # something else, which the face mesh does not confirm. One mesh run per carried face, rarely any.
             small = self.detect_small(frame) if tile_due[i] else self.mesh_confirmed(frame, small)
             if due[i]:
-                seen = self.detect_full(frame)
+                seen = full[i] if full is not None and i in full else self.detect_full(frame)
                 present = Faces.join([self._eligible(found), self._eligible(mine)])
                 far = seen.select(~overlaps(seen.boxes, present.boxes, self.config.merge_overlap))
                 counted = self.count(frame, found, seen, mine)
@@ -373,14 +378,18 @@ class FacePresenceDetector:
         return out
 
     def signals(
-        self, batch: FrameBatch, short: Sequence[Faces] | None = None, tracked: Sequence[Faces] | None = None
+        self,
+        batch: FrameBatch,
+        short: Sequence[Faces] | None = None,
+        tracked: Sequence[Faces] | None = None,
+        full: dict[int, Faces] | None = None,
     ) -> Signals:
-        """The ``COLUMNS`` of a batch; ``short`` and ``tracked`` as in ``detect``."""
+        """The ``COLUMNS`` of a batch; ``short``, ``tracked`` and ``full`` as in ``detect``."""
         n = len(batch)
         cols = {name: np.full(n, np.nan) for name in COLUMNS}
         ran = rate_mask(batch.timestamps_ms, self.config.full_range_every_ms)
         cols["small_face_checked"] = ran.astype(np.float64) if self.full is not None else np.zeros(n)
-        for i, counted in enumerate(self.detect(batch, short, tracked)):
+        for i, counted in enumerate(self.detect(batch, short, tracked, full)):
             cols["face_count"][i] = len(counted)
             cols["face_score_max"][i] = float(counted.scores.max()) if len(counted) else 0.0
             if len(counted):

@@ -82,7 +82,7 @@ class IdentityConfig:
     (outer eye corners ~150 px apart) are first shrunk by a power of two with area averaging, as dlib does
     with its image pyramid; bilinear sampling alone would alias. ``inf`` turns it off."""
 
-    every_ms: int = 3000
+    every_ms: int = 5000
     """In a session, embed the tracked face at most once per this many ms, plus whenever its track starts
     (a face that appears, or comes back): a few times a minute, and at once around the events that matter."""
     max_abs_yaw_deg: float = 30.0
@@ -92,10 +92,10 @@ class IdentityConfig:
     """Only faces this large (the mesh ROI's side / 1.5) are embedded: smaller chips are upscaled blur."""
     min_landmark_score: float = 0.7
     """Only faces the mesh is sure of are embedded."""
-    min_chroma: float = 6.0
-    """In a session, chips with less colour than this are not compared: on greyscale stills of real people the
-    same person's descriptors sat as far apart as different people's (true-accept rate 0.80 at a 21%
-    false-accept rate at 0.6), so a decision there would be a coin toss (benchmarks/identity.py)."""
+    min_chroma: float = 8.0
+    """In a session, chips with less colour than this (``chip_chroma``) are not compared: on greyscale stills
+    of real people the same person's descriptors sat as far apart as different people's (true-accept rate
+    0.80 at a 21% false-accept rate at 0.6), so a decision there would be a coin toss (benchmarks/identity.py)."""
     min_sharpness: float = 0.035
     """Chips with less detail than this (``chip_sharpness``; the enrolment check's threshold) are not
     compared: webcam faces read 0.07-0.13, upscaled low-resolution faces 0.004-0.02."""
@@ -164,9 +164,11 @@ def chip_sharpness(chip: NDArray[np.uint8]) -> float:
 
 
 def chip_chroma(chip: NDArray[np.uint8]) -> float:
-    """Median colourfulness (CIELAB a*b* distance from grey) of the chip's centre: ~0 for a greyscale picture."""
-    lab = cv2.cvtColor(np.ascontiguousarray(chip[CHIP_CENTRE, CHIP_CENTRE]), cv2.COLOR_RGB2LAB).astype(np.float32)
-    return float(np.median(np.hypot(lab[..., 1] - 128.0, lab[..., 2] - 128.0)))
+    """Median colourfulness of the chip's centre: the spread between a pixel's largest and smallest of R, G, B
+    (0 for a greyscale picture; skin in colour reads 20-80). Cheaper than a CIELAB conversion, and enough to
+    tell a colour picture from a grey one."""
+    centre = chip[CHIP_CENTRE, CHIP_CENTRE]
+    return float(np.median(centre.max(axis=2).astype(np.int16) - centre.min(axis=2)))
 
 
 def descriptor_distance(a: NDArray[np.floating[Any]], b: NDArray[np.floating[Any]]) -> FloatArray:

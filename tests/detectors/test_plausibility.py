@@ -54,7 +54,7 @@ def test_a_real_face_in_poor_light_still_counts(astronaut: Image, analysis: Face
 def test_grey_pictures_are_not_judged(astronaut: Image) -> None:
     grey = np.repeat(astronaut.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
     box = np.array(ASTRONAUT_BOX, np.float32)
-    assert colourful(astronaut, box, 6.0) and not colourful(grey, box, 6.0)
+    assert colourful(astronaut, box, 8.0) and not colourful(grey, box, 8.0)
 
 
 @pytest.mark.parametrize(
