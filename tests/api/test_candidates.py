@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-import pytest
 from sqlalchemy import func, select
 
 from core.enrolments import CandidatePrefix
@@ -18,16 +16,6 @@ from tests.api import faces
 from tests.support.platform import Api, Caller, declare, problem, session_body
 
 PHOTO = "enrolment_photo"
-
-
-@pytest.fixture
-def tenant(api: Api) -> tuple[str, str]:
-    return api.tenant()
-
-
-@pytest.fixture
-def caller(api: Api, tenant: tuple[str, str]) -> Caller:
-    return Caller(httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {tenant[1]}"}, timeout=120))
 
 
 def prefixes(api: Api, session_ids: list[str], candidate: str = "cand-7") -> list[str]:

@@ -20,16 +20,6 @@ PHOTO = "enrolment_photo"
 CLIP = "enrolment_clip"
 
 
-@pytest.fixture
-def tenant(api: Api) -> tuple[str, str]:
-    return api.tenant()
-
-
-@pytest.fixture
-def caller(api: Api, tenant: tuple[str, str]) -> Caller:
-    return Caller(httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {tenant[1]}"}, timeout=120))
-
-
 def photo(path: Path) -> dict[str, Any]:
     return declare(PHOTO, path, "image/png" if path.suffix == ".png" else "image/jpeg")
 

@@ -16,16 +16,6 @@ from tests.support import media as mf
 from tests.support.platform import Api, Caller, declare, problem, session_body
 
 
-@pytest.fixture
-def tenant(api: Api) -> tuple[str, str]:
-    return api.tenant()
-
-
-@pytest.fixture
-def caller(api: Api, tenant: tuple[str, str]) -> Caller:
-    return Caller(httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {tenant[1]}"}, timeout=60))
-
-
 # -- bad inputs ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BadInput:

@@ -18,16 +18,6 @@ from ingest.client import LocalMedia, upload_session
 from tests.support.platform import MIB, Api, Caller, declare, problem, session_body
 
 
-@pytest.fixture
-def tenant(api: Api) -> tuple[str, str]:
-    return api.tenant()
-
-
-@pytest.fixture
-def caller(api: Api, tenant: tuple[str, str]) -> Caller:
-    return Caller(httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {tenant[1]}"}, timeout=60))
-
-
 # -- the happy paths ---------------------------------------------------------------------------------------
 def test_upload_through_api_parts_validates_and_queues(api: Api, caller: Caller, multipart_video: Path) -> None:
     created = caller.register(session_body(declare("webcam", multipart_video)))

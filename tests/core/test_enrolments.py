@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import select
 
-import core.db
 from core.context import AppContext
-from core.db import migrate, utcnow
+from core.db import utcnow
 from core.enrolments import CandidatePrefix, latest_enrolment
 from core.erasure import ERASED_BY_RETENTION, erase_expired, expired_enrolments
 from core.tables import AuditEvent, CandidateEnrolment, Exam, ExamSession, SessionReview
@@ -163,42 +159,3 @@ def test_candidate_keys_are_validated() -> None:
         prefix.enrolment_key("a/b", "enrolment_photo")
     with pytest.raises(ValueError, match="enrolment kind"):
         prefix.enrolment_key("0" * 32, "webcam")
-
-
-def test_the_migration_keeps_existing_media(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    config = Config()
-    config.set_main_option("script_location", str(Path(core.db.__file__).parent / "migrations"))
-    config.set_main_option("sqlalchemy.url", url)
-    command.upgrade(config, "0004")
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("INSERT INTO tenants (id, slug, name, created_at) VALUES ('t', 't', 't', '2026-01-01')"))
-        conn.execute(
-            text(
-                "INSERT INTO exams (id, tenant_id, external_id, title, policy, created_at) "
-                "VALUES ('e', 't', 'e', '', '{}', '2026-01-01')"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO sessions (id, tenant_id, exam_id, candidate_id, attempt_id, started_at, state, "
-                "created_at, updated_at, chunks_done) VALUES ('s', 't', 'e', 'c', 'a', '2026-01-01', 'rejected', "
-                "'2026-01-01', '2026-01-01', 0)"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO media (id, session_id, kind, object_key, content_type, declared_size, declared_sha256, "
-                "part_size, state) VALUES ('m', 's', 'webcam', 't/e/s/media/webcam', 'video/mp4', 1, 'x', 1, "
-                "'rejected')"
-            )
-        )
-    migrate(url)
-    with engine.connect() as conn:
-        assert conn.execute(text("SELECT kind, state, reason_code FROM media")).one() == ("webcam", "rejected", None)
-        assert conn.execute(text("SELECT count(*) FROM candidate_enrolments")).scalar() == 0
-    command.downgrade(config, "0004")  # and back
-    with engine.connect() as conn:
-        assert "candidate_enrolments" not in inspect(conn).get_table_names()
-    engine.dispose()
