@@ -341,8 +341,8 @@ def skin(colour: list[Face], ita: dict[str, list[float]]) -> float:
     by_eye = {p: v[1] for p, v in IDENTITIES.items()}
     for title, group_of in (("ITA band", bands), ("band by eye (built corpus)", by_eye)):
         print(
-            f"\n| {title} | people (those with same-person pairs) | same-person pairs | TAR @ {SHIPPED} (95% Wilson) "
-            f"| TAR @ {SHIPPED} | other-person pairs inside | FAR inside @ {DLIB} / {SHIPPED} |"
+            f"\n| {title} | people (those with same-person pairs) | same-person pairs | TAR @ {DLIB} (95% Wilson) "
+            f"| TAR @ {SHIPPED} (95% Wilson) | other-person pairs inside | FAR inside @ {DLIB} / {SHIPPED} |"
         )
         print("|---|---|---|---|---|---|---|")
         group = np.array([group_of.get(p, "") for p in person.tolist()])

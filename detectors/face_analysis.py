@@ -121,7 +121,7 @@ class FaceAnalysisDetector:
     tracked face's descriptor on a few frames."""
 
     name = "face_analysis"
-    version = f"6+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
+    version = f"7+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"  # 7: descriptors every 5 s
 
     def __init__(
         self,

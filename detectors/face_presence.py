@@ -200,7 +200,7 @@ class FacePresenceDetector:
     """
 
     name = "face_presence"
-    version = "6"  # 4: plausibility check; 5: where the second face is; 6: very dark frames lifted
+    version = "7"  # 4: plausibility; 5: where the second face is; 6: very dark frames lifted; 7: colour by RGB spread
 
     def __init__(
         self,
