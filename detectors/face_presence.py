@@ -200,7 +200,7 @@ class FacePresenceDetector:
     """
 
     name = "face_presence"
-    version = "7"  # 4: plausibility; 5: where the second face is; 6: very dark frames lifted; 7: colour by RGB spread
+    version = "8"  # 4: plausibility; 5: second face placed; 6: dark frames lifted; 7: RGB-spread colour; 8: lift to 0.5
 
     def __init__(
         self,

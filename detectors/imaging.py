@@ -32,11 +32,14 @@ def brightened(image: NDArray[np.uint8], below_luma: float, target_luma: float) 
     development footage (gamma 0.25), the darkest-skinned person was found on 92% of frames and everyone
     else on all of them. A gamma curve keeps the order of grey levels and spreads the dark ones, which is
     what the models were trained to see. The frame's own mean level (every 256th pixel) picks the
-    curve, capped at 0.35 so noise is not blown up. Frames at or above ``below_luma`` come back as they are.
+    curve. Its exponent stops at 0.5: a steeper curve turns the one-level steps of a nearly black 8-bit
+    frame into bands (at 0.35 the step from 0 to 1 becomes 36 levels, at 0.5 it is 16) and the detectors
+    lose faces they found in the raw frame (measured: a face at mean luma 3 was found on 15 of 33 frames at
+    0.35, on all 33 at 0.5 and unlifted). Frames at or above ``below_luma`` come back as they are.
     """
     mean = float(image[::16, ::16].mean())  # every 256th pixel, R, G and B alike: enough to tell a dark frame
     if mean >= below_luma:
         return image
-    gamma = min(1.0, max(0.35, float(np.log(target_luma / 255.0) / np.log(max(mean, 1.0) / 255.0))))
+    gamma = min(1.0, max(0.5, float(np.log(target_luma / 255.0) / np.log(max(mean, 1.0) / 255.0))))
     lut = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma, 0, 255).astype(np.uint8)
     return np.asarray(cv2.LUT(image, lut), np.uint8)
