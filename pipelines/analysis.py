@@ -28,7 +28,9 @@ from pipelines.segments import ExamPolicy, Segment, risk_score, segment_all
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
+"""Bumped when the same signals would give other flags: 2 added the placement-following calibration, the
+evidence rules (turned away, covered lens, fixtures), identity flags and per-flag explanations."""
 
 
 @dataclass(frozen=True)

@@ -67,8 +67,10 @@ class Fixtures:
     ``still_px``) over ``window_ms``, while the tracked face moved at least ``moving_px``, and which is at most
     ``max_size_ratio`` of the largest face's size (a picture behind the candidate, not someone beside them),
     is a fixture: it does not make the frame "multiple faces", and when it is the only face left, the seat is
-    empty. It does not help where nothing moves: a still candidate in front of a still picture (a spliced
-    photo) stays "two faces".
+    empty. Once a spot is shown to hold a fixture, a face at that spot and size is the same picture for the
+    whole session, also while the candidate sits still (a person who sits down there is not at exactly the
+    picture's place and size). It does not help where nothing ever moves: a still candidate in front of a
+    still picture (a spliced photo) stays "two faces".
     """
 
     window_ms: int = 4000
@@ -105,13 +107,21 @@ def fixture_frames(signals: Signals, rule: Fixtures) -> tuple[NDArray[np.bool_],
         moving = tracked.sum() >= 2 and max(np.ptp(mx[tracked]), np.ptp(my[tracked])) >= rule.moving_px
         fixed[i] = still and steady and small and moving
     alone = np.zeros(n, bool)
-    if np.any(fixed) and all(c in signals.columns for c in ("face_x_px", "face_y_px")):
-        spots = np.stack([sx[fixed], sy[fixed], ss[fixed]], axis=1)
+    if not np.any(fixed):
+        return fixed, alone
+    spots = np.stack([sx[fixed], sy[fixed], ss[fixed]], axis=1)
+
+    def at_a_spot(x: float, y: float, size: float) -> bool:
+        near = np.maximum(np.abs(spots[:, 0] - x), np.abs(spots[:, 1] - y)) <= 2 * rule.still * spots[:, 2]
+        same_size = np.abs(np.log(spots[:, 2] / size)) <= np.log(rule.still_scale * 1.05)
+        return bool(np.any(near & same_size))
+
+    for i in np.flatnonzero((faces == 2) & np.isfinite(sx) & ~fixed):
+        fixed[i] = at_a_spot(sx[i], sy[i], ss[i])
+    if all(c in signals.columns for c in ("face_x_px", "face_y_px")):
         fx, fy = signals["face_x_px"], signals["face_y_px"]
         for i in np.flatnonzero(faces == 1):
-            near = np.maximum(np.abs(spots[:, 0] - fx[i]), np.abs(spots[:, 1] - fy[i])) <= 2 * rule.still * spots[:, 2]
-            same_size = np.abs(np.log(spots[:, 2] / largest[i])) <= np.log(rule.still_scale * 1.05)
-            alone[i] = bool(np.any(near & same_size))
+            alone[i] = at_a_spot(fx[i], fy[i], largest[i])
     return fixed, alone
 
 

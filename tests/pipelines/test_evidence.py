@@ -167,6 +167,19 @@ def test_the_picture_alone_is_an_empty_seat() -> None:
     assert (evidence[FlagKind.MULTIPLE_FACES][10:50] == 0).all()
 
 
+def test_a_picture_seen_while_the_candidate_moved_stays_a_picture_while_they_sit_still() -> None:
+    moving = with_second_face(60, candidate_moves=True, second=(540.0, 120.0, 50.0))
+    still = with_second_face(100, candidate_moves=False, second=(540.0, 120.0, 50.0))
+    visitor = with_second_face(40, candidate_moves=False, second=(120.0, 200.0, 150.0))  # someone else, elsewhere
+    parts = (moving, still, visitor)
+    joined = Signals(
+        np.arange(200, dtype=np.int64) * STEP, {c: np.concatenate([p[c] for p in parts]) for c in moving.columns}
+    )
+    evidence, _ = flag_evidence(joined, AwayConfig())
+    assert (evidence[FlagKind.MULTIPLE_FACES][10:160] == 0).all(), "the same picture, at its place and size"
+    assert (evidence[FlagKind.MULTIPLE_FACES][160:] == 1).all(), "a face elsewhere is still a second person"
+
+
 def test_a_very_dark_picture_with_a_face_is_not_a_covered_lens() -> None:
     """The quality check reads a very dark frame as covered; a face found on it says otherwise."""
     n = 60
