@@ -74,9 +74,9 @@ class IdentityConfig:
     """Settings for the face descriptor."""
 
     match_distance: float = 0.55
-    """Descriptors closer than this (euclidean) are the same person: dlib's threshold, at which its authors
-    report 99.13% on LFW for one pass per chip. On our session footage same-person pairs had a median of
-    0.14, different-person pairs 0.85."""
+    """Descriptors closer than this (euclidean) are the same person. dlib's own threshold is 0.6 (99.13% on LFW,
+    as its authors report); 0.55 is the pipeline's operating point (``pipelines.identity.IdentityRule``). On our
+    session footage same-person pairs had a median of 0.14, different-person pairs 0.85."""
     shrink_above: float = 2.0
     """Faces whose chip would sample the frame more sparsely than one chip pixel per this many frame pixels
     (outer eye corners ~150 px apart) are first shrunk by a power of two with area averaging, as dlib does
@@ -95,7 +95,7 @@ class IdentityConfig:
     min_chroma: float = 8.0
     """In a session, chips with less colour than this (``chip_chroma``) are not compared: on greyscale stills
     of real people the same person's descriptors sat as far apart as different people's (true-accept rate
-    0.80 at a 21% false-accept rate at 0.6), so a decision there would be a coin toss (benchmarks/identity.py)."""
+    0.89 at a 26% false-accept rate at 0.6), so a decision there would be a coin toss (benchmarks/identity.py)."""
     min_sharpness: float = 0.035
     """Chips with less detail than this (``chip_sharpness``; the enrolment check's threshold) are not
     compared: webcam faces read 0.07-0.13, upscaled low-resolution faces 0.004-0.02."""

@@ -37,8 +37,8 @@ FloatArray = NDArray[np.float64]
 class IdentityRule:
     match_distance: float = 0.55
     """Descriptors farther apart than this are different people. Not dlib's 0.6: on our pairs 0.6 accepted
-    0.9% of different-person pairs (look-alike swaps went unflagged), 0.55 accepts 0.04% while every
-    same-person colour pair we have stays below 0.50 (benchmarks/identity.py, docs/identity.md)."""
+    about 1% of different-person single-frame pairs (look-alike swaps went unflagged), 0.55 accepts 0.02% while
+    every same-person colour pair we have stays below 0.50 (benchmarks/identity.py, docs/identity.md)."""
     min_reference_samples: int = 2
     """The session's reference needs this many agreeing descriptors from one stretch."""
 
