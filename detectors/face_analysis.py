@@ -121,7 +121,7 @@ class FaceAnalysisDetector:
     tracked face's descriptor on a few frames."""
 
     name = "face_analysis"
-    version = f"7+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"  # 7: descriptors every 5 s
+    version = f"8+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"  # 8: judged below 0.8
 
     def __init__(
         self,
@@ -211,10 +211,10 @@ class FaceAnalysisDetector:
         self, frame: NDArray[np.uint8], found: Faces, main: MainFace, full_range: dict[int, Faces], i: int
     ) -> bool:
         """Whether the face the track starts on passes ``detectors.plausibility`` (sure faces always do: only
-        a short-range score below ``verify_below`` is doubtful; its full-range score is looked up then)."""
+        a short-range score below ``tracked_face_below`` is doubtful; its full-range score is looked up then)."""
         rule = self.presence.config.plausibility
         j = main.detection
-        if rule is None or j is None or found.scores[j] >= self.presence.config.verify_below:
+        if rule is None or j is None or found.scores[j] >= rule.tracked_face_below:
             return True
         face = found.select(np.arange(len(found)) == j)
         if i not in full_range:  # run once: presence reuses it if its own full-range pass is due on this frame

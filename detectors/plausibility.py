@@ -48,6 +48,10 @@ class PlausibilityRule:
     """Faces turned further (BlazeFace keypoints) are not judged: profiles score low on every model."""
     min_chroma: float = 8.0
     """Face boxes with less colour than this (``colourful``) are not judged."""
+    tracked_face_below: float = 0.8
+    """The tracked face is judged where its track starts when its short-range score is below this (other faces
+    below ``FacePresenceConfig.verify_below``): dogs' faces that the face mesh follows scored 0.71-0.74, just
+    above the 0.7 that makes a face sure, and a wrong candidate costs more than one more full-range pass."""
 
     def score(self, mesh: float, full_range: float, short_range: float) -> float:
         return (

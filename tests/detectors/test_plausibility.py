@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detectors import FaceAnalysisDetector, FacePresenceDetector, FrameBatch
+from detectors import FaceAnalysisDetector, FacePresenceConfig, FacePresenceDetector, FrameBatch
 from detectors.plausibility import PlausibilityRule, colourful
 
 from .conftest import ASTRONAUT_BOX, Image, face_crop, paste
@@ -49,6 +49,15 @@ def test_a_cat_is_not_a_candidate(cat: Image, presence: FacePresenceDetector, an
 def test_a_real_face_in_poor_light_still_counts(astronaut: Image, analysis: FaceAnalysisDetector, gamma: float) -> None:
     frame = darkened(scene(face_crop(astronaut, ASTRONAUT_BOX)), gamma)
     assert analysis(frames_of(frame))["face_count"].tolist() == [1] * 10
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.4, 0.25])
+def test_a_real_face_passes_when_every_tracked_face_is_judged(astronaut: Image, gamma: float) -> None:
+    """The tracked face is judged below 0.8 (dogs scored 0.71-0.74); a real face must pass at any score."""
+    judge_all = FacePresenceConfig(plausibility=PlausibilityRule(tracked_face_below=1.01))
+    frame = darkened(scene(face_crop(astronaut, ASTRONAUT_BOX)), gamma)
+    signals = FaceAnalysisDetector(presence=judge_all, identity=None)(frames_of(frame))
+    assert signals["face_count"].tolist() == [1] * 10
 
 
 def test_grey_pictures_are_not_judged(astronaut: Image) -> None:
