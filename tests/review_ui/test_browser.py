@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import threading
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -29,15 +33,99 @@ if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
         raise RuntimeError(reason)  # in CI a missing browser is a broken setup, not a skip
     pytest.skip(reason, allow_module_level=True)
 
-from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Error as PlaywrightError  # noqa: E402
+
+# Besides Playwright's own switches: no GPU process, and no QUIC probes into this closed network.
+CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic"]
+VIEWPORT: ViewportSize = {"width": 1400, "height": 1000}
+CLOSE_WITHIN_S = 60.0
+
+
+def process_children() -> dict[int, list[int]]:
+    """Parent pid -> child pids, from Linux's /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+        children.setdefault(parent, []).append(int(entry.name))
+    return children
+
+
+def process_tree(roots: set[int]) -> list[int]:
+    """The processes `roots` and every process below them."""
+    children, found, todo = process_children(), list(roots), list(roots)
+    while todo:
+        below = children.get(todo.pop(), [])
+        found.extend(below)
+        todo.extend(below)
+    return found
+
+
+@contextmanager
+def killed_if_stuck(seconds: float, roots: set[int]) -> Iterator[threading.Event]:
+    """Kill the processes `roots` and those below them if the block has not ended after `seconds`.
+
+    Closing a browser waits for Chromium to exit, with no timeout; a Chromium that never exits would hold
+    the test run until CI gives up. The event says whether the kill happened.
+    """
+    killed = threading.Event()
+
+    def kill() -> None:
+        killed.set()
+        for pid in process_tree(roots):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    timer = threading.Timer(seconds, kill)
+    timer.start()
+    try:
+        yield killed
+    finally:
+        timer.cancel()
+
+
+@dataclass
+class Chromium:
+    browser: Browser
+    processes: set[int]  # Playwright's driver, which started Chromium: what to kill if closing hangs
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        yield browser
-        browser.close()
+def chromium() -> Iterator[Chromium]:
+    before = set(process_children().get(os.getpid(), []))
+    playwright = sync_playwright().start()
+    browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    driver = set(process_children().get(os.getpid(), [])) - before
+    yield Chromium(browser, driver)
+    with killed_if_stuck(CLOSE_WITHIN_S, driver) as killed:
+        try:
+            browser.close()
+            playwright.stop()
+        except PlaywrightError:
+            if not killed.is_set():
+                raise
+    if killed.is_set():
+        warnings.warn(f"Chromium did not close within {CLOSE_WITHIN_S:.0f} s and was killed", stacklevel=1)
+
+
+@pytest.fixture
+def new_page(chromium: Chromium) -> Iterator[Callable[[], Page]]:
+    """Opens a page in a browser context of its own (a user of their own); closes them all after the test."""
+    contexts: list[BrowserContext] = []
+
+    def open_page() -> Page:
+        contexts.append(chromium.browser.new_context(viewport=VIEWPORT))
+        return contexts[-1].new_page()
+
+    yield open_page
+    with killed_if_stuck(CLOSE_WITHIN_S, chromium.processes):
+        for context in contexts:
+            context.close()
 
 
 def shot(page: Page, name: str) -> None:
@@ -61,7 +149,7 @@ def current_time(page: Page) -> float:
 
 @pytest.mark.slow
 def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
-    chromium: Browser, world: World, webhook_receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
+    new_page: Callable[[], Page], world: World, webhook_receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
 ) -> None:
     hook_url, received = webhook_receiver
     set_webhook(world.context, world.tenant_ids["a"], hook_url, "whsec_browser")
@@ -70,7 +158,7 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
     sending.start()
     session_id = world.sessions["a"]
     try:
-        first = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        first = new_page()
         sign_in(first, world, "reviewer_a")
         shot(first, "01-queue")
         first.click(f"tr[data-session='{session_id}'] button.claim")
@@ -115,7 +203,7 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
         first.click("button:has-text('Log out')")
         expect(first).to_have_url(f"{world.url}/review/login")
 
-        second = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        second = new_page()
         sign_in(second, world, "reviewer_a2")
         second.click("a[data-status='awaiting_second']")
         shot(second, "04-awaiting-second")
@@ -144,7 +232,7 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
         assert b'"outcome": "Rules Violation"' in body
 
         # The integrity officer reads the exam's report: the outcome, and what reviewers made of each flag.
-        officer = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        officer = new_page()
         sign_in(officer, world, "officer_a")
         officer.click("header nav a:has-text('Reports')")
         officer.click("tr[data-exam] a:has-text('Report')")
@@ -158,7 +246,7 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
         sending.join(timeout=5)
 
 
-def test_the_reviewer_sees_the_enrolment_photo_beside_the_session(chromium: Browser, world: World) -> None:
+def test_the_reviewer_sees_the_enrolment_photo_beside_the_session(new_page: Callable[[], Page], world: World) -> None:
     """Through the queue as a reviewer would: the identity panel with the enrolment photo, loaded."""
     import cv2
     import numpy as np
@@ -167,7 +255,7 @@ def test_the_reviewer_sees_the_enrolment_photo_beside_the_session(chromium: Brow
     from tests.review_ui.conftest import enrol_with_identity
 
     enrol_with_identity(world, "a", face)
-    page = chromium.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    page = new_page()
     sign_in(page, world, "reviewer_a")
     page.click(f"tr[data-session='{world.sessions['a']}'] button.claim")
     expect(page).to_have_url(f"{world.url}/review/sessions/{world.sessions['a']}")
@@ -175,3 +263,19 @@ def test_the_reviewer_sees_the_enrolment_photo_beside_the_session(chromium: Brow
     page.wait_for_function("document.getElementById('enrolment-photo').naturalWidth > 0")
     page.wait_for_function("document.getElementById('identity-reference').naturalWidth > 0")
     shot(page, "09-identity")
+
+
+def test_processes_that_never_end_are_killed_with_those_below_them() -> None:
+    """The guard on closing the browser: a stuck process tree (here a shell waiting on its child) is killed."""
+    import subprocess
+
+    shell = subprocess.Popen(["sh", "-c", "sleep 600 & wait"])
+    time.sleep(0.2)  # the shell starts its child
+    tree = process_tree({shell.pid})
+    assert len(tree) == 2
+    started = time.monotonic()
+    with killed_if_stuck(0.5, {shell.pid}) as killed:
+        shell.wait(timeout=30)
+    assert killed.is_set() and time.monotonic() - started < 10
+    time.sleep(0.2)
+    assert not Path(f"/proc/{tree[1]}").exists() or "Z" in Path(f"/proc/{tree[1]}/stat").read_text().split(")")[1][:3]
