@@ -50,6 +50,9 @@ def claim(db: Session, session: ExamSession, actor: Actor, now: datetime, ttl: t
     """Lock the session for `actor` until now + ttl (or extend their claim). Raises if someone else holds it."""
     if session.state not in REVIEWABLE:
         raise ReviewRefused(409, f"this session is {session.state}; only processed sessions can be reviewed")
+    review = db.get(SessionReview, session.id)
+    if review is not None and review.status == ReviewStatus.AWAITING_SECOND and review.reviewer_id == actor.user.id:
+        raise ReviewRefused(403, "you set this Rules Violation; a different reviewer must confirm it (four eyes)")
     won = db.execute(
         update(ExamSession)
         .where(

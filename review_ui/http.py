@@ -133,7 +133,7 @@ def actor(who: SignedIn, request: Request) -> Actor:
 
 def done(request: Request, url: str, **payload: Any) -> Response:
     if wants_json(request):
-        return JSONResponse({"ok": True, **payload})
+        return JSONResponse({"ok": True, "next": url, **payload})
     return RedirectResponse(url, status_code=303)
 
 

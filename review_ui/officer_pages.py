@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from core import audit
 from core.db import utcnow
-from core.tables import AuditEvent
+from core.tables import AuditEvent, User, UserScope
 from core.vocabulary import Role
 from review_ui.accounts import SignedIn
 from review_ui.decisions import ReviewRefused
@@ -20,6 +21,7 @@ from review_ui.http import DB, Who, client_ip, render
 from review_ui.reports import exam_report, exam_summaries, report_csv
 
 REPORT_PAGE_SESSIONS = 500
+SIGN_IN_ACTIONS = ("login", "login_failed", "logout")
 """Session lines an exam report shows on its page; the CSV export has them all."""
 
 router = APIRouter(prefix="/review", include_in_schema=False)
@@ -36,7 +38,13 @@ def audit_trail(
     require_officer(who, "the audit trail is")
     stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(500 if format == "html" else 100_000)
     if not who.scope.everything:
-        stmt = stmt.where(AuditEvent.tenant_id.in_(who.scope.tenant_ids))
+        # The tenant's own events, and the sign-ins of the people who work on it (they carry no tenant).
+        staff = select(User.username).join(UserScope, UserScope.user_id == User.id)
+        actors = [f"user:{name}" for name in db.scalars(staff.where(UserScope.tenant_id.in_(who.scope.tenant_ids)))]
+        sign_ins = and_(
+            AuditEvent.tenant_id.is_(None), AuditEvent.action.in_(SIGN_IN_ACTIONS), AuditEvent.actor.in_(actors)
+        )
+        stmt = stmt.where(or_(AuditEvent.tenant_id.in_(who.scope.tenant_ids), sign_ins))
     if session:
         stmt = stmt.where(AuditEvent.session_id == session)
     rows = list(db.scalars(stmt))
@@ -55,7 +63,8 @@ def audit_trail(
         writer = csv.writer(out)
         writer.writerow(["id", "at", "actor", "action", "tenant_id", "session_id", "ip", "detail"])
         for e in rows:
-            writer.writerow([e.id, e.at.isoformat(), e.actor, e.action, e.tenant_id, e.session_id, e.ip, e.detail])
+            detail = json.dumps(e.detail, sort_keys=True, default=str)  # JSON, so each cell parses back
+            writer.writerow([e.id, e.at.isoformat(), e.actor, e.action, e.tenant_id, e.session_id, e.ip, detail])
         return Response(
             out.getvalue(),
             media_type="text/csv",

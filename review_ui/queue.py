@@ -7,9 +7,12 @@ and date, and counts per status for the filter bar.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
 from sqlalchemy.orm import Session
@@ -40,6 +43,59 @@ class QueueFilter:
     until: date | None = None
     page: int = 1
 
+    def link(self, **changes: Any) -> str:
+        """The queue's address for this filter with `changes` (another status, another page): the status tabs
+        and the paging links keep every filter. A new status starts at page 1."""
+        if "status" in changes and "page" not in changes:
+            changes["page"] = 1
+        moved = replace(self, **changes)
+        fields = {
+            "status": moved.status.value,
+            "exam": moved.exam_id,
+            "kind": moved.kind,
+            "since": moved.since.isoformat() if moved.since else None,
+            "until": moved.until.isoformat() if moved.until else None,
+            "page": moved.page if moved.page > 1 else None,
+        }
+        return "/review/queue?" + urlencode({k: v for k, v in fields.items() if v})
+
+
+def parse_queue_filter(fields: Mapping[str, str]) -> tuple[QueueFilter, list[str]]:
+    """The queue's filter from its form or address. An empty field means "any" (the form sends every field,
+    filled in or not); a value that cannot be read is left out and named in the returned problems, which
+    the page shows beside the form."""
+    problems: list[str] = []
+
+    def choice(name: str, allowed: type[StrEnum], label: str) -> Any:
+        value = fields.get(name, "").strip()
+        if not value:
+            return None
+        try:
+            return allowed(value)
+        except ValueError:
+            problems.append(f"{label}: {value!r} is not one of {', '.join(v.value for v in allowed)}")
+            return None
+
+    def day(name: str, label: str) -> date | None:
+        value = fields.get(name, "").strip()
+        if not value:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            problems.append(f"{label}: {value!r} is not a date (YYYY-MM-DD)")
+            return None
+
+    status = choice("status", QueueStatus, "Status") or QueueStatus.TO_REVIEW
+    kind = choice("kind", FlagKind, "Flag")
+    since, until = day("since", "From"), day("until", "To")
+    page_text = fields.get("page", "").strip() or "1"
+    page = int(page_text) if page_text.isdigit() and int(page_text) >= 1 else 1
+    if page_text != str(page):
+        problems.append(f"Page: {page_text!r} is not a page number")
+    exam = fields.get("exam", "").strip() or None
+    return QueueFilter(status, exam, kind.value if kind else None, since, until, page), problems
+
 
 @dataclass(frozen=True)
 class QueueRow:
@@ -53,6 +109,7 @@ class QueueRow:
     state: str
     claimed_by: str | None
     flag_counts: dict[str, int]
+    first_reviewer: str | None = None  # who set a Rules Violation that awaits a second reviewer
 
 
 @dataclass(frozen=True)
@@ -122,11 +179,15 @@ def queue_page(db: Session, scope: Scope, query: QueueFilter, now: datetime) -> 
     exam_names = dict(
         db.execute(select(Exam.id, Exam.external_id).where(Exam.id.in_({s.exam_id for s in sessions}))).all()
     )
-    claimers = dict(
+    awaiting_second = dict(
         db.execute(
-            select(User.id, User.username).where(User.id.in_({s.claimed_by for s in sessions if s.claimed_by}))
+            select(SessionReview.session_id, SessionReview.reviewer_id).where(
+                SessionReview.session_id.in_(ids), SessionReview.status == ReviewStatus.AWAITING_SECOND.value
+            )
         ).all()
     )
+    people = {s.claimed_by for s in sessions if s.claimed_by} | {r for r in awaiting_second.values() if r}
+    usernames = dict(db.execute(select(User.id, User.username).where(User.id.in_(people))).all())
     rows = [
         QueueRow(
             session_id=s.id,
@@ -137,10 +198,11 @@ def queue_page(db: Session, scope: Scope, query: QueueFilter, now: datetime) -> 
             processed_at=s.processed_at,
             duration_s=s.duration_s,
             state=s.state,
-            claimed_by=claimers.get(s.claimed_by)
+            claimed_by=usernames.get(s.claimed_by)
             if s.claimed_by and s.claim_expires_at and s.claim_expires_at > now
             else None,
             flag_counts=flag_counts[s.id],
+            first_reviewer=usernames.get(awaiting_second.get(s.id) or ""),
         )
         for s in sessions
     ]
@@ -174,6 +236,7 @@ class SessionView:
     claimed_by: str | None  # username of a live claim
     reviewer: str | None
     second_reviewer: str | None
+    claim_expires_at: datetime | None = None  # when the live claim runs out
 
 
 def visible_session(db: Session, scope: Scope, session_id: str) -> ExamSession | None:
@@ -217,4 +280,5 @@ def session_view(db: Session, session: ExamSession, now: datetime) -> SessionVie
         claimed_by=names.get(live) if live else None,
         reviewer=names.get(review.reviewer_id) if review and review.reviewer_id else None,
         second_reviewer=names.get(review.second_reviewer_id) if review and review.second_reviewer_id else None,
+        claim_expires_at=session.claim_expires_at if live else None,
     )

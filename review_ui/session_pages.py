@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
-from datetime import date
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from core import audit
@@ -35,7 +34,7 @@ from review_ui.http import (
     session_or_404,
 )
 from review_ui.identity_view import identity_view
-from review_ui.queue import QueueFilter, QueueStatus, queue_page, session_view
+from review_ui.queue import QueueStatus, parse_queue_filter, queue_page, session_view
 from storage.object_store import ObjectNotFound, ObjectStore
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
@@ -56,20 +55,11 @@ def home(who: Who) -> RedirectResponse:
 
 
 @router.get("/queue")
-def queue(
-    request: Request,
-    db: DB,
-    who: Who,
-    status: QueueStatus = QueueStatus.TO_REVIEW,
-    exam: Annotated[str | None, Query()] = None,
-    kind: Annotated[FlagKind | None, Query()] = None,
-    since: Annotated[date | None, Query()] = None,
-    until: Annotated[date | None, Query()] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-) -> HTMLResponse:
-    query = QueueFilter(status, exam or None, kind.value if kind else None, since, until, page)
+def queue(request: Request, db: DB, who: Who) -> HTMLResponse:
+    """The queue, filtered by the form's fields (status, exam, flag kind, from, to, page); empty fields are "any"."""
+    query, problems = parse_queue_filter(request.query_params)
     result = queue_page(db, who.scope, query, utcnow())
-    return render(request, "queue.html", who, result=result, query=query, statuses=list(QueueStatus))
+    return render(request, "queue.html", who, result=result, query=query, problems=problems, statuses=list(QueueStatus))
 
 
 @router.post("/sessions/{session_id}/claim")
@@ -77,7 +67,8 @@ def claim_session(request: Request, session_id: str, db: DB, who: Who, _form: Ch
     session = session_or_404(db, who, session_id)
     claim(db, session, actor(who, request), utcnow(), review_app(request).config.claim_ttl)
     db.commit()
-    return done(request, f"/review/sessions/{session_id}")
+    expires = session.claim_expires_at
+    return done(request, f"/review/sessions/{session_id}", claim_expires_at=expires.isoformat() if expires else None)
 
 
 @router.post("/sessions/{session_id}/release")
@@ -102,8 +93,13 @@ def session_page(request: Request, session_id: str, db: DB, who: Who) -> HTMLRes
         exam_events(review_app(request).store, view.media[MediaKind.EVENTS]) if MediaKind.EVENTS in view.media else []
     )
     mine = view.claimed_by == who.user.username
+    editable = mine and view.review is None  # flags are locked once the outcome is set
     identity = identity_view(db, session)
-    return render(request, "session.html", who, view=view, events=events, mine=mine, identity=identity)
+    claim_ttl_s = review_app(request).config.claim_ttl.total_seconds()
+    return render(
+        request, "session.html", who, view=view, events=events, mine=mine, editable=editable, identity=identity,
+        claim_ttl_s=claim_ttl_s,
+    )  # fmt: skip
 
 
 @router.get("/sessions/{session_id}/media/{kind}")

@@ -6,17 +6,16 @@ needs a signed-in user; see `review_ui.http` for the shared plumbing and the pag
 
 from __future__ import annotations
 
-import html
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
 from review_ui import officer_pages, session_pages, sign_in
 from review_ui.decisions import ReviewRefused
-from review_ui.http import HERE, CsrfRejected, NotSignedIn, ReviewApp, ReviewConfig, templates, wants_json
+from review_ui.http import HERE, CsrfRejected, NotSignedIn, ReviewApp, ReviewConfig, render, templates, wants_json
 from storage.object_store import ObjectStore
 
 
@@ -39,11 +38,23 @@ def mount_review(app: FastAPI, db: sessionmaker[Session], store: ObjectStore, co
         return JSONResponse({"detail": "sign in first"}, status_code=401)
 
     @app.exception_handler(CsrfRejected)
-    async def _csrf(_request: Request, _error: CsrfRejected) -> Response:
-        return JSONResponse({"detail": "the form's CSRF token is missing or wrong; reload the page"}, status_code=403)
+    async def _csrf(request: Request, _error: CsrfRejected) -> Response:
+        return _problem(request, "the form's CSRF token is missing or wrong; reload the page", 403)
 
     @app.exception_handler(ReviewRefused)
     async def _refused(request: Request, error: ReviewRefused) -> Response:
-        if wants_json(request) or request.method != "GET":
-            return JSONResponse({"detail": str(error)}, status_code=error.status)
-        return HTMLResponse(f"<p>{html.escape(str(error))}</p>", status_code=error.status)
+        return _problem(request, str(error), error.status)
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> RedirectResponse:
+        return RedirectResponse("/review/static/favicon.svg", status_code=301)
+
+
+def _problem(request: Request, message: str, status: int) -> Response:
+    """A refusal: JSON for scripts, a page in the UI's frame (with a way back) for a person."""
+    if wants_json(request):
+        return JSONResponse({"detail": message}, status_code=status)
+    referer = urlsplit(request.headers.get("referer", ""))
+    same_site = referer.netloc == request.url.netloc and referer.path.startswith("/review/")
+    back = referer.path if same_site else "/review/queue"
+    return render(request, "problem.html", None, status_code=status, message=message, back=back)

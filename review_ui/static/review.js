@@ -8,12 +8,27 @@
   const bars = Array.from(document.querySelectorAll("#timeline .flag"));
   const playhead = document.getElementById("playhead");
   const clock = document.getElementById("clock");
+  const announcer = document.getElementById("announce");
+  const claimUntil = document.getElementById("claim-until");
   const LEAD_S = 2; // seek a moment before the flag, to see what led to it
   let current = -1;
 
   function fmt(t) {
     const m = Math.floor(t / 60), s = Math.floor(t % 60);
     return m + ":" + String(s).padStart(2, "0");
+  }
+
+  function announce(text) { // read out by screen readers (role=status)
+    if (announcer) announcer.textContent = text;
+  }
+
+  async function post(url, fields) {
+    const body = new FormData();
+    body.append("csrf_token", data.csrf);
+    Object.entries(fields).forEach(([k, v]) => body.append(k, v));
+    const response = await fetch(url, { method: "POST", body: body, headers: { Accept: "application/json" } });
+    const payload = await response.json().catch(() => ({ detail: response.statusText }));
+    return { ok: response.ok, status: response.status, payload: payload };
   }
 
   function select(index, seek) {
@@ -27,26 +42,66 @@
     }
   }
 
+  // A claim that ran out: say so in the row, and offer to claim again without reloading.
+  function offerReclaim(row) {
+    if (row.querySelector(".reclaim")) return;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "reclaim";
+    button.textContent = "Claim again";
+    button.addEventListener("click", async () => {
+      if (await renewClaim()) {
+        button.remove();
+        announce("claimed again; you can decide");
+      }
+    });
+    row.querySelector(".decision").after(button);
+  }
+
   async function decide(index, decision) {
-    if (!data.mine || index < 0) return;
+    if (!data.editable || index < 0) return;
     const row = rows[index];
-    const body = new FormData();
-    body.append("csrf_token", data.csrf);
-    body.append("decision", decision);
     const note = row.querySelector(".note");
-    body.append("note", note ? note.value : "");
     const url = "/review/sessions/" + data.session + "/flags/" + row.dataset.id + "/decision";
-    const response = await fetch(url, { method: "POST", body: body, headers: { Accept: "application/json" } });
+    const result = await post(url, { decision: decision, note: note ? note.value : "" });
     const label = row.querySelector(".decision");
-    if (response.ok) {
+    if (result.ok) {
       label.textContent = decision;
       label.dataset.decision = decision;
+      row.classList.remove("note-pending");
       bars[index].classList.remove("confirmed", "dismissed");
       bars[index].classList.add(decision);
+      bars[index].setAttribute("aria-label", bars[index].getAttribute("aria-label").replace(/, [a-z]+$/, ", " + decision));
+      announce("flag " + (index + 1) + " " + decision);
     } else {
-      const problem = await response.json().catch(() => ({ detail: response.statusText }));
-      label.textContent = "not saved: " + problem.detail;
+      label.textContent = "not saved: " + result.payload.detail;
+      announce("not saved: " + result.payload.detail);
+      if (result.status === 409 && /claim/.test(result.payload.detail)) offerReclaim(row);
     }
+  }
+
+  // A note is saved with the flag's decision. Leaving the field (Esc, Tab, a click elsewhere) saves the note
+  // of a decided flag at once; on an undecided flag it says that c or x saves it, instead of losing it.
+  function noteLeft(index) {
+    const row = rows[index];
+    const decided = row.querySelector(".decision").dataset.decision;
+    if (decided) {
+      decide(index, decided);
+    } else {
+      row.classList.add("note-pending");
+      row.querySelector(".decision").textContent = "note not saved yet: confirm (c) or dismiss (x) saves it";
+    }
+  }
+
+  async function renewClaim() {
+    const result = await post("/review/sessions/" + data.session + "/claim", {});
+    if (result.ok && claimUntil && result.payload.claim_expires_at) {
+      const until = new Date(result.payload.claim_expires_at);
+      claimUntil.textContent = String(until.getUTCHours()).padStart(2, "0") + ":" + String(until.getUTCMinutes()).padStart(2, "0");
+    } else if (!result.ok) {
+      announce("claim not renewed: " + result.payload.detail);
+    }
+    return result.ok;
   }
 
   bars.forEach((bar, i) => bar.addEventListener("click", () => select(i, true)));
@@ -54,13 +109,36 @@
     row.querySelector(".seek").addEventListener("click", () => select(i, true));
     const confirm = row.querySelector(".confirm");
     const dismiss = row.querySelector(".dismiss");
+    const note = row.querySelector(".note");
     if (confirm) confirm.addEventListener("click", () => { select(i, false); decide(i, "confirmed"); });
     if (dismiss) dismiss.addEventListener("click", () => { select(i, false); decide(i, "dismissed"); });
+    if (note) note.addEventListener("change", () => noteLeft(i));
+  });
+
+  // The session's forms answer inline: an error shows in the form, success goes where the server says.
+  document.querySelectorAll("form.inline-errors").forEach((form) => {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const fields = Object.fromEntries(new FormData(form).entries());
+      if (event.submitter && event.submitter.name) fields[event.submitter.name] = event.submitter.value;
+      delete fields.csrf_token;
+      const result = await post(form.action, fields);
+      let problem = form.querySelector(".form-error");
+      if (result.ok) { window.location.assign(result.payload.next); return; }
+      if (!problem) {
+        problem = document.createElement("p");
+        problem.className = "error form-error";
+        problem.setAttribute("role", "alert");
+        form.append(problem);
+      }
+      problem.textContent = result.payload.detail;
+    });
   });
 
   const rate = document.getElementById("rate");
   if (rate) rate.addEventListener("change", () => {
     [webcam, screen].forEach((v) => { if (v) v.playbackRate = parseFloat(rate.value); });
+    rate.blur(); // back to the keyboard shortcuts
   });
 
   if (webcam) {
@@ -78,6 +156,11 @@
     }
   }
 
+  // Keep the claim alive while the reviewer has the page open: renew at a third of its length.
+  if (data.mine && data.claim_ttl_s > 0) {
+    setInterval(() => { if (!document.hidden) renewClaim(); }, Math.max(30, data.claim_ttl_s / 3) * 1000);
+  }
+
   document.addEventListener("keydown", (event) => {
     const typing = event.target.matches("input, textarea, select");
     if (typing) {
@@ -89,6 +172,7 @@
       case "j": select(current + 1, true); break;
       case "k": select(current - 1, true); break;
       case " ":
+        if (event.target.matches("button, a, summary, [role=button]")) return; // space presses what has focus
         if (webcam) { webcam.paused ? webcam.play().catch(() => {}) : webcam.pause(); }
         break;
       case "c": decide(current, "confirmed"); break;

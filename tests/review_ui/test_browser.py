@@ -6,7 +6,11 @@ Screenshots of each step are saved under `test-artifacts/review_ui/` (or $PROCTO
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
+import re
 import shutil
 import signal
 import threading
@@ -15,12 +19,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from core.db import utcnow
+from core.tables import ExamSession
 from review_ui.webhooks import SIGNATURE_HEADER, DeliveryPolicy, WebhookSender, verify
 from tests.review_ui.conftest import FLAGS, PASSWORD, World, set_webhook
 
@@ -114,12 +120,12 @@ def chromium() -> Iterator[Chromium]:
 
 
 @pytest.fixture
-def new_page(chromium: Chromium) -> Iterator[Callable[[], Page]]:
+def new_page(chromium: Chromium) -> Iterator[Callable[..., Page]]:
     """Opens a page in a browser context of its own (a user of their own); closes them all after the test."""
     contexts: list[BrowserContext] = []
 
-    def open_page() -> Page:
-        contexts.append(chromium.browser.new_context(viewport=VIEWPORT))
+    def open_page(viewport: ViewportSize = VIEWPORT) -> Page:
+        contexts.append(chromium.browser.new_context(viewport=viewport))
         return contexts[-1].new_page()
 
     yield open_page
@@ -149,7 +155,7 @@ def current_time(page: Page) -> float:
 
 @pytest.mark.slow
 def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
-    new_page: Callable[[], Page], world: World, webhook_receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
+    new_page: Callable[..., Page], world: World, webhook_receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
 ) -> None:
     hook_url, received = webhook_receiver
     set_webhook(world.context, world.tenant_ids["a"], hook_url, "whsec_browser")
@@ -189,11 +195,15 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
         first.keyboard.press("Escape")
         first.keyboard.press("c")
         expect(first.locator(".flag-row[data-index='2'] .decision")).to_have_text("confirmed")
+        first.keyboard.press("k")
+        first.keyboard.press("k")  # back to the first flag: 2.8 s into the 24 s recording
         first.keyboard.press(" ")  # play, at up to 4x
+        first.focus("#rate")  # as a click on the menu leaves it
         first.select_option("#rate", "4")
         first.wait_for_function("!document.getElementById('webcam').paused")
         assert first.evaluate("document.getElementById('webcam').playbackRate") == 4
-        first.keyboard.press(" ")
+        first.keyboard.press(" ")  # the Speed menu hands the keys back: space pauses, before the end
+        first.wait_for_function("document.getElementById('webcam').paused && !document.getElementById('webcam').ended")
         shot(first, "03-decided")
 
         first.check("input[name=outcome][value='Rules Violation']")
@@ -246,7 +256,7 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
         sending.join(timeout=5)
 
 
-def test_the_reviewer_sees_the_enrolment_photo_beside_the_session(new_page: Callable[[], Page], world: World) -> None:
+def test_the_reviewer_sees_the_enrolment_photo_beside_the_session(new_page: Callable[..., Page], world: World) -> None:
     """Through the queue as a reviewer would: the identity panel with the enrolment photo, loaded."""
     import cv2
     import numpy as np
@@ -279,3 +289,183 @@ def test_processes_that_never_end_are_killed_with_those_below_them() -> None:
     assert killed.is_set() and time.monotonic() - started < 10
     time.sleep(0.2)
     assert not Path(f"/proc/{tree[1]}").exists() or "Z" in Path(f"/proc/{tree[1]}/stat").read_text().split(")")[1][:3]
+
+
+# -- the flows a reviewer clicks through, each once broken while the tests above passed --------------------------
+
+
+def claim_from_queue(page: Page, world: World, label: str = "a") -> str:
+    session_id = world.sessions[label]
+    page.click(f"tr[data-session='{session_id}'] button.claim")
+    expect(page).to_have_url(f"{world.url}/review/sessions/{session_id}")
+    return session_id
+
+
+def test_the_queue_filter_works_with_the_forms_defaults_and_tabs_and_pages_keep_it(
+    new_page: Callable[..., Page], world: World
+) -> None:
+    page = new_page()
+    sign_in(page, world, "reviewer_a")
+    row = page.locator(f"tr[data-session='{world.sessions['a']}']")
+    page.click("form.filters button[type=submit]")  # every field as the form leaves it: empty means any
+    expect(row).to_be_visible()
+    expect(page.locator("[role=alert]")).to_have_count(0)
+
+    tomorrow = (utcnow() + timedelta(days=1)).date().isoformat()
+    page.fill("input[name=since]", tomorrow)
+    page.click("form.filters button[type=submit]")
+    expect(page.locator("td.empty")).to_have_text("Nothing here.")
+    page.click("a[data-status='reviewed']")
+    expect(page.locator("input[name=since]")).to_have_value(tomorrow)
+    page.click("a[data-status='to_review']")
+    expect(page.locator("td.empty")).to_have_text("Nothing here.")  # the date filter is still applied
+
+    page.fill("input[name=since]", "")
+    page.select_option("select[name=kind]", "no_face")
+    page.click("form.filters button[type=submit]")
+    expect(row).to_be_visible()
+    page.click("a[data-status='in_review']")
+    expect(page.locator("select[name=kind]")).to_have_value("no_face")
+    page.select_option("select[name=kind]", "person_changed")  # no session has one
+    page.click("form.filters button[type=submit]")
+    page.click("a[data-status='to_review']")
+    expect(page.locator("td.empty")).to_have_text("Nothing here.")
+
+
+def test_a_reviewer_gets_back_to_the_session_they_claimed(new_page: Callable[..., Page], world: World) -> None:
+    page = new_page()
+    sign_in(page, world, "reviewer_a")
+    session_id = claim_from_queue(page, world)
+    expect(page.locator("#claim-until")).to_be_visible()
+    page.click("header nav a:has-text('Queue')")
+    expect(page.locator(f"tr[data-session='{session_id}']")).to_have_count(0)  # no longer to review
+    page.click("a[data-status='in_review']")
+    page.click(f"tr[data-session='{session_id}'] a.continue")
+    expect(page).to_have_url(f"{world.url}/review/sessions/{session_id}")
+    expect(page.locator(".flag-row button.confirm")).to_have_count(len(FLAGS))
+
+
+def test_a_note_closed_with_esc_is_saved_or_said_to_be_unsaved(new_page: Callable[..., Page], world: World) -> None:
+    page = new_page()
+    sign_in(page, world, "reviewer_a")
+    claim_from_queue(page, world)
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    expect(page.locator(".flag-row[data-index='0'] .decision")).to_have_text("dismissed")
+    page.keyboard.press("n")
+    page.keyboard.type("the cat on the chair")
+    page.keyboard.press("Escape")
+    expect(page.locator("#announce")).to_have_text("flag 1 dismissed")
+    page.keyboard.press("j")
+    page.keyboard.press("n")
+    page.keyboard.type("glances at a second screen")
+    page.keyboard.press("Escape")
+    expect(page.locator(".flag-row[data-index='1'] .decision")).to_contain_text("note not saved yet")
+    page.reload()
+    expect(page.locator(".flag-row[data-index='0'] .note")).to_have_value("the cat on the chair")
+
+
+def test_decisions_show_on_the_timeline_and_an_expired_claim_can_be_taken_again(
+    new_page: Callable[..., Page], world: World
+) -> None:
+    page = new_page()
+    sign_in(page, world, "reviewer_a")
+    session_id = claim_from_queue(page, world)
+    undecided = page.locator("#timeline .flag[data-index='1']")
+    expect(undecided).to_have_attribute("aria-label", "multiple faces 11.2 to 13.2 s, undecided")
+    page.keyboard.press("j")
+    page.keyboard.press("c")
+    confirmed = page.locator("#timeline .flag[data-index='0']")
+    expect(confirmed).to_have_attribute("aria-label", "no face 4.8 to 6.8 s, confirmed")
+    look = "(el) => getComputedStyle(el).boxShadow"
+    assert confirmed.evaluate(look) != undecided.evaluate(look)  # a confirmed flag looks confirmed
+
+    with world.context.db() as db:  # the 30 minutes run out while the reviewer is away
+        session = db.get(ExamSession, session_id)
+        assert session is not None
+        session.claim_expires_at = utcnow() - timedelta(seconds=1)
+        db.commit()
+    page.keyboard.press("j")
+    page.keyboard.press("c")
+    expect(page.locator(".flag-row[data-index='1'] .decision")).to_contain_text("not saved: claim this session first")
+    page.click(".flag-row[data-index='1'] button.reclaim")
+    expect(page.locator("#announce")).to_have_text("claimed again; you can decide")
+    page.keyboard.press("c")
+    expect(page.locator(".flag-row[data-index='1'] .decision")).to_have_text("confirmed")
+    page.focus(".flag-row[data-index='2'] button.dismiss")
+    page.keyboard.press(" ")  # space presses the focused button, not play
+    expect(page.locator(".flag-row[data-index='2'] .decision")).to_have_text("dismissed")
+    expect(page.locator("#timeline .flag[data-index='2']")).to_have_class(re.compile(r"\bdismissed\b"))
+
+
+def test_the_first_reviewer_of_a_rules_violation_cannot_lock_it_and_locked_flags_offer_no_decisions(
+    new_page: Callable[..., Page], world: World
+) -> None:
+    first = new_page()
+    sign_in(first, world, "reviewer_a")
+    session_id = claim_from_queue(first, world)
+    first.check("input[name=outcome][value='Rules Violation']")
+    first.click("form.outcome button[type=submit]")  # no note: the error shows in the form
+    expect(first.locator("form.outcome [role=alert]")).to_contain_text("a note is required for Rules Violation")
+    expect(first).to_have_url(f"{world.url}/review/sessions/{session_id}")
+    first.fill("form.outcome textarea[name=note]", "a second person from 11 s")
+    first.click("form.outcome button[type=submit]")
+    expect(first).to_have_url(f"{world.url}/review/queue")
+    first.click("a[data-status='awaiting_second']")
+    row = first.locator(f"tr[data-session='{session_id}']")
+    expect(row).to_contain_text("another reviewer must confirm it")
+    expect(row.locator("button")).to_have_count(0)
+
+    second = new_page()
+    sign_in(second, world, "reviewer_a2")
+    second.click("a[data-status='awaiting_second']")
+    second.click(f"tr[data-session='{session_id}'] button.claim")
+    expect(second.locator("form.second")).to_be_visible()
+    expect(second.locator(".flag-row button.confirm, .flag-row button.dismiss, .flag-row input.note")).to_have_count(0)
+    second.keyboard.press("j")
+    second.keyboard.press("x")  # flags are locked: the key does nothing
+    expect(second.locator(".flag-row[data-index='0'] .decision")).to_have_text("undecided")
+    second.click("form.second button[value=return]")  # returning needs a reason: said in the form
+    expect(second.locator("form.second [role=alert]")).to_contain_text("say why")
+    second.click("button:has-text('Release without deciding')")
+    expect(second).to_have_url(f"{world.url}/review/queue")
+
+
+def test_the_keys_panel_leaves_the_video_timeline_and_forms_uncovered(
+    new_page: Callable[..., Page], world: World
+) -> None:
+    page = new_page({"width": 1366, "height": 768})
+    missing: list[str] = []
+    page.on("response", lambda response: missing.append(response.url) if response.status == 404 else None)
+    sign_in(page, world, "reviewer_a")
+    claim_from_queue(page, world)
+    keys = page.locator("aside.shortcuts").bounding_box()
+    assert keys is not None
+    for target in ("#webcam", "#timeline", "form.outcome button[type=submit]"):
+        box = page.locator(target).bounding_box()
+        assert box is not None
+        overlap_x = min(box["x"] + box["width"], keys["x"] + keys["width"]) - max(box["x"], keys["x"])
+        overlap_y = min(box["y"] + box["height"], keys["y"] + keys["height"]) - max(box["y"], keys["y"])
+        assert overlap_x <= 0 or overlap_y <= 0, f"the keys panel covers {target}"
+    assert missing == []
+    assert page.request.get(f"{world.url}/favicon.ico").ok  # what browsers ask every site for
+
+
+def test_officers_read_sign_ins_in_the_audit_trail_and_its_csv_details_are_json(
+    new_page: Callable[..., Page], world: World
+) -> None:
+    reviewer = new_page()
+    sign_in(reviewer, world, "reviewer_a")
+    claim_from_queue(reviewer, world)
+    officer = new_page()
+    sign_in(officer, world, "officer_a")
+    officer.click("header nav a:has-text('Audit trail')")
+    expect(
+        officer.locator("table.audit tr", has_text=f"user:{world.users['reviewer_a']}").filter(has_text="login")
+    ).not_to_have_count(0)
+    expect(officer.locator("table.audit")).not_to_contain_text(world.users["reviewer_b"])  # another tenant's
+    with officer.expect_download() as download:
+        officer.click("a:has-text('Export CSV')")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert rows and all(isinstance(json.loads(row["detail"]), dict) for row in rows)
+    assert {"login", "claim", "view_session"} <= {row["action"] for row in rows}

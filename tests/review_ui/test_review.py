@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import timedelta
 
@@ -56,7 +57,7 @@ def test_queue_lists_sessions_by_priority_within_scope_with_counts(world: World)
     reviewer = world.browser("reviewer_a")
     page = reviewer.page("/review/queue").text
     assert world.sessions["a"] in page and world.sessions["b"] not in page
-    assert 'data-status="to_review">to review <b>1</b>' in page
+    assert re.search(r'data-status="to_review"[^>]*>to review <b>1</b>', page)
     with world.context.db() as db:  # a riskier session of the same tenant goes first
         db.execute(text("UPDATE sessions SET risk_score = 0.1 WHERE id = :s"), {"s": world.sessions["a"]})
         db.commit()
@@ -129,10 +130,10 @@ def test_full_review_with_four_eyes_reaches_the_platform_and_its_webhook(
     with httpx.Client(base_url=world.url, headers={"Authorization": f"Bearer {world.keys['a']}"}) as platform:
         pending = platform.get(f"/v1/sessions/{session_id}/review").json()
         assert pending["final"] is False and pending["outcome"] is None
-        # The first reviewer cannot be their own second pair of eyes.
-        assert first.submit(f"{base}/claim").status_code == 200
-        assert first.submit(f"{base}/second-review", verdict="confirm").status_code == 403
-        first.submit(f"{base}/release")
+        # The first reviewer cannot be their own second pair of eyes, nor lock the session against the others.
+        refused = first.submit(f"{base}/claim")
+        assert refused.status_code == 403 and "different reviewer" in refused.json()["detail"]
+        assert first.submit(f"{base}/second-review", verdict="confirm").status_code == 409  # no claim
         assert second.submit(f"{base}/claim").status_code == 200
         assert second.submit(f"{base}/second-review", verdict="confirm", note="agreed").json()["status"] == "final"
 
