@@ -105,6 +105,9 @@
   }
 
   bars.forEach((bar, i) => bar.addEventListener("click", () => select(i, true)));
+  document.querySelectorAll("[data-seek]").forEach((el) => el.addEventListener("click", () => { // exam events
+    if (webcam) webcam.currentTime = parseFloat(el.dataset.seek);
+  }));
   rows.forEach((row, i) => {
     row.querySelector(".seek").addEventListener("click", () => select(i, true));
     const confirm = row.querySelector(".confirm");

@@ -39,6 +39,7 @@ if not CHROMIUM.exists() or shutil.which(str(CHROMIUM)) is None:
         raise RuntimeError(reason)  # in CI a missing browser is a broken setup, not a skip
     pytest.skip(reason, allow_module_level=True)
 
+from axe_playwright_python.sync_playwright import Axe  # noqa: E402
 from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect, sync_playwright  # noqa: E402
 from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 
@@ -379,6 +380,11 @@ def test_decisions_show_on_the_timeline_and_an_expired_claim_can_be_taken_again(
     expect(confirmed).to_have_attribute("aria-label", "no face 4.8 to 6.8 s, confirmed")
     look = "(el) => getComputedStyle(el).boxShadow"
     assert confirmed.evaluate(look) != undecided.evaluate(look)  # a confirmed flag looks confirmed
+    paste = page.locator(".event-list li", has_text="paste").locator("button")
+    paste.click()  # the exam events are listed, and each takes the video to its moment
+    at = float(paste.get_attribute("data-seek") or "nan")
+    page.wait_for_function(f"Math.abs(document.getElementById('webcam').currentTime - {at}) < 0.3")
+    expect(page.locator("#timeline button.event")).to_have_count(page.locator(".event-list li").count())
 
     with world.context.db() as db:  # the 30 minutes run out while the reviewer is away
         session = db.get(ExamSession, session_id)
@@ -469,3 +475,65 @@ def test_officers_read_sign_ins_in_the_audit_trail_and_its_csv_details_are_json(
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
     assert rows and all(isinstance(json.loads(row["detail"]), dict) for row in rows)
     assert {"login", "claim", "view_session"} <= {row["action"] for row in rows}
+
+
+# -- accessibility: axe-core (4.12.1, from axe-playwright-python) on every page and state, WCAG 2.1 AA ---------
+AXE = Axe()
+
+
+def assert_accessible(page: Page, state: str) -> None:
+    """No axe-core violation of WCAG 2.0/2.1 A and AA or of its best practices, of any impact (the target is none
+    critical or serious), on the page as it is now."""
+    options = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]}}
+    violations = AXE.run(page, options=options).response["violations"]
+    found = [f"{v['impact']} {v['id']}: {v['help']} at {[n['target'] for n in v['nodes']][:4]}" for v in violations]
+    assert not found, f"{state}: " + "; ".join(found)
+
+
+def test_every_page_and_state_passes_axe(new_page: Callable[..., Page], world: World) -> None:
+    page = new_page()
+    page.goto(f"{world.url}/review/queue")
+    assert_accessible(page, "signed out")
+    page.fill("input[name=username]", world.users["reviewer_a"])
+    page.fill("input[name=password]", "not the password")
+    page.click("button[type=submit]")
+    assert_accessible(page, "a failed sign-in")
+    sign_in(page, world, "reviewer_a")
+    assert_accessible(page, "the queue, with a session")
+    page.click("a[data-status='reviewed']")
+    assert_accessible(page, "the queue, empty")
+    page.click("a[data-status='to_review']")
+    session_id = claim_from_queue(page, world)
+    page.keyboard.press("j")
+    page.keyboard.press("c")
+    expect(page.locator(".flag-row[data-index='0'] .decision")).to_have_text("confirmed")
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    expect(page.locator(".flag-row[data-index='1'] .decision")).to_have_text("dismissed")
+    page.click("details.add-flag summary")
+    page.check("input[name=outcome][value='Suspicious']")
+    page.click("form.outcome button[type=submit]")
+    expect(page.locator("form.outcome [role=alert]")).to_be_visible()
+    assert_accessible(page, "a claimed session, decided flags, an open form, a form error")
+
+    other = new_page()
+    sign_in(other, world, "reviewer_a2")
+    other.click("a[data-status='in_review']")
+    other.click(f"tr[data-session='{session_id}'] a:has-text('view')")
+    assert_accessible(other, "a session another reviewer holds (read-only)")
+
+    page.fill("form.outcome textarea[name=note]", "glances away, nothing more")
+    page.click("form.outcome button[type=submit]")
+    expect(page).to_have_url(f"{world.url}/review/queue")
+    page.click("a[data-status='reviewed']")
+    page.click(f"tr[data-session='{session_id}'] a:has-text('open')")
+    assert_accessible(page, "a final session")
+
+    officer = new_page()
+    sign_in(officer, world, "officer_a")
+    officer.click("header nav a:has-text('Reports')")
+    assert_accessible(officer, "the reports")
+    officer.click("tr[data-exam] a:has-text('Report')")
+    assert_accessible(officer, "an exam report")
+    officer.click("header nav a:has-text('Audit trail')")
+    assert_accessible(officer, "the audit trail")
