@@ -12,6 +12,7 @@
   const claimUntil = document.getElementById("claim-until");
   const LEAD_S = 2; // seek a moment before the flag, to see what led to it
   let current = -1;
+  const saving = new Set(); // decisions on their way to the server; the outcome waits for them
 
   function fmt(t) {
     const m = Math.floor(t / 60), s = Math.floor(t % 60);
@@ -58,12 +59,17 @@
     row.querySelector(".decision").after(button);
   }
 
-  async function decide(index, decision) {
+  // Decide flag `index`; with `advance`, go on to the next flag (the video seeks to it), as in a playlist.
+  async function decide(index, decision, advance) {
     if (!data.editable || index < 0) return;
     const row = rows[index];
     const note = row.querySelector(".note");
     const url = "/review/sessions/" + data.session + "/flags/" + row.dataset.id + "/decision";
-    const result = await post(url, { decision: decision, note: note ? note.value : "" });
+    // Move on at once, so that keys pressed while this saves act on the next flag; a failure comes back here.
+    if (advance && index === current && index < rows.length - 1) select(index + 1, true);
+    const request = post(url, { decision: decision, note: note ? note.value : "" });
+    saving.add(request);
+    const result = await request.finally(() => saving.delete(request));
     const label = row.querySelector(".decision");
     if (result.ok) {
       label.textContent = decision;
@@ -73,9 +79,11 @@
       bars[index].classList.add(decision);
       bars[index].setAttribute("aria-label", bars[index].getAttribute("aria-label").replace(/, [a-z]+$/, ", " + decision));
       announce("flag " + (index + 1) + " " + decision);
+
     } else {
       label.textContent = "not saved: " + result.payload.detail;
       announce("not saved: " + result.payload.detail);
+      select(index, false);
       if (result.status === 409 && /claim/.test(result.payload.detail)) offerReclaim(row);
     }
   }
@@ -86,7 +94,7 @@
     const row = rows[index];
     const decided = row.querySelector(".decision").dataset.decision;
     if (decided) {
-      decide(index, decided);
+      decide(index, decided, false);
     } else {
       row.classList.add("note-pending");
       row.querySelector(".decision").textContent = "note not saved yet: confirm (c) or dismiss (x) saves it";
@@ -113,8 +121,8 @@
     const confirm = row.querySelector(".confirm");
     const dismiss = row.querySelector(".dismiss");
     const note = row.querySelector(".note");
-    if (confirm) confirm.addEventListener("click", () => { select(i, false); decide(i, "confirmed"); });
-    if (dismiss) dismiss.addEventListener("click", () => { select(i, false); decide(i, "dismissed"); });
+    if (confirm) confirm.addEventListener("click", () => { select(i, false); decide(i, "confirmed", true); });
+    if (dismiss) dismiss.addEventListener("click", () => { select(i, false); decide(i, "dismissed", true); });
     if (note) note.addEventListener("change", () => noteLeft(i));
   });
 
@@ -125,6 +133,7 @@
       const fields = Object.fromEntries(new FormData(form).entries());
       if (event.submitter && event.submitter.name) fields[event.submitter.name] = event.submitter.value;
       delete fields.csrf_token;
+      await Promise.allSettled(Array.from(saving)); // every flag decision first: the outcome locks them
       const result = await post(form.action, fields);
       let problem = form.querySelector(".form-error");
       if (result.ok) { window.location.assign(result.payload.next); return; }
@@ -178,8 +187,13 @@
         if (event.target.matches("button, a, summary, [role=button]")) return; // space presses what has focus
         if (webcam) { webcam.paused ? webcam.play().catch(() => {}) : webcam.pause(); }
         break;
-      case "c": decide(current, "confirmed"); break;
-      case "x": decide(current, "dismissed"); break;
+      case "c": decide(current, "confirmed", true); break;
+      case "x": decide(current, "dismissed", true); break;
+      case "o": { // to the outcome: its first choice, then arrows, Tab to the note, Enter submits
+        const first = document.querySelector("form.outcome input[name=outcome]");
+        if (first) first.focus();
+        break;
+      }
       case "n": {
         const note = current >= 0 ? rows[current].querySelector(".note") : null;
         if (note) note.focus();
