@@ -123,6 +123,20 @@ def decide_flag(
     )
 
 
+def undo_decision(db: Session, session: ExamSession, segment_id: str, actor: Actor, now: datetime) -> None:
+    """Take back the decision on one flag (it is undecided again); the audit trail keeps both steps."""
+    _require_claim(session, actor, now)
+    _require_open(db, session)
+    row = db.get(FlagDecision, segment_id)
+    if row is None or row.session_id != session.id:
+        raise ReviewRefused(404, "this flag has no decision to undo")
+    db.delete(row)
+    audit.record(
+        db, actor.name, "flag_decision_undone", at=now, tenant_id=session.tenant_id, session_id=session.id,
+        ip=actor.ip, flag=segment_id, decision=row.decision,
+    )  # fmt: skip
+
+
 def add_flag(
     db: Session,
     session: ExamSession,

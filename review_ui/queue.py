@@ -211,6 +211,27 @@ def queue_page(db: Session, scope: Scope, query: QueueFilter, now: datetime) -> 
     return QueuePage(rows, counts, total, page, pages, exams)
 
 
+def next_to_review(db: Session, scope: Scope, now: datetime) -> ExamSession | None:
+    """The session at the top of this scope's "to review" queue, if any."""
+    stmt = (
+        _filtered(scope, QueueFilter())
+        .where(_status_clause(QueueStatus.TO_REVIEW, now))
+        .order_by(ExamSession.risk_score.desc().nulls_last(), ExamSession.processed_at.asc(), ExamSession.id)
+        .limit(1)
+    )
+    session: ExamSession | None = db.scalar(stmt)
+    return session
+
+
+def timeline_ticks(duration_s: float, most: int = 12) -> list[tuple[float, str]]:
+    """Marks for the timeline's time axis: (seconds, "m:ss"), at a round step that gives at most `most`."""
+    if duration_s <= 0:
+        return []
+    steps = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800)
+    step = next((s for s in steps if int(duration_s // s) + 1 <= most), 3600)
+    return [(float(t), f"{t // 60}:{t % 60:02d}") for t in range(0, int(duration_s) + 1, step)]
+
+
 @dataclass(frozen=True)
 class FlagView:
     id: str

@@ -20,7 +20,16 @@ from core.db import utcnow
 from core.enrolments import latest_enrolment
 from core.tables import FlagSegment, Media
 from core.vocabulary import VIDEO_KINDS, Decision, FlagKind, MediaKind, MediaState, Outcome
-from review_ui.decisions import ReviewRefused, add_flag, claim, decide_flag, release, second_review, set_outcome
+from review_ui.decisions import (
+    ReviewRefused,
+    add_flag,
+    claim,
+    decide_flag,
+    release,
+    second_review,
+    set_outcome,
+    undo_decision,
+)
 from review_ui.http import (
     DB,
     CheckedForm,
@@ -34,7 +43,14 @@ from review_ui.http import (
     session_or_404,
 )
 from review_ui.identity_view import identity_view
-from review_ui.queue import QueueStatus, parse_queue_filter, queue_page, session_view
+from review_ui.queue import (
+    QueueStatus,
+    next_to_review,
+    parse_queue_filter,
+    queue_page,
+    session_view,
+    timeline_ticks,
+)
 from storage.object_store import ObjectNotFound, ObjectStore
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
@@ -98,7 +114,7 @@ def session_page(request: Request, session_id: str, db: DB, who: Who) -> HTMLRes
     claim_ttl_s = review_app(request).config.claim_ttl.total_seconds()
     return render(
         request, "session.html", who, view=view, events=events, mine=mine, editable=editable, identity=identity,
-        claim_ttl_s=claim_ttl_s,
+        claim_ttl_s=claim_ttl_s, ticks=timeline_ticks(session.duration_s or 0),
     )  # fmt: skip
 
 
@@ -225,6 +241,14 @@ def flag_decision(request: Request, session_id: str, flag_id: str, db: DB, who: 
     return done(request, f"/review/sessions/{session_id}", flag=flag_id, decision=decision.value)
 
 
+@router.post("/sessions/{session_id}/flags/{flag_id}/undo")
+def flag_undo(request: Request, session_id: str, flag_id: str, db: DB, who: Who, _form: CheckedForm) -> Response:
+    session = session_or_404(db, who, session_id)
+    undo_decision(db, session, flag_id, actor(who, request), utcnow())
+    db.commit()
+    return done(request, f"/review/sessions/{session_id}", flag=flag_id)
+
+
 @router.post("/sessions/{session_id}/flags")
 def add_missed_flag(request: Request, session_id: str, db: DB, who: Who, form: CheckedForm) -> Response:
     session = session_or_404(db, who, session_id)
@@ -244,7 +268,17 @@ def outcome(request: Request, session_id: str, db: DB, who: Who, form: CheckedFo
     chosen = parse_choice(Outcome, form.get("outcome", ""), "outcome")
     status = set_outcome(db, session, chosen, form.get("note", ""), actor(who, request), utcnow())
     db.commit()
-    return done(request, "/review/queue", status=status)
+    following = "/review/queue"
+    if form.get("then") == "next":  # "Submit and next": claim the top of the queue and open it
+        upcoming = next_to_review(db, who.scope, utcnow())
+        if upcoming is not None:
+            try:
+                claim(db, upcoming, actor(who, request), utcnow(), review_app(request).config.claim_ttl)
+                db.commit()
+                following = f"/review/sessions/{upcoming.id}"
+            except ReviewRefused:  # someone else took it a moment ago: the queue shows what is left
+                db.rollback()
+    return done(request, following, status=status)
 
 
 @router.post("/sessions/{session_id}/second-review")

@@ -13,6 +13,7 @@
   const LEAD_S = 2; // seek a moment before the flag, to see what led to it
   let current = -1;
   const saving = new Set(); // decisions on their way to the server; the outcome waits for them
+  const decided = []; // indices of the flags decided on this page, latest last: what `u` takes back
 
   function fmt(t) {
     const m = Math.floor(t / 60), s = Math.floor(t % 60);
@@ -79,6 +80,7 @@
       bars[index].classList.add(decision);
       bars[index].setAttribute("aria-label", bars[index].getAttribute("aria-label").replace(/, [a-z]+$/, ", " + decision));
       announce("flag " + (index + 1) + " " + decision);
+      decided.push(index);
 
     } else {
       label.textContent = "not saved: " + result.payload.detail;
@@ -101,6 +103,21 @@
     }
   }
 
+  async function undo() {
+    if (!data.editable || !decided.length) return;
+    const index = decided.pop();
+    const row = rows[index];
+    const result = await post("/review/sessions/" + data.session + "/flags/" + row.dataset.id + "/undo", {});
+    if (!result.ok) { announce("not undone: " + result.payload.detail); return; }
+    const label = row.querySelector(".decision");
+    label.textContent = "undecided";
+    label.dataset.decision = "";
+    bars[index].classList.remove("confirmed", "dismissed");
+    bars[index].setAttribute("aria-label", bars[index].getAttribute("aria-label").replace(/, [a-z]+$/, ", undecided"));
+    select(index, true);
+    announce("flag " + (index + 1) + " undecided again");
+  }
+
   async function renewClaim() {
     const result = await post("/review/sessions/" + data.session + "/claim", {});
     if (result.ok && claimUntil && result.payload.claim_expires_at) {
@@ -112,7 +129,18 @@
     return result.ok;
   }
 
-  bars.forEach((bar, i) => bar.addEventListener("click", () => select(i, true)));
+  bars.forEach((bar, i) => bar.addEventListener("click", (event) => { event.stopPropagation(); select(i, true); }));
+  const timeline = document.getElementById("timeline");
+  if (timeline && webcam && data.duration) timeline.addEventListener("click", (event) => { // seek anywhere
+    if (event.target !== timeline && event.target !== playhead) return;
+    const box = timeline.getBoundingClientRect();
+    webcam.currentTime = Math.max(0, Math.min(1, (event.clientX - box.left) / box.width)) * data.duration;
+  });
+  const enlarged = document.getElementById("enlarged");
+  document.querySelectorAll(".evidence-open").forEach((button) => button.addEventListener("click", () => {
+    enlarged.querySelector("img").src = button.querySelector("img").src;
+    enlarged.showModal(); // Esc closes it
+  }));
   document.querySelectorAll("[data-seek]").forEach((el) => el.addEventListener("click", () => { // exam events
     if (webcam) webcam.currentTime = parseFloat(el.dataset.seek);
   }));
@@ -174,6 +202,7 @@
   }
 
   document.addEventListener("keydown", (event) => {
+    if (enlarged && enlarged.open) return; // the enlarged frame has the keys; Esc closes it
     const typing = event.target.matches("input, textarea, select");
     if (typing) {
       if (event.key === "Escape") event.target.blur();
@@ -189,6 +218,7 @@
         break;
       case "c": decide(current, "confirmed", true); break;
       case "x": decide(current, "dismissed", true); break;
+      case "u": undo(); break;
       case "o": { // to the outcome: its first choice, then arrows, Tab to the note, Enter submits
         const first = document.querySelector("form.outcome input[name=outcome]");
         if (first) first.focus();

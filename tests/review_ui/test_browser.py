@@ -28,8 +28,9 @@ from sqlalchemy import select
 
 from core.db import utcnow
 from core.tables import ExamSession, FlagDecision, FlagSegment, SessionReview
+from proctor.samples import SampleSession
 from review_ui.webhooks import SIGNATURE_HEADER, DeliveryPolicy, WebhookSender, verify
-from tests.review_ui.conftest import FLAGS, PASSWORD, World, set_webhook
+from tests.review_ui.conftest import FLAGS, PASSWORD, SAMPLE_S, World, add_processed_session, set_webhook
 
 CHROMIUM = Path(os.environ.get("PROCTOR_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("PROCTOR_TEST_ARTIFACTS", "test-artifacts")) / "review_ui"
@@ -211,7 +212,7 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
 
         first.check("input[name=outcome][value='Rules Violation']")
         first.fill("form.outcome textarea[name=note]", "a second person helps from 11 s")
-        first.click("form.outcome button[type=submit]")
+        first.click("form.outcome button[type=submit]:not([name])")
         expect(first).to_have_url(f"{world.url}/review/queue")
         first.click("button:has-text('Log out')")
         expect(first).to_have_url(f"{world.url}/review/login")
@@ -414,11 +415,11 @@ def test_the_first_reviewer_of_a_rules_violation_cannot_lock_it_and_locked_flags
     sign_in(first, world, "reviewer_a")
     session_id = claim_from_queue(first, world)
     first.check("input[name=outcome][value='Rules Violation']")
-    first.click("form.outcome button[type=submit]")  # no note: the error shows in the form
+    first.click("form.outcome button[type=submit]:not([name])")  # no note: the error shows in the form
     expect(first.locator("form.outcome [role=alert]")).to_contain_text("a note is required for Rules Violation")
     expect(first).to_have_url(f"{world.url}/review/sessions/{session_id}")
     first.fill("form.outcome textarea[name=note]", "a second person from 11 s")
-    first.click("form.outcome button[type=submit]")
+    first.click("form.outcome button[type=submit]:not([name])")
     expect(first).to_have_url(f"{world.url}/review/queue")
     first.click("a[data-status='awaiting_second']")
     row = first.locator(f"tr[data-session='{session_id}']")
@@ -450,7 +451,7 @@ def test_the_keys_panel_leaves_the_video_timeline_and_forms_uncovered(
     claim_from_queue(page, world)
     keys = page.locator("aside.shortcuts").bounding_box()
     assert keys is not None
-    for target in ("#webcam", "#timeline", "form.outcome button[type=submit]"):
+    for target in ("#webcam", "#timeline", "form.outcome button[type=submit]:not([name])"):
         box = page.locator(target).bounding_box()
         assert box is not None
         overlap_x = min(box["x"] + box["width"], keys["x"] + keys["width"]) - max(box["x"], keys["x"])
@@ -514,7 +515,7 @@ def test_every_page_and_state_passes_axe(new_page: Callable[..., Page], world: W
     expect(page.locator(".flag-row[data-index='1'] .decision")).to_have_text("dismissed")
     page.click("details.add-flag summary")
     page.check("input[name=outcome][value='Suspicious']")
-    page.click("form.outcome button[type=submit]")
+    page.click("form.outcome button[type=submit]:not([name])")
     expect(page.locator("form.outcome [role=alert]")).to_be_visible()
     assert_accessible(page, "a claimed session, decided flags, an open form, a form error")
 
@@ -525,7 +526,7 @@ def test_every_page_and_state_passes_axe(new_page: Callable[..., Page], world: W
     assert_accessible(other, "a session another reviewer holds (read-only)")
 
     page.fill("form.outcome textarea[name=note]", "glances away, nothing more")
-    page.click("form.outcome button[type=submit]")
+    page.click("form.outcome button[type=submit]:not([name])")
     expect(page).to_have_url(f"{world.url}/review/queue")
     page.click("a[data-status='reviewed']")
     page.click(f"tr[data-session='{session_id}'] a:has-text('open')")
@@ -574,3 +575,42 @@ def test_a_twelve_flag_session_reviewed_with_the_keyboard_alone(
     assert review is not None and review.outcome == "Clean"
     with capsys.disabled():
         print(f"\nkeyboard review: 12 flags and the outcome in {len(keys)} keystrokes, {elapsed:.1f} s")
+
+
+def test_undo_the_enlarged_evidence_the_time_axis_and_submit_and_next(
+    new_page: Callable[..., Page], world: World, sample: SampleSession
+) -> None:
+    later = add_processed_session(world, "a", sample, exam="exam-a-retake")
+    page = new_page()
+    sign_in(page, world, "reviewer_a")
+    first_id = page.locator("tr[data-session]").first.get_attribute("data-session")
+    assert first_id is not None
+    page.click(f"tr[data-session='{first_id}'] button.claim")
+    expect(page).to_have_url(f"{world.url}/review/sessions/{first_id}")
+
+    page.keyboard.press("j")
+    page.keyboard.press("c")
+    expect(page.locator(".flag-row[data-index='0'] .decision")).to_have_text("confirmed")
+    page.keyboard.press("u")  # take it back
+    expect(page.locator(".flag-row[data-index='0'] .decision")).to_have_text("undecided")
+    expect(page.locator(".flag-row[data-index='0']")).to_have_class(re.compile(r"\bcurrent\b"))
+    with world.context.db() as db:
+        assert db.scalars(select(FlagDecision).where(FlagDecision.session_id == first_id)).all() == []
+
+    page.click(".flag-row[data-index='0'] .evidence-open")
+    expect(page.locator("#enlarged img")).to_be_visible()
+    assert_accessible(page, "an enlarged evidence frame")
+    page.keyboard.press("Escape")
+    expect(page.locator("#enlarged")).to_be_hidden()
+
+    expect(page.locator(".axis span").first).to_have_text("0:00")
+    box = page.locator("#timeline").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 0.9 * box["width"], box["y"] + 2)  # above the flags, 90% in
+    page.wait_for_function(f"Math.abs(document.getElementById('webcam').currentTime - {0.9 * SAMPLE_S}) < 0.5")
+
+    page.check("input[name=outcome][value='Clean']")
+    page.click("button:has-text('Submit and review the next')")
+    following = later if first_id != later else world.sessions["a"]
+    expect(page).to_have_url(f"{world.url}/review/sessions/{following}")
+    expect(page.locator("#claim-until")).to_be_visible()  # claimed already

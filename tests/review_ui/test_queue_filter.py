@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import date
 from urllib.parse import parse_qs, urlsplit
 
-from review_ui.queue import QueueFilter, QueueStatus, parse_queue_filter
+from review_ui.queue import QueueFilter, QueueStatus, parse_queue_filter, timeline_ticks
 
 
 def test_empty_fields_mean_any() -> None:
@@ -28,3 +28,10 @@ def test_tabs_and_pages_keep_every_filter() -> None:
     following = parse_qs(urlsplit(query.link(page=4)).query)
     assert following == {"status": ["to_review"], **expected, "page": ["4"]}
     assert parse_queue_filter({k: v[0] for k, v in following.items()}) == (replace(query, page=4), [])
+
+
+def test_the_timeline_axis_has_round_marks() -> None:
+    assert timeline_ticks(24.0) == [(0.0, "0:00"), (5.0, "0:05"), (10.0, "0:10"), (15.0, "0:15"), (20.0, "0:20")]
+    ninety_minutes = timeline_ticks(90 * 60)
+    assert len(ninety_minutes) == 10 and ninety_minutes[1] == (600.0, "10:00")
+    assert timeline_ticks(0) == []
