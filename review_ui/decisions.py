@@ -22,7 +22,7 @@ from core import audit
 from core.states import SessionState
 from core.tables import ExamSession, FlagDecision, FlagSegment, SessionReview, Tenant, User
 from core.vocabulary import Decision, FlagKind, FlagSource, Outcome, ReviewStatus
-from review_ui.results import review_result
+from review_ui.results import flags_with_decisions, review_result
 from review_ui.webhooks import enqueue
 
 REVIEWABLE = (SessionState.PROCESSED.value, SessionState.IN_REVIEW.value)
@@ -121,6 +121,38 @@ def decide_flag(
         decision=decision.value,
         note=note.strip(),
     )
+
+
+@dataclass(frozen=True)
+class FlagSelection:
+    """Which undecided flags a bulk decision applies to; every field left None matches all."""
+
+    kind: FlagKind | None = None
+    shorter_than_s: float | None = None
+    from_s: float | None = None  # flags that start at or after
+    to_s: float | None = None  # flags that end at or before
+
+    def matches(self, segment: FlagSegment) -> bool:
+        start_s, end_s = segment.start_ms / 1000, segment.end_ms / 1000
+        return (
+            (self.kind is None or segment.kind == self.kind)
+            and (self.shorter_than_s is None or end_s - start_s < self.shorter_than_s)
+            and (self.from_s is None or start_s >= self.from_s)
+            and (self.to_s is None or end_s <= self.to_s)
+        )
+
+
+def decide_many(
+    db: Session, session: ExamSession, which: FlagSelection, decision: Decision, note: str, actor: Actor, now: datetime
+) -> int:
+    """Confirm or dismiss every undecided flag that `which` selects (each audited as one decision); a decision
+    a reviewer already made is never overwritten. Returns how many flags were decided."""
+    _require_claim(session, actor, now)
+    _require_open(db, session)
+    chosen = [seg for seg, made in flags_with_decisions(db, session.id) if made is None and which.matches(seg)]
+    for segment in chosen:
+        decide_flag(db, session, segment.id, decision, note, actor, now)
+    return len(chosen)
 
 
 def undo_decision(db: Session, session: ExamSession, segment_id: str, actor: Actor, now: datetime) -> None:

@@ -21,10 +21,12 @@ from core.enrolments import latest_enrolment
 from core.tables import FlagSegment, Media
 from core.vocabulary import VIDEO_KINDS, Decision, FlagKind, MediaKind, MediaState, Outcome
 from review_ui.decisions import (
+    FlagSelection,
     ReviewRefused,
     add_flag,
     claim,
     decide_flag,
+    decide_many,
     release,
     second_review,
     set_outcome,
@@ -239,6 +241,36 @@ def flag_decision(request: Request, session_id: str, flag_id: str, db: DB, who: 
     decide_flag(db, session, flag_id, decision, form.get("note", ""), actor(who, request), utcnow())
     db.commit()
     return done(request, f"/review/sessions/{session_id}", flag=flag_id, decision=decision.value)
+
+
+@router.post("/sessions/{session_id}/flags/bulk")
+def flags_bulk(request: Request, session_id: str, db: DB, who: Who, form: CheckedForm) -> Response:
+    """Confirm or dismiss the undecided flags of one kind, shorter than a length, or within a range."""
+    session = session_or_404(db, who, session_id)
+    decision = parse_choice(Decision, form.get("decision", ""), "decision")
+    kind = parse_choice(FlagKind, form["kind"], "kind") if form.get("kind") else None
+    which = FlagSelection(
+        kind,
+        optional_seconds(form, "shorter_than_s", "shorter than"),
+        optional_seconds(form, "from_s", "from"),
+        optional_seconds(form, "to_s", "to"),
+    )
+    count = decide_many(db, session, which, decision, form.get("note", ""), actor(who, request), utcnow())
+    db.commit()
+    return done(request, f"/review/sessions/{session_id}", decided=count)
+
+
+def optional_seconds(form: dict[str, str], field: str, label: str) -> float | None:
+    value = form.get(field, "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ReviewRefused(422, f"{label!r} must be a number of seconds") from None
+    if not seconds >= 0:
+        raise ReviewRefused(422, f"{label!r} must be 0 seconds or more")
+    return seconds
 
 
 @router.post("/sessions/{session_id}/flags/{flag_id}/undo")

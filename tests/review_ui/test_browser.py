@@ -514,6 +514,7 @@ def test_every_page_and_state_passes_axe(new_page: Callable[..., Page], world: W
     page.keyboard.press("x")
     expect(page.locator(".flag-row[data-index='1'] .decision")).to_have_text("dismissed")
     page.click("details.add-flag summary")
+    page.click("details.bulk summary")
     page.check("input[name=outcome][value='Suspicious']")
     page.click("form.outcome button[type=submit]:not([name])")
     expect(page.locator("form.outcome [role=alert]")).to_be_visible()
@@ -614,3 +615,18 @@ def test_undo_the_enlarged_evidence_the_time_axis_and_submit_and_next(
     following = later if first_id != later else world.sessions["a"]
     expect(page).to_have_url(f"{world.url}/review/sessions/{following}")
     expect(page.locator("#claim-until")).to_be_visible()  # claimed already
+
+
+def test_flags_are_decided_in_bulk_by_kind(new_page: Callable[..., Page], world: World) -> None:
+    page = new_page()
+    sign_in(page, world, "reviewer_a")
+    claim_from_queue(page, world)
+    page.keyboard.press("j")
+    page.keyboard.press("c")  # a decision already made stays as it is
+    expect(page.locator(".flag-row[data-index='0'] .decision")).to_have_text("confirmed")
+    page.click("details.bulk summary")
+    page.select_option("details.bulk select[name=kind]", "looking_away")
+    page.click("details.bulk button[type=submit]")
+    expect(page.locator(".flag-row[data-index='2'] .decision")).to_have_text("dismissed")
+    expect(page.locator(".flag-row[data-index='1'] .decision")).to_have_text("undecided")
+    expect(page.locator(".flag-row[data-index='0'] .decision")).to_have_text("confirmed")

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text
 
 from core.db import utcnow
-from core.tables import AuditEvent, ExamSession, SessionReview, Tenant, WebhookDelivery
+from core.tables import AuditEvent, ExamSession, FlagDecision, FlagSegment, SessionReview, Tenant, WebhookDelivery
 from core.vocabulary import Role
 from review_ui.accounts import add_user, assign
 from review_ui.webhooks import SIGNATURE_HEADER, DeliveryPolicy, WebhookSender, verify
@@ -250,3 +250,34 @@ def test_a_reviewer_assigned_one_exam_sees_only_that_exam(world: World) -> None:
     assert world.sessions["b"] in queue and world.sessions["a"] not in queue
     assert reviewer.get(f"/review/sessions/{world.sessions['a']}").status_code == 404
     assert reviewer.get(f"/review/sessions/{world.sessions['b']}").status_code == 200
+
+
+def test_bulk_decisions_select_by_length_and_range_and_never_overwrite(world: World) -> None:
+    reviewer = world.browser("reviewer_a")
+    session_id = world.sessions["a"]
+    base = f"/review/sessions/{session_id}"
+    assert reviewer.submit(f"{base}/claim").is_success
+    flags = {f.kind: f.id for f in db_flags(world, session_id)}
+    assert reviewer.submit(f"{base}/flags/{flags['no_face']}/decision", decision="confirmed").is_success
+    # 2 s long flags (no_face, multiple_faces) and a 1.6 s one (looking_away): shorter than 1.8 s is the last
+    shorter = reviewer.submit(f"{base}/flags/bulk", decision="dismissed", shorter_than_s="1.8")
+    assert shorter.json()["decided"] == 1
+    ranged = reviewer.submit(f"{base}/flags/bulk", decision="dismissed", from_s="0", to_s="14", note="bulk")
+    assert ranged.json()["decided"] == 1  # multiple_faces; no_face was decided already
+    decided = {f.kind: d for f, d in db_decisions(world, session_id)}
+    assert decided == {"no_face": "confirmed", "looking_away": "dismissed", "multiple_faces": "dismissed"}
+    refused = reviewer.submit(f"{base}/flags/bulk", decision="dismissed", to_s="-1")
+    assert refused.status_code == 422 and "0 seconds or more" in refused.json()["detail"]
+
+
+def db_flags(world: World, session_id: str) -> list[FlagSegment]:
+    with world.context.db() as db:
+        return list(db.scalars(select(FlagSegment).where(FlagSegment.session_id == session_id)))
+
+
+def db_decisions(world: World, session_id: str) -> list[tuple[FlagSegment, str]]:
+    with world.context.db() as db:
+        rows = db.execute(
+            select(FlagSegment, FlagDecision.decision).join(FlagDecision, FlagDecision.segment_id == FlagSegment.id)
+        ).all()
+        return [(seg, decision) for seg, decision in rows if seg.session_id == session_id]
