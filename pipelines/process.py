@@ -40,6 +40,7 @@ from storage.keys import SessionPrefix
 from storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
+EVIDENCE_EDGE_MS = 1000  # evidence frames of one flag are at least this far apart
 
 
 class NotProcessable(ValueError):
@@ -279,12 +280,24 @@ def _write_frame(store: ObjectStore, key: str, frame_key: str, at_ms: int) -> st
     return frame_key
 
 
+def evidence_moments(seg: Segment, edge_ms: int = EVIDENCE_EDGE_MS) -> list[int]:
+    """When to show a flag: its peak first, then just after it starts and just before it ends when those are
+    at least `edge_ms` from the peak and from each other (a short flag shows its peak only)."""
+    moments = [seg.peak_ms]
+    for at in (seg.start_ms + edge_ms // 2, seg.end_ms - edge_ms // 2):
+        if seg.start_ms <= at <= seg.end_ms and all(abs(at - other) >= edge_ms for other in moments):
+            moments.append(at)
+    return moments
+
+
 def _write_evidence(store: ObjectStore, key: str, results: str, segments: list[Segment]) -> list[list[str]]:
-    """A JPEG of the frame at each segment's peak."""
+    """JPEGs of each segment's frames at `evidence_moments`: the peak, then the start and the end."""
     keys: list[list[str]] = []
     for seg in segments:
-        written = _write_frame(store, key, f"{results}evidence/{seg.kind.value}-{seg.peak_ms}.jpg", seg.peak_ms)
-        keys.append([written] if written else [])
+        frames = (
+            _write_frame(store, key, f"{results}evidence/{seg.kind.value}-{at}.jpg", at) for at in evidence_moments(seg)
+        )
+        keys.append([written for written in frames if written])
     return keys
 
 

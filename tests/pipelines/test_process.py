@@ -59,8 +59,12 @@ def test_processing_stores_segments_evidence_and_signals_and_reruns_replace(api:
         assert len(stored) == len(first.segments)
         assert all(s.evidence_keys and s.detector_versions for s in stored)
     for seg in stored:
-        jpeg = b"".join(ctx.store.iter_chunks(seg.evidence_keys[0]))
-        assert jpeg[:2] == b"\xff\xd8", "evidence is a JPEG"
+        assert len(seg.evidence_keys) == len(set(seg.evidence_keys))
+        for key in seg.evidence_keys:
+            jpeg = b"".join(ctx.store.iter_chunks(key))
+            assert jpeg[:2] == b"\xff\xd8", "evidence is a JPEG"
+    longest = max(stored, key=lambda s: s.end_ms - s.start_ms)
+    assert longest.end_ms - longest.start_ms >= 2000 and len(longest.evidence_keys) >= 2  # peak, then start or end
 
     second = process_session(ctx.db, ctx.store, fanout, sid, chunk_target_ms=12_000)
     with ctx.db() as db:
@@ -195,3 +199,15 @@ def test_a_worker_outlives_a_database_error_between_jobs(api: Api) -> None:
     worker = Worker(api.context.db, api.context.store, fanout, queue, worker_id="w")
     worker.run_forever(stop)
     assert queue.claims == 2
+
+
+def test_a_flag_shows_its_peak_then_its_start_and_end_when_they_are_apart() -> None:
+    from pipelines.process import evidence_moments
+    from pipelines.segments import FlagKind, Segment
+
+    long = Segment(FlagKind.LOOKING_AWAY, 10_000, 16_000, 0.8, 12_000)
+    assert evidence_moments(long) == [12_000, 10_500, 15_500]
+    short = Segment(FlagKind.NO_FACE, 10_000, 11_200, 0.9, 10_600)
+    assert evidence_moments(short) == [10_600]
+    peak_at_start = Segment(FlagKind.NO_FACE, 10_000, 14_000, 0.9, 10_200)
+    assert evidence_moments(peak_at_start) == [10_200, 13_500]
