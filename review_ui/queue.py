@@ -110,6 +110,7 @@ class QueueRow:
     claimed_by: str | None
     flag_counts: dict[str, int]
     first_reviewer: str | None = None  # who set a Rules Violation that awaits a second reviewer
+    claim_minutes_left: int | None = None  # of a live claim
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,9 @@ def queue_page(db: Session, scope: Scope, query: QueueFilter, now: datetime) -> 
             else None,
             flag_counts=flag_counts[s.id],
             first_reviewer=usernames.get(awaiting_second.get(s.id) or ""),
+            claim_minutes_left=-(-int((s.claim_expires_at - now).total_seconds()) // 60)
+            if s.claimed_by and s.claim_expires_at and s.claim_expires_at > now
+            else None,
         )
         for s in sessions
     ]

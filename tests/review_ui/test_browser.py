@@ -344,6 +344,7 @@ def test_a_reviewer_gets_back_to_the_session_they_claimed(new_page: Callable[...
     page.click("header nav a:has-text('Queue')")
     expect(page.locator(f"tr[data-session='{session_id}']")).to_have_count(0)  # no longer to review
     page.click("a[data-status='in_review']")
+    expect(page.locator(f"tr[data-session='{session_id}'] .claim-left")).to_have_text("(your claim: 30 min left)")
     page.click(f"tr[data-session='{session_id}'] a.continue")
     expect(page).to_have_url(f"{world.url}/review/sessions/{session_id}")
     expect(page.locator(".flag-row button.confirm")).to_have_count(len(FLAGS))
