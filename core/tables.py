@@ -30,6 +30,8 @@ class Tenant(Base):
     # Where final review outcomes are POSTed, signed with HMAC-SHA256 under this secret.
     webhook_url: Mapped[str | None] = mapped_column(String(1000), default=None)
     webhook_secret: Mapped[str | None] = mapped_column(String(128), default=None)
+    # The reviewers' one-click note reasons, as its integrity officers set them; None: the defaults.
+    note_reasons: Mapped[list[str] | None] = mapped_column(JSON, default=None)
 
 
 class ApiKey(Base):

@@ -50,6 +50,12 @@ class Scope:
         """A WHERE clause on `ExamSession` that keeps only what this scope may see."""
         return self._clause(ExamSession.tenant_id, ExamSession.exam_id)
 
+    def tenants_clause(self) -> ColumnElement[bool]:
+        """A WHERE clause on `Tenant` that keeps the tenants this scope sees whole (not those it sees one exam of)."""
+        if self.everything:
+            return true()
+        return Tenant.id.in_(self.tenant_ids) if self.tenant_ids else false()
+
     def exams_clause(self) -> ColumnElement[bool]:
         """A WHERE clause on `Exam` that keeps only the exams this scope may see."""
         return self._clause(Exam.tenant_id, Exam.id)

@@ -13,11 +13,12 @@ from sqlalchemy import and_, or_, select
 
 from core import audit
 from core.db import utcnow
-from core.tables import AuditEvent, User, UserScope
+from core.tables import AuditEvent, Tenant, User, UserScope
 from core.vocabulary import Role
 from review_ui.accounts import SignedIn
 from review_ui.decisions import ReviewRefused
-from review_ui.http import DB, Who, client_ip, render
+from review_ui.http import DB, CheckedForm, Who, actor, client_ip, done, render
+from review_ui.note_reasons import note_reasons, parse_note_reasons, set_note_reasons
 from review_ui.reports import exam_report, exam_summaries, report_csv
 
 REPORT_PAGE_SESSIONS = 500
@@ -76,6 +77,25 @@ def audit_trail(
 def require_officer(who: SignedIn, what: str) -> None:
     if who.user.role not in {Role.OFFICER, Role.ADMIN}:
         raise ReviewRefused(403, f"{what} for integrity officers and admins")
+
+
+# -- note reasons (integrity officers, admins) ------------------------------------------------------------
+@router.get("/note-reasons")
+def note_reasons_page(request: Request, db: DB, who: Who) -> Response:
+    require_officer(who, "note reasons are set")
+    tenants = db.scalars(select(Tenant).where(who.scope.tenants_clause()).order_by(Tenant.slug)).all()
+    return render(request, "note_reasons.html", who, tenants=[(t, note_reasons(t)) for t in tenants])
+
+
+@router.post("/note-reasons/{tenant_id}")
+def save_note_reasons(request: Request, tenant_id: str, db: DB, who: Who, form: CheckedForm) -> Response:
+    require_officer(who, "note reasons are set")
+    tenant = db.scalar(select(Tenant).where(Tenant.id == tenant_id, who.scope.tenants_clause()))
+    if tenant is None:
+        raise ReviewRefused(404, "no such platform")
+    set_note_reasons(db, tenant, parse_note_reasons(form.get("reasons", "")), actor(who, request), utcnow())
+    db.commit()
+    return done(request, "/review/note-reasons")
 
 
 # -- reports (integrity officers, admins) -----------------------------------------------------------------

@@ -45,6 +45,7 @@ from review_ui.http import (
     session_or_404,
 )
 from review_ui.identity_view import identity_view
+from review_ui.note_reasons import note_reasons
 from review_ui.queue import (
     QueueStatus,
     next_to_review,
@@ -116,7 +117,7 @@ def session_page(request: Request, session_id: str, db: DB, who: Who) -> HTMLRes
     claim_ttl_s = review_app(request).config.claim_ttl.total_seconds()
     return render(
         request, "session.html", who, view=view, events=events, mine=mine, editable=editable, identity=identity,
-        claim_ttl_s=claim_ttl_s, ticks=timeline_ticks(session.duration_s or 0),
+        claim_ttl_s=claim_ttl_s, ticks=timeline_ticks(session.duration_s or 0), reasons=note_reasons(session.tenant),
     )  # fmt: skip
 
 

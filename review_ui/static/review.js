@@ -68,7 +68,8 @@
     const url = "/review/sessions/" + data.session + "/flags/" + row.dataset.id + "/decision";
     // Move on at once, so that keys pressed while this saves act on the next flag; a failure comes back here.
     if (advance && index === current && index < rows.length - 1) select(index + 1, true);
-    const request = post(url, { decision: decision, note: note ? note.value : "" });
+    const sent = note ? note.value : "";
+    const request = post(url, { decision: decision, note: sent });
     saving.add(request);
     const result = await request.finally(() => saving.delete(request));
     const label = row.querySelector(".decision");
@@ -80,7 +81,8 @@
       bars[index].classList.add(decision);
       bars[index].setAttribute("aria-label", bars[index].getAttribute("aria-label").replace(/, [a-z]+$/, ", " + decision));
       announce("flag " + (index + 1) + " " + decision);
-      decided.push(index);
+      if (decided[decided.length - 1] !== index) decided.push(index);
+      if (note && note.value !== sent) decide(index, decision, false); // a note written while this saved
 
     } else {
       label.textContent = "not saved: " + result.payload.detail;
@@ -154,26 +156,20 @@
     if (note) note.addEventListener("change", () => noteLeft(i));
   });
 
-  // The session's forms answer inline: an error shows in the form, success goes where the server says.
-  document.querySelectorAll("form.inline-errors").forEach((form) => {
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const fields = Object.fromEntries(new FormData(form).entries());
-      if (event.submitter && event.submitter.name) fields[event.submitter.name] = event.submitter.value;
-      delete fields.csrf_token;
-      await Promise.allSettled(Array.from(saving)); // every flag decision first: the outcome locks them
-      const result = await post(form.action, fields);
-      let problem = form.querySelector(".form-error");
-      if (result.ok) { window.location.assign(result.payload.next); return; }
-      if (!problem) {
-        problem = document.createElement("p");
-        problem.className = "error form-error";
-        problem.setAttribute("role", "alert");
-        form.append(problem);
-      }
-      problem.textContent = result.payload.detail;
-    });
-  });
+  // The outcome locks the flags: forms.js submits it once every decision on its way has been saved.
+  const outcome = document.querySelector("form.outcome");
+  if (outcome) outcome.beforeSubmit = () => Promise.allSettled(Array.from(saving));
+
+  // One-click note reasons (and keys 1-9): the reason becomes the current flag's note.
+  const reasons = Array.from(document.querySelectorAll(".reasons button[data-reason]"));
+  function noteReason(n) {
+    if (!data.editable || n >= reasons.length || !rows.length) return;
+    if (current < 0) select(0, true);
+    const note = rows[current].querySelector(".note");
+    note.value = reasons[n].dataset.reason;
+    noteLeft(current);
+  }
+  reasons.forEach((button, n) => button.addEventListener("click", () => noteReason(n)));
 
   const rate = document.getElementById("rate");
   if (rate) rate.addEventListener("change", () => {
@@ -219,6 +215,9 @@
       case "c": decide(current, "confirmed", true); break;
       case "x": decide(current, "dismissed", true); break;
       case "u": undo(); break;
+      case "1": case "2": case "3": case "4": case "5": case "6": case "7": case "8": case "9":
+        noteReason(parseInt(event.key, 10) - 1);
+        break;
       case "o": { // to the outcome: its first choice, then arrows, Tab to the note, Enter submits
         const first = document.querySelector("form.outcome input[name=outcome]");
         if (first) first.focus();

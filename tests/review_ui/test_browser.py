@@ -631,3 +631,39 @@ def test_flags_are_decided_in_bulk_by_kind(new_page: Callable[..., Page], world:
     expect(page.locator(".flag-row[data-index='2'] .decision")).to_have_text("dismissed")
     expect(page.locator(".flag-row[data-index='1'] .decision")).to_have_text("undecided")
     expect(page.locator(".flag-row[data-index='0'] .decision")).to_have_text("confirmed")
+
+
+def test_officers_set_the_note_reasons_that_reviewers_add_with_one_click(
+    new_page: Callable[..., Page], world: World
+) -> None:
+    officer = new_page()
+    sign_in(officer, world, "officer_a")
+    officer.click("header nav a:has-text('Note reasons')")
+    forms = officer.locator("form.note-reasons")
+    expect(forms).to_have_count(1)  # only the officer's own platform
+    expect(forms.locator("textarea")).to_contain_text("phone in view")  # the defaults until someone sets them
+    assert_accessible(officer, "the note reasons")
+    forms.locator("textarea").fill("\n".join(f"reason {i}" for i in range(10)))
+    forms.locator("button[type=submit]").click()
+    expect(forms.locator("[role=alert]")).to_contain_text("at most 9 reasons")
+    forms.locator("textarea").fill("phone in view\nsecond person beside the candidate\n")
+    forms.locator("button[type=submit]").click()
+    expect(officer.locator("form.note-reasons textarea")).to_have_value(
+        "phone in view\nsecond person beside the candidate"
+    )
+
+    page = new_page()
+    sign_in(page, world, "reviewer_a")
+    claim_from_queue(page, world)
+    expect(page.locator(".reasons button")).to_have_count(2)
+    page.keyboard.press("j")
+    page.keyboard.press("x")  # dismiss the first flag; on to the second
+    page.keyboard.press("k")
+    page.keyboard.press("2")  # its note, saved with its decision
+    expect(page.locator(".flag-row[data-index='0'] .note")).to_have_value("second person beside the candidate")
+    expect(page.locator("#announce")).to_have_text("flag 1 dismissed")
+    page.keyboard.press("j")
+    page.click(".reasons button:has-text('phone in view')")  # on an undecided flag: said to be unsaved
+    expect(page.locator(".flag-row[data-index='1'] .decision")).to_contain_text("note not saved yet")
+    page.reload()
+    expect(page.locator(".flag-row[data-index='0'] .note")).to_have_value("second person beside the candidate")
