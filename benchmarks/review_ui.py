@@ -4,7 +4,8 @@ Builds its own database (SQLite, the embedded default, or $BENCH_DATABASE_URL) w
 10,000 processed sessions and 100,000 flags, serves the real app (API + review UI) with uvicorn on 127.0.0.1
 next to the embedded S3 server, signs a reviewer in (scoped to half the tenants) and an admin, and times
 full HTTP round trips over loopback: the queue (default, filtered by flag kind, a later page), random
-session pages, and the officers' reports (the index of all exams, random exam reports as HTML and CSV).
+session pages and their thumbnail strips, and the officers' reports (the index of all exams, random exam
+reports as HTML and CSV).
 Target: p95 under 300 ms for every page.
 
     python benchmarks/review_ui.py  # a table, then RESULT review_ui queue_p95_ms=.. session_p95_ms=.. report_p95_ms=..
@@ -22,10 +23,13 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import cv2
 import httpx
+import numpy as np
 from sqlalchemy import insert, select
 
 from benchmarks.procstat import machine
@@ -44,6 +48,22 @@ TENANTS = 10
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "200"))
 PASSWORD = "benchmark password"
 KINDS = ("no_face", "multiple_faces", "looking_away", "camera_blocked")
+
+
+# Every session shares one thumbnail strip of an hour at 30 s per tile (what the pipeline makes for 3600 s).
+SPRITE_KEY, SPRITE_TILES, SPRITE_COLUMNS = "bench/thumbnails.jpg", 120, 10
+SPRITE_INDEX: dict[str, Any] = {
+    "key": SPRITE_KEY, "every_s": 30.0, "count": SPRITE_TILES, "columns": SPRITE_COLUMNS, "tile_width": 160,
+    "tile_height": 120,
+}  # fmt: skip
+
+
+def sprite_jpeg(rng: random.Random) -> bytes:
+    """A sprite the size of an hour's strip, of smooth random tiles (JPEG sizes like camera frames')."""
+    rows = SPRITE_TILES // SPRITE_COLUMNS
+    noise = np.random.default_rng(rng.randrange(2**32)).integers(0, 256, (rows * 12, SPRITE_COLUMNS * 16, 3))
+    image = cv2.resize(noise.astype(np.uint8), (SPRITE_COLUMNS * 160, rows * 120), interpolation=cv2.INTER_LINEAR)
+    return bytes(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 70])[1])
 
 
 def populate(db_factory: object, rng: random.Random) -> list[str]:
@@ -79,6 +99,7 @@ def populate(db_factory: object, rng: random.Random) -> list[str]:
                 "created_at": processed, "updated_at": processed, "chunks_done": 120, "chunks_total": 120,
                 "risk_score": risk, "review_priority": "high" if risk > 0.6 else "medium" if risk > 0.3 else "low",
                 "pipeline_version": "1", "processed_at": processed, "results_prefix": f"bench/{session_id}/",
+                "thumbnails": SPRITE_INDEX,
             }
         )  # fmt: skip
         media.append(
@@ -111,7 +132,7 @@ def populate(db_factory: object, rng: random.Random) -> list[str]:
             for start in range(0, len(rows), 5000):
                 db.execute(insert(table), rows[start : start + 5000])
         db.commit()
-    return [s["id"] for s in sessions]
+    return [str(s["id"]) for s in sessions]
 
 
 def sign_in(url: str, username: str) -> httpx.Client:
@@ -147,6 +168,7 @@ def main() -> None:
             _env_file=None,
         )  # type: ignore[call-arg]
         context = build_context(settings, location)
+        context.store.put_bytes(SPRITE_KEY, sprite_jpeg(rng), content_type="image/jpeg")
         started = time.perf_counter()
         session_ids = populate(context.db, rng)
         with context.db() as db:
@@ -173,6 +195,10 @@ def main() -> None:
                 "session page": (
                     admin_client,
                     [f"/review/sessions/{rng.choice(session_ids)}" for _ in range(REQUESTS)],
+                ),
+                "thumbnail strip (120 tiles)": (
+                    admin_client,
+                    [f"/review/sessions/{rng.choice(session_ids)}/thumbnails" for _ in range(REQUESTS)],
                 ),
             }
             with context.db() as db:

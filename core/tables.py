@@ -94,6 +94,8 @@ class ExamSession(Base):
     # Who was on camera (pipelines.identity): samples, matches against the session's first face and the
     # enrolment, the reference frame's evidence key. Counts and distances only: never a face descriptor.
     identity: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The timeline's thumbnail strip: {"key": the sprite's object key, "every_s", "count", "columns", tile size}.
+    thumbnails: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # Review: one reviewer holds a claim until it expires; the outcome is final after any second review.
     claimed_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
     claim_expires_at: Mapped[datetime | None] = mapped_column(default=None)

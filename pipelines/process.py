@@ -36,6 +36,7 @@ from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks
 from pipelines.fanout import Fanout
 from pipelines.identity import IdentityRule, identity_evidence
 from pipelines.segments import ExamPolicy, Segment
+from pipelines.thumbnails import keyframe_thumbnails
 from storage.keys import SessionPrefix
 from storage.object_store import ObjectStore
 
@@ -122,6 +123,7 @@ def process_session(
     if who.reference_ms is not None:  # the frame the session's reference face comes from: a matching example
         frame_key = f"{results}evidence/identity-reference-{who.reference_ms}.jpg"
         identity["reference_frame"] = _write_frame(store, key, frame_key, who.reference_ms)
+    thumbnails = _write_thumbnails(store, key, results, duration_ms / 1000)
     plain, faces = _without_descriptors(signals)
     store.put_bytes(results + "signals.npz", _signals_npz(plain), content_type="application/octet-stream")
     if faces is not None:  # biometric: its own object, so it can be erased or withheld on its own
@@ -142,7 +144,7 @@ def process_session(
     )
     priority = review_priority(risk)
     try:
-        run = Run(segments, evidence, versions, risk, priority, results, len(chunks), identity)
+        run = Run(segments, evidence, versions, risk, priority, results, len(chunks), identity, thumbnails)
         publish_results(db, session_id, run, on_publish)
     except BaseException:
         try:
@@ -178,6 +180,7 @@ class Run:
     results_prefix: str
     chunk_count: int
     identity: dict[str, Any]
+    thumbnails: dict[str, Any] | None = None  # the timeline's strip: sprite key and index
 
 
 def publish_results(
@@ -212,7 +215,7 @@ def publish_results(
         assert row is not None
         row.risk_score, row.review_priority, row.results_prefix = run.risk, run.priority.value, run.results_prefix
         row.pipeline_version, row.processed_at, row.chunks_done = PIPELINE_VERSION, utcnow(), run.chunk_count
-        row.identity = run.identity
+        row.identity, row.thumbnails = run.identity, run.thumbnails
         s.commit()
 
 
@@ -288,6 +291,17 @@ def evidence_moments(seg: Segment, edge_ms: int = EVIDENCE_EDGE_MS) -> list[int]
         if seg.start_ms <= at <= seg.end_ms and all(abs(at - other) >= edge_ms for other in moments):
             moments.append(at)
     return moments
+
+
+def _write_thumbnails(store: ObjectStore, key: str, results: str, duration_s: float) -> dict[str, Any] | None:
+    """The recording's thumbnail strip (keyframes only) as one JPEG sprite; its key and index, or None."""
+    with store.open(key) as recording:
+        made = keyframe_thumbnails(recording, duration_s)
+    if made is None:
+        return None
+    sprite, index = made
+    store.put_bytes(results + "thumbnails.jpg", sprite, content_type="image/jpeg")
+    return {"key": results + "thumbnails.jpg", **index.to_json()}
 
 
 def _write_evidence(store: ObjectStore, key: str, results: str, segments: list[Segment]) -> list[list[str]]:

@@ -219,6 +219,22 @@ def enrolment(request: Request, session_id: str, db: DB, who: Who) -> Response:
     return Response(body, media_type=media_type, headers={"Cache-Control": "private, no-store"})
 
 
+@router.get("/sessions/{session_id}/thumbnails")
+def thumbnails(request: Request, session_id: str, db: DB, who: Who) -> Response:
+    """The session's thumbnail strip: one JPEG sprite of keyframes (see `pipelines.thumbnails`)."""
+    session = session_or_404(db, who, session_id)
+    key = (session.thumbnails or {}).get("key")
+    if not key:
+        raise ReviewRefused(404, "no thumbnails for this session (processed before they were made)")
+    jpeg = _stored(request, str(key), "thumbnail strip")
+    audit.record(
+        db, f"user:{who.user.username}", "view_evidence", at=utcnow(), tenant_id=session.tenant_id,
+        session_id=session.id, ip=client_ip(request), frame="thumbnails",
+    )  # fmt: skip
+    db.commit()
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
 @router.get("/sessions/{session_id}/identity/reference")
 def identity_reference(request: Request, session_id: str, db: DB, who: Who) -> Response:
     """The frame the session's reference face was taken from: a face that matched."""

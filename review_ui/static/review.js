@@ -138,6 +138,25 @@
     const box = timeline.getBoundingClientRect();
     webcam.currentTime = Math.max(0, Math.min(1, (event.clientX - box.left) / box.width)) * data.duration;
   });
+  // The thumbnail strip: hovering the timeline previews the moment under the pointer.
+  const thumbs = document.getElementById("thumbs");
+  const preview = document.getElementById("preview");
+  if (timeline && thumbs && preview && data.duration) {
+    const every = parseFloat(thumbs.dataset.every), count = parseInt(thumbs.dataset.count, 10);
+    const columns = parseInt(thumbs.dataset.columns, 10), rowsOf = parseInt(thumbs.dataset.rows, 10);
+    const image = preview.querySelector(".preview-image");
+    timeline.addEventListener("mousemove", (event) => {
+      const box = timeline.getBoundingClientRect();
+      const t = Math.max(0, Math.min(1, (event.clientX - box.left) / box.width)) * data.duration;
+      const i = Math.min(count - 1, Math.floor(t / every));
+      image.style.backgroundPosition = ((i % columns) * 100 / Math.max(columns - 1, 1)) + "% " +
+        (Math.floor(i / columns) * 100 / Math.max(rowsOf - 1, 1)) + "%";
+      preview.querySelector(".preview-time").textContent = fmt(t);
+      preview.style.left = (event.clientX - box.left) + "px";
+      preview.hidden = false;
+    });
+    timeline.addEventListener("mouseleave", () => { preview.hidden = true; });
+  }
   const enlarged = document.getElementById("enlarged");
   document.querySelectorAll(".evidence-open").forEach((button) => button.addEventListener("click", () => {
     enlarged.querySelector("img").src = button.querySelector("img").src;

@@ -58,6 +58,9 @@ def test_processing_stores_segments_evidence_and_signals_and_reruns_replace(api:
         stored = db.scalars(select(FlagSegment).where(FlagSegment.session_id == sid)).all()
         assert len(stored) == len(first.segments)
         assert all(s.evidence_keys and s.detector_versions for s in stored)
+        strip = row.thumbnails
+        assert strip is not None and strip["key"].startswith(first.results_prefix) and strip["count"] >= 1
+    assert b"".join(ctx.store.iter_chunks(strip["key"]))[:2] == b"\xff\xd8", "the thumbnail strip is a JPEG"
     for seg in stored:
         assert len(seg.evidence_keys) == len(set(seg.evidence_keys))
         for key in seg.evidence_keys:

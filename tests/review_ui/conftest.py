@@ -25,6 +25,7 @@ from core.tables import ExamSession, FlagSegment, Tenant
 from core.tenants import add_tenant, issue_api_key
 from core.vocabulary import Role
 from ingest.client import IngestClient, upload_session
+from pipelines.thumbnails import keyframe_thumbnails
 from proctor.local_server import BackgroundServer
 from proctor.samples import SampleSession, build_sample_session
 from proctor.wiring import server_app
@@ -125,6 +126,11 @@ def add_processed_session(world: World, label: str, sample: SampleSession, exam:
         for state in (SessionState.PROCESSING, SessionState.PROCESSED):
             db.add(session.move_to(state))
         session.risk_score, session.review_priority, session.results_prefix = 0.8, "high", results
+        with sample.video_path.open("rb") as recording:  # the thumbnail strip, as the pipeline makes it
+            made = keyframe_thumbnails(recording, SAMPLE_S)
+        assert made is not None
+        store.put_bytes(f"{results}thumbnails.jpg", made[0], content_type="image/jpeg")
+        session.thumbnails = {"key": f"{results}thumbnails.jpg", **made[1].to_json()}
         session.processed_at = utcnow()
         db.commit()
     return session_id

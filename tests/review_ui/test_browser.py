@@ -605,9 +605,19 @@ def test_undo_the_enlarged_evidence_the_time_axis_and_submit_and_next(
     page.keyboard.press("Escape")
     expect(page.locator("#enlarged")).to_be_hidden()
 
+    thumbs = page.locator("#thumbs .thumb")
+    expect(thumbs).to_have_count(5)  # 24 s in slots of 5 s
+    page.wait_for_function("document.getElementById('thumbs').offsetHeight > 0")
+    sprite = page.request.get(f"{world.url}/review/sessions/{first_id}/thumbnails")  # with the page's sign-in
+    assert sprite.ok and sprite.body()[:2] == b"\xff\xd8"
+    thumbs.nth(3).click()  # a tile takes the video to its moment
+    page.wait_for_function("Math.abs(document.getElementById('webcam').currentTime - 15) < 0.3")
     expect(page.locator(".axis span").first).to_have_text("0:00")
     box = page.locator("#timeline").bounding_box()
     assert box is not None
+    page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 2)  # hovering previews that moment
+    expect(page.locator("#preview")).to_be_visible()
+    expect(page.locator("#preview .preview-time")).to_have_text(re.compile(r"0:1[12]"))
     page.mouse.click(box["x"] + 0.9 * box["width"], box["y"] + 2)  # above the flags, 90% in
     page.wait_for_function(f"Math.abs(document.getElementById('webcam').currentTime - {0.9 * SAMPLE_S}) < 0.5")
 
