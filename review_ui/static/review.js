@@ -152,11 +152,38 @@
       image.style.backgroundPosition = ((i % columns) * 100 / Math.max(columns - 1, 1)) + "% " +
         (Math.floor(i / columns) * 100 / Math.max(rowsOf - 1, 1)) + "%";
       preview.querySelector(".preview-time").textContent = fmt(t);
-      preview.style.left = (event.clientX - box.left) + "px";
+      preview.style.left = (event.clientX - preview.parentElement.getBoundingClientRect().left) + "px";
       preview.hidden = false;
     });
     timeline.addEventListener("mouseleave", () => { preview.hidden = true; });
   }
+  // Zoom: the timeline, its thumbnails and axis widen inside a scrolling frame that keeps the playhead in view.
+  const scroller = document.getElementById("timeline-scroll");
+  const zoomed = document.getElementById("timeline-zoom");
+  const ZOOMS = [1, 2, 4, 8, 16];
+  let zoom = 0;
+  function setZoom(level) {
+    if (!zoomed) return;
+    zoom = Math.max(0, Math.min(ZOOMS.length - 1, level));
+    zoomed.style.width = (ZOOMS[zoom] * 100) + "%";
+    document.getElementById("zoom-level").textContent = ZOOMS[zoom] + "×";
+    if (webcam && data.duration) {
+      scroller.scrollLeft = zoomed.offsetWidth * webcam.currentTime / data.duration - scroller.clientWidth / 2;
+    }
+  }
+  const zoomIn = document.getElementById("zoom-in"), zoomOut = document.getElementById("zoom-out");
+  if (zoomIn) zoomIn.addEventListener("click", () => setZoom(zoom + 1));
+  if (zoomOut) zoomOut.addEventListener("click", () => setZoom(zoom - 1));
+
+  // Loop the current flag: from a moment before it to a second after, until unticked.
+  const loop = document.getElementById("loop");
+  if (webcam && loop) webcam.addEventListener("timeupdate", () => {
+    if (!loop.checked || current < 0) return;
+    const start = parseFloat(rows[current].dataset.start), end = parseFloat(rows[current].dataset.end);
+    if (webcam.currentTime > end + 1 || webcam.currentTime < start - LEAD_S - 1) {
+      webcam.currentTime = Math.max(0, start - LEAD_S);
+    }
+  });
   const enlarged = document.getElementById("enlarged");
   document.querySelectorAll(".evidence-open").forEach((button) => button.addEventListener("click", () => {
     enlarged.querySelector("img").src = button.querySelector("img").src;
@@ -234,6 +261,9 @@
       case "c": decide(current, "confirmed", true); break;
       case "x": decide(current, "dismissed", true); break;
       case "u": undo(); break;
+      case "+": case "=": setZoom(zoom + 1); break;
+      case "-": setZoom(zoom - 1); break;
+      case "l": if (loop) loop.checked = !loop.checked; break;
       case "1": case "2": case "3": case "4": case "5": case "6": case "7": case "8": case "9":
         noteReason(parseInt(event.key, 10) - 1);
         break;

@@ -621,6 +621,31 @@ def test_undo_the_enlarged_evidence_the_time_axis_and_submit_and_next(
     page.mouse.click(box["x"] + 0.9 * box["width"], box["y"] + 2)  # above the flags, 90% in
     page.wait_for_function(f"Math.abs(document.getElementById('webcam').currentTime - {0.9 * SAMPLE_S}) < 0.5")
 
+    page.keyboard.press("+")
+    page.keyboard.press("+")  # zoomed 4x: the timeline scrolls in its frame
+    expect(page.locator("#zoom-level")).to_have_text("4\u00d7")
+    widths = page.evaluate(
+        "[document.getElementById('timeline-zoom').offsetWidth, document.getElementById('timeline-scroll').clientWidth]"
+    )
+    assert abs(widths[0] / widths[1] - 4) < 0.05
+    page.click("#zoom-out")
+    page.keyboard.press("-")
+    expect(page.locator("#zoom-level")).to_have_text("1\u00d7")
+
+    page.keyboard.press("k")  # the first flag, 4.8-6.8 s: looped from 2.8 s to 7.8 s
+    page.keyboard.press("l")
+    expect(page.locator("#loop")).to_be_checked()
+    page.focus("#rate")
+    page.select_option("#rate", "4")
+    page.keyboard.press(" ")
+    page.wait_for_function("document.getElementById('webcam').currentTime > 4")
+    page.evaluate(
+        "window.looped = false; document.getElementById('webcam').addEventListener('seeked', "
+        "() => { if (document.getElementById('webcam').currentTime < 3.5) window.looped = true; })"
+    )
+    page.wait_for_function("window.looped === true")  # back to the lead-in, not on to the end
+    page.keyboard.press(" ")
+
     page.check("input[name=outcome][value='Clean']")
     page.click("button:has-text('Submit and review the next')")
     following = later if first_id != later else world.sessions["a"]
