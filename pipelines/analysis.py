@@ -97,7 +97,7 @@ def segment_session(
     evidence[FlagKind.PERSON_CHANGED] = who.person_changed
     evidence[FlagKind.IDENTITY_MISMATCH] = who.identity_mismatch
     segments = segment_all(signals.timestamps_ms, evidence, policy, video_end_ms=duration_ms)
-    segments = explained(segments, signals.timestamps_ms, trace, away, who, rule)
+    segments = explained(segments, signals.timestamps_ms, trace, away, who, rule, evidence, policy)
     return segments, risk_score(segments, policy, video_end_ms=duration_ms)
 
 

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from core.vocabulary import FlagKind
 from detectors import AwayConfig, AwayTrace, Signals, away_trace
 from pipelines.identity import Identity, IdentityRule
-from pipelines.segments import Segment
+from pipelines.segments import ExamPolicy, Segment
 
 FloatArray = NDArray[np.float64]
 TRACE_POINTS = 48
@@ -235,6 +235,30 @@ def explain_identity(
     }
 
 
+PRESENCE_KINDS = (FlagKind.NO_FACE, FlagKind.MULTIPLE_FACES, FlagKind.CAMERA_BLOCKED)
+
+
+def explain_presence(
+    segment: Segment, timestamps_ms: NDArray[np.int64], evidence: FloatArray, policy: ExamPolicy
+) -> dict[str, Any]:
+    """What a no_face, multiple_faces or camera_blocked flag rests on: its per-frame evidence (1 = the frame
+    shows it, NaN = the frame cannot tell, e.g. too dark), the level a frame must reach, and the minimum length."""
+    inside = np.flatnonzero((timestamps_ms >= segment.start_ms) & (timestamps_ms < segment.end_ms))
+    if inside.size == 0:
+        return {}
+    kind = policy.for_kind(segment.kind)
+    values = evidence[inside]
+    step = max(1, inside.size // TRACE_POINTS + (inside.size % TRACE_POINTS > 0))
+    return {
+        "frames": int(inside.size),
+        "frames_showing": int(np.sum(values >= kind.enter)),
+        "frames_unknown": int(np.sum(~np.isfinite(values))),
+        "enter": kind.enter,
+        "min_duration_s": kind.min_duration_ms / 1000,
+        "trace": [[int(timestamps_ms[i]), _rounded(evidence[i])] for i in inside[::step]],
+    }
+
+
 def explained(
     segments: list[Segment],
     timestamps_ms: NDArray[np.int64],
@@ -242,6 +266,8 @@ def explained(
     away: AwayConfig,
     who: Identity,
     rule: IdentityRule,
+    evidence: dict[FlagKind, FloatArray] | None = None,
+    policy: ExamPolicy | None = None,
 ) -> list[Segment]:
     """The segments with their explanations attached."""
     out = []
@@ -250,5 +276,7 @@ def explained(
             seg = replace(seg, details=explain_looking_away(seg, timestamps_ms, trace, away))
         elif seg.kind in (FlagKind.PERSON_CHANGED, FlagKind.IDENTITY_MISMATCH):
             seg = replace(seg, details=explain_identity(seg, timestamps_ms, who, rule))
+        elif seg.kind in PRESENCE_KINDS and evidence is not None and policy is not None and seg.kind in evidence:
+            seg = replace(seg, details=explain_presence(seg, timestamps_ms, evidence[seg.kind], policy))
         out.append(seg)
     return out

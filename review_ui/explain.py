@@ -61,3 +61,40 @@ def looking_away_why(details: Mapping[str, Any] | None) -> Why | None:
     else:
         points = ""
     return Why(text=text, points=points, threshold_y=_y(1.0))
+
+
+PRESENCE_WHAT = {
+    "no_face": "no face",
+    "multiple_faces": "more than one face",
+    "camera_blocked": "a covered or dark camera",
+}
+
+
+def presence_why(kind: str, details: Mapping[str, Any] | None) -> Why | None:
+    """The explanation of a no_face, multiple_faces or camera_blocked flag: how many sampled frames showed it,
+    the level a frame must reach, and the minimum length; its chart is the per-frame evidence (0 to 1)."""
+    if not details or "frames" not in details or kind not in PRESENCE_WHAT:
+        return None
+    unknown = details.get("frames_unknown", 0)
+    text = (
+        f"{details['frames_showing']} of {details['frames']} sampled frames showed {PRESENCE_WHAT[kind]}"
+        f"{f' ({unknown} could not tell: too dark or covered)' if unknown else ''}. A frame counts at evidence "
+        f"{details['enter']:.2f} or more, and a flag needs {details['min_duration_s']:.1f} s of such frames."
+    )
+    trace = [(t, s) for t, s in details.get("trace", []) if s is not None]
+
+    def y(score: float) -> float:
+        return round(CHART_HEIGHT * (1 - min(max(score, 0.0), 1.0)), 2)
+
+    points = ""
+    if len(trace) >= 2:
+        t0, span = trace[0][0], max(trace[-1][0] - trace[0][0], 1)
+        points = " ".join(f"{round(CHART_WIDTH * (t - t0) / span, 2)},{y(s)}" for t, s in trace)
+    return Why(text=text, points=points, threshold_y=y(float(details["enter"])))
+
+
+def flag_why(kind: str, details: Mapping[str, Any] | None) -> Why | None:
+    """Any flag's explanation, where the pipeline stored one."""
+    if kind == "looking_away":
+        return looking_away_why(details)
+    return presence_why(kind, details)

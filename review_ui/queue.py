@@ -21,7 +21,7 @@ from core.states import SessionState
 from core.tables import Exam, ExamSession, FlagSegment, Media, SessionReview, User
 from core.vocabulary import FlagKind, MediaState, ReviewStatus
 from review_ui.accounts import Scope
-from review_ui.explain import Why, looking_away_why
+from review_ui.explain import Why, flag_why
 from review_ui.results import flags_with_decisions
 
 PAGE_SIZE = 50
@@ -287,7 +287,7 @@ def session_view(db: Session, session: ExamSession, now: datetime) -> SessionVie
             evidence_count=len(seg.evidence_keys),
             decision=decision.decision if decision else None,
             note=decision.note if decision else "",
-            why=looking_away_why(seg.details) if seg.kind == FlagKind.LOOKING_AWAY else None,
+            why=flag_why(seg.kind, seg.details),
         )
         for seg, decision in flags_with_decisions(db, session.id)
     ]

@@ -58,6 +58,8 @@ def test_processing_stores_segments_evidence_and_signals_and_reruns_replace(api:
         stored = db.scalars(select(FlagSegment).where(FlagSegment.session_id == sid)).all()
         assert len(stored) == len(first.segments)
         assert all(s.evidence_keys and s.detector_versions for s in stored)
+        two = [s for s in stored if s.kind == FlagKind.MULTIPLE_FACES]  # each flag says why it fired
+        assert two and all(s.details and s.details["frames_showing"] >= 1 and s.details["trace"] for s in two)
         strip = row.thumbnails
         assert strip is not None and strip["key"].startswith(first.results_prefix) and strip["count"] >= 1
     assert b"".join(ctx.store.iter_chunks(strip["key"]))[:2] == b"\xff\xd8", "the thumbnail strip is a JPEG"

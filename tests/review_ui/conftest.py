@@ -36,6 +36,11 @@ PASSWORD = "correct horse battery"
 SAMPLE_S = 24.0
 # (kind, start_s, end_s, score), as the pipeline would flag the 24 s sample's script (see proctor.samples)
 FLAGS = (("no_face", 4.8, 6.8, 0.9), ("multiple_faces", 11.2, 13.2, 1.0), ("looking_away", 16.8, 18.4, 0.8))
+# What the pipeline stores to explain a no_face flag (`pipelines.evidence.explain_presence`)
+NO_FACE_DETAILS = {
+    "frames": 10, "frames_showing": 9, "frames_unknown": 1, "enter": 0.5, "min_duration_s": 3.0,
+    "trace": [[4800, 1.0], [5600, None], [6000, 0.9], [6800, 1.0]],
+}  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +126,7 @@ def add_processed_session(world: World, label: str, sample: SampleSession, exam:
                     evidence_keys=[key],
                     detector_versions={"face_presence": "test"},
                     pipeline_version="1",
+                    details=NO_FACE_DETAILS if kind == "no_face" else None,
                 )
             )
         for state in (SessionState.PROCESSING, SessionState.PROCESSED):

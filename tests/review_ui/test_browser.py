@@ -519,6 +519,9 @@ def test_every_page_and_state_passes_axe(new_page: Callable[..., Page], world: W
     page.check("input[name=outcome][value='Suspicious']")
     page.click("form.outcome button[type=submit]:not([name])")
     expect(page.locator("form.outcome [role=alert]")).to_be_visible()
+    expect(page.locator(".flag-row[data-index='0'] .why-text")).to_contain_text(
+        "9 of 10 sampled frames showed no face (1 could not tell"
+    )
     assert_accessible(page, "a claimed session, decided flags, an open form, a form error")
 
     other = new_page()

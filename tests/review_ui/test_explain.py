@@ -7,7 +7,7 @@ import html
 from sqlalchemy import update
 
 from core.tables import FlagSegment
-from review_ui.explain import looking_away_why
+from review_ui.explain import flag_why, looking_away_why
 from tests.review_ui.conftest import World
 
 DETAILS = {
@@ -48,3 +48,16 @@ def test_the_session_page_shows_why(world: World) -> None:
         db.commit()
     page = html.unescape(world.browser("reviewer_a").page(f"/review/sessions/{world.sessions['a']}").text)
     assert "head yaw went furthest" in page and 'class="why-chart"' in page
+
+
+def test_a_presence_flag_says_how_many_frames_showed_it_and_the_rule() -> None:
+    details = {
+        "frames": 20, "frames_showing": 18, "frames_unknown": 2, "enter": 0.5, "min_duration_s": 1.5,
+        "trace": [[0, 1.0], [500, None], [1000, 0.2], [2000, 1.0]],
+    }  # fmt: skip
+    why = flag_why("multiple_faces", details)
+    assert why is not None
+    assert why.text.startswith("18 of 20 sampled frames showed more than one face (2 could not tell")
+    assert "1.5 s" in why.text and why.threshold_y == 12.0  # half-way up the 24-high chart
+    assert why.points == "0.0,0.0 50.0,19.2 100.0,0.0"
+    assert flag_why("no_face", None) is None and flag_why("person_changed", details) is None
