@@ -705,3 +705,41 @@ def test_officers_set_the_note_reasons_that_reviewers_add_with_one_click(
     expect(page.locator(".flag-row[data-index='1'] .decision")).to_contain_text("note not saved yet")
     page.reload()
     expect(page.locator(".flag-row[data-index='0'] .note")).to_have_value("second person beside the candidate")
+
+
+def test_paging_keeps_the_filter_and_the_add_flag_form_answers_inline(
+    new_page: Callable[..., Page], world: World
+) -> None:
+    today = utcnow()
+    with world.context.db() as db:  # 55 more processed sessions of platform a: two pages of 50
+        exam_id = db.scalars(select(ExamSession.exam_id).where(ExamSession.id == world.sessions["a"])).one()
+        for i in range(55):
+            db.add(
+                ExamSession(
+                    tenant_id=world.tenant_ids["a"], exam_id=exam_id, candidate_id=f"paged-{i}", attempt_id=str(i),
+                    started_at=today, state="processed", duration_s=24.0, risk_score=0.5, review_priority="medium",
+                    processed_at=today,
+                )
+            )  # fmt: skip
+        db.commit()
+    page = new_page()
+    sign_in(page, world, "reviewer_a")
+    page.fill("input[name=since]", today.date().isoformat())
+    page.click("form.filters button[type=submit]")
+    expect(page.locator("p.pages")).to_contain_text("Page 1 of 2")
+    page.click("p.pages a[rel=next]")
+    expect(page.locator("p.pages")).to_contain_text("Page 2 of 2")
+    expect(page.locator("input[name=since]")).to_have_value(today.date().isoformat())  # the filter came along
+    expect(page.locator("tr[data-session]")).to_have_count(6)
+    page.click("p.pages a[rel=prev]")
+    expect(page.locator("tr[data-session]")).to_have_count(50)
+
+    page.fill("input[name=since]", "")
+    page.click("form.filters button[type=submit]")
+    page.click(f"tr[data-session='{world.sessions['a']}'] button.claim")
+    page.click("details.add-flag summary")
+    page.fill("details.add-flag input[name=start_s]", "20")
+    page.fill("details.add-flag input[name=end_s]", "500")  # past the end of the 24 s recording
+    page.click("details.add-flag button[type=submit]")
+    expect(page.locator("details.add-flag [role=alert]")).to_be_visible()
+    expect(page).to_have_url(f"{world.url}/review/sessions/{world.sessions['a']}")
