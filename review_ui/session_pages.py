@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from core import audit
 from core.db import utcnow
 from core.enrolments import latest_enrolment
-from core.tables import FlagSegment, Media
+from core.tables import ExamSession, FlagSegment, Media
 from core.vocabulary import VIDEO_KINDS, Decision, FlagKind, MediaKind, MediaState, Outcome
 from review_ui.decisions import (
     FlagSelection,
@@ -224,15 +224,7 @@ def thumbnails(request: Request, session_id: str, db: DB, who: Who) -> Response:
     """The session's thumbnail strip: one JPEG sprite of keyframes (see `pipelines.thumbnails`)."""
     session = session_or_404(db, who, session_id)
     key = (session.thumbnails or {}).get("key")
-    if not key:
-        raise ReviewRefused(404, "no thumbnails for this session (processed before they were made)")
-    jpeg = _stored(request, str(key), "thumbnail strip")
-    audit.record(
-        db, f"user:{who.user.username}", "view_evidence", at=utcnow(), tenant_id=session.tenant_id,
-        session_id=session.id, ip=client_ip(request), frame="thumbnails",
-    )  # fmt: skip
-    db.commit()
-    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+    return _session_jpeg(request, db, who, session, key, "thumbnail strip", "thumbnails")
 
 
 @router.get("/sessions/{session_id}/identity/reference")
@@ -240,12 +232,19 @@ def identity_reference(request: Request, session_id: str, db: DB, who: Who) -> R
     """The frame the session's reference face was taken from: a face that matched."""
     session = session_or_404(db, who, session_id)
     key = (session.identity or {}).get("reference_frame")
+    return _session_jpeg(request, db, who, session, key, "reference frame", "identity reference")
+
+
+def _session_jpeg(
+    request: Request, db: DB, who: Who, session: ExamSession, key: Any, what: str, frame: str
+) -> Response:
+    """A JPEG the pipeline stored for the session (biometric: every view is audited)."""
     if not key:
-        raise ReviewRefused(404, "no reference frame for this session")
-    jpeg = _stored(request, str(key), "reference frame")
+        raise ReviewRefused(404, f"no {what} for this session (it may have been processed before they were made)")
+    jpeg = _stored(request, str(key), what)
     audit.record(
         db, f"user:{who.user.username}", "view_evidence", at=utcnow(), tenant_id=session.tenant_id,
-        session_id=session.id, ip=client_ip(request), frame="identity reference",
+        session_id=session.id, ip=client_ip(request), frame=frame,
     )  # fmt: skip
     db.commit()
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})

@@ -19,12 +19,12 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from core.db import utcnow
 from core.tables import ExamSession, FlagDecision, FlagSegment, SessionReview
@@ -722,7 +722,19 @@ def test_paging_keeps_the_filter_and_the_add_flag_form_answers_inline(
                 )
             )  # fmt: skip
         db.commit()
-    page = new_page()
+    try:
+        paging_and_inline_errors(new_page(), world, today)
+    finally:  # the PostgreSQL database is shared by the run: leave other tests' queues as they were
+        with world.context.db() as db:
+            db.execute(
+                delete(ExamSession).where(
+                    ExamSession.tenant_id == world.tenant_ids["a"], ExamSession.candidate_id.like("paged-%")
+                )
+            )
+            db.commit()
+
+
+def paging_and_inline_errors(page: Page, world: World, today: datetime) -> None:
     sign_in(page, world, "reviewer_a")
     page.fill("input[name=since]", today.date().isoformat())
     page.click("form.filters button[type=submit]")
