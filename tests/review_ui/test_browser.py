@@ -104,12 +104,34 @@ class Chromium:
     processes: set[int]  # Playwright's driver, which started Chromium: what to kill if closing hangs
 
 
+def normal_scheduling() -> None:
+    """Put this thread, and so what it starts, under Linux's normal time-sharing policy.
+
+    In this sandbox the test process was found running SCHED_FIFO at priority 99 by the time the browser
+    tests start (its first threads were not), and Chromium inherits that. Its media threads spin-wait on
+    each other; under FIFO a spinning thread never yields to the one it waits for, so a renderer playing
+    the VP8 recording livelocked both cores, starving even pytest's timeout: the run hung until CI ended it.
+    """
+    if hasattr(os, "sched_getscheduler") and os.sched_getscheduler(0) != os.SCHED_OTHER:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def scheduling(pid: int) -> int:
+    """The process's scheduling policy; SCHED_OTHER for one that has just ended."""
+    try:
+        return os.sched_getscheduler(pid)
+    except ProcessLookupError:
+        return os.SCHED_OTHER
+
+
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Chromium]:
+    normal_scheduling()
     before = set(process_children().get(os.getpid(), []))
     playwright = sync_playwright().start()
     browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
     driver = set(process_children().get(os.getpid(), [])) - before
+    assert all(scheduling(pid) == os.SCHED_OTHER for pid in process_tree(driver)), "Chromium runs real-time"
     yield Chromium(browser, driver)
     with killed_if_stuck(CLOSE_WITHIN_S, driver) as killed:
         try:
