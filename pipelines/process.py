@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import cv2
 import numpy as np
@@ -117,13 +117,16 @@ def process_session(
     )
     results = prefix.key("results", f"v{PIPELINE_VERSION}", new_id()) + "/"
     versions = fanout.versions()
-    evidence = _write_evidence(store, key, results, segments)
     who = identity_evidence(signals, enrolment, rule)
     identity: dict[str, Any] = {**who.summary(rule), "enrolled": enrolment is not None}
-    if who.reference_ms is not None:  # the frame the session's reference face comes from: a matching example
-        frame_key = f"{results}evidence/identity-reference-{who.reference_ms}.jpg"
-        identity["reference_frame"] = _write_frame(store, key, frame_key, who.reference_ms)
-    thumbnails = _write_thumbnails(store, key, results, duration_ms / 1000)
+    # One reader for every frame taken from the recording: its block cache keeps the container's index
+    # (an MP4's sits at one end) across the evidence frames, the reference frame and the thumbnail strip.
+    with store.open(key) as recording:
+        evidence = _write_evidence(store, recording, results, segments)
+        if who.reference_ms is not None:  # the frame the session's reference face comes from: a matching example
+            frame_key = f"{results}evidence/identity-reference-{who.reference_ms}.jpg"
+            identity["reference_frame"] = _write_frame(store, recording, frame_key, who.reference_ms)
+        thumbnails = _write_thumbnails(store, recording, results, duration_ms / 1000)
     plain, faces = _without_descriptors(signals)
     store.put_bytes(results + "signals.npz", _signals_npz(plain), content_type="application/octet-stream")
     if faces is not None:  # biometric: its own object, so it can be erased or withheld on its own
@@ -269,11 +272,11 @@ def load_signals(store: ObjectStore, results_prefix: str) -> Signals:
     return Signals(signals.timestamps_ms, columns)
 
 
-def _write_frame(store: ObjectStore, key: str, frame_key: str, at_ms: int) -> str | None:
+def _write_frame(store: ObjectStore, recording: BinaryIO, frame_key: str, at_ms: int) -> str | None:
     """A JPEG of the recording's frame at ``at_ms``, read from storage around that moment only; its key."""
     options = DecodeOptions(sample_fps=1, batch_size=1)
-    with store.open(key) as recording:
-        frames = next(decode_chunk(recording, Chunk(0, at_ms, at_ms + 1000), options), None)
+    recording.seek(0)  # the reader is shared: the demuxer starts from the container's header
+    frames = next(decode_chunk(recording, Chunk(0, at_ms, at_ms + 1000), options), None)
     if frames is None:
         return None
     ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frames[0][0], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
@@ -293,10 +296,12 @@ def evidence_moments(seg: Segment, edge_ms: int = EVIDENCE_EDGE_MS) -> list[int]
     return moments
 
 
-def _write_thumbnails(store: ObjectStore, key: str, results: str, duration_s: float) -> dict[str, Any] | None:
+def _write_thumbnails(
+    store: ObjectStore, recording: BinaryIO, results: str, duration_s: float
+) -> dict[str, Any] | None:
     """The recording's thumbnail strip (keyframes only) as one JPEG sprite; its key and index, or None."""
-    with store.open(key) as recording:
-        made = keyframe_thumbnails(recording, duration_s)
+    recording.seek(0)
+    made = keyframe_thumbnails(recording, duration_s)
     if made is None:
         return None
     sprite, index = made
@@ -304,12 +309,13 @@ def _write_thumbnails(store: ObjectStore, key: str, results: str, duration_s: fl
     return {"key": results + "thumbnails.jpg", **index.to_json()}
 
 
-def _write_evidence(store: ObjectStore, key: str, results: str, segments: list[Segment]) -> list[list[str]]:
+def _write_evidence(store: ObjectStore, recording: BinaryIO, results: str, segments: list[Segment]) -> list[list[str]]:
     """JPEGs of each segment's frames at `evidence_moments`: the peak, then the start and the end."""
     keys: list[list[str]] = []
     for seg in segments:
         frames = (
-            _write_frame(store, key, f"{results}evidence/{seg.kind.value}-{at}.jpg", at) for at in evidence_moments(seg)
+            _write_frame(store, recording, f"{results}evidence/{seg.kind.value}-{at}.jpg", at)
+            for at in evidence_moments(seg)
         )
         keys.append([written for written in frames if written])
     return keys

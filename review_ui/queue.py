@@ -162,12 +162,7 @@ def queue_page(db: Session, scope: Scope, query: QueueFilter, now: datetime) -> 
     total = counts[query.status]
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, query.page), pages)
-    ordered = (
-        base.where(_status_clause(query.status, now))
-        .order_by(ExamSession.risk_score.desc().nulls_last(), ExamSession.processed_at.asc(), ExamSession.id)
-        .offset((page - 1) * PAGE_SIZE)
-        .limit(PAGE_SIZE)
-    )
+    ordered = _in_queue_order(base, query.status, now).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)
     sessions = list(db.scalars(ordered))
     ids = [s.id for s in sessions]
     flag_counts: dict[str, dict[str, int]] = {i: {} for i in ids}
@@ -199,13 +194,11 @@ def queue_page(db: Session, scope: Scope, query: QueueFilter, now: datetime) -> 
             processed_at=s.processed_at,
             duration_s=s.duration_s,
             state=s.state,
-            claimed_by=usernames.get(s.claimed_by)
-            if s.claimed_by and s.claim_expires_at and s.claim_expires_at > now
-            else None,
+            claimed_by=usernames.get(s.claimed_by or "") if _live_claim(s, now) else None,
             flag_counts=flag_counts[s.id],
             first_reviewer=usernames.get(awaiting_second.get(s.id) or ""),
             claim_minutes_left=-(-int((s.claim_expires_at - now).total_seconds()) // 60)
-            if s.claimed_by and s.claim_expires_at and s.claim_expires_at > now
+            if _live_claim(s, now) and s.claim_expires_at
             else None,
         )
         for s in sessions
@@ -217,14 +210,21 @@ def queue_page(db: Session, scope: Scope, query: QueueFilter, now: datetime) -> 
 
 def next_to_review(db: Session, scope: Scope, now: datetime) -> ExamSession | None:
     """The session at the top of this scope's "to review" queue, if any."""
-    stmt = (
-        _filtered(scope, QueueFilter())
-        .where(_status_clause(QueueStatus.TO_REVIEW, now))
-        .order_by(ExamSession.risk_score.desc().nulls_last(), ExamSession.processed_at.asc(), ExamSession.id)
-        .limit(1)
+    session: ExamSession | None = db.scalar(
+        _in_queue_order(_filtered(scope, QueueFilter()), QueueStatus.TO_REVIEW, now).limit(1)
     )
-    session: ExamSession | None = db.scalar(stmt)
     return session
+
+
+def _in_queue_order(stmt: Select[ExamSession], status: QueueStatus, now: datetime) -> Select[ExamSession]:
+    """The sessions of one status, riskiest first, then oldest."""
+    return stmt.where(_status_clause(status, now)).order_by(
+        ExamSession.risk_score.desc().nulls_last(), ExamSession.processed_at.asc(), ExamSession.id
+    )
+
+
+def _live_claim(session: ExamSession, now: datetime) -> bool:
+    return bool(session.claimed_by and session.claim_expires_at and session.claim_expires_at > now)
 
 
 def timeline_ticks(duration_s: float, most: int = 12) -> list[tuple[float, str]]:
@@ -292,7 +292,7 @@ def session_view(db: Session, session: ExamSession, now: datetime) -> SessionVie
         for seg, decision in flags_with_decisions(db, session.id)
     ]
     review = db.get(SessionReview, session.id)
-    live = session.claimed_by if session.claim_expires_at and session.claim_expires_at > now else None
+    live = session.claimed_by if _live_claim(session, now) else None
     user_ids = {live, review.reviewer_id if review else None, review.second_reviewer_id if review else None} - {None}
     names = dict(db.execute(select(User.id, User.username).where(User.id.in_(user_ids))).all())
     exam = db.get(Exam, session.exam_id)

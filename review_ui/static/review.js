@@ -44,6 +44,16 @@
     }
   }
 
+  // A flag's decision ("" for none) in its row and on the timeline, for the eye and for screen readers.
+  function showDecision(index, decision) {
+    const label = rows[index].querySelector(".decision");
+    label.textContent = decision || "undecided";
+    label.dataset.decision = decision;
+    bars[index].classList.remove("confirmed", "dismissed");
+    if (decision) bars[index].classList.add(decision);
+    bars[index].setAttribute("aria-label", bars[index].getAttribute("aria-label").replace(/, [a-z]+$/, ", " + (decision || "undecided")));
+  }
+
   // A claim that ran out: say so in the row, and offer to claim again without reloading.
   function offerReclaim(row) {
     if (row.querySelector(".reclaim")) return;
@@ -72,20 +82,14 @@
     const request = post(url, { decision: decision, note: sent });
     saving.add(request);
     const result = await request.finally(() => saving.delete(request));
-    const label = row.querySelector(".decision");
     if (result.ok) {
-      label.textContent = decision;
-      label.dataset.decision = decision;
+      showDecision(index, decision);
       row.classList.remove("note-pending");
-      bars[index].classList.remove("confirmed", "dismissed");
-      bars[index].classList.add(decision);
-      bars[index].setAttribute("aria-label", bars[index].getAttribute("aria-label").replace(/, [a-z]+$/, ", " + decision));
       announce("flag " + (index + 1) + " " + decision);
       if (decided[decided.length - 1] !== index) decided.push(index);
       if (note && note.value !== sent) decide(index, decision, false); // a note written while this saved
-
     } else {
-      label.textContent = "not saved: " + result.payload.detail;
+      row.querySelector(".decision").textContent = "not saved: " + result.payload.detail;
       announce("not saved: " + result.payload.detail);
       select(index, false);
       if (result.status === 409 && /claim/.test(result.payload.detail)) offerReclaim(row);
@@ -111,11 +115,7 @@
     const row = rows[index];
     const result = await post("/review/sessions/" + data.session + "/flags/" + row.dataset.id + "/undo", {});
     if (!result.ok) { announce("not undone: " + result.payload.detail); return; }
-    const label = row.querySelector(".decision");
-    label.textContent = "undecided";
-    label.dataset.decision = "";
-    bars[index].classList.remove("confirmed", "dismissed");
-    bars[index].setAttribute("aria-label", bars[index].getAttribute("aria-label").replace(/, [a-z]+$/, ", undecided"));
+    showDecision(index, "");
     select(index, true);
     announce("flag " + (index + 1) + " undecided again");
   }
