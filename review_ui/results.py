@@ -3,6 +3,11 @@
 One typed shape, used by `GET /v1/sessions/{id}/review` (with evidence URLs added) and by the signed
 webhook, so a platform parses one thing and the OpenAPI document describes it. Reviewers appear by an
 opaque id, not by name: the platform needs who-decided for appeals, not our staff list.
+
+Nothing a reviewer wrote leaves before the review is final: while a Rules Violation waits for its second
+reviewer (four eyes), or while the first reviewer is still deciding, the platform sees the detectors' flags
+with no decisions, no notes, no reviewer-added flags and no comments. Otherwise it could act on one
+reviewer's opinion that the second reviewer then overturns.
 """
 
 from __future__ import annotations
@@ -25,8 +30,8 @@ class FlagResult(BaseModel):
     end_s: float
     source: FlagSource
     score: float
-    decision: Decision | None = Field(description="None while undecided")
-    note: str | None
+    decision: Decision | None = Field(description="None until the review is final")
+    note: str | None = Field(description="None until the review is final")
 
 
 class Comment(BaseModel):
@@ -45,8 +50,10 @@ class ReviewResult(BaseModel):
     outcome: Outcome | None
     decided_at: datetime | None
     risk_score: float | None
-    flags: list[FlagResult]
-    comments: list[Comment]
+    flags: list[FlagResult] = Field(
+        description="the detectors' flags; once final, also the flags reviewers added, with every decision"
+    )
+    comments: list[Comment] = Field(description="empty until the review is final")
 
     @field_serializer("decided_at")
     def _iso_with_offset(self, value: datetime | None) -> str | None:
@@ -79,8 +86,10 @@ def review_result(db: Session, session: ExamSession) -> ReviewResult:
     review = db.get(SessionReview, session.id)
     rows = flags_with_decisions(db, session.id)
     final = review is not None and review.status == ReviewStatus.FINAL
+    if not final:  # nothing a reviewer wrote leaves before the outcome is final (module docstring)
+        rows = [(seg, None) for seg, _ in rows if seg.source == FlagSource.DETECTOR]
     comments = []
-    if review is not None:
+    if final and review is not None:
         comments.append(Comment(by=review.reviewer_id, role="reviewer", text=review.note))
         if review.second_note is not None:
             comments.append(Comment(by=review.second_reviewer_id, role="second_reviewer", text=review.second_note))

@@ -130,6 +130,10 @@ def test_full_review_with_four_eyes_reaches_the_platform_and_its_webhook(
     with httpx.Client(base_url=world.url, headers={"Authorization": f"Bearer {world.keys['a']}"}) as platform:
         pending = platform.get(f"/v1/sessions/{session_id}/review").json()
         assert pending["final"] is False and pending["outcome"] is None
+        # Nor anything the first reviewer wrote: the second reviewer may still overturn it (four eyes).
+        assert pending["comments"] == []
+        assert all(f["decision"] is None and f["note"] is None for f in pending["flags"])
+        assert {f["source"] for f in pending["flags"]} == {"detector"} and len(pending["flags"]) == 3
         # The first reviewer cannot be their own second pair of eyes, nor lock the session against the others.
         refused = first.submit(f"{base}/claim")
         assert refused.status_code == 403 and "different reviewer" in refused.json()["detail"]
