@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import cv2
-import mediapipe as mp
 import numpy as np
 import pytest
 
@@ -15,6 +14,8 @@ from detectors.face_presence import overlaps, rate_mask, tile_boxes
 from detectors.imaging import shrink
 
 from .conftest import ASTRONAUT_BOX, GRACE_BOX, Image, batch_of, face_crop, paste
+
+mp = pytest.importorskip("mediapipe", reason="the reference for parity: pip install -e '.[mediapipe]'")
 
 BOX_TOLERANCE_PX = 10.0
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import cv2
-import mediapipe as mp
 import numpy as np
 import pytest
 
@@ -20,6 +19,8 @@ from detectors.gaze import Track, landmarks_roi, track_jumped
 from detectors.geometry import eye_gaze, head_pose
 
 from .conftest import Image, batch_of
+
+mp = pytest.importorskip("mediapipe", reason="the reference for parity: pip install -e '.[mediapipe]'")
 
 ANGLE_TOLERANCE_DEG = 6.0
 
