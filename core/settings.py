@@ -71,6 +71,13 @@ class Settings(BaseSettings):
         "on request",
     )
 
+    # Audit trail: anchors of its hash chain (`proctor audit anchor`) are HMAC-SHA256 signed under this key
+    audit_anchor_key: SecretStr | None = Field(
+        default=None,
+        description="signs `proctor audit anchor` lines and is needed to check signed ones; unset: anchors are "
+        "plain JSON lines, as trustworthy as the place the auditor keeps them",
+    )
+
     # Upload limits
     part_size_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
     max_media_bytes: int = Field(default=20 * 1024 * MIB, ge=1)

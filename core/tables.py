@@ -338,10 +338,14 @@ class SessionReview(Base):
 
 
 class AuditEvent(Base):
-    """Append-only trail of every view and decision (database triggers refuse UPDATE and DELETE)."""
+    """Append-only trail of every view and decision, hash-chained (`core.audit` specifies the chain). Database
+    triggers refuse UPDATE and DELETE, and TRUNCATE on PostgreSQL."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_session_at", "session_id", "at"),)
+    __table_args__ = (
+        Index("ix_audit_session_at", "session_id", "at"),
+        Index("ix_audit_events_seq", "seq", unique=True),  # two appends can never take the same place
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)
     actor: Mapped[str] = mapped_column(String(160))  # "user:<username>", "api:<tenant slug>", "system:<job>"
@@ -350,6 +354,10 @@ class AuditEvent(Base):
     session_id: Mapped[str | None] = mapped_column(String(32), default=None)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     ip: Mapped[str | None] = mapped_column(String(64), default=None)
+    # The chain: the entry's place (1, 2, 3, ... with no gaps), the hash of the entry before it, and its own.
+    seq: Mapped[int] = mapped_column(Integer)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
 
 class WebhookDelivery(Base):

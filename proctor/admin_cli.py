@@ -1,8 +1,9 @@
-"""Operators' commands: `proctor tenants ...`, `proctor users ...` and `proctor retention`."""
+"""Operators' commands: `proctor tenants ...`, `proctor users ...`, `proctor audit ...` and `proctor retention`."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.audit import Anchor, AnchorError, anchor_line, anchor_of, parse_anchor_line, verify_trail
 from core.context import build_context
 from core.db import make_engine, make_sessionmaker, migrate, utcnow
 from core.erasure import erase_expired
@@ -25,6 +27,9 @@ from review_ui.webhooks import new_secret
 console = Console()
 tenants_app = typer.Typer(help="Exam platforms (tenants) and their API keys.", no_args_is_help=True)
 users_app = typer.Typer(help="Reviewers, integrity officers and admins of the review UI.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="The hash-chained audit trail: verify it end to end, and anchor its head for auditors.", no_args_is_help=True
+)
 
 
 def _db(settings: Settings) -> sessionmaker[Session]:
@@ -171,3 +176,78 @@ def retention(
         f"{verb} {len(run.sessions)} session(s) and {len(run.enrolments)} enrolment(s) past the {period}-day "
         "retention period"
     )
+
+
+def _anchor_key(settings: Settings) -> bytes | None:
+    return None if settings.audit_anchor_key is None else settings.audit_anchor_key.get_secret_value().encode()
+
+
+def _read_anchors(path: Path, key: bytes | None) -> list[Anchor]:
+    anchors = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            anchors.append(parse_anchor_line(line, key))
+        except AnchorError as exc:
+            raise typer.BadParameter(f"{path}, line {number}: {exc}", param_hint="--anchor") from None
+    if not anchors:
+        raise typer.BadParameter(
+            f"{path} holds no anchor: pass a file `proctor audit anchor` wrote", param_hint="--anchor"
+        )
+    return anchors
+
+
+@audit_app.command("verify")
+def audit_verify(
+    anchor: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="a file of lines from `proctor audit anchor`: each anchored entry must still be in the trail, "
+            "unchanged (nothing was cut from the end, nothing before it rewritten)",
+        ),
+    ] = None,
+) -> None:
+    """Walk the whole audit trail. Exits 1 naming the first entry that was edited, deleted, inserted, moved or
+    cut off since it was written (or since an anchor); exits 0 when every entry checks out."""
+    settings = Settings()
+    anchors = [] if anchor is None else _read_anchors(anchor, _anchor_key(settings))
+    with _db(settings)() as db:
+        verification = verify_trail(db, anchors)
+    if verification.problem is not None:
+        typer.echo(
+            f"audit trail BROKEN after {verification.verified} intact entries: {verification.problem.describe()}",
+            err=True,
+        )
+        raise typer.Exit(1)
+    head = verification.head
+    ends = "" if head is None else f", head seq {head.fields.seq} (entry id {head.id}) hash {head.hash}"
+    checked = f"; {len(anchors)} anchor(s) still in the chain" if anchors else ""
+    typer.echo(f"audit trail intact: {verification.verified} entries verified{ends}{checked}")
+
+
+@audit_app.command("anchor")
+def audit_anchor(
+    append_to: Annotated[
+        Path | None, typer.Option(dir_okay=False, help="also append the line to this file (the auditor's copy)")
+    ] = None,
+) -> None:
+    """Print the head of the verified trail as one JSON line (HMAC-signed when PROCTOR_AUDIT_ANCHOR_KEY is set)
+    for an auditor to keep outside this database; `proctor audit verify --anchor FILE` checks it later."""
+    settings = Settings()
+    with _db(settings)() as db:
+        verification = verify_trail(db)
+    if verification.problem is not None:
+        typer.echo(f"refusing to anchor a broken audit trail: {verification.problem.describe()}", err=True)
+        raise typer.Exit(1)
+    if verification.head is None:
+        typer.echo("nothing to anchor: the audit trail is empty", err=True)
+        raise typer.Exit(1)
+    line = anchor_line(anchor_of(verification.head, utcnow()), _anchor_key(settings))
+    if append_to is not None:
+        with append_to.open("a") as kept:
+            kept.write(line + "\n")
+    typer.echo(line)

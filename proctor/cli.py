@@ -25,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(admin_cli.tenants_app, name="tenants")
 app.add_typer(admin_cli.users_app, name="users")
+app.add_typer(admin_cli.audit_app, name="audit")
 app.command("ingest")(upload_cli.ingest)
 app.command("status")(upload_cli.status)
 app.command("retention")(admin_cli.retention)
