@@ -44,6 +44,19 @@ class Settings(BaseSettings):
     job_lease_s: float = Field(default=120.0, ge=2)
     job_max_attempts: int = Field(default=3, ge=1)
     worker_poll_s: float = Field(default=2.0, gt=0)
+    job_deadline_floor_s: float = Field(default=600.0, gt=0, description="the least time an attempt at a job gets")
+    job_deadline_factor: float = Field(
+        default=1.0, gt=0, description="an attempt's time per second of recording, when that is over the floor"
+    )
+    worker_stop_grace_s: float = Field(
+        default=8.0,
+        ge=0,
+        description="on SIGTERM a worker finishes its job if it should end within this, else hands it back; keep it "
+        "under the supervisor's kill timeout (docker stop: 10 s, Kubernetes: terminationGracePeriodSeconds)",
+    )
+    chunk_max_crashes: int = Field(
+        default=3, ge=1, description="a chunk that kills this many fan-out actors fails its job without a retry"
+    )
 
     # HTTP API
     api_host: str = "127.0.0.1"

@@ -3,13 +3,22 @@
 `ChunkWorker` is a plain class: it loads the detectors once and analyses chunks read straight from object
 storage with ranged GETs (MP4 and WebM both seek, so a worker reads only around its own chunk; no shared
 filesystem, no full download). `RayFanout` wraps it in Ray actors that live as long as the fan-out, so
-models load once per worker process, not per task; an actor that dies is restarted and its task retried
-by Ray. `LocalFanout` runs the same worker in-process.
+models load once per worker process, not per task. `LocalFanout` runs the same worker in-process.
+
+The fan-out heals: an actor that dies is replaced and its chunk retried, so a lost node or a crash costs a
+chunk's time, not the job. A chunk that kills `max_chunk_crashes` actors is the recording's fault (a decoder
+that crashes on it) and fails as `ChunkFailed`, naming the chunk. A failure of the cluster itself (a lost
+connection or object) raises `FanoutUnavailable`, and the next call starts on fresh actors. An analysis can
+be cancelled from another thread (its job's deadline passed, or its worker is stopping); the actors still
+busy with it are replaced, so no leftover task delays the next call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
@@ -22,6 +31,7 @@ from storage.object_store import ObjectStore, S3Location
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
+CANCEL_POLL_S = 0.2  # how soon a running analysis notices that it was cancelled
 
 
 class ChunkFailed(RuntimeError):
@@ -31,6 +41,15 @@ class ChunkFailed(RuntimeError):
         super().__init__(f"chunk {chunk.index} ({chunk.start_ms / 1000:.1f}-{chunk.end_ms / 1000:.1f} s): {reason}")
         self.chunk = chunk
         self.reason = reason
+
+
+class AnalysisCancelled(RuntimeError):
+    """The analysis was cancelled (by its `cancel` event) before every chunk was analysed."""
+
+
+class FanoutUnavailable(RuntimeError):
+    """The Ray cluster failed under the analysis (a lost connection, node or object), not the recording: hand the
+    job back without counting an attempt; the fan-out starts its next call on fresh actors."""
 
 
 class ChunkWorker:
@@ -53,9 +72,25 @@ class ChunkWorker:
 
 
 class Fanout(Protocol):
+    """What processing a session needs."""
+
     def versions(self) -> dict[str, str]: ...
 
     def analyze(self, key: str, chunks: Sequence[Chunk], on_progress: Progress | None = None) -> list[Signals]: ...
+
+
+class CancellableFanout(Protocol):
+    """What a job worker holds: a fan-out whose analysis another thread can cancel (raising `AnalysisCancelled`)."""
+
+    def versions(self) -> dict[str, str]: ...
+
+    def analyze(
+        self,
+        key: str,
+        chunks: Sequence[Chunk],
+        on_progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Signals]: ...
 
 
 def _collect(
@@ -85,9 +120,17 @@ class LocalFanout:
     def versions(self) -> dict[str, str]:
         return self._worker.versions()
 
-    def analyze(self, key: str, chunks: Sequence[Chunk], on_progress: Progress | None = None) -> list[Signals]:
+    def analyze(
+        self,
+        key: str,
+        chunks: Sequence[Chunk],
+        on_progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Signals]:
         results: dict[int, Signals | str] = {}
         for chunk in chunks:
+            if cancel is not None and cancel.is_set():
+                raise AnalysisCancelled(f"cancelled with {len(results)} of {len(chunks)} chunks analysed")
             _collect(results, chunks, self._worker.analyze(key, chunk), on_progress)
         return _in_order(results, chunks)
 
@@ -106,19 +149,28 @@ class RayOptions:
     workers: int = 2
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     gpu_per_worker: float = 0.25  # with device="cuda", workers share a GPU in these fractions
-    max_retries: int = 2
+    max_chunk_crashes: int = 3  # a chunk that kills this many actors fails for good
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.max_chunk_crashes < 1:
+            raise ValueError(f"max_chunk_crashes must be >= 1, got {self.max_chunk_crashes}")
         if not 0 < self.gpu_per_worker <= 1:
             raise ValueError(f"gpu_per_worker must be within (0, 1], got {self.gpu_per_worker}")
 
 
 class RayFanout:
-    """A pool of `ChunkWorker` actors that lives as long as this object (for a `proctor worker`, its life)."""
+    """A pool of `ChunkWorker` actors that lives as long as this object (for a `proctor worker`, its life); an
+    actor that dies is replaced. `worker` is the class each actor runs."""
 
-    def __init__(self, config: AnalysisConfig, location: S3Location, options: RayOptions) -> None:
+    def __init__(
+        self,
+        config: AnalysisConfig,
+        location: S3Location,
+        options: RayOptions,
+        worker: type[ChunkWorker] = ChunkWorker,
+    ) -> None:
         import ray
 
         if not ray.is_initialized():
@@ -139,28 +191,82 @@ class RayFanout:
         # Each actor holds one CPU; OpenCV would otherwise start a thread per core in every actor, and the
         # actors would fight over the cores (ONNX Runtime is held to one thread by RuntimeConfig).
         pinned = {"env_vars": {"OPENCV_FOR_THREADS_NUM": "1"}}
-        actor: Any = ray.remote(
-            max_restarts=options.max_retries, max_task_retries=options.max_retries, runtime_env=pinned, **resources
-        )(ChunkWorker)
+        # No restarts by Ray: a death reaches `analyze`, which counts it against the chunk and replaces the actor.
+        actor: Any = ray.remote(max_restarts=0, max_task_retries=0, runtime_env=pinned, **resources)(worker)
         self._ray = ray
-        self._actors: list[Any] = [actor.remote(config, location) for _ in range(options.workers)]
+        self._options = options
+        self._new_actor: Callable[[], Any] = lambda: actor.remote(config, location)
+        self._actors: list[Any] = [self._new_actor() for _ in range(options.workers)]
+        self._stale = False  # the cluster failed under the last call: start the next on fresh actors
         self._versions: dict[str, str] = dict(ray.get(self._actors[0].versions.remote()))
         log.info("ray fan-out ready", extra={"workers": options.workers, "device": device})
 
     def versions(self) -> dict[str, str]:
         return dict(self._versions)
 
-    def analyze(self, key: str, chunks: Sequence[Chunk], on_progress: Progress | None = None) -> list[Signals]:
-        results: dict[int, Signals | str] = {}
-        # A pool per call: when a chunk fails, this call's unsubmitted chunks go with its pool, and the chunks
-        # still running finish on their actors with no one collecting them. A pool shared across calls would
-        # hand the next session those leftovers first, and raise their errors as its own.
-        from ray.util import ActorPool
+    def analyze(
+        self,
+        key: str,
+        chunks: Sequence[Chunk],
+        on_progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Signals]:
+        """Each actor runs one chunk at a time; a chunk whose actor died goes back to the front of the line."""
+        from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, RaySystemError, WorkerCrashedError
 
-        pool = ActorPool(self._actors)
-        for done in pool.map_unordered(lambda a, c: a.analyze.remote(key, c), list(chunks)):
-            _collect(results, chunks, done, on_progress)
+        results: dict[int, Signals | str] = {}
+        crashes: Counter[int] = Counter()
+        waiting = deque(chunks)
+        running: dict[Any, tuple[int, Chunk]] = {}  # task -> (actor slot, chunk)
+        try:
+            if self._stale:
+                self._replace(range(len(self._actors)))
+                self._stale = False
+            idle = list(range(len(self._actors)))
+            while waiting or running:
+                if cancel is not None and cancel.is_set():
+                    self._replace([slot for slot, _ in running.values()])
+                    raise AnalysisCancelled(f"cancelled with {len(results)} of {len(chunks)} chunks analysed")
+                while waiting and idle:
+                    slot, chunk = idle.pop(), waiting.popleft()
+                    running[self._actors[slot].analyze.remote(key, chunk)] = (slot, chunk)
+                ready, _ = self._ray.wait(list(running), num_returns=1, timeout=CANCEL_POLL_S)
+                for task in ready:
+                    slot, chunk = running.pop(task)
+                    try:
+                        done = self._ray.get(task)
+                    except RayActorError as died:
+                        self._replace([slot])
+                        crashes[chunk.index] += 1
+                        self._after_crash(key, chunk, crashes[chunk.index], died)
+                        waiting.appendleft(chunk)
+                    else:
+                        _collect(results, chunks, done, on_progress)
+                    idle.append(slot)
+        except (RaySystemError, ObjectLostError, NodeDiedError, WorkerCrashedError, ConnectionError) as exc:
+            self._stale = True
+            raise FanoutUnavailable(f"the Ray cluster failed during the analysis: {type(exc).__name__}: {exc}") from exc
         return _in_order(results, chunks)
+
+    def _after_crash(self, key: str, chunk: Chunk, crashes: int, died: Exception) -> None:
+        """Log an actor's death on `chunk`; raise `ChunkFailed` once the chunk has killed too many."""
+        log.warning(
+            "fan-out actor died; replaced",
+            extra={"key": key, "chunk": chunk.index, "crashes": crashes, "error": str(died)[:500]},
+        )
+        if crashes >= self._options.max_chunk_crashes:
+            raise ChunkFailed(
+                chunk,
+                f"the analysis process died on it {crashes} times (a decoder or detector crash on this part of the "
+                "recording); not retried: re-encode the recording, or report it with the chunk's times",
+            )
+
+    def _replace(self, slots: Sequence[int]) -> None:
+        """Kill the actors in `slots` (dead, hung or busy with a cancelled call) and start fresh ones there."""
+        for slot in slots:
+            with contextlib.suppress(Exception):  # it may be dead already, or its node gone
+                self._ray.kill(self._actors[slot], no_restart=True)
+            self._actors[slot] = self._new_actor()
 
     def close(self) -> None:
         for actor in self._actors:

@@ -6,7 +6,8 @@ conditional UPDATE that re-checks the job is still free, and the row count says 
 claim is atomic. A worker that stops heartbeating loses its lease, and the next claimer takes the job over;
 every later write by the old worker is fenced out by checking `lease_owner`, including the publication of
 its results (`JobQueue.complete`, which marks the job done inside `process_session`'s publishing
-transaction).
+transaction). A worker that gives a job up for a reason that is not the job's (it is stopping, or its Ray
+cluster failed) hands it back with `release`, which spends no attempt.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from core.db import utcnow
 from core.jobs import queue_job
 from core.states import SessionState
 from core.tables import ExamSession, Job
-from core.vocabulary import JobKind, JobState
+from core.vocabulary import JobKind, JobState, MediaKind, MediaState
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class ClaimedJob:
     kind: str
     attempt: int
     lease_expires_at: datetime
+    recording_s: float | None  # the webcam recording's duration, None when it has none (it then fails as such)
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,7 @@ class JobQueue:
             "job claimed",
             extra={"job_id": job_id, "session_id": job.session_id, "worker": worker_id, "attempt": job.attempts},
         )
-        return ClaimedJob(job.id, job.session_id, job.kind, job.attempts, lease_until)
+        return ClaimedJob(job.id, job.session_id, job.kind, job.attempts, lease_until, _recording_s(session))
 
     def heartbeat(self, job: ClaimedJob, worker_id: str) -> datetime:
         """Extend the lease; raises `LeaseLost` if another worker has taken the job."""
@@ -214,6 +216,30 @@ class JobQueue:
         )
         return retry
 
+    def release(self, job: ClaimedJob, worker_id: str, *, after: timedelta = timedelta(0), reason: str = "") -> None:
+        """Hand the job back, not counting this attempt: claimable again `after` from now (by any worker).
+
+        Raises `LeaseLost` if this worker no longer holds it (it finished meanwhile, or was taken over)."""
+        with self._db() as db:
+            values: dict[str, Any] = {
+                "state": JobState.QUEUED.value,
+                "lease_owner": None,
+                "attempts": Job.attempts - 1,
+                "run_after": utcnow() + after,
+                "updated_at": utcnow(),
+            }
+            if reason:
+                values["last_error"] = reason[:4000]
+            self._owned_update(db, job, worker_id, **values)
+            session = db.get(ExamSession, job.session_id)
+            if session is not None and session.state == SessionState.PROCESSING:
+                db.add(session.move_to(SessionState.QUEUED))
+            db.commit()
+        log.info(
+            "job handed back",
+            extra={"job_id": job.id, "session_id": job.session_id, "after_s": after.total_seconds(), "reason": reason},
+        )
+
     def _owned_update(self, db: Session, job: ClaimedJob, worker_id: str, **values: Any) -> None:
         result: Any = db.execute(
             update(Job)
@@ -223,3 +249,11 @@ class JobQueue:
         if result.rowcount != 1:
             db.rollback()
             raise LeaseLost(f"worker {worker_id} no longer holds job {job.id}: its lease expired and it was taken over")
+
+
+def _recording_s(session: ExamSession | None) -> float | None:
+    """The duration of the session's complete webcam recording, if it has one (a job's deadline follows it)."""
+    media = [] if session is None else session.media
+    webcam = next((m for m in media if m.kind == MediaKind.WEBCAM and m.state == MediaState.COMPLETE), None)
+    probe = None if webcam is None else webcam.video_probe
+    return None if probe is None else probe.duration_s

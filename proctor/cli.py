@@ -8,6 +8,7 @@ webhook sender beside them.
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack
 from typing import Annotated
 
 import typer
@@ -16,6 +17,7 @@ import uvicorn
 from core.context import build_context
 from core.settings import Settings
 from proctor import admin_cli, demo, process_cli, upload_cli, wiring
+from proctor.local_server import close_on_shutdown
 from proctor.logs import LogLevel, configure_logging
 from proctor.wiring import delivery_policy, server_app
 from review_ui.webhooks import WebhookSender
@@ -40,24 +42,24 @@ def serve(
     """Run the HTTP API and the review UI (and the embedded S3 server when no PROCTOR_S3_ENDPOINT is set)."""
     configure_logging(log_level)
     settings = Settings()
-    with wiring.s3(settings) as location:
+    with ExitStack() as resources:  # closed in the app's shutdown: see `close_on_shutdown`
+        location = resources.enter_context(wiring.s3(settings))
         context = build_context(settings, location)
+        resources.callback(context.close)
         api = server_app(context)
         sender = WebhookSender(context.db, delivery_policy(settings))
         webhooks = threading.Thread(target=sender.run, name="webhooks", daemon=True)
         webhooks.start()
-        try:
-            uvicorn.run(
-                api,
-                host=host or settings.api_host,
-                port=port or settings.api_port,
-                log_config=None,
-                proxy_headers=True,
-            )
-        finally:
-            sender.stop.set()
-            webhooks.join(timeout=5)
-            context.close()
+        resources.callback(webhooks.join, timeout=5)
+        resources.callback(sender.stop.set)
+        close_on_shutdown(api, resources.close)
+        uvicorn.run(
+            api,
+            host=host or settings.api_host,
+            port=port or settings.api_port,
+            log_config=None,
+            proxy_headers=True,
+        )
 
 
 app.command("analyze")(process_cli.analyze)

@@ -1,11 +1,15 @@
-"""Run an ASGI app with uvicorn on a background thread: for `proctor demo` and for tests over real HTTP."""
+"""Run an ASGI app with uvicorn on a background thread (for `proctor demo` and for tests over real HTTP), and
+tie resources to an app's shutdown."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -16,6 +20,26 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def close_on_shutdown(app: FastAPI, close: Callable[[], None]) -> None:
+    """Run `close` when the app's lifespan ends, after the app's own shutdown.
+
+    uvicorn re-raises a stopping signal (SIGTERM from systemd or `docker stop`) once the server has shut
+    down, and the default handler ends the process there: code after `uvicorn.run` never runs, and what it
+    would have closed (an embedded S3 server, say) outlives the process. The lifespan's end does run.
+    """
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
+        try:
+            async with inner(asgi_app) as state:
+                yield state
+        finally:
+            close()
+
+    app.router.lifespan_context = lifespan
 
 
 class BackgroundServer:

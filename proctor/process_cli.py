@@ -79,23 +79,29 @@ def analyze(
 
 
 def worker(log_level: LogLevel = "info") -> None:
-    """Claim queued sessions and process them on Ray until stopped (Ctrl-C / SIGTERM)."""
+    """Claim queued sessions and process them on Ray until stopped (Ctrl-C / SIGTERM). On a stop, the job in
+    hand is finished if it should end within PROCTOR_WORKER_STOP_GRACE_S, else handed back to the queue."""
     from proctor import processing  # the analysis stack, only in the commands that process
 
     configure_logging(log_level)
     settings = Settings()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = stop_on_signals()
     with wiring.s3(settings) as location:
         context = build_context(settings, location)
         fanout = processing.ray_fanout(context)
         try:
             processing.worker(context, fanout, job_queue(context)).run_forever(stop)
-        except KeyboardInterrupt:
-            pass
         finally:
             fanout.close()
             context.close()
+
+
+def stop_on_signals() -> threading.Event:
+    """An event that SIGTERM (systemd, `docker stop`, Kubernetes) and SIGINT (Ctrl-C) set (call on the main thread)."""
+    stop = threading.Event()
+    for stopping in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stopping, lambda *_: stop.set())
+    return stop
 
 
 def process(

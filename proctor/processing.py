@@ -25,7 +25,12 @@ def analysis_config(settings: Settings) -> AnalysisConfig:
 
 
 def ray_options(settings: Settings, workers: int | None = None) -> RayOptions:
-    return RayOptions(address=settings.ray_address, workers=workers or settings.workers, device=settings.device)
+    return RayOptions(
+        address=settings.ray_address,
+        workers=workers or settings.workers,
+        device=settings.device,
+        max_chunk_crashes=settings.chunk_max_crashes,
+    )
 
 
 def ray_fanout(context: AppContext, workers: int | None = None) -> RayFanout:
@@ -34,7 +39,13 @@ def ray_fanout(context: AppContext, workers: int | None = None) -> RayFanout:
 
 
 def worker_config(settings: Settings) -> WorkerConfig:
-    return WorkerConfig(chunk_target_ms=round(settings.chunk_s * 1000), poll_s=settings.worker_poll_s)
+    return WorkerConfig(
+        chunk_target_ms=round(settings.chunk_s * 1000),
+        poll_s=settings.worker_poll_s,
+        deadline_floor_s=settings.job_deadline_floor_s,
+        deadline_factor=settings.job_deadline_factor,
+        stop_grace_s=settings.worker_stop_grace_s,
+    )
 
 
 def worker(context: AppContext, fanout: RayFanout, queue: JobQueue) -> Worker:

