@@ -69,8 +69,25 @@ class Settings(BaseSettings):
     cookie_secure: bool = Field(default=False, description="mark cookies Secure: set it when served over HTTPS")
     web_session_ttl_s: int = Field(default=8 * 3600, ge=60)
     review_claim_ttl_s: int = Field(default=30 * 60, ge=10, description="a reviewer's lock on a session")
-    login_max_failures: int = Field(default=5, ge=1)
+    login_max_failures: int = Field(
+        default=5, ge=1, description="failed sign-ins on one username from one address before that pair is locked out"
+    )
     login_lockout_s: int = Field(default=15 * 60, ge=1)
+    login_account_max_failures: int = Field(
+        default=50,
+        ge=1,
+        description="failed sign-ins on one account from all addresses together before it is locked for everyone "
+        "for login_lockout_s: the backstop against guessing spread over many addresses",
+    )
+    login_attempts_per_address: int = Field(default=60, ge=1, description="per login_rate_window_s, any username")
+    login_attempts_per_username: int = Field(default=20, ge=1, description="per login_rate_window_s, any address")
+    login_rate_window_s: float = Field(default=60.0, gt=0)
+    login_hash_slots: int = Field(
+        default=2, ge=1, description="password checks at once; Argon2id takes 64 MiB for each of them"
+    )
+    login_hash_wait_s: float = Field(
+        default=1.0, ge=0, description="how long a sign-in waits for a free password check before a 429"
+    )
     webhook_max_attempts: int = Field(default=8, ge=1)
     webhook_backoff_s: float = Field(default=5.0, gt=0, description="first retry delay; doubles per attempt")
     webhook_timeout_s: float = Field(default=10.0, gt=0)
@@ -98,6 +115,11 @@ class Settings(BaseSettings):
     max_recording_s: float = Field(default=6 * 3600, gt=0)
     min_video_side_px: int = Field(default=120, ge=1)
     max_video_side_px: int = Field(default=4096, ge=16)
+
+    # Request bodies, refused with 413 before they are parsed or the caller is authenticated. A part upload's
+    # limit is the largest part a declared file can have (`part_size_bytes`, grown for files of over 10,000 parts).
+    max_json_body_bytes: int = Field(default=MIB, ge=1024, description="a /v1 JSON request body")
+    max_form_body_bytes: int = Field(default=64 * 1024, ge=1024, description="a review UI form, the login included")
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -16,6 +16,7 @@ from enum import StrEnum
 from ingest.probe import MediaRejected
 
 MAX_DETAIL_CHARS = 500
+MAX_NUMBER_DIGITS = 18  # t_ms fits in a signed 64-bit integer; longer numbers are refused before int() reads them
 _FIELDS = frozenset({"type", "t_ms", "detail"})
 
 
@@ -90,13 +91,32 @@ def parse_event_log(lines: Iterable[bytes], max_events: int = 100_000) -> list[E
     return events
 
 
+class _NumberTooLong(ValueError):
+    def __init__(self, digits: int) -> None:
+        super().__init__(digits)
+        self.digits = digits
+
+
+def _bounded_int(literal: str) -> int:
+    digits = len(literal.lstrip("-"))
+    if digits > MAX_NUMBER_DIGITS:
+        raise _NumberTooLong(digits)
+    return int(literal)
+
+
 def _parse_line(number: int, text: str) -> ExamEvent:
     try:
-        fields = json.loads(text)
+        fields = json.loads(text, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise _invalid(
             number, f"not valid JSON ({exc.msg} at column {exc.colno}): write one JSON object per line"
         ) from None
+    except _NumberTooLong as exc:
+        raise _invalid(
+            number, f"a number of {exc.digits} digits: t_ms counts milliseconds, at most {MAX_NUMBER_DIGITS} digits"
+        ) from None
+    except RecursionError:
+        raise _invalid(number, "JSON nested too deeply: an event is one flat object of type, t_ms and detail") from None
     if not isinstance(fields, dict):
         raise _invalid(number, f"expected a JSON object, got {type(fields).__name__}")
     unknown = sorted(set(fields) - _FIELDS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -14,6 +14,10 @@ from storage.keys import InvalidIdentifier, safe_identifier
 VIDEO_CONTENT_TYPES = frozenset({"video/mp4", "video/webm", "video/x-matroska", "video/quicktime"})
 EVENT_LOG_CONTENT_TYPES = frozenset({"application/x-ndjson", "application/jsonl", "application/json-lines"})
 PHOTO_CONTENT_TYPES = frozenset({"image/jpeg", "image/png"})
+# A recording's start is checked against fixed bounds, not the clock: it keeps validation pure, and a year 1 or
+# 9999 start (which overflows when converted to UTC) is refused as input instead of failing the request.
+EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_START = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 def _identifier(field: str, value: str) -> str:
@@ -50,7 +54,7 @@ class SessionCreate(BaseModel):
     exam_id: str = Field(description="the platform's exam id: 1-128 of A-Z a-z 0-9 . _ -")
     candidate_id: str = Field(description="a pseudonymous candidate id (never a name or an email)")
     attempt_id: str = Field(description="the platform's attempt id, unique within the exam")
-    started_at: AwareDatetime = Field(description="when the recording started, with a time zone")
+    started_at: AwareDatetime = Field(description="when the recording started, with a time zone (2000 to 2099)")
     exam_title: str = Field(default="", max_length=300)
     media: list[MediaDeclaration] = Field(
         min_length=1,
@@ -63,6 +67,16 @@ class SessionCreate(BaseModel):
     @classmethod
     def _safe(cls, value: str, info: Any) -> str:
         return _identifier(info.field_name, value)
+
+    @field_validator("started_at")
+    @classmethod
+    def _plausible_start(cls, value: datetime) -> datetime:
+        if not EARLIEST_START <= value < LATEST_START:
+            raise ValueError(
+                f"started_at must be from {EARLIEST_START:%Y-%m-%d} up to {LATEST_START:%Y-%m-%d} (UTC), got "
+                f"{value.isoformat()}: send when the recording started, e.g. 2026-11-20T09:00:00Z"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_webcam(self) -> SessionCreate:

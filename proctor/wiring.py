@@ -15,14 +15,16 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from api.app import create_api
+from api.guards import BodyLimits
 from core.context import AppContext
 from core.settings import Settings
 from ingest.enrolment import CheckedFace, EnrolmentChecks, FaceCheck, Frame
 from ingest.probe import MediaRejected, ProbeLimits
-from ingest.uploads import UploadLimits, Uploads
+from ingest.uploads import UploadLimits, Uploads, part_size_for
 from pipelines.jobs import JobQueue, QueuePolicy
 from review_ui.accounts import LoginPolicy
 from review_ui.http import ReviewConfig
+from review_ui.login_limits import Rate
 from review_ui.web import mount_review
 from review_ui.webhooks import DeliveryPolicy
 from storage.embedded_s3 import s3_location
@@ -65,6 +67,17 @@ def upload_limits(settings: Settings) -> UploadLimits:
     )
 
 
+def body_limits(settings: Settings) -> BodyLimits:
+    """A part upload may be as large as the largest part of a file the limits accept (events logs included)."""
+    largest_part = max(
+        part_size_for(limit, settings.part_size_bytes)
+        for limit in (settings.max_media_bytes, settings.max_event_log_bytes)
+    )
+    return BodyLimits(
+        json_bytes=settings.max_json_body_bytes, part_bytes=largest_part, form_bytes=settings.max_form_body_bytes
+    )
+
+
 def enrolment_face_check() -> FaceCheck:
     """The detectors' enrolment check as ingest calls it: built on the first enrolment a process completes.
 
@@ -101,9 +114,22 @@ def job_queue(context: AppContext) -> JobQueue:
     return JobQueue(context.db, QueuePolicy(lease_s=settings.job_lease_s, max_attempts=settings.job_max_attempts))
 
 
+def login_policy(settings: Settings) -> LoginPolicy:
+    window_s = settings.login_rate_window_s
+    return LoginPolicy(
+        max_failures=settings.login_max_failures,
+        lockout=timedelta(seconds=settings.login_lockout_s),
+        account_max_failures=settings.login_account_max_failures,
+        per_address=Rate(settings.login_attempts_per_address, window_s),
+        per_username=Rate(settings.login_attempts_per_username, window_s),
+        hash_slots=settings.login_hash_slots,
+        hash_wait_s=settings.login_hash_wait_s,
+    )
+
+
 def review_config(settings: Settings) -> ReviewConfig:
     return ReviewConfig(
-        login=LoginPolicy(settings.login_max_failures, timedelta(seconds=settings.login_lockout_s)),
+        login=login_policy(settings),
         web_session_ttl=timedelta(seconds=settings.web_session_ttl_s),
         claim_ttl=timedelta(seconds=settings.review_claim_ttl_s),
         cookie_secure=settings.cookie_secure,
@@ -122,6 +148,7 @@ def platform_app(context: AppContext, upload_service: Uploads | None = None) -> 
         upload_service or uploads(context),
         presigned_url_ttl_s=context.settings.presigned_url_ttl_s,
         check_ready=context.check_ready,
+        body_limits=body_limits(context.settings),
     )
 
 

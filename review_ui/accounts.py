@@ -1,4 +1,9 @@
-"""Reviewer accounts: Argon2id passwords, lockout after repeated failures, server-side browser sessions, scopes.
+"""Reviewer accounts: Argon2id passwords, an account-wide failure limit, server-side browser sessions, scopes.
+
+Each sign-in attempt is counted on its account before its password is checked, by one atomic
+`UPDATE ... RETURNING`, and that statement also locks the account when the count reaches the limit: parallel
+guesses cannot read the same count and all go ahead. The limit here is the backstop against guessing spread
+over many addresses; the lockout a reviewer meets is per username and address (`review_ui.sign_in`).
 
 A browser holds a random session token in an HttpOnly cookie; the database keeps only its SHA-256, next to
 the CSRF token that every form of that session must echo. Logging out deletes the row, so a stolen cookie
@@ -14,14 +19,21 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, delete, false, or_, select, true
+from sqlalchemy import ColumnElement, bindparam, case, delete, false, or_, select, true, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from core.tables import Exam, ExamSession, Tenant, User, UserScope, WebSession
 from core.vocabulary import Role
+from review_ui.login_limits import Rate
 from storage.keys import safe_identifier
 
 MIN_PASSWORD_CHARS = 12
+# The one answer to a refused sign-in, whatever the reason, so that it never tells which usernames exist.
+REFUSED_MESSAGE = (
+    "Wrong username or password, or sign-in locked after too many failed attempts: check them, or wait "
+    "a few minutes and try again."
+)
 
 
 class AccountError(ValueError):
@@ -29,13 +41,44 @@ class AccountError(ValueError):
 
 
 class LoginRefused(Exception):
-    """Wrong username or password, or a locked account. The message never says which user exists."""
+    """A refused sign-in. Its message is always `REFUSED_MESSAGE`; `reason` is for the audit trail only."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(REFUSED_MESSAGE)
+        self.reason = reason  # no_account, account_locked, wrong_password or address_locked
 
 
 @dataclass(frozen=True)
 class LoginPolicy:
-    max_failures: int
+    """How sign-in resists guessing; `proctor.wiring` fills it from the `PROCTOR_LOGIN_*` settings."""
+
+    max_failures: int  # failures of one username from one address within `lockout`
     lockout: timedelta
+    account_max_failures: int  # failures of one account from all addresses together (the backstop)
+    per_address: Rate  # attempts from one address, whatever the username
+    per_username: Rate  # attempts on one username, whatever the address
+    hash_slots: int  # password hashes at once
+    hash_wait_s: float  # how long an attempt waits for a hash slot
+
+
+@dataclass(frozen=True)
+class Passwords:
+    """The Argon2id hasher, and the hash of a random password that is checked when there is no account to check,
+    so that an unknown username costs the same time as a wrong password."""
+
+    hasher: PasswordHasher
+    dummy_hash: str
+
+    @classmethod
+    def using(cls, hasher: PasswordHasher) -> Passwords:
+        return cls(hasher, hasher.hash(secrets.token_urlsafe(16)))
+
+    def matches(self, stored: str | None, password: str) -> bool:
+        """Whether `password` matches `stored`; with no stored hash, the same work and False."""
+        try:
+            return self.hasher.verify(stored or self.dummy_hash, password) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
 
 
 @dataclass(frozen=True)
@@ -80,8 +123,8 @@ class SignedIn:
     scope: Scope
 
 
-def _hasher() -> PasswordHasher:
-    return PasswordHasher()  # Argon2id with the library's RFC 9106 low-memory profile
+def password_hasher() -> PasswordHasher:
+    return PasswordHasher()  # Argon2id with the library's RFC 9106 low-memory profile (64 MiB)
 
 
 def _token_digest(token: str) -> str:
@@ -93,7 +136,7 @@ def add_user(db: Session, username: str, password: str, role: Role) -> User:
     _check_password(password)
     if db.scalar(select(User).where(User.username == username)) is not None:
         raise AccountError(f"user {username!r} already exists")
-    user = User(username=username, password_hash=_hasher().hash(password), role=role.value)
+    user = User(username=username, password_hash=password_hasher().hash(password), role=role.value)
     db.add(user)
     db.flush()
     return user
@@ -102,7 +145,7 @@ def add_user(db: Session, username: str, password: str, role: Role) -> User:
 def set_password(db: Session, user: User, password: str) -> None:
     """Replace a user's password (and lift a lockout)."""
     _check_password(password)
-    user.password_hash, user.failed_logins, user.locked_until = _hasher().hash(password), 0, None
+    user.password_hash, user.failed_logins, user.locked_until = password_hasher().hash(password), 0, None
     db.flush()
 
 
@@ -139,27 +182,55 @@ def scope_of(db: Session, user: User) -> Scope:
     )
 
 
-def authenticate(db: Session, username: str, password: str, now: datetime, policy: LoginPolicy) -> User:
-    """The user for these credentials; counts failures and locks the account after `max_failures`."""
-    user = db.scalar(select(User).where(User.username == username, User.disabled_at.is_(None)))
-    if user is None:
-        _hasher().hash(password)  # same work as a real check, so timing does not reveal who exists
-        raise LoginRefused("wrong username or password")
-    if user.locked_until is not None and user.locked_until > now:
-        raise LoginRefused("too many failed attempts: this account is locked for a while; try again later")
-    try:
-        _hasher().verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        user.failed_logins += 1
-        if user.failed_logins >= policy.max_failures:
-            user.locked_until, user.failed_logins = now + policy.lockout, 0
-        db.flush()
-        raise LoginRefused("wrong username or password") from None
+def authenticate(
+    db: Session, username: str, password: str, now: datetime, policy: LoginPolicy, passwords: Passwords
+) -> User:
+    """The user for these credentials, or `LoginRefused`, at the cost of one password check either way.
+
+    Commits the attempt's count before the slow check, so that parallel attempts see it (and SQLite's write
+    lock is not held through the hash); a correct password then clears the count (the caller commits that).
+    """
+    claimed = db.execute(
+        _claim_attempt(username, now, policy), execution_options={"synchronize_session": False}
+    ).one_or_none()
+    db.commit()
+    if claimed is None:  # no such enabled user, or locked: the same work, the same answer
+        passwords.matches(None, password)
+        exists = db.scalar(select(User.id).where(User.username == username, User.disabled_at.is_(None)))
+        raise LoginRefused("account_locked" if exists else "no_account")
+    user_id, stored = claimed
+    if not passwords.matches(stored, password):
+        raise LoginRefused("wrong_password")
+    user = db.get(User, user_id)
+    if user is None:  # deleted since the claim
+        raise LoginRefused("no_account")
     user.failed_logins, user.locked_until = 0, None
-    if _hasher().check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher().hash(password)
+    if passwords.hasher.check_needs_rehash(stored):
+        user.password_hash = passwords.hasher.hash(password)
     db.flush()
     return user
+
+
+def _claim_attempt(username: str, now: datetime, policy: LoginPolicy) -> ReturningUpdate[str, str]:
+    """Count one attempt on an enabled, unlocked account and return its id and hash; lock it at the limit.
+
+    All in one statement, whose SET clauses read the row as it was, so no two attempts see the same count.
+    """
+    reaches_limit = User.failed_logins + 1 >= policy.account_max_failures
+    until = bindparam("locked_until", now + policy.lockout, type_=User.__table__.c.locked_until.type)
+    return (
+        update(User)
+        .where(
+            User.username == username,
+            User.disabled_at.is_(None),
+            or_(User.locked_until.is_(None), User.locked_until <= now),
+        )
+        .values(
+            failed_logins=case((reaches_limit, 0), else_=User.failed_logins + 1),
+            locked_until=case((reaches_limit, until), else_=None),
+        )
+        .returning(User.id, User.password_hash)
+    )
 
 
 def open_web_session(db: Session, user: User, now: datetime, ttl: timedelta) -> str:

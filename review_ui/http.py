@@ -93,9 +93,14 @@ async def _checked_form(request: Request, who: Who) -> dict[str, str]:
     """The posted form, once its CSRF token (field `csrf_token` or header `X-CSRF-Token`) matches."""
     form = await request.form()
     sent = request.headers.get("x-csrf-token") or str(form.get("csrf_token") or "")
-    if not sent or not hmac.compare_digest(sent, who.csrf_token):
+    if not tokens_match(sent, who.csrf_token):
         raise CsrfRejected()
     return {k: str(v) for k, v in form.items()}
+
+
+def tokens_match(sent: str, expected: str) -> bool:
+    """A constant-time comparison of a CSRF token as sent (any text: `compare_digest` refuses non-ASCII `str`)."""
+    return bool(sent) and hmac.compare_digest(sent.encode(), expected.encode())
 
 
 CheckedForm = Annotated[dict[str, str], Depends(_checked_form)]

@@ -22,6 +22,7 @@ from storage.object_store import ObjectStore
 def mount_review(app: FastAPI, db: sessionmaker[Session], store: ObjectStore, config: ReviewConfig) -> None:
     """Add the review UI to an app (the `proctor serve` app also serves the platform API)."""
     app.state.review = ReviewApp(db=db, store=store, config=config, templates=templates())
+    app.state.login_gate = sign_in.LoginGate.for_policy(config.login)
     for router in (sign_in.router, session_pages.router, officer_pages.router):
         app.include_router(router)
     app.mount("/review/static", StaticFiles(directory=str(HERE / "static")), name="review-static")

@@ -194,25 +194,27 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
         shot(first, "01-queue")
         first.click(f"tr[data-session='{session_id}'] button.claim")
         expect(first).to_have_url(f"{world.url}/review/sessions/{session_id}")
-        first.wait_for_function("document.getElementById('webcam').readyState >= 1")
+        # Predicates are functions: Playwright runs a bare expression through eval() in the page, which the
+        # review UI's Content-Security-Policy (no 'unsafe-eval') refuses, as it should.
+        first.wait_for_function("() => document.getElementById('webcam').readyState >= 1")
         shot(first, "02-session")
 
         # Click the second flag on the timeline: the video jumps to 2 s before it.
         first.click("#timeline .flag[data-index='1']")
         first.wait_for_function(
-            "Math.abs(document.getElementById('webcam').currentTime - %f) < 0.3" % (FLAGS[1][1] - 2)
+            "() => Math.abs(document.getElementById('webcam').currentTime - %f) < 0.3" % (FLAGS[1][1] - 2)
         )
         assert abs(current_time(first) - (FLAGS[1][1] - 2)) < 0.3
 
         # Keyboard: k = previous flag, x = dismiss it and go to the next; c = confirm it; n = note, Esc, c.
         first.keyboard.press("k")
         first.wait_for_function(
-            "Math.abs(document.getElementById('webcam').currentTime - %f) < 0.3" % (FLAGS[0][1] - 2)
+            "() => Math.abs(document.getElementById('webcam').currentTime - %f) < 0.3" % (FLAGS[0][1] - 2)
         )
         first.keyboard.press("x")
         expect(first.locator(".flag-row[data-index='0'] .decision")).to_have_text("dismissed")
         first.wait_for_function(  # on to the next flag: the video is 2 s before it
-            "Math.abs(document.getElementById('webcam').currentTime - %f) < 0.3" % (FLAGS[1][1] - 2)
+            "() => Math.abs(document.getElementById('webcam').currentTime - %f) < 0.3" % (FLAGS[1][1] - 2)
         )
         first.keyboard.press("c")
         expect(first.locator(".flag-row[data-index='1'] .decision")).to_have_text("confirmed")
@@ -226,10 +228,10 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
         first.keyboard.press(" ")  # play, at up to 4x
         first.focus("#rate")  # as a click on the menu leaves it
         first.select_option("#rate", "4")
-        first.wait_for_function("!document.getElementById('webcam').paused")
+        first.wait_for_function("() => !document.getElementById('webcam').paused")
         assert first.evaluate("document.getElementById('webcam').playbackRate") == 4
         first.keyboard.press(" ")  # the Speed menu hands the keys back: space pauses, before the end
-        first.wait_for_function("document.getElementById('webcam').paused && !document.getElementById('webcam').ended")
+        first.wait_for_function("() => document.getElementById('webcam').paused && !document.getElementById('webcam').ended")
         shot(first, "03-decided")
 
         first.check("input[name=outcome][value='Rules Violation']")
@@ -296,8 +298,8 @@ def test_the_reviewer_sees_the_enrolment_photo_beside_the_session(new_page: Call
     page.click(f"tr[data-session='{world.sessions['a']}'] button.claim")
     expect(page).to_have_url(f"{world.url}/review/sessions/{world.sessions['a']}")
     expect(page.locator("#identity")).to_contain_text("8 of 9 face samples match the enrolment")
-    page.wait_for_function("document.getElementById('enrolment-photo').naturalWidth > 0")
-    page.wait_for_function("document.getElementById('identity-reference').naturalWidth > 0")
+    page.wait_for_function("() => document.getElementById('enrolment-photo').naturalWidth > 0")
+    page.wait_for_function("() => document.getElementById('identity-reference').naturalWidth > 0")
     shot(page, "09-identity")
 
 
@@ -410,7 +412,7 @@ def test_decisions_show_on_the_timeline_and_an_expired_claim_can_be_taken_again(
     paste = page.locator(".event-list li", has_text="paste").locator("button")
     paste.click()  # the exam events are listed, and each takes the video to its moment
     at = float(paste.get_attribute("data-seek") or "nan")
-    page.wait_for_function(f"Math.abs(document.getElementById('webcam').currentTime - {at}) < 0.3")
+    page.wait_for_function(f"() => Math.abs(document.getElementById('webcam').currentTime - {at}) < 0.3")
     expect(page.locator("#timeline button.event")).to_have_count(page.locator(".event-list li").count())
 
     with world.context.db() as db:  # the 30 minutes run out while the reviewer is away
@@ -632,11 +634,11 @@ def test_undo_the_enlarged_evidence_the_time_axis_and_submit_and_next(
 
     thumbs = page.locator("#thumbs .thumb")
     expect(thumbs).to_have_count(5)  # 24 s in slots of 5 s
-    page.wait_for_function("document.getElementById('thumbs').offsetHeight > 0")
+    page.wait_for_function("() => document.getElementById('thumbs').offsetHeight > 0")
     sprite = page.request.get(f"{world.url}/review/sessions/{first_id}/thumbnails")  # with the page's sign-in
     assert sprite.ok and sprite.body()[:2] == b"\xff\xd8"
     thumbs.nth(3).click()  # a tile takes the video to its moment
-    page.wait_for_function("Math.abs(document.getElementById('webcam').currentTime - 15) < 0.3")
+    page.wait_for_function("() => Math.abs(document.getElementById('webcam').currentTime - 15) < 0.3")
     expect(page.locator(".axis span").first).to_have_text("0:00")
     box = page.locator("#timeline").bounding_box()
     assert box is not None
@@ -644,7 +646,7 @@ def test_undo_the_enlarged_evidence_the_time_axis_and_submit_and_next(
     expect(page.locator("#preview")).to_be_visible()
     expect(page.locator("#preview .preview-time")).to_have_text(re.compile(r"0:1[12]"))
     page.mouse.click(box["x"] + 0.9 * box["width"], box["y"] + 2)  # above the flags, 90% in
-    page.wait_for_function(f"Math.abs(document.getElementById('webcam').currentTime - {0.9 * SAMPLE_S}) < 0.5")
+    page.wait_for_function(f"() => Math.abs(document.getElementById('webcam').currentTime - {0.9 * SAMPLE_S}) < 0.5")
 
     page.keyboard.press("+")
     page.keyboard.press("+")  # zoomed 4x: the timeline scrolls in its frame
@@ -663,12 +665,12 @@ def test_undo_the_enlarged_evidence_the_time_axis_and_submit_and_next(
     page.focus("#rate")
     page.select_option("#rate", "4")
     page.keyboard.press(" ")
-    page.wait_for_function("document.getElementById('webcam').currentTime > 4")
+    page.wait_for_function("() => document.getElementById('webcam').currentTime > 4")
     page.evaluate(
         "window.looped = false; document.getElementById('webcam').addEventListener('seeked', "
         "() => { if (document.getElementById('webcam').currentTime < 3.5) window.looped = true; })"
     )
-    page.wait_for_function("window.looped === true")  # back to the lead-in, not on to the end
+    page.wait_for_function("() => window.looped === true")  # back to the lead-in, not on to the end
     page.keyboard.press(" ")
 
     page.check("input[name=outcome][value='Clean']")
