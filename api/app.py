@@ -5,6 +5,11 @@ method not allowed, an unhandled failure); `api.guards` refuses oversized bodies
 the security headers to every response, the review UI's too when it is mounted on this app. Routes are grouped
 per resource (`api.sessions` for uploads, `api.review` for review results, `api.candidates` for enrolments and
 erasing a candidate); this module assembles them into an app.
+
+The operations endpoints never wait on the thread pool that serves requests (40 threads, which a burst of
+uploads can hold): `/healthz` (liveness: the process answers) is async and touches no thread; `/readyz` checks
+the database and the object store, each within a timeout, and `/metrics` (the Prometheus text format, from the
+app's own registry) reads the queue's depth, each on a small thread allowance of its own.
 """
 
 from __future__ import annotations
@@ -12,21 +17,27 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from fastapi import FastAPI, Request
+from anyio import CapacityLimiter, to_thread
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
 from api import candidates, review, sessions
 from api.guards import BodyLimits, RequestGuard, SecurityHeaders, security_headers
+from api.metrics import CountResponses, api_metrics
 from api.problems import http_refusal, internal_error, problem_response
 from api.state import PlatformApi
+from core.health import NotReady
 from ingest.schemas import IngestError
 from ingest.uploads import Uploads
 from storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
+
+OPS_THREADS = 2  # threads /readyz, and separately /metrics, may use at once: outside the requests' pool
 
 
 def create_api(
@@ -38,16 +49,20 @@ def create_api(
     check_ready: Callable[[], None],
     body_limits: BodyLimits,
 ) -> FastAPI:
+    """`check_ready` raises `core.health.NotReady` naming what is not ready (any other error is a 500)."""
     app = FastAPI(
         title="proctor-pipeline",
         version="1",
         summary="Upload recorded exam sessions for integrity review, and read the reviews' outcomes.",
     )
     app.state.platform = PlatformApi(db, store, uploads, presigned_url_ttl_s, check_ready)
+    metrics = app.state.metrics = api_metrics(db)
+    ready_threads, metrics_threads = CapacityLimiter(OPS_THREADS), CapacityLimiter(OPS_THREADS)
     docs_paths = frozenset(p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p)
     # The last added runs first: the headers go on the guard's own refusals too.
     app.add_middleware(RequestGuard, limits=body_limits)
     app.add_middleware(SecurityHeaders, docs_paths=docs_paths)
+    app.add_middleware(CountResponses, metrics=metrics)  # outermost: it sees the guard's refusals too
 
     @app.exception_handler(IngestError)
     async def _ingest_error(_request: Request, error: IngestError) -> JSONResponse:
@@ -72,16 +87,36 @@ def create_api(
             extra={"method": request.method, "path": request.url.path, "error": type(error).__name__},
         )
         headers = security_headers(request.url.path, request.url.scheme, docs_paths)
+        metrics.problem("internal_error")  # sent from outside the middleware that counts the others
         return problem_response(internal_error(request.method, request.url.path), headers)
 
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers. Checks nothing else, so a slow dependency never gets it restarted."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"])
-    def readyz() -> dict[str, str]:
-        check_ready()
-        return {"status": "ready"}
+    @app.get("/readyz", tags=["ops"], responses={503: {"description": "`not_ready`: `details.failing` says what"}})
+    async def readyz() -> Response:
+        """Readiness: the database and the object store each answered within the timeout."""
+        try:
+            await to_thread.run_sync(check_ready, limiter=ready_threads)
+        except NotReady as not_ready:
+            failing = [{"dependency": f.dependency, "reason": f.reason} for f in not_ready.failures]
+            return problem_response(
+                IngestError(
+                    503,
+                    "not_ready",
+                    f"not ready: {not_ready}; retry later (the server's log holds the cause)",
+                    {"failing": failing},
+                )
+            )
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def prometheus_metrics() -> Response:
+        """The Prometheus text format: upload bytes, problem documents per code, and the job queue's depth."""
+        page = await to_thread.run_sync(generate_latest, metrics.registry, limiter=metrics_threads)
+        return Response(page, media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(sessions.router)
     app.include_router(review.router)

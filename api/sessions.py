@@ -1,21 +1,30 @@
 """`/v1/sessions`: the upload protocol over HTTP, a thin layer over `ingest.uploads.Uploads`.
 
 Part bodies are streamed and size-checked as they arrive; at most one part per request is held in memory,
-never the upload.
+never the upload. Object storage that stops answering midway (`StorageUnavailable`) is a 503
+`storage_unavailable` with `Retry-After` from every route here, never a bare 500: the client retries, and
+the upload resumes from the parts already stored.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.routing import APIRoute
 
-from api.auth import ERRORS, TenantId
+from api.auth import ERRORS, PROBLEM, TenantId
+from api.problems import storage_unavailable
 from api.state import platform_api
 from core.vocabulary import MediaKind
 from ingest.schemas import IngestError, PartOut, PartsOut, PresignOut, PresignRequest, SessionCreate, SessionOut
 from ingest.uploads import Uploads
+from storage.object_store import StorageUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def _uploads(request: Request) -> Uploads:
@@ -24,7 +33,39 @@ def _uploads(request: Request) -> Uploads:
 
 UploadsDep = Annotated[Uploads, Depends(_uploads)]
 
-router = APIRouter(prefix="/v1", tags=["sessions"], responses=ERRORS)
+
+class _StorageAwareRoute(APIRoute):
+    """A route whose object-storage outages answer 503 `storage_unavailable` (see the module's docstring)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handle_storage_outage(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except StorageUnavailable as exc:
+                log.warning(
+                    "object storage unavailable",
+                    extra={"method": request.method, "path": request.url.path, "op": exc.operation, "key": exc.key},
+                )
+                raise storage_unavailable(exc) from exc
+
+        return handle_storage_outage
+
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["sessions"],
+    responses={
+        **ERRORS,
+        503: {
+            **PROBLEM,
+            "description": "object storage is unavailable (`storage_unavailable`): retry after `Retry-After`",
+            "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+        },
+    },
+    route_class=_StorageAwareRoute,
+)
 
 
 @router.post("/sessions", response_model=SessionOut, status_code=status.HTTP_201_CREATED)

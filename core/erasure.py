@@ -23,14 +23,15 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, delete, func, select
+from sqlalchemy import and_, case, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from core import audit
 from core.db import utcnow
 from core.jobs import fail_open_jobs
 from core.states import SessionState
-from core.tables import CandidateEnrolment, ExamSession, SessionReview
+from core.tables import CandidateEnrolment, ExamSession, ReviewOutcome, SessionReview
 from core.vocabulary import ENROLMENT_KINDS, ReviewStatus
 from storage.keys import SessionPrefix
 from storage.object_store import ObjectStore
@@ -103,16 +104,30 @@ class Expired:
     """When its clock started: the review's finalisation, or the session's creation."""
 
 
+def _final_review() -> ColumnElement[bool]:
+    return and_(SessionReview.status == ReviewStatus.FINAL.value, SessionReview.finalised_at.is_not(None))
+
+
+def _under_appeal() -> ColumnElement[bool]:
+    """A review reopened for an appeal: it had a final outcome (a version) and is not final now. Its clock is
+    stopped: the recording is the appeal's evidence. It starts again from the next final outcome."""
+    return and_(~_final_review(), exists().where(ReviewOutcome.session_id == ExamSession.id))
+
+
 def expired_sessions(db: Session, days: int, now: datetime) -> list[Expired]:
-    """Live sessions whose final review (or, without one, creation) is at least ``days`` old, oldest first."""
+    """Live sessions whose final review (or, without one, creation) is at least ``days`` old, oldest first;
+    never a session under appeal."""
     if days < 1:
         raise ValueError(f"retention days: expected >= 1, found {days}")
-    final = and_(SessionReview.status == ReviewStatus.FINAL.value, SessionReview.finalised_at.is_not(None))
-    since = case((final, SessionReview.finalised_at), else_=ExamSession.created_at)
+    since = case((_final_review(), SessionReview.finalised_at), else_=ExamSession.created_at)
     rows = db.execute(
         select(ExamSession.tenant_id, ExamSession.id, since)
         .outerjoin(SessionReview, SessionReview.session_id == ExamSession.id)
-        .where(ExamSession.state != SessionState.DELETED.value, since <= now - timedelta(days=days))
+        .where(
+            ExamSession.state != SessionState.DELETED.value,
+            since <= now - timedelta(days=days),
+            ~_under_appeal(),
+        )
         .order_by(since, ExamSession.id)
     ).all()
     return [Expired(tenant_id, session_id, started) for tenant_id, session_id, started in rows]
@@ -154,8 +169,7 @@ def expired_enrolments(db: Session, days: int, now: datetime) -> list[ExpiredEnr
         .where(CandidateEnrolment.created_at <= cutoff)
         .order_by(CandidateEnrolment.created_at, CandidateEnrolment.id)
     ).all()
-    final = and_(SessionReview.status == ReviewStatus.FINAL.value, SessionReview.finalised_at.is_not(None))
-    since = case((final, SessionReview.finalised_at), else_=ExamSession.created_at)
+    since = case((_final_review(), SessionReview.finalised_at), else_=ExamSession.created_at)
     expired = []
     for row in old:
         in_period = set(
@@ -166,7 +180,7 @@ def expired_enrolments(db: Session, days: int, now: datetime) -> list[ExpiredEnr
                     ExamSession.tenant_id == row.tenant_id,
                     ExamSession.candidate_id == row.candidate_id,
                     ExamSession.state != SessionState.DELETED.value,
-                    since > cutoff,
+                    or_(since > cutoff, _under_appeal()),
                 )
             )
         )

@@ -7,17 +7,34 @@ embedded SeaweedFS server under `data_dir`"; leaving `database_url` unset means 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 MIB = 1024 * 1024
+HIDDEN = "***"
+
+
+def redact_database_url(url: str) -> str:
+    """`url` as it may be printed or logged: the password hidden, whether in the authority or the query string."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "<a database URL that does not parse: check PROCTOR_DATABASE_URL>"
+    hidden = parsed.update_query_dict({"password": HIDDEN}) if "password" in parsed.query else parsed
+    # the query's value is percent-encoded in rendering; shown as plainly as the authority's
+    return hidden.render_as_string(hide_password=True).replace(f"password={quote(HIDDEN)}", f"password={HIDDEN}")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PROCTOR_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a refused setting's error names the field and the reason, never the values given
+    model_config = SettingsConfigDict(env_prefix="PROCTOR_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     environment: Literal["development", "production"] = "development"
     data_dir: Path = Path(".proctor")
@@ -31,9 +48,20 @@ class Settings(BaseSettings):
     s3_bucket: str = "proctor"
     s3_retries: int = Field(default=4, ge=0, le=10)
     presigned_url_ttl_s: int = Field(default=900, ge=10, le=7 * 24 * 3600)
+    s3_public_endpoint: str | None = Field(
+        default=None,
+        description="host:port that presigned URLs name, for clients that reach S3 at another address than the "
+        "services do (e.g. the host's, outside Docker); used only to sign URLs; unset: s3_endpoint",
+    )
+    s3_public_secure: bool | None = Field(default=None, description="https for s3_public_endpoint; unset: s3_secure")
 
     # Metadata database. None: SQLite at data_dir/proctor.db.
     database_url: str | None = None
+    migrate_on_start: bool = Field(
+        default=True,
+        description="serve, worker and the other commands migrate the database as they start; set false where a "
+        "deploy runs `proctor migrate` as a step of its own, and they then refuse to start on an older schema",
+    )
 
     # Processing
     ray_address: str | None = Field(default=None, description="None starts a local Ray; 'auto' or ray://... joins")
@@ -56,6 +84,15 @@ class Settings(BaseSettings):
     )
     chunk_max_crashes: int = Field(
         default=3, ge=1, description="a chunk that kills this many fan-out actors fails its job without a retry"
+    )
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="`proctor worker` serves /healthz, /readyz, /metrics here; unset: off"
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1", description="0.0.0.0 where probes or scrapers come over the network"
+    )
+    ready_check_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="/readyz: how long each dependency (database, object store) has to answer"
     )
 
     # HTTP API
@@ -90,7 +127,22 @@ class Settings(BaseSettings):
     )
     webhook_max_attempts: int = Field(default=8, ge=1)
     webhook_backoff_s: float = Field(default=5.0, gt=0, description="first retry delay; doubles per attempt")
-    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_timeout_s: float = Field(
+        default=15.0, gt=0, description="a whole delivery attempt: DNS, connect, send and the answer, however slow"
+    )
+    webhook_connect_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_read_timeout_s: float = Field(default=10.0, gt=0, description="the longest wait for the next bytes")
+    webhook_max_response_bytes: int = Field(default=64 * 1024, ge=0, description="read of an answer, then dropped")
+    webhook_concurrency: int = Field(default=16, ge=1, description="deliveries in flight at once, per process")
+    webhook_concurrency_per_tenant: int = Field(
+        default=2, ge=1, description="of those, for one tenant: a slow receiver holds up only its own deliveries"
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="deliver to loopback and private-network addresses (RFC 1918, ULA, link-local), plain http "
+        "included: for development and receivers inside your own network; the cloud metadata address and the S3 "
+        "endpoint stay refused",
+    )
 
     # Retention of recordings (biometric data)
     retention_days: int | None = Field(
@@ -108,6 +160,12 @@ class Settings(BaseSettings):
         "plain JSON lines, as trustworthy as the place the auditor keeps them",
     )
 
+    # Secrets at rest (webhook secrets) are sealed with AES-256-GCM under this key: base64 of 32 bytes
+    secrets_key: SecretStr | None = Field(
+        default=None,
+        description="`openssl rand -base64 32`; required in production, generated under data_dir in development",
+    )
+
     # Upload limits
     part_size_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
     max_media_bytes: int = Field(default=20 * 1024 * MIB, ge=1)
@@ -115,6 +173,19 @@ class Settings(BaseSettings):
     max_recording_s: float = Field(default=6 * 3600, gt=0)
     min_video_side_px: int = Field(default=120, ge=1)
     max_video_side_px: int = Field(default=4096, ge=16)
+    max_video_pixels: int = Field(
+        default=3_000_000_000_000,
+        ge=1,
+        description="frames x width x height of one recording, what analysing it costs: the default takes 6 h of "
+        "1080p at 60 fps or 3 h of 4K at 30 fps; more is refused at complete (pixel_budget_exceeded)",
+    )
+    # The media probe runs FFmpeg in a child process under these limits; a file that exceeds one is refused
+    # (probe_limits_exceeded) without harm to the API process.
+    probe_memory_bytes: int = Field(default=1024 * MIB, ge=256 * MIB, description="the probe's address space")
+    probe_cpu_s: int = Field(default=120, ge=1)
+    probe_timeout_s: float = Field(
+        default=600.0, gt=0, description="the probe's own running time; time spent reading from storage is not counted"
+    )
 
     # Request bodies, refused with 413 before they are parsed or the caller is authenticated. A part upload's
     # limit is the largest part a declared file can have (`part_size_bytes`, grown for files of over 10,000 parts).
@@ -143,6 +214,17 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'proctor.db').resolve()}"
+
+    @property
+    def redacted_database_url(self) -> str:
+        """The database URL to print or log: its password hidden."""
+        return redact_database_url(self.resolved_database_url)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # Secrets are SecretStr (shown as '**********'); the database URL stays a plain string for the engine, so
+        # its password is hidden here, in repr() and str() alike.
+        for name, value in super().__repr_args__():
+            yield name, redact_database_url(value) if name == "database_url" and value else value
 
     @property
     def resolved_public_api_url(self) -> str:

@@ -337,6 +337,27 @@ class SessionReview(Base):
     finalised_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class ReviewOutcome(Base):
+    """Each final outcome of a session as a version: 1 for the first, one more after each appeal.
+
+    Written when an outcome becomes final and never rewritten, but for one step: an integrity officer who
+    reopens it for an appeal fills in who, when and why, and `platform_result` keeps the review result the
+    platform had, which it goes on seeing (marked under appeal) until the next version is final.
+    """
+
+    __tablename__ = "review_outcomes"
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    outcome: Mapped[str] = mapped_column(String(32))  # an Outcome
+    decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    second_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    decided_at: Mapped[datetime]  # when it became final
+    reopened_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    reopen_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    reopened_at: Mapped[datetime | None] = mapped_column(default=None)
+    platform_result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
 class AuditEvent(Base):
     """Append-only trail of every view and decision, hash-chained (`core.audit` specifies the chain). Database
     triggers refuse UPDATE and DELETE, and TRUNCATE on PostgreSQL."""

@@ -60,6 +60,35 @@ class FlagKind(StrEnum):
     IDENTITY_MISMATCH = "identity_mismatch"  # not the enrolled candidate
 
 
+class ReviewerFlagKind(StrEnum):
+    """What a reviewer saw that no detector looks for; only a reviewer adds these, detectors never emit them.
+
+    Kept apart from `FlagKind` so that a phone is not filed as looking_away: the confirm rate of a detector
+    kind then measures that detector alone, and reports count these separately (as flags reviewers added).
+    An exam policy cannot name them either: there is nothing to tune.
+    """
+
+    PHONE = "phone"
+    ANOTHER_VOICE = "another_voice"
+    NOTES = "notes"  # written or printed notes in view
+    OTHER_PERSON = "other_person"  # someone in the room, seen in part or heard, who is not a second face
+    OTHER = "other"  # anything else: the flag's note says what
+
+
+AddedFlagKind = FlagKind | ReviewerFlagKind
+"""What a reviewer may add: a detector kind the detectors missed, or a reviewer-only kind."""
+
+
+def added_flag_kind(value: str) -> AddedFlagKind:
+    """A flag's kind, a detector's or a reviewer-only one; a ValueError names every kind there is."""
+    if value in {k.value for k in FlagKind}:
+        return FlagKind(value)
+    if value in {k.value for k in ReviewerFlagKind}:
+        return ReviewerFlagKind(value)
+    known = ", ".join([*FlagKind, *ReviewerFlagKind])
+    raise ValueError(f"unknown flag kind {value!r}; known: {known}")
+
+
 class FlagSource(StrEnum):
     DETECTOR = "detector"
     REVIEWER = "reviewer"  # a flag a reviewer added; re-processing keeps it

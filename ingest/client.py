@@ -4,6 +4,13 @@ Resuming is the normal path, not a special case: the client asks the server whic
 sends only the others, so running the same upload again after a crash or a dropped connection finishes it.
 The Idempotency-Key is derived from the exam, candidate, attempt and file checksums, so the re-run finds
 the same session instead of creating a second one.
+
+Retries: a connection error, a 5xx or a 429 is retried with capped exponential backoff and jitter, never
+sooner than the server's `Retry-After`, until one request has waited `RetryPolicy.give_up_after_s` in all;
+then `ServerUnavailable` (or the last `IngestRequestError`, a 5xx) is raised, and re-running the upload later
+resumes it. A 4xx is the server refusing this request, and sending it again would be refused again: it is
+raised at once. The one exception is the protocol's `409 complete_in_progress` (another request is verifying
+the same file), which says to retry in a few seconds. Each wait is reported to `on_wait`, for a status line.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +43,14 @@ CONTENT_TYPES = {
     ".jpeg": "image/jpeg",
     ".png": "image/png",
 }
-RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 class IngestRequestError(RuntimeError):
-    """The API refused a request; `code` is its machine-readable reason."""
+    """The API answered with an error status; `code` is its machine-readable reason.
+
+    A 4xx is a refusal of this request (`refused`); a 5xx (or a 429) is the server's fault or an outage,
+    raised only once the retries ran out."""
 
     def __init__(self, status: int, code: str, message: str, body: dict[str, Any] | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
@@ -47,6 +58,69 @@ class IngestRequestError(RuntimeError):
         self.code = code
         self.message = message
         self.body = body or {}
+
+    @property
+    def refused(self) -> bool:
+        """A refusal (sending it again would be refused again), not a fault or an outage to outwait."""
+        return not retryable(self.status, self.code)
+
+
+class ServerUnavailable(RuntimeError):
+    """The API could not be reached (connection errors, timeouts) for as long as the retry policy waits."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff with jitter, never shorter than the server's `Retry-After`; a request is
+    given up once its waits would add up to more than `give_up_after_s`."""
+
+    first_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    give_up_after_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first_delay_s <= self.max_delay_s or self.give_up_after_s < 0:
+            raise ValueError(
+                "RetryPolicy needs 0 < first_delay_s <= max_delay_s and give_up_after_s >= 0, got "
+                f"{self.first_delay_s}, {self.max_delay_s} and {self.give_up_after_s}"
+            )
+
+    def delay(self, attempt: int, retry_after_s: float | None, jitter: float) -> float:
+        """The wait before retry number `attempt` (1, 2, ...); `jitter` in [0, 1) spreads clients apart."""
+        backoff = min(self.max_delay_s, self.first_delay_s * 2.0 ** (attempt - 1) * (0.5 + jitter))
+        return backoff if retry_after_s is None else max(retry_after_s, backoff)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A request waiting to be retried: what it is, why, and until when (`time.monotonic()`)."""
+
+    request: str
+    reason: str
+    attempt: int
+    delay_s: float
+    until: float
+
+
+def retryable(status: int, code: str | None) -> bool:
+    """Whether an error answer may succeed if sent again unchanged (see the module's docstring)."""
+    return status in RETRYABLE_STATUS or (status == 409 and code == "complete_in_progress")
+
+
+def retry_after_s(value: str | None, now: datetime) -> float | None:
+    """A `Retry-After` header's wait in seconds (delta-seconds or an HTTP date), None when absent or invalid."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - now).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -76,13 +150,17 @@ def sha256_file(path: Path) -> str:
 
 
 class IngestClient:
+    """`on_wait(request, waiting)` is called before each wait to retry `request`, and with None once a
+    request that waited has an answer (from the threads that send parts in parallel, too)."""
+
     def __init__(
         self,
         base_url: str,
         api_key: str,
         *,
         timeout_s: float = 120.0,
-        retries: int = 5,
+        retry: RetryPolicy | None = None,
+        on_wait: Callable[[str, Waiting | None], None] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._http = httpx.Client(
@@ -91,7 +169,8 @@ class IngestClient:
             timeout=timeout_s,
             transport=transport,
         )
-        self._retries = retries
+        self._retry = retry or RetryPolicy()
+        self._on_wait = on_wait
 
     def close(self) -> None:
         self._http.close()
@@ -103,33 +182,46 @@ class IngestClient:
         self.close()
 
     def request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        """Send with retries on connection errors and transient statuses; raise `IngestRequestError` on refusal."""
-        for attempt in range(self._retries + 1):
-            try:
-                response = self._http.request(method, path, **kwargs)
-            except httpx.TransportError as exc:
-                if attempt == self._retries:
-                    raise
-                self._pause(attempt, f"{method} {path}: {exc}")
-                continue
-            retry_later = response.status_code == 409 and _code(response) == "complete_in_progress"
-            if (response.status_code in RETRYABLE_STATUS or retry_later) and attempt < self._retries:
-                self._pause(attempt, f"{method} {path}: HTTP {response.status_code}")
-                continue
-            if response.is_success:
-                result: dict[str, Any] = response.json()
-                return result
-            body = _json(response)
-            raise IngestRequestError(
-                response.status_code, str(body.get("code", "http_error")), str(body.get("detail", response.text)), body
-            )
-        raise AssertionError("unreachable: the loop returns or raises")
-
-    @staticmethod
-    def _pause(attempt: int, why: str) -> None:
-        delay = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
-        log.warning("retrying request", extra={"why": why, "attempt": attempt + 1, "delay_s": round(delay, 2)})
-        time.sleep(delay)
+        """Send, retrying what may succeed later (see the module's docstring); raise `IngestRequestError` for an
+        error answer and `ServerUnavailable` when the API cannot be reached."""
+        what = f"{method} {path}"
+        waited_s, attempt = 0.0, 0
+        failure: Exception
+        try:
+            while True:
+                attempt += 1
+                try:
+                    response = self._http.request(method, path, **kwargs)
+                except httpx.TransportError as exc:
+                    reason, hint, failure = f"no answer ({str(exc) or type(exc).__name__})", None, exc
+                else:
+                    if response.is_success:
+                        result: dict[str, Any] = response.json()
+                        return result
+                    failure = _request_error(response)
+                    if not retryable(failure.status, failure.code):
+                        raise failure
+                    reason = f"{failure.status} {failure.code}"
+                    hint = retry_after_s(response.headers.get("Retry-After"), datetime.now(UTC))
+                delay = self._retry.delay(attempt, hint, random.random())
+                if waited_s + delay > self._retry.give_up_after_s:
+                    log.warning("giving up on request", extra={"request": what, "why": reason, "waited_s": waited_s})
+                    if isinstance(failure, IngestRequestError):
+                        raise failure
+                    raise ServerUnavailable(
+                        f"{what}: {reason}, still after {attempt} attempts over {waited_s:.0f} s; check that the API "
+                        "is up and reachable, then run the same upload again to resume it"
+                    ) from failure
+                waited_s += delay
+                log.debug(
+                    "retrying request", extra={"request": what, "why": reason, "attempt": attempt, "delay_s": delay}
+                )
+                if self._on_wait is not None:
+                    self._on_wait(what, Waiting(what, reason, attempt, delay, time.monotonic() + delay))
+                time.sleep(delay)
+        finally:
+            if attempt > 1 and self._on_wait is not None:
+                self._on_wait(what, None)
 
     # -- the protocol -----------------------------------------------------------------------------------
     def register(
@@ -161,13 +253,19 @@ class IngestClient:
         *,
         parallel: int = 4,
         on_bytes: Callable[[int], None] | None = None,
+        on_resumed: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
-        """Send the parts the server lacks, then complete. Returns the session as the server reports it."""
+        """Send the parts the server lacks, then complete. Returns the session as the server reports it.
+
+        `on_bytes` counts the bytes sent; the bytes the server already had go to `on_resumed` if it is given
+        (a transfer rate must not count them), else to `on_bytes` too.
+        """
         base = f"/v1/sessions/{session_id}/media/{media.kind}"
         state = self.request("GET", f"{base}/parts")
         part_size, missing = int(state["part_size"]), [int(n) for n in state["missing"]]
-        if on_bytes is not None:
-            on_bytes(media.size - sum(_part_length(media.size, part_size, n) for n in missing))
+        resumed = on_resumed or on_bytes
+        if resumed is not None:
+            resumed(media.size - sum(_part_length(media.size, part_size, n) for n in missing))
 
         def send(number: int) -> None:
             length = _part_length(media.size, part_size, number)
@@ -180,8 +278,14 @@ class IngestClient:
                 on_bytes(length)
 
         with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            for future in [pool.submit(send, n) for n in missing]:
-                future.result()
+            futures = [pool.submit(send, n) for n in missing]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:  # the parts not started yet; those in flight finish or give up
+                    future.cancel()
+                raise
         return self.request("POST", f"{base}/complete")
 
     def session(self, session_id: str) -> dict[str, Any]:
@@ -192,17 +296,19 @@ def _part_length(size: int, part_size: int, number: int) -> int:
     return min(part_size, size - (number - 1) * part_size)
 
 
+def _request_error(response: httpx.Response) -> IngestRequestError:
+    body = _json(response)
+    return IngestRequestError(
+        response.status_code, str(body.get("code", "http_error")), str(body.get("detail", response.text)), body
+    )
+
+
 def _json(response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
-
-
-def _code(response: httpx.Response) -> str | None:
-    code = _json(response).get("code")
-    return str(code) if code is not None else None
 
 
 def idempotency_key_for(exam_id: str, candidate_id: str, attempt_id: str, media: list[LocalMedia]) -> str:
@@ -223,12 +329,14 @@ def upload_session(
     enrolment_clip: Path | None = None,
     started_at: datetime | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    on_resumed: Callable[[int], None] | None = None,
     parallel: int = 4,
 ) -> dict[str, Any]:
     """Register (or find again) a session and upload all its files; the whole call can simply be re-run.
 
     The candidate's enrolment photo or clip goes first, so the pipeline finds it when the recording is queued;
     a refused one (an `enrolment_*` code, in the returned session's media) does not stop the recording's upload.
+    `on_bytes` and `on_resumed` count bytes as `IngestClient.upload_media` does.
     """
     media = [LocalMedia.from_path("webcam", webcam)]
     if screen is not None:
@@ -260,11 +368,15 @@ def upload_session(
     stale = False  # a refused enrolment leaves the last session seen out of date
     for item in media:
         if item.kind in done:
-            if on_bytes is not None:
-                on_bytes(item.size)
+            resumed = on_resumed or on_bytes
+            if resumed is not None:
+                resumed(item.size)
             continue
         try:
-            session, stale = client.upload_media(session["id"], item, parallel=parallel, on_bytes=on_bytes), False
+            uploaded = client.upload_media(
+                session["id"], item, parallel=parallel, on_bytes=on_bytes, on_resumed=on_resumed
+            )
+            session, stale = uploaded, False
         except IngestRequestError as exc:
             if not (item.kind.startswith("enrolment_") and exc.status == 422):
                 raise

@@ -17,7 +17,7 @@ import logging
 import struct
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, BinaryIO, Protocol
 
 import av
@@ -113,14 +113,8 @@ class EnrolmentChecks:
         self._lock = threading.Lock()
 
     def clip_limits(self, recording: ProbeLimits) -> ProbeLimits:
-        return ProbeLimits(
-            min_side_px=recording.min_side_px,
-            max_side_px=recording.max_side_px,
-            min_fps=recording.min_fps,
-            max_fps=recording.max_fps,
-            max_duration_s=self.limits.max_clip_s,
-            supported_codecs=recording.supported_codecs,
-        )
+        """A recording's limits (sizes, codecs, the probe's sandbox and pixel budget), for a clip's length."""
+        return replace(recording, max_duration_s=self.limits.max_clip_s)
 
     def first_pass(self, kind: str, reader: BinaryIO, recording: ProbeLimits) -> VideoProbe | bytes:
         """What the hashing pass reads: a clip's probe, or a photo's bytes. Raises `MediaRejected`."""

@@ -8,35 +8,60 @@ the keyframe spacing, so a header that lies or is missing (browser MediaRecorder
 and no cues) does not matter. Only the first few frames and the last keyframe are decoded, which proves
 the stream decodes at both ends. Memory holds one packet and the last keyframe's, whatever the file size.
 
+Isolation: `probe_video` runs all of this in a child process under memory, CPU and time limits
+(`ingest.probe_process`), so a hostile file costs one refused upload (`probe_limits_exceeded`), never the API
+process. Inside it, counts are checked as they stream: the video may hold no more frames than `max_fps` allows over
+the longer of its declared duration and its timestamps so far (plus a second), nor more decoded pixels than the
+budget, so a file that declares tens of millions of samples is refused after a few hundred. Only the keyframes'
+timestamps are kept (8 bytes each, and their number is bounded by the same check).
+
 What it cannot see: a WebM that declares no duration and was cut between frames looks like a shorter
 recording (the upload's declared size and SHA-256 catch cuts in transit), and damaged picture data that
 the decoder conceals (H.264 hides broken macroblocks) passes. Caught: bitstream errors in the first
 frames or the last keyframe, a file that ends inside a frame, and in a file that declares its duration,
 packets that stop more than half a second (or three frames) short of it.
+
+This module opens the file, checks its container, stream and header, and runs it all in the sandboxed child. The
+pass over the packets is `ingest.probe_scan`; the limits and the refusal (`ProbeLimits`, `MediaRejected`, defined in
+`ingest.probe_rules`) are re-exported from here, where callers import them.
 """
 
 from __future__ import annotations
 
 import io
-import itertools
 import logging
-import statistics
+import math
 import time
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO
 
 import av
 import av.error
 from av.container import InputContainer
-from av.packet import Packet
 from av.stream import Disposition, Stream
-from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
 from core.probes import VideoProbe
+from ingest.probe_process import (
+    SandboxBroken,
+    SandboxCrashed,
+    SandboxExceeded,
+    child_main,
+    near_memory_limit,
+    run_sandboxed,
+)
+from ingest.probe_rules import AV_TIME_BASE, MediaRejected, ProbeLimits, too_long, too_many_pixels
+from ingest.probe_scan import (
+    Counts,
+    check_complete,
+    check_declared_frames,
+    check_end_decodes,
+    scan_index,
+    scan_packets,
+)
+
+__all__ = ["MediaRejected", "ProbeLimits", "inspect_video", "probe_video"]
 
 log = logging.getLogger(__name__)
 
@@ -48,54 +73,15 @@ _MATROSKA = "matroska,webm"
 _ACCEPTED_DEMUXERS = frozenset({_ISO_BMFF, _MATROSKA})
 _ACCEPTED_TEXT = "MP4, MOV, WebM or MKV"
 
-# First frames decoded to prove the stream decodes. Eight packets get past the decoder delay that
-# B-frames and slice threads add, and stay cheap.
-_HEAD_PACKETS = 8
-
-# Packets may end a little before the declared duration (rounding, an audio track's last frame);
-# more than this, or more than three frames, means the file was cut short.
-_TRUNCATION_SLACK_S = 0.5
-
-_AV_TIME_BASE = 1_000_000
-
-
-@dataclass(frozen=True)
-class ProbeLimits:
-    """What an upload must satisfy. Defaults cover webcam recordings from browsers and desktop apps."""
-
-    min_side_px: int = 120
-    max_side_px: int = 4096
-    min_fps: float = 1.0
-    max_fps: float = 120.0
-    max_duration_s: float = 6 * 3600
-    supported_codecs: frozenset[str] = frozenset({"h264", "hevc", "vp8", "vp9", "av1"})
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.min_side_px <= self.max_side_px:
-            raise ValueError(f"need 1 <= min_side_px <= max_side_px, got {self.min_side_px} and {self.max_side_px}")
-        if not 0 < self.min_fps <= self.max_fps:
-            raise ValueError(f"need 0 < min_fps <= max_fps, got {self.min_fps} and {self.max_fps}")
-        if self.max_duration_s <= 0:
-            raise ValueError(f"max_duration_s must be positive, got {self.max_duration_s}")
-        if not self.supported_codecs:
-            raise ValueError("supported_codecs is empty: no video could ever be accepted")
-
-
-class MediaRejected(Exception):
-    """An upload that cannot be accepted. `code` is for machines, `message` tells a person what to do."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
 
 def probe_video(source: Path | BinaryIO, limits: ProbeLimits) -> VideoProbe:
     """Return the recording's properties, or raise `MediaRejected` saying why it cannot be accepted.
 
     `source` is a local path or a seekable binary file object (the upload service passes a reader over
-    object storage, so nothing is copied to disk). Logs one line per call with the outcome. A path that
-    does not exist raises `FileNotFoundError`: that is the caller's bug, not a bad upload.
+    object storage, so nothing is copied to disk). FFmpeg runs in a child process under `limits.sandbox`; this
+    process only serves it the stream's bytes, so an error the stream raises (storage failing) propagates
+    unchanged. Logs one line per call with the outcome. A path that does not exist raises `FileNotFoundError`:
+    that is the caller's bug, not a bad upload. `SandboxBroken` means the server, not the file, failed.
     """
     started = time.perf_counter()
     if isinstance(source, Path):
@@ -106,7 +92,7 @@ def probe_video(source: Path | BinaryIO, limits: ProbeLimits) -> VideoProbe:
         source.seek(0)
         where = "<stream>"
     try:
-        probe = _probe(source, size, limits)
+        probe = _isolated(source, size, limits)
     except MediaRejected as rejected:
         log.info(
             "media probed",
@@ -133,18 +119,52 @@ def probe_video(source: Path | BinaryIO, limits: ProbeLimits) -> VideoProbe:
     return probe
 
 
-@dataclass(frozen=True)
-class _Scan:
-    """What one pass over the packets found."""
+def inspect_video(source: Path | BinaryIO, limits: ProbeLimits) -> VideoProbe:
+    """The probe's checks, in this process and without its limits: what the sandboxed child runs."""
+    size = source.stat().st_size if isinstance(source, Path) else source.seek(0, io.SEEK_END)
+    if not isinstance(source, Path):
+        source.seek(0)
+    return _probe(source, size, limits)
 
-    video_packets: int
-    video_span_s: float  # first video timestamp to the end of the last video frame
-    end_s: float | None  # end of the last packet of any stream, relative to the container start
-    last_packet_corrupt: bool
-    keyframe_interval_s: float | None
-    first_frame: VideoFrame
-    last_keyframe: Packet[Stream]
-    last_keyframe_s: float
+
+def _isolated(source: Path | BinaryIO, size: int, limits: ProbeLimits) -> VideoProbe:
+    sandbox = limits.sandbox
+    try:
+        answer = run_sandboxed("ingest.probe", limits, source, size, sandbox)
+    except SandboxExceeded as exceeded:
+        what = {
+            "memory": f"more than {sandbox.memory_bytes / 2**30:.2f} GiB of memory (PROCTOR_PROBE_MEMORY_BYTES)",
+            "cpu": f"more than {sandbox.cpu_s} s of CPU (PROCTOR_PROBE_CPU_S)",
+            "time": f"more than {sandbox.wall_s:g} s (PROCTOR_PROBE_TIMEOUT_S)",
+        }[exceeded.limit]
+        raise MediaRejected(
+            "probe_limits_exceeded",
+            f"checking the file took {what}, far beyond what a webcam recording needs: its index or structure is "
+            "hostile or broken; upload the recording as the recorder wrote it, or re-encode it (for example "
+            "`ffmpeg -i in -c:v libx264 out.mp4`)",
+        ) from None
+    except SandboxCrashed as crashed:
+        raise MediaRejected(
+            "undecodable_media",
+            f"FFmpeg crashed ({crashed.signal_name}) reading the file: it is malformed; re-encode it or record again",
+        ) from None
+    if "rejected" in answer:
+        code, message = answer["rejected"]
+        raise MediaRejected(str(code), str(message))
+    try:
+        return VideoProbe.from_dict(answer["probe"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SandboxBroken(f"the probe process answered {str(answer)[:500]}: {exc}") from None
+
+
+def _answer(source: Path | BinaryIO, limits: ProbeLimits) -> dict[str, object]:
+    """The sandboxed child's handler: the probe, or the rejection, as JSON."""
+    try:
+        return {"probe": inspect_video(source, limits).to_dict()}
+    except MediaRejected as rejected:
+        if near_memory_limit(limits.sandbox):
+            raise MemoryError(f"{rejected.code} at the memory limit: {rejected.message}") from None
+        return {"rejected": [rejected.code, rejected.message]}
 
 
 def _probe(source: Path | BinaryIO, size: int, limits: ProbeLimits) -> VideoProbe:
@@ -161,6 +181,8 @@ def _probe(source: Path | BinaryIO, size: int, limits: ProbeLimits) -> VideoProb
     try:
         # FFmpeg goes by content, the name only breaking ties; uploads sit in files with no video suffix.
         container = av.open(opened, mode="r", metadata_errors="replace")
+    except MemoryError:
+        raise  # FFmpeg's ENOMEM too: the sandbox's memory limit, not a bad file
     except av.error.FFmpegError as exc:
         raise _unopenable(head, exc) from None
     with container:
@@ -174,6 +196,7 @@ def _probe(source: Path | BinaryIO, size: int, limits: ProbeLimits) -> VideoProb
         name = _container_name(fmt, container, head)
         stream = _video_stream(container, name)
         codec = _check_codec(stream, limits)
+        stream.codec_context.thread_count = 1  # a few frames are decoded: threads would only add memory
         width, height = stream.codec_context.width, stream.codec_context.height
         if min(width, height) < limits.min_side_px or max(width, height) > limits.max_side_px:
             raise MediaRejected(
@@ -181,16 +204,16 @@ def _probe(source: Path | BinaryIO, size: int, limits: ProbeLimits) -> VideoProb
                 f"the video is {width}x{height} pixels; each side must be {limits.min_side_px} to "
                 f"{limits.max_side_px}: record at a standard webcam size such as 640x480 or 1280x720",
             )
-        declared_s = None if container.duration is None else container.duration / _AV_TIME_BASE
+        declared_s = None if container.duration is None else container.duration / AV_TIME_BASE
         if declared_s is not None and declared_s > limits.max_duration_s:
-            raise _too_long(declared_s, limits)
-        scan = (_scan_index(container, stream, size, declared_s) if fmt == _ISO_BMFF else None) or _scan(
-            container, stream
-        )
-        _check_complete(scan, declared_s)
+            raise too_long(declared_s, limits)
+        check_declared_frames(stream, declared_s, limits)
+        index = scan_index(container, stream, size, Counts(limits, declared_s, width, height))
+        scan = index or scan_packets(container, stream, Counts(limits, declared_s, width, height))
+        check_complete(scan, declared_s)
         duration_s = scan.video_span_s
         if duration_s > limits.max_duration_s:
-            raise _too_long(duration_s, limits)
+            raise too_long(duration_s, limits)
         frame_rate = scan.video_packets / duration_s
         if not limits.min_fps <= frame_rate <= limits.max_fps:
             raise MediaRejected(
@@ -198,7 +221,9 @@ def _probe(source: Path | BinaryIO, size: int, limits: ProbeLimits) -> VideoProb
                 f"the video averages {frame_rate:.2f} frames per second; it must be {limits.min_fps:g} to "
                 f"{limits.max_fps:g}: record at a normal webcam rate (15 to 30 fps)",
             )
-        _check_end_decodes(stream, scan)
+        if duration_s * frame_rate * width * height > limits.max_pixels:
+            raise too_many_pixels(scan.video_packets, width, height, limits)
+        check_end_decodes(stream, scan, (width, height))
         return VideoProbe(
             container=name,
             codec=codec,
@@ -277,236 +302,31 @@ def _check_codec(stream: VideoStream, limits: ProbeLimits) -> str:
     return codec
 
 
-def _too_long(duration_s: float, limits: ProbeLimits) -> MediaRejected:
-    return MediaRejected(
-        "duration_too_long",
-        f"the recording lasts {duration_s / 3600:.2f} h; at most {limits.max_duration_s / 3600:.2f} h is "
-        "accepted: split the exam into several sessions",
-    )
-
-
-def _scan_index(container: InputContainer, stream: VideoStream, size: int, declared_s: float | None) -> _Scan | None:
-    """For MP4/MOV: the same facts from the sample index in the `moov` box, without reading the media data.
-
-    The index gives every sample's timestamp, byte position and size, so a file cut short shows as a sample
-    that lies past the end of the file. Only the first frames and the last keyframe are read and decoded.
-    Returns None (scan every packet instead) when the index does not cover the file, as in fragmented MP4.
-    """
-    entries = [e for e in stream.index_entries if not e.is_discard]
-    if len(entries) < 2 or declared_s is None:
-        return None
-    for other in container.streams:
-        for entry in other.index_entries:
-            if entry.pos + entry.size > size:
-                raise MediaRejected(
-                    "truncated_media",
-                    f"the file's index lists media data up to byte {entry.pos + entry.size} but the file has "
-                    f"{size} bytes: the upload was cut short; upload the complete file",
-                )
-    time_base = stream.time_base
-    if time_base is None:
-        return None
-    stamps = sorted(e.timestamp for e in entries)
-    frame = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
-    span_s = float((stamps[-1] - stamps[0] + frame) * time_base)
-    if abs(span_s - declared_s) > max(_TRUNCATION_SLACK_S, 3 * span_s / len(stamps)):
-        return None  # the index covers only part of the file (fragments): read every packet instead
-    keyframes = sorted(e.timestamp for e in entries if e.is_keyframe)
-    if not keyframes:
-        return None
-    gaps = [b - a for a, b in itertools.pairwise(keyframes) if b > a]
-    head = _decode_head(container, stream)
-    container.seek(keyframes[-1], stream=stream, backward=True, any_frame=False)
-    last_keyframe: Packet[Stream] | None = next(  # type: ignore[assignment]  # a video packet is a packet
-        (p for p in container.demux(stream) if p.size and p.is_keyframe), None
-    )
-    if last_keyframe is None:
-        return None
-    return _Scan(
-        video_packets=len(entries),
-        video_span_s=span_s,
-        end_s=span_s,
-        last_packet_corrupt=False,
-        keyframe_interval_s=round(float(statistics.median(gaps) * time_base), 3) if gaps else None,
-        first_frame=head[0],
-        last_keyframe=last_keyframe,
-        last_keyframe_s=float((keyframes[-1] - stamps[0]) * time_base),
-    )
-
-
-def _decode_head(container: InputContainer, stream: VideoStream) -> list[VideoFrame]:
-    ctx = stream.codec_context
-    head: list[VideoFrame] = []
-    for count, packet in enumerate(itertools.islice(container.demux(stream), _HEAD_PACKETS), start=1):
-        if packet.size:
-            head += _decode(ctx, packet, "the first frames", count)  # type: ignore[arg-type]
-    head += _drain(ctx)
-    if not head:
-        raise MediaRejected(
-            "undecodable_media",
-            f"the first {_HEAD_PACKETS} video packets decode to no picture: the recording is corrupt; record again",
-        )
-    return head
-
-
-def _scan(container: InputContainer, stream: VideoStream) -> _Scan:
-    """Read every packet once (no decoding) and decode the first few video frames on the way."""
-    ctx = stream.codec_context
-    count = 0
-    time_base = Fraction(0)
-    first_pts: int | None = None
-    last_pts = 0
-    last_duration = 0
-    keyframes: list[int] = []
-    last_keyframe: Packet[Stream] | None = None
-    last_corrupt = False
-    head: list[VideoFrame] = []
-    end_s: float | None = None
-    start_s = (container.start_time or 0) / _AV_TIME_BASE
-    try:
-        for packet in container.demux():
-            if packet.size == 0:
-                continue  # the end-of-stream marker PyAV yields per stream
-            pts = packet.pts if packet.pts is not None else packet.dts
-            if pts is not None:
-                end = float((pts + (packet.duration or 0)) * packet.time_base) - start_s
-                end_s = end if end_s is None else max(end_s, end)
-            if packet.stream_index != stream.index:
-                continue
-            count += 1
-            last_corrupt = packet.is_corrupt
-            if pts is not None:
-                time_base = packet.time_base
-                first_pts = pts if first_pts is None else min(first_pts, pts)
-                if pts >= last_pts:
-                    last_pts, last_duration = pts, packet.duration or 0
-                if packet.is_keyframe:
-                    keyframes.append(pts)
-                    last_keyframe = packet
-            # A packet the file ends inside is left to the truncation check, which names the cause.
-            if count <= _HEAD_PACKETS and not packet.is_corrupt:
-                head += _decode(ctx, packet, "the first frames", count)
-            if count == _HEAD_PACKETS:
-                head += _drain(ctx)
-    except av.error.FFmpegError as exc:
-        stopped = "the start" if end_s is None else f"{end_s:.1f} s"
-        raise MediaRejected(
-            "truncated_media",
-            f"reading the file failed after {stopped} ({exc.strerror}): the file is cut short or damaged; "
-            "upload the complete recording",
-        ) from None
-    if count == 0:
-        raise MediaRejected(
-            "zero_duration",
-            "the video stream holds no frames: the camera recorded nothing; check the camera and record again",
-        )
-    if first_pts is None or last_keyframe is None:
-        raise MediaRejected(
-            "undecodable_media",
-            "the video has no timestamped keyframe, so no player can start or seek in it: record again",
-        )
-    if count < _HEAD_PACKETS:
-        head += _drain(ctx)
-    if not head:
-        raise MediaRejected(
-            "undecodable_media",
-            f"the first {min(count, _HEAD_PACKETS)} video packets decode to no picture: the recording is "
-            "corrupt; record again",
-        )
-    if last_duration == 0 and count > 1:
-        # MediaRecorder WebM gives frames no duration: take the last frame as long as an average one.
-        last_duration = round((last_pts - first_pts) / (count - 1))
-    keyframes.sort()
-    gaps = [b - a for a, b in itertools.pairwise(keyframes) if b > a]
-    return _Scan(
-        video_packets=count,
-        video_span_s=float((last_pts + last_duration - first_pts) * time_base),
-        end_s=end_s,
-        last_packet_corrupt=last_corrupt,
-        keyframe_interval_s=round(float(statistics.median(gaps) * time_base), 3) if gaps else None,
-        first_frame=head[0],
-        last_keyframe=last_keyframe,
-        last_keyframe_s=float((keyframes[-1] - first_pts) * time_base),
-    )
-
-
-def _decode(ctx: VideoCodecContext, packet: Packet[Stream], where: str, index: int) -> list[VideoFrame]:
-    try:
-        return ctx.decode(packet)
-    except av.error.FFmpegError as exc:
-        raise MediaRejected(
-            "undecodable_media",
-            f"{where} do not decode (video packet {index}: {exc.strerror}): the recording is corrupt; "
-            "record again, or upload the original file if this one was converted",
-        ) from None
-
-
-def _drain(ctx: VideoCodecContext) -> list[VideoFrame]:
-    """Collect the frames the decoder still holds, then make it ready for unrelated packets."""
-    try:
-        frames = ctx.decode(None)
-    except av.error.FFmpegError as exc:
-        raise MediaRejected(
-            "undecodable_media",
-            f"the first frames do not decode ({exc.strerror}): the recording is corrupt; record again",
-        ) from None
-    ctx.flush_buffers()
-    return frames
-
-
-def _check_complete(scan: _Scan, declared_s: float | None) -> None:
-    if scan.video_span_s <= 0:
-        raise MediaRejected(
-            "zero_duration",
-            "the video lasts 0 s: the recorder stopped at once; record again",
-        )
-    if scan.last_packet_corrupt:
-        raise MediaRejected(
-            "truncated_media",
-            f"the last video frame is incomplete (the file ends inside it, after {scan.video_span_s:.1f} s): "
-            "the upload was cut short; upload the complete file",
-        )
-    if declared_s is None or scan.end_s is None:
-        return  # no declared duration (live WebM): the packets are all there is to go by
-    slack = max(_TRUNCATION_SLACK_S, 3 * scan.video_span_s / scan.video_packets)
-    if scan.end_s < declared_s - slack:
-        raise MediaRejected(
-            "truncated_media",
-            f"the packets stop at {scan.end_s:.1f} s but the file declares {declared_s:.1f} s: the upload "
-            "was cut short; upload the complete file",
-        )
-
-
-def _check_end_decodes(stream: VideoStream, scan: _Scan) -> None:
-    """Decode the last keyframe on its own: a keyframe needs no earlier frame, so this is cheap."""
-    ctx = stream.codec_context
-    where = f"the frames near the end (keyframe at {scan.last_keyframe_s:.1f} s)"
-    frames = _decode(ctx, scan.last_keyframe, where, scan.video_packets)
-    try:
-        frames += ctx.decode(None)
-    except av.error.FFmpegError as exc:
-        raise MediaRejected(
-            "undecodable_media",
-            f"{where} do not decode ({exc.strerror}): the recording is corrupt; record again",
-        ) from None
-    if not frames:
-        raise MediaRejected("undecodable_media", f"{where} decode to no picture: the recording is corrupt")
-
-
 def _rotation(frame: VideoFrame, stream: Stream) -> int:
     """Clockwise display rotation, from the display matrix or else the legacy `rotate` tag.
 
     FFmpeg puts the container's display matrix on every decoded frame; PyAV reports it counter-clockwise,
     so a phone video tagged `rotate=90` reads as -90. Matroska tags come back upper-case (`ROTATE`).
+    The rule for a rotation that is not a finite number of degrees (`rotate=inf`, NaN, text, a degenerate
+    matrix): it is ignored, as players ignore it, and the video is taken as stored (0). Rotation only turns
+    the picture for display; refusing a whole exam for a broken tag would cost more than it protects.
     """
-    if frame.rotation:
+    if frame.rotation and math.isfinite(frame.rotation):
         return _quarter_turns(-frame.rotation)
-    tags = {k.lower(): v for k, v in stream.metadata.items()}
+    tag = {k.lower(): v for k, v in stream.metadata.items()}.get("rotate", "0")
     try:
-        return _quarter_turns(float(tags.get("rotate", "0")))
+        degrees = float(tag)
     except ValueError:
-        return 0
+        degrees = math.nan
+    if math.isfinite(degrees):
+        return _quarter_turns(degrees)
+    log.warning("rotation ignored", extra={"rotate_tag": tag[:40], "matrix_rotation": str(frame.rotation)})
+    return 0
 
 
 def _quarter_turns(degrees: float) -> int:
     return round(degrees / 90) * 90 % 360
+
+
+if __name__ == "__main__":  # the sandboxed child that `probe_video` starts
+    child_main(_answer)

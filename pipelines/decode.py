@@ -46,7 +46,9 @@ def plan_chunks(duration_ms: int, keyframe_interval_ms: int | None, target_ms: i
 
 
 class DecodeError(RuntimeError):
-    """A chunk could not be decoded; the message names the chunk's time range and FFmpeg's reason."""
+    """A chunk could not be decoded; the message names the chunk's time range and FFmpeg's reason.
+
+    The recording is at fault, so the job fails without a retry (`pipelines.fanout.ChunkFailed`)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ def decode_chunk(
 
     Timestamps are the frames' own presentation times (ms from the start of the recording), so a skipped
     non-reference frame shifts a sample by at most a frame or two, and the reported time stays true.
+    Every decoded frame must have the stream's header size, the size the probe accepted: a recording whose
+    resolution changes mid-stream raises `DecodeError` naming the time and both sizes.
     """
     interval = 1000.0 / options.sample_fps
     next_sample = float(chunk.start_ms)
@@ -90,8 +94,9 @@ def decode_chunk(
             if options.skip_loop_filter:
                 ctx.options = {"skip_loop_filter": "all"}
             start_offset = (container.start_time or 0) / 1_000_000
-            width, height = _scaled(ctx.width, ctx.height, options.max_side_px)
-            scale = (width, height) != (ctx.width, ctx.height)
+            accepted = (ctx.width, ctx.height)  # the header's: the decoder updates ctx's on a change of size
+            width, height = _scaled(*accepted, options.max_side_px)
+            scale = (width, height) != accepted
             if chunk.start_ms > 0:
                 container.seek(
                     int((chunk.start_ms / 1000 + start_offset) / stream.time_base) if stream.time_base else 0,
@@ -103,6 +108,12 @@ def decode_chunk(
                 if frame.pts is None or frame.time_base is None:
                     continue
                 t_ms = round((float(frame.pts * frame.time_base) - start_offset) * 1000)
+                if (frame.width, frame.height) != accepted:
+                    raise DecodeError(
+                        f"at {t_ms / 1000:.3f} s the recording changes size from {accepted[0]}x{accepted[1]} (the "
+                        f"size it was accepted at) to {frame.width}x{frame.height}: it cannot be analysed; re-encode "
+                        f"it at one size (ffmpeg -i in -vf scale={accepted[0]}:{accepted[1]} out.mp4) and upload it"
+                    )
                 if t_ms >= chunk.end_ms:
                     break
                 if t_ms < next_sample:  # before the chunk (the seek lands on an earlier keyframe) or between samples

@@ -8,6 +8,11 @@ every later write by the old worker is fenced out by checking `lease_owner`, inc
 its results (`JobQueue.complete`, which marks the job done inside `process_session`'s publishing
 transaction). A worker that gives a job up for a reason that is not the job's (it is stopping, or its Ray
 cluster failed) hands it back with `release`, which spends no attempt.
+
+Claims are fair across tenants: the next job comes from the tenant with the fewest jobs running right now,
+and within that tenant it is the oldest runnable one. One platform that queues a thousand recordings then
+takes one worker after another only while no other tenant waits; a second tenant's single recording is
+claimed as soon as a worker frees up, not after the thousand.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import utcnow
@@ -75,28 +80,20 @@ class JobQueue:
             return job.id
 
     def claim(self, worker_id: str, session_id: str | None = None) -> ClaimedJob | None:
-        """Take the oldest runnable job (queued, or running under an expired lease), or None.
+        """Take a runnable job (queued, or running under an expired lease), or None: from the tenant with the
+        fewest jobs running, the oldest of that tenant's (see the module's docstring).
 
         `session_id` restricts the claim to that session's jobs (`proctor process`).
         """
         with self._db() as db:
             for _ in range(10):  # lost races on SQLite: try the next candidate
                 now = utcnow()
-                candidates = (
-                    select(Job.id)
-                    .where(
-                        or_(
-                            (Job.state == JobState.QUEUED.value) & (Job.run_after <= now),
-                            (Job.state == JobState.RUNNING.value) & (Job.lease_expires_at < now),
-                        )
-                    )
-                    .order_by(Job.run_after, Job.created_at)
-                    .limit(1)
-                )
+                candidates = _fair_candidates(now).limit(1)
                 if session_id is not None:
                     candidates = candidates.where(Job.session_id == session_id)
                 if db.bind is not None and db.bind.dialect.name == "postgresql":
-                    candidates = candidates.with_for_update(skip_locked=True)
+                    # Only the job row is locked: the running counts are an aggregate, which cannot be.
+                    candidates = candidates.with_for_update(skip_locked=True, of=Job)
                 job_id = db.scalar(candidates)
                 if job_id is None:
                     db.rollback()
@@ -249,6 +246,30 @@ class JobQueue:
         if result.rowcount != 1:
             db.rollback()
             raise LeaseLost(f"worker {worker_id} no longer holds job {job.id}: its lease expired and it was taken over")
+
+
+def _fair_candidates(now: datetime) -> Select[str]:
+    """Runnable jobs' ids, fairest first: by their tenant's count of jobs running under a live lease, then
+    oldest first (`run_after`, then `created_at`)."""
+    running = (
+        select(ExamSession.tenant_id.label("tenant_id"), func.count().label("jobs"))
+        .join(Job, Job.session_id == ExamSession.id)
+        .where(Job.state == JobState.RUNNING.value, Job.lease_expires_at >= now)
+        .group_by(ExamSession.tenant_id)
+        .subquery("running")
+    )
+    return (
+        select(Job.id)
+        .join(ExamSession, ExamSession.id == Job.session_id)
+        .outerjoin(running, running.c.tenant_id == ExamSession.tenant_id)
+        .where(
+            or_(
+                (Job.state == JobState.QUEUED.value) & (Job.run_after <= now),
+                (Job.state == JobState.RUNNING.value) & (Job.lease_expires_at < now),
+            )
+        )
+        .order_by(func.coalesce(running.c.jobs, 0), Job.run_after, Job.created_at)
+    )
 
 
 def _recording_s(session: ExamSession | None) -> float | None:

@@ -11,6 +11,9 @@ for ever:
   infrastructure, not the recording, failed.
 A crash anywhere loses nothing: the lease lapses, another worker claims the job, and processing writes its
 results so that a second run replaces the first.
+
+`WorkerHooks` hear each turn of the loop and the end of each job (`pipelines.metrics` turns those into the
+worker's liveness and its metrics); the worker runs the same without them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -95,6 +99,32 @@ def verdict(watch: JobWatch, grace_s: float) -> Verdict:
     return Verdict.CARRY_ON if left_s <= grace_s - watch.stopping_for_s else Verdict.HAND_BACK
 
 
+class JobOutcome(StrEnum):
+    DONE = "done"
+    RETRY = "retry"  # this attempt failed; the job is queued again after a backoff
+    FAILED = "failed"  # failed for good
+    HANDED_BACK = "handed_back"  # released without spending an attempt (stopping, or the cluster failed)
+    LEASE_LOST = "lease_lost"  # another worker took it over
+
+
+@dataclass(frozen=True)
+class JobEnded:
+    """What hooks hear when a job ends: the facts, from which they derive what they need."""
+
+    job: ClaimedJob
+    outcome: JobOutcome
+    verdict: Verdict  # TIME_OUT or HAND_BACK if the supervisor gave the job up, else CARRY_ON
+    error: BaseException | None  # what the job's thread raised, if anything
+    elapsed_s: float  # from the claim to the outcome's being recorded
+
+
+class WorkerHooks(Protocol):
+    def tick(self) -> None:
+        """The loop went round: waiting for work, or supervising a job (every `SUPERVISE_TICK_S`)."""
+
+    def job_ended(self, ended: JobEnded) -> None: ...
+
+
 @dataclass
 class _JobRun:
     """A job's progress and outcome, written by its thread and read by the supervisor."""
@@ -129,6 +159,7 @@ class Worker:
     queue: JobQueue
     config: WorkerConfig = field(default_factory=WorkerConfig)
     worker_id: str = field(default_factory=this_process)  # computed per Worker, in the process that runs it
+    hooks: WorkerHooks | None = None
 
     def run_one(
         self,
@@ -141,6 +172,7 @@ class Worker:
         job = self.queue.claim(self.worker_id, session_id)
         if job is None:
             return False
+        claimed_at = time.monotonic()
         beating = threading.Event()
         beat = threading.Thread(target=self.queue.keep_alive, args=(job, self.worker_id, beating), daemon=True)
         cancel, run = threading.Event(), _JobRun()
@@ -149,17 +181,20 @@ class Worker:
         )
         beat.start()
         runner.start()
+        supervised, outcome = Verdict.CARRY_ON, JobOutcome.LEASE_LOST  # the outcome unless one is recorded
         try:
-            outcome = self._supervise(job, runner, run, stop)
+            supervised = self._supervise(job, runner, run, stop)
             beating.set()  # before the job is given up, so no heartbeat reports the lease lost
             beat.join()
-            if outcome is Verdict.CARRY_ON:  # the job's thread ended
-                self._record(job, run.error)
-            elif outcome is Verdict.TIME_OUT:
+            if supervised is Verdict.CARRY_ON:  # the job's thread ended
+                outcome = self._record(job, run.error)
+            elif supervised is Verdict.TIME_OUT:
                 deadline = job_deadline_s(job.recording_s, self.config)
-                self.queue.fail(job, self.worker_id, _timed_out(job, deadline, run), retryable=True)
+                retry = self.queue.fail(job, self.worker_id, _timed_out(job, deadline, run), retryable=True)
+                outcome = JobOutcome.RETRY if retry else JobOutcome.FAILED
             else:
                 self.queue.release(job, self.worker_id)
+                outcome = JobOutcome.HANDED_BACK
         except LeaseLost:
             # Another worker took the job over while this one was slow, or it ended as it was given up: the
             # database says which, and this worker has nothing more to record.
@@ -169,6 +204,8 @@ class Worker:
             cancel.set()  # a job given up stops its analysis (its actors are replaced); an ended one is unaffected
             runner.join()
             beat.join()
+        if self.hooks is not None:
+            self.hooks.job_ended(JobEnded(job, outcome, supervised, run.error, time.monotonic() - claimed_at))
         return True
 
     def _process(
@@ -202,6 +239,8 @@ class Worker:
         deadline = job_deadline_s(job.recording_s, self.config)
         while True:
             runner.join(SUPERVISE_TICK_S)
+            if self.hooks is not None:
+                self.hooks.tick()
             if not runner.is_alive():
                 return Verdict.CARRY_ON
             now = time.monotonic()
@@ -223,22 +262,27 @@ class Worker:
                 )
                 return outcome
 
-    def _record(self, job: ClaimedJob, error: BaseException | None) -> None:
+    def _record(self, job: ClaimedJob, error: BaseException | None) -> JobOutcome:
         """Record how the job's thread ended (a success was recorded as it published)."""
-        if error is None or isinstance(error, LeaseLost):
-            return  # done; or taken over, and the worker that took it decides the outcome
+        if error is None:
+            return JobOutcome.DONE
+        if isinstance(error, LeaseLost):
+            return JobOutcome.LEASE_LOST  # taken over, and the worker that took it decides the outcome
         if isinstance(error, FanoutUnavailable):  # the cluster failed, not the recording
             self.queue.release(job, self.worker_id, after=self.queue.policy.backoff(1), reason=str(error))
-        elif isinstance(error, ChunkFailed | DecodeError | NotProcessable):
+            return JobOutcome.HANDED_BACK
+        if isinstance(error, ChunkFailed | DecodeError | NotProcessable):
             # The recording itself is at fault: retrying cannot help.
             self.queue.fail(job, self.worker_id, f"session {job.session_id}: {error}", retryable=False)
-        else:  # anything else may be transient: retry with backoff
-            log.error(
-                "processing failed",
-                extra={"session_id": job.session_id, "job_id": job.id},
-                exc_info=(type(error), error, error.__traceback__),
-            )
-            self.queue.fail(job, self.worker_id, f"{type(error).__name__}: {error}", retryable=True)
+            return JobOutcome.FAILED
+        # Anything else may be transient: retry with backoff.
+        log.error(
+            "processing failed",
+            extra={"session_id": job.session_id, "job_id": job.id},
+            exc_info=(type(error), error, error.__traceback__),
+        )
+        retry = self.queue.fail(job, self.worker_id, f"{type(error).__name__}: {error}", retryable=True)
+        return JobOutcome.RETRY if retry else JobOutcome.FAILED
 
     def run_forever(self, stop: threading.Event) -> None:
         """Claim and process jobs until `stop` (which also finishes or hands back the job in hand). A database or
@@ -246,6 +290,8 @@ class Worker:
         a worker outlives a database restart, and a job it could not record is taken over when its lease lapses."""
         log.info("worker started", extra={"worker": self.worker_id})
         while not stop.is_set():
+            if self.hooks is not None:
+                self.hooks.tick()
             try:
                 ran = self.run_one(stop=stop)
             except Exception:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import getpass
+import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -12,17 +16,29 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import audit
 from core.audit import Anchor, AnchorError, anchor_line, anchor_of, parse_anchor_line, verify_trail
 from core.context import build_context
 from core.db import make_engine, make_sessionmaker, migrate, utcnow
 from core.erasure import erase_expired
+from core.secrets_box import SecretBoxError
 from core.settings import Settings
 from core.tables import Tenant, User
-from core.tenants import TenantExists, add_tenant, issue_api_key
+from core.tenants import (
+    KEY_PREFIX,
+    ApiKeyError,
+    TenantExists,
+    add_tenant,
+    issue_api_key,
+    key_prefix,
+    revoke_api_key,
+    tenant_keys,
+)
 from core.vocabulary import Role
 from proctor import wiring
-from review_ui.accounts import AccountError, add_user, assign
-from review_ui.webhooks import new_secret
+from review_ui.accounts import AccountError, add_user, assign, disable_user, enable_user, set_password, user_named
+from review_ui.webhook_destinations import DestinationRefused, resolve_destination, system_resolve
+from review_ui.webhooks import new_secret, seal_secret
 
 console = Console()
 tenants_app = typer.Typer(help="Exam platforms (tenants) and their API keys.", no_args_is_help=True)
@@ -36,6 +52,26 @@ def _db(settings: Settings) -> sessionmaker[Session]:
     url = settings.resolved_database_url
     migrate(url)
     return make_sessionmaker(make_engine(url))
+
+
+def _cli_actor() -> str:
+    """Who ran this command, for the audit trail: `cli:<login name>` (`cli:uid-<n>` where the uid has no name)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):
+        return f"cli:uid-{os.getuid()}"
+
+
+def _tenant(db: Session, slug: str) -> Tenant:
+    tenant = db.scalar(select(Tenant).where(Tenant.slug == slug))
+    if tenant is None:
+        raise typer.BadParameter(f"no tenant {slug!r}; `proctor tenants list` shows them")
+    return tenant
+
+
+def _when(at: datetime | None) -> str:
+    """A time short enough for an 80-column table (the audit trail has it to the microsecond)."""
+    return "" if at is None else at.strftime("%Y-%m-%d %H:%M UTC")
 
 
 @tenants_app.command("add")
@@ -58,12 +94,42 @@ def tenants_key(slug: str, label: str = typer.Option("", help="what the key is f
     """Issue another API key for a tenant (for rotation)."""
     settings = Settings()
     with _db(settings)() as db:
-        tenant = db.scalar(select(Tenant).where(Tenant.slug == slug))
-        if tenant is None:
-            raise typer.BadParameter(f"no tenant {slug!r}; create it with `proctor tenants add {slug}`")
-        key = issue_api_key(db, tenant, label=label)
+        key = issue_api_key(db, _tenant(db, slug), label=label)
         db.commit()
     typer.echo(key)
+
+
+@tenants_app.command("keys")
+def tenants_keys(slug: str) -> None:
+    """List a tenant's API keys, revoked ones included: prefix, label, created, revoked (no secret is stored)."""
+    table = Table("prefix", "label", "created", "revoked")
+    for column in (0, 2, 3):
+        table.columns[column].no_wrap = True
+    with _db(Settings())() as db:
+        for key in tenant_keys(db, _tenant(db, slug)):
+            table.add_row(f"{KEY_PREFIX}{key.prefix}", key.label, _when(key.created_at), _when(key.revoked_at))
+    console.print(table)
+
+
+@tenants_app.command("revoke-key")
+def tenants_revoke_key(
+    prefix: Annotated[str, typer.Argument(help="the key's prefix, as `proctor tenants keys` lists it (pp_...)")],
+) -> None:
+    """Revoke an API key: the API refuses it from the next request on (401 api_key_revoked). Audited."""
+    with _db(Settings())() as db:
+        now = utcnow()
+        try:
+            key = revoke_api_key(db, key_prefix(prefix), now)
+        except ApiKeyError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        slug = key.tenant.slug
+        left = sum(1 for other in tenant_keys(db, key.tenant) if other.revoked_at is None)
+        actor = _cli_actor()
+        audit.record(db, actor, "revoke_api_key", at=now, tenant_id=key.tenant_id, prefix=key.prefix, label=key.label)
+        db.commit()
+    console.print(f"API key {KEY_PREFIX}{key.prefix} of [bold]{slug}[/] revoked")
+    if not left:
+        console.print(f"{slug} has no API key left: `proctor tenants key {slug}` issues a new one")
 
 
 @tenants_app.command("list")
@@ -107,6 +173,50 @@ def users_add(
     console.print(f"user [bold]{username}[/] ({role.value}) created; sees {sees}")
 
 
+@users_app.command("disable")
+def users_disable(username: str) -> None:
+    """Refuse a user's sign-ins from now on, and sign them out of every browser at once. Audited."""
+    with _db(Settings())() as db:
+        now = utcnow()
+        try:
+            closed = disable_user(db, user_named(db, username), now)
+        except AccountError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        audit.record(db, _cli_actor(), "disable_user", at=now, username=username, sessions_closed=closed)
+        db.commit()
+    console.print(f"user [bold]{username}[/] disabled; {closed} browser session(s) closed")
+
+
+@users_app.command("enable")
+def users_enable(username: str) -> None:
+    """Let a disabled user sign in again, with the password they had. Audited."""
+    with _db(Settings())() as db:
+        try:
+            enable_user(db, user_named(db, username))
+        except AccountError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        audit.record(db, _cli_actor(), "enable_user", at=utcnow(), username=username)
+        db.commit()
+    console.print(f"user [bold]{username}[/] enabled")
+
+
+@users_app.command("reset-password")
+def users_reset_password(
+    username: str,
+    password_stdin: Annotated[bool, typer.Option(help="read the password from stdin instead of a prompt")] = False,
+) -> None:
+    """Give a user a new password, lift a lockout, and sign them out of every browser. Audited."""
+    password = _password(password_stdin)
+    with _db(Settings())() as db:
+        try:
+            closed = set_password(db, user_named(db, username), password)
+        except AccountError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        audit.record(db, _cli_actor(), "reset_password", at=utcnow(), username=username, sessions_closed=closed)
+        db.commit()
+    console.print(f"password of [bold]{username}[/] reset; {closed} browser session(s) closed")
+
+
 @users_app.command("assign")
 def users_assign(
     username: str,
@@ -130,17 +240,30 @@ def users_assign(
 def tenants_webhook(
     slug: str, url: Annotated[str, typer.Argument(help="https://... that receives review.final")]
 ) -> None:
-    """Set where final review outcomes are POSTed; prints the signing secret (shown once)."""
-    if not url.startswith(("https://", "http://")):
-        raise typer.BadParameter("the webhook URL must start with https:// (or http:// on a private network)")
+    """Set where final review outcomes are POSTed; prints the signing secret (shown once, stored sealed)."""
+    settings = Settings()
+    policy = wiring.delivery_policy(settings)
+    try:  # checked here for a quick answer, and again before every delivery (DNS answers change)
+        asyncio.run(resolve_destination(url, policy.destinations, system_resolve))
+    except DestinationRefused as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except OSError as exc:
+        typer.echo(f"warning: {url} does not resolve now ({exc}); deliveries are retried until it does", err=True)
     secret = new_secret()
-    with _db(Settings())() as db:
+    with _db(settings)() as db:
         tenant = db.scalar(select(Tenant).where(Tenant.slug == slug))
         if tenant is None:
             raise typer.BadParameter(f"no tenant {slug!r}")
-        tenant.webhook_url, tenant.webhook_secret = url, secret
+        try:
+            tenant.webhook_url, tenant.webhook_secret = url, seal_secret(policy.secrets, tenant.id, secret)
+        except SecretBoxError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(1) from None
         db.commit()
-    console.print(f"webhook of [bold]{slug}[/] set; verify X-Proctor-Signature with this secret:")
+    console.print(
+        f"webhook of [bold]{slug}[/] set; deliveries are signed per Standard Webhooks (webhook-id, "
+        "webhook-timestamp, webhook-signature): verify them with this secret:"
+    )
     typer.echo(secret)
 
 

@@ -13,8 +13,10 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from sqlalchemy.exc import OperationalError
 
 from core.context import build_context
+from core.db import migrate as migrate_database
 from core.settings import Settings
 from proctor import admin_cli, demo, process_cli, upload_cli, wiring
 from proctor.local_server import close_on_shutdown
@@ -60,6 +62,23 @@ def serve(
             log_config=None,
             proxy_headers=True,
         )
+
+
+@app.command()
+def migrate(log_level: LogLevel = "info") -> None:
+    """Bring the database to the newest schema, once: processes that run this at the same time take turns (a
+    PostgreSQL advisory lock), and the later ones find nothing to do. Deploys run it as a step of its own before
+    `serve` and `worker`, with PROCTOR_MIGRATE_ON_START=false for those."""
+    configure_logging(log_level)
+    settings = Settings()
+    try:
+        revision = migrate_database(settings.resolved_database_url)
+    except OperationalError as exc:
+        typer.echo(
+            f"cannot migrate the database: {exc.orig}; check PROCTOR_DATABASE_URL and that the database is up", err=True
+        )
+        raise typer.Exit(1) from None
+    typer.echo(f"database schema at revision {revision}")
 
 
 app.command("analyze")(process_cli.analyze)

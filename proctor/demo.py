@@ -58,7 +58,7 @@ def demo(log_level: LogLevel = "warning") -> None:
             f"bucket {location.bucket}"
         )
         context = build_context(settings, location)
-        console.print(f"database: {settings.resolved_database_url}")
+        console.print(f"database: {settings.redacted_database_url}")
         with context.db() as db:
             tenant = db.scalar(select(Tenant).where(Tenant.slug == DEMO_TENANT)) or add_tenant(
                 db, DEMO_TENANT, "Demo exam platform"

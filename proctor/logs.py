@@ -39,3 +39,5 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request at INFO: the CLI's stderr would get a line per part. Its warnings still show.
+    logging.getLogger("httpx").setLevel(max(root.level, logging.WARNING))

@@ -9,6 +9,9 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from contextlib import ExitStack
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +22,8 @@ from rich.table import Table
 from sqlalchemy import select
 
 from core.context import AppContext, build_context
+from core.db import ping_database
+from core.health import Dependency, DependencyChecks
 from core.settings import Settings
 from core.states import SessionState
 from core.tables import ExamSession, FlagSegment
@@ -80,20 +85,31 @@ def analyze(
 
 def worker(log_level: LogLevel = "info") -> None:
     """Claim queued sessions and process them on Ray until stopped (Ctrl-C / SIGTERM). On a stop, the job in
-    hand is finished if it should end within PROCTOR_WORKER_STOP_GRACE_S, else handed back to the queue."""
+    hand is finished if it should end within PROCTOR_WORKER_STOP_GRACE_S, else handed back to the queue.
+
+    With PROCTOR_WORKER_METRICS_PORT set, /healthz (the loop goes round), /readyz (the fan-out is up and the
+    database answers) and /metrics are served on that port from the start, Ray's connection included."""
+    from pipelines.metrics import WorkerMonitor
+    from pipelines.ops_server import OpsServer
     from proctor import processing  # the analysis stack, only in the commands that process
 
     configure_logging(log_level)
     settings = Settings()
-    stop = stop_on_signals()
-    with wiring.s3(settings) as location:
+    with wiring.s3(settings) as location, ExitStack() as resources:
         context = build_context(settings, location)
+        resources.callback(context.close)
+        database = Dependency("database", partial(ping_database, context.db))
+        monitor = WorkerMonitor(
+            context.db, DependencyChecks([database], settings.ready_check_timeout_s), settings.worker_poll_s
+        )
+        if settings.worker_metrics_port is not None:
+            resources.enter_context(OpsServer(settings.worker_metrics_host, settings.worker_metrics_port, monitor))
         fanout = processing.ray_fanout(context)
-        try:
-            processing.worker(context, fanout, job_queue(context)).run_forever(stop)
-        finally:
-            fanout.close()
-            context.close()
+        resources.callback(fanout.close)
+        # After Ray's start: a local Ray installs its own SIGTERM handler, which aborts the process (no hand-back).
+        stop = stop_on_signals()
+        monitor.fanout_up()
+        replace(processing.worker(context, fanout, job_queue(context)), hooks=monitor).run_forever(stop)
 
 
 def stop_on_signals() -> threading.Event:

@@ -17,17 +17,20 @@ from fastapi import FastAPI
 from api.app import create_api
 from api.guards import BodyLimits
 from core.context import AppContext
+from core.secrets_box import secret_box
 from core.settings import Settings
 from ingest.enrolment import CheckedFace, EnrolmentChecks, FaceCheck, Frame
 from ingest.probe import MediaRejected, ProbeLimits
+from ingest.probe_process import Sandbox
 from ingest.uploads import UploadLimits, Uploads, part_size_for
 from pipelines.jobs import JobQueue, QueuePolicy
 from review_ui.accounts import LoginPolicy
 from review_ui.http import ReviewConfig
 from review_ui.login_limits import Rate
 from review_ui.web import mount_review
+from review_ui.webhook_destinations import DestinationRules
 from review_ui.webhooks import DeliveryPolicy
-from storage.embedded_s3 import s3_location
+from storage.embedded_s3 import running_embedded_s3, s3_location
 from storage.object_store import S3Location
 
 
@@ -63,6 +66,10 @@ def upload_limits(settings: Settings) -> UploadLimits:
             min_side_px=settings.min_video_side_px,
             max_side_px=settings.max_video_side_px,
             max_duration_s=settings.max_recording_s,
+            max_pixels=settings.max_video_pixels,
+            sandbox=Sandbox(
+                memory_bytes=settings.probe_memory_bytes, cpu_s=settings.probe_cpu_s, wall_s=settings.probe_timeout_s
+            ),
         ),
     )
 
@@ -137,7 +144,25 @@ def review_config(settings: Settings) -> ReviewConfig:
 
 
 def delivery_policy(settings: Settings) -> DeliveryPolicy:
-    return DeliveryPolicy(settings.webhook_max_attempts, settings.webhook_backoff_s, settings.webhook_timeout_s)
+    """The webhook sender's policy. Webhooks never go to the S3 server: the configured one, or the embedded
+    one running for this data directory (call this after `s3` has started it)."""
+    embedded = None if settings.s3_endpoint else running_embedded_s3(settings.data_dir, settings.s3_bucket)
+    s3_endpoint = settings.s3_endpoint or (embedded.endpoint if embedded else None)
+    key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
+    return DeliveryPolicy(
+        secrets=secret_box(key, production=settings.environment == "production", data_dir=settings.data_dir),
+        max_attempts=settings.webhook_max_attempts,
+        backoff_s=settings.webhook_backoff_s,
+        timeout_s=settings.webhook_timeout_s,
+        connect_timeout_s=settings.webhook_connect_timeout_s,
+        read_timeout_s=settings.webhook_read_timeout_s,
+        max_response_bytes=settings.webhook_max_response_bytes,
+        concurrency=settings.webhook_concurrency,
+        per_tenant=min(settings.webhook_concurrency_per_tenant, settings.webhook_concurrency),
+        destinations=DestinationRules(
+            allow_private=settings.webhook_allow_private, refused_endpoints=(s3_endpoint,) if s3_endpoint else ()
+        ),
+    )
 
 
 def platform_app(context: AppContext, upload_service: Uploads | None = None) -> FastAPI:

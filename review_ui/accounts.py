@@ -7,7 +7,9 @@ over many addresses; the lockout a reviewer meets is per username and address (`
 
 A browser holds a random session token in an HttpOnly cookie; the database keeps only its SHA-256, next to
 the CSRF token that every form of that session must echo. Logging out deletes the row, so a stolen cookie
-dies with it. A user sees the tenants and exams of their scopes; an admin sees everything.
+dies with it; so do a password reset and disabling the account, for every session of that user. A disabled
+account gets the one refusal every failed sign-in gets. A user sees the tenants and exams of their scopes; an
+admin sees everything.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class LoginRefused(Exception):
 
     def __init__(self, reason: str) -> None:
         super().__init__(REFUSED_MESSAGE)
-        self.reason = reason  # no_account, account_locked, wrong_password or address_locked
+        self.reason = reason  # no_account, account_disabled, account_locked, wrong_password or address_locked
 
 
 @dataclass(frozen=True)
@@ -142,10 +144,38 @@ def add_user(db: Session, username: str, password: str, role: Role) -> User:
     return user
 
 
-def set_password(db: Session, user: User, password: str) -> None:
-    """Replace a user's password (and lift a lockout)."""
+def user_named(db: Session, username: str) -> User:
+    user = db.scalar(select(User).where(User.username == username))
+    if user is None:
+        raise AccountError(f"no user {username!r}; `proctor users add {username}` creates one")
+    return user
+
+
+def set_password(db: Session, user: User, password: str) -> int:
+    """Replace a user's password (and lift a lockout), and sign out every browser of theirs: whoever knew the old
+    password cannot stay in. Returns how many sessions were closed."""
     _check_password(password)
     user.password_hash, user.failed_logins, user.locked_until = password_hasher().hash(password), 0, None
+    db.flush()
+    return close_user_web_sessions(db, user)
+
+
+def disable_user(db: Session, user: User, now: datetime) -> int:
+    """Refuse the user's sign-ins from now on and close every browser session of theirs; returns how many."""
+    if user.disabled_at is not None:
+        raise AccountError(
+            f"user {user.username!r} was already disabled at {user.disabled_at.isoformat(timespec='seconds')}"
+        )
+    user.disabled_at = now
+    db.flush()
+    return close_user_web_sessions(db, user)
+
+
+def enable_user(db: Session, user: User) -> None:
+    """Let a disabled user sign in again (with the password they had; `set_password` to give a new one)."""
+    if user.disabled_at is None:
+        raise AccountError(f"user {user.username!r} is not disabled")
+    user.disabled_at = None
     db.flush()
 
 
@@ -194,10 +224,12 @@ def authenticate(
         _claim_attempt(username, now, policy), execution_options={"synchronize_session": False}
     ).one_or_none()
     db.commit()
-    if claimed is None:  # no such enabled user, or locked: the same work, the same answer
+    if claimed is None:  # no such user, disabled, or locked: the same work, the same answer
         passwords.matches(None, password)
-        exists = db.scalar(select(User.id).where(User.username == username, User.disabled_at.is_(None)))
-        raise LoginRefused("account_locked" if exists else "no_account")
+        found = db.execute(select(User.disabled_at).where(User.username == username)).one_or_none()
+        raise LoginRefused(
+            "no_account" if found is None else "account_disabled" if found.disabled_at else "account_locked"
+        )
     user_id, stored = claimed
     if not passwords.matches(stored, password):
         raise LoginRefused("wrong_password")
@@ -261,3 +293,11 @@ def signed_in(db: Session, token: str, now: datetime) -> SignedIn | None:
 
 def close_web_session(db: Session, token: str) -> None:
     db.execute(delete(WebSession).where(WebSession.token_sha256 == _token_digest(token)))
+
+
+def close_user_web_sessions(db: Session, user: User) -> int:
+    """Sign `user` out of every browser at once; returns how many sessions were open."""
+    closed: int = db.execute(  # type: ignore[attr-defined]  # a DELETE's result has a rowcount
+        delete(WebSession).where(WebSession.user_id == user.id)
+    ).rowcount
+    return closed

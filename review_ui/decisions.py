@@ -4,6 +4,12 @@ Every change is checked against the claim (one reviewer at a time), written with
 same transaction, and a final outcome enqueues the platform's webhook in that transaction too, so a
 decision and its notification cannot part ways.
 
+Each final outcome is a version (`ReviewOutcome`). An integrity officer may reopen a final review for an
+appeal, with a reason: the session goes back to the queue (in review, unclaimed, no outcome), keeping its
+flag decisions for the next reviewer to revise, and is decided again under the same rules (a Rules
+Violation still needs a second reviewer). Its next final outcome is the next version. What the platform
+sees meanwhile is set out in `review_ui.results`.
+
 Claiming is one conditional UPDATE (free, expired, or already mine), which is atomic on SQLite and
 PostgreSQL alike: two reviewers racing for a session cannot both win.
 """
@@ -20,12 +26,14 @@ from sqlalchemy.orm import Session
 
 from core import audit
 from core.states import SessionState
-from core.tables import ExamSession, FlagDecision, FlagSegment, SessionReview, Tenant, User
-from core.vocabulary import Decision, FlagKind, FlagSource, Outcome, ReviewStatus
-from review_ui.results import flags_with_decisions, review_result
+from core.tables import ExamSession, FlagDecision, FlagSegment, ReviewOutcome, SessionReview, Tenant, User
+from core.vocabulary import AddedFlagKind, Decision, FlagKind, FlagSource, Outcome, ReviewStatus, Role
+from review_ui.results import flags_with_decisions, outcome_versions, review_result
 from review_ui.webhooks import enqueue
 
 REVIEWABLE = (SessionState.PROCESSED.value, SessionState.IN_REVIEW.value)
+REOPENERS = frozenset({Role.OFFICER, Role.ADMIN})
+"""Who may reopen a final review for an appeal: integrity officers, and admins."""
 
 
 class ReviewRefused(Exception):
@@ -172,14 +180,15 @@ def undo_decision(db: Session, session: ExamSession, segment_id: str, actor: Act
 def add_flag(
     db: Session,
     session: ExamSession,
-    kind: FlagKind,
+    kind: AddedFlagKind,
     start_s: float,
     end_s: float,
     note: str,
     actor: Actor,
     now: datetime,
 ) -> FlagSegment:
-    """A flag the detectors missed; it is confirmed by the reviewer who adds it."""
+    """A flag the detectors missed, of a detector's kind or one only reviewers add (a phone, another voice, ...);
+    it is confirmed by the reviewer who adds it."""
     _require_claim(session, actor, now)
     _require_open(db, session)
     duration = session.duration_s
@@ -239,17 +248,16 @@ def set_outcome(
     if outcome is not Outcome.CLEAN and not note:
         raise ReviewRefused(422, f"a note is required for {outcome.value}: say what you saw")
     status = ReviewStatus.AWAITING_SECOND if outcome is Outcome.RULES_VIOLATION else ReviewStatus.FINAL
-    db.add(
-        SessionReview(
-            session_id=session.id,
-            outcome=outcome.value,
-            note=note,
-            status=status.value,
-            reviewer_id=actor.user.id,
-            decided_at=now,
-            finalised_at=now if status is ReviewStatus.FINAL else None,
-        )
+    review = SessionReview(
+        session_id=session.id,
+        outcome=outcome.value,
+        note=note,
+        status=status.value,
+        reviewer_id=actor.user.id,
+        decided_at=now,
+        finalised_at=now if status is ReviewStatus.FINAL else None,
     )
+    db.add(review)
     session.claimed_by, session.claim_expires_at = None, None
     audit.record(
         db,
@@ -264,7 +272,7 @@ def set_outcome(
         note=note,
     )
     if status is ReviewStatus.FINAL:
-        _finalise(db, session, now)
+        _finalise(db, session, review, actor, now)
     return status
 
 
@@ -299,16 +307,77 @@ def second_review(
         return "returned"
     review.status, review.second_reviewer_id, review.second_note = ReviewStatus.FINAL.value, actor.user.id, note
     review.finalised_at = now
-    _finalise(db, session, now)
+    _finalise(db, session, review, actor, now)
     return ReviewStatus.FINAL
 
 
-def _finalise(db: Session, session: ExamSession, now: datetime) -> None:
+def reopen(db: Session, session: ExamSession, reason: str, actor: Actor, now: datetime) -> int:
+    """Reopen a final review for an appeal (integrity officers and admins, with a reason): the session is back
+    in the review queue and its outcome is open again. Returns the version reopened; the platform is told."""
+    if actor.user.role not in REOPENERS:
+        raise ReviewRefused(403, "only integrity officers and admins reopen a final review")
+    reason = reason.strip()
+    if not reason:
+        raise ReviewRefused(422, "say why the review is reopened: the appeal and its grounds")
+    review = db.get(SessionReview, session.id)
+    versions = outcome_versions(db, session.id)
+    if session.state != SessionState.REVIEWED.value or review is None or review.status != ReviewStatus.FINAL:
+        raise ReviewRefused(409, f"only a final review can be reopened; this session is {session.state}")
+    if not versions:
+        raise ReviewRefused(409, "this final outcome has no version to reopen; run `proctor migrate` (0010)")
+    latest = versions[-1]
+    kept = review_result(db, session).model_dump(mode="json")  # what the platform goes on seeing meanwhile
+    won = db.execute(  # one conditional UPDATE: two officers reopening at once cannot both win
+        update(ReviewOutcome)
+        .where(
+            ReviewOutcome.session_id == session.id,
+            ReviewOutcome.version == latest.version,
+            ReviewOutcome.reopened_at.is_(None),
+        )
+        .values(reopened_by=actor.user.id, reopen_reason=reason, reopened_at=now, platform_result=kept)
+    )
+    if won.rowcount != 1:  # type: ignore[attr-defined]
+        db.rollback()
+        raise ReviewRefused(409, "someone reopened this review a moment ago; reload the page")
+    db.delete(review)  # open again; the flag decisions stay for the next reviewer to revise
+    db.add(session.move_to(SessionState.IN_REVIEW))
+    session.claimed_by, session.claim_expires_at = None, None
+    audit.record(
+        db, actor.name, "review_reopened", at=now, tenant_id=session.tenant_id, session_id=session.id,
+        ip=actor.ip, version=latest.version, outcome=latest.outcome, reason=reason,
+    )  # fmt: skip
+    _notify(db, session, "review.reopened", now)
+    return latest.version
+
+
+def _finalise(db: Session, session: ExamSession, review: SessionReview, actor: Actor, now: datetime) -> None:
+    """The outcome is final: the session is reviewed, the outcome is its next version, the platform is told."""
     db.flush()
+    versions = outcome_versions(db, session.id)
+    version = versions[-1].version + 1 if versions else 1
+    db.add(
+        ReviewOutcome(
+            session_id=session.id,
+            version=version,
+            outcome=review.outcome,
+            decided_by=review.reviewer_id,
+            second_by=review.second_reviewer_id,
+            decided_at=now,
+        )
+    )
     db.add(session.move_to(SessionState.REVIEWED))
+    audit.record(
+        db, actor.name, "review_final", at=now, tenant_id=session.tenant_id, session_id=session.id, ip=actor.ip,
+        version=version, outcome=review.outcome,
+    )  # fmt: skip
+    _notify(db, session, "review.final", now)
+
+
+def _notify(db: Session, session: ExamSession, event: str, now: datetime) -> None:
+    """Owe the platform a webhook with the review as `GET /v1/sessions/{id}/review` now gives it."""
     db.flush()
     tenant = db.get(Tenant, session.tenant_id)
     if tenant is not None:
         result = review_result(db, session).model_dump(mode="json")
-        body = json.dumps({"event": "review.final", "review": result}, sort_keys=True)
-        enqueue(db, tenant, session.id, "review.final", body, now)
+        body = json.dumps({"event": event, "review": result}, sort_keys=True)
+        enqueue(db, tenant, session.id, event, body, now)

@@ -1,9 +1,8 @@
-"""Integrity officers' pages: the audit trail (HTML and CSV) and the exam reports. Each view is audited."""
+"""Integrity officers' pages: the audit trail (HTML and CSV), the exam reports, and reopening a final review for
+an appeal. Each view and each step is audited."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Annotated
 
@@ -16,10 +15,10 @@ from core.db import utcnow
 from core.tables import AuditEvent, Tenant, User, UserScope
 from core.vocabulary import Role
 from review_ui.accounts import SignedIn
-from review_ui.decisions import ReviewRefused
-from review_ui.http import DB, CheckedForm, Who, actor, client_ip, done, render
+from review_ui.decisions import ReviewRefused, reopen
+from review_ui.http import DB, CheckedForm, Who, actor, client_ip, done, render, session_or_404
 from review_ui.note_reasons import note_reasons, parse_note_reasons, set_note_reasons
-from review_ui.reports import exam_report, exam_summaries, report_csv
+from review_ui.reports import csv_document, exam_report, exam_summaries, report_csv
 
 REPORT_PAGE_SESSIONS = 500
 SIGN_IN_ACTIONS = ("login", "login_failed", "logout")
@@ -60,14 +59,12 @@ def audit_trail(
     )
     db.commit()
     if format == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["id", "at", "actor", "action", "tenant_id", "session_id", "ip", "detail"])
+        lines = []
         for e in rows:
             detail = json.dumps(e.detail, sort_keys=True, default=str)  # JSON, so each cell parses back
-            writer.writerow([e.id, e.at.isoformat(), e.actor, e.action, e.tenant_id, e.session_id, e.ip, detail])
+            lines.append([e.id, e.at.isoformat(), e.actor, e.action, e.tenant_id, e.session_id, e.ip, detail])
         return Response(
-            out.getvalue(),
+            csv_document(["id", "at", "actor", "action", "tenant_id", "session_id", "ip", "detail"], lines),
             media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
         )
@@ -77,6 +74,16 @@ def audit_trail(
 def require_officer(who: SignedIn, what: str) -> None:
     if who.user.role not in {Role.OFFICER, Role.ADMIN}:
         raise ReviewRefused(403, f"{what} for integrity officers and admins")
+
+
+# -- appeals (integrity officers, admins) -----------------------------------------------------------------
+@router.post("/sessions/{session_id}/reopen")
+def reopen_for_appeal(request: Request, session_id: str, db: DB, who: Who, form: CheckedForm) -> Response:
+    """Reopen a final review with the appeal's reason: the session goes back to the review queue."""
+    session = session_or_404(db, who, session_id)
+    version = reopen(db, session, form.get("reason", ""), actor(who, request), utcnow())
+    db.commit()
+    return done(request, f"/review/sessions/{session_id}", reopened_version=version)
 
 
 # -- note reasons (integrity officers, admins) ------------------------------------------------------------

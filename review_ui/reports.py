@@ -5,12 +5,16 @@ often reviewers confirmed the detectors' flags (confirmed / decided): the number
 whether a kind raises too many false flags for an exam, and the first thing to look at before trusting a
 policy. Session lines carry the pseudonymous candidate and attempt ids the platform sent, never more.
 Erased sessions are counted by state but listed nowhere.
+
+Every CSV this UI exports goes through `csv_document`, which neutralises cells a spreadsheet would run as a
+formula (OWASP's CSV injection advice): an export is opened in Excel or LibreOffice by design.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,6 +26,8 @@ from core.tables import Exam, ExamSession, FlagDecision, FlagSegment, SessionRev
 from core.vocabulary import Decision, FlagKind, FlagSource, Outcome, ReviewStatus
 from review_ui.accounts import Scope
 
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+"""How a text cell starts when a spreadsheet would evaluate it (OWASP: CSV injection)."""
 AWAITING_SECOND_REVIEW = "awaiting second review"
 """What a report shows as the outcome of a Rules Violation that a second reviewer has not yet confirmed."""
 NOT_YET_REVIEWED = "not yet reviewed"
@@ -269,10 +275,26 @@ CSV_COLUMNS = (
 
 def report_csv(report: ExamReport) -> str:
     """The report's session lines as CSV, one row per session (times in ISO 8601, UTC)."""
+    rows = ([_csv_value(getattr(line, column)) for column in CSV_COLUMNS] for line in report.sessions)
+    return csv_document(CSV_COLUMNS, rows)
+
+
+def _csv_value(value: object) -> object:
+    return "" if value is None else value.isoformat() if isinstance(value, datetime) else value
+
+
+def spreadsheet_safe(value: object) -> object:
+    """`value` with a single quote put before text that starts like a formula, so that a spreadsheet shows it as
+    text instead of running it; numbers and other text unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
+def csv_document(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A CSV file of `rows` under `header`, every cell made `spreadsheet_safe`."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for line in report.sessions:
-        values = [getattr(line, column) for column in CSV_COLUMNS]
-        writer.writerow(["" if v is None else v.isoformat() if isinstance(v, datetime) else v for v in values])
+    writer.writerow(header)
+    writer.writerows([spreadsheet_safe(value) for value in row] for row in rows)
     return out.getvalue()

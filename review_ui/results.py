@@ -8,6 +8,12 @@ Nothing a reviewer wrote leaves before the review is final: while a Rules Violat
 reviewer (four eyes), or while the first reviewer is still deciding, the platform sees the detectors' flags
 with no decisions, no notes, no reviewer-added flags and no comments. Otherwise it could act on one
 reviewer's opinion that the second reviewer then overturns.
+
+Appeals: each final outcome is a version (`version`, with every earlier one in `history`). While an
+integrity officer has a final review reopened, the platform keeps the last final outcome exactly as it had
+it, flagged `under_appeal`, rather than seeing it vanish: that outcome stands until the appeal replaces it
+(a platform may already have released a grade on it), and the re-review's decisions are as unfinished as a
+first reviewer's, so none of them leaves early either. The next final outcome arrives as the next version.
 """
 
 from __future__ import annotations
@@ -19,13 +25,20 @@ from pydantic import BaseModel, Field, field_serializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.tables import ExamSession, FlagDecision, FlagSegment, SessionReview
-from core.vocabulary import Decision, FlagKind, FlagSource, Outcome, ReviewStatus
+from core.tables import ExamSession, FlagDecision, FlagSegment, ReviewOutcome, SessionReview
+from core.vocabulary import AddedFlagKind, Decision, FlagSource, Outcome, ReviewStatus, added_flag_kind
+
+
+def _iso(value: datetime | None) -> str | None:
+    """`+00:00`, as platforms have always received it (pydantic's default would write `Z`)."""
+    return value.isoformat() if value else None
 
 
 class FlagResult(BaseModel):
     id: str
-    kind: FlagKind
+    kind: AddedFlagKind = Field(
+        description="a detector's kind, or one only reviewers add (phone, another_voice, notes, other_person, other)"
+    )
     start_s: float
     end_s: float
     source: FlagSource
@@ -40,25 +53,51 @@ class Comment(BaseModel):
     text: str
 
 
+class OutcomeVersion(BaseModel):
+    """One final outcome of the session, and, if an officer reopened it for an appeal, who did, when and why."""
+
+    version: int
+    outcome: Outcome
+    decided_by: str | None = Field(description="the deciding reviewer's opaque id")
+    second_by: str | None = Field(description="the opaque id of the reviewer who confirmed a Rules Violation")
+    decided_at: datetime
+    reopened_by: str | None = Field(description="the opaque id of the integrity officer who reopened it")
+    reopen_reason: str | None
+    reopened_at: datetime | None
+
+    @field_serializer("decided_at", "reopened_at")
+    def _iso_with_offset(self, value: datetime | None) -> str | None:
+        return _iso(value)
+
+
 class ReviewResult(BaseModel):
     session_id: str
     attempt_id: str
     candidate_id: str
     state: str
     review_status: ReviewStatus
-    final: bool = Field(description="true once the outcome is final; until then `outcome` is null")
+    final: bool = Field(
+        description="true once an outcome is final, and still true under appeal; until then `outcome` is null"
+    )
     outcome: Outcome | None
+    version: int | None = Field(
+        description="which final outcome `outcome` is: 1 for the first, 2 after one appeal, ...; null until final"
+    )
+    under_appeal: bool = Field(
+        description="an officer reopened the review: `outcome` (and all else) is the last final version as it "
+        "was, until the appeal's new outcome is final"
+    )
     decided_at: datetime | None
     risk_score: float | None
     flags: list[FlagResult] = Field(
         description="the detectors' flags; once final, also the flags reviewers added, with every decision"
     )
     comments: list[Comment] = Field(description="empty until the review is final")
+    history: list[OutcomeVersion] = Field(description="every final outcome, oldest first, and each reopening")
 
     @field_serializer("decided_at")
     def _iso_with_offset(self, value: datetime | None) -> str | None:
-        """`+00:00`, as platforms have always received it (pydantic's default would write `Z`)."""
-        return value.isoformat() if value else None
+        return _iso(value)
 
 
 class FlagWithEvidence(FlagResult):
@@ -82,10 +121,39 @@ def flags_with_decisions(db: Session, session_id: str) -> list[tuple[FlagSegment
     return [(seg, decision) for seg, decision in rows]
 
 
+def outcome_versions(db: Session, session_id: str) -> list[ReviewOutcome]:
+    """A session's final outcomes, oldest first."""
+    return list(
+        db.scalars(select(ReviewOutcome).where(ReviewOutcome.session_id == session_id).order_by(ReviewOutcome.version))
+    )
+
+
+def outcome_history(versions: list[ReviewOutcome]) -> list[OutcomeVersion]:
+    return [
+        OutcomeVersion(
+            version=v.version,
+            outcome=Outcome(v.outcome),
+            decided_by=v.decided_by,
+            second_by=v.second_by,
+            decided_at=v.decided_at,
+            reopened_by=v.reopened_by,
+            reopen_reason=v.reopen_reason,
+            reopened_at=v.reopened_at,
+        )
+        for v in versions
+    ]
+
+
 def review_result(db: Session, session: ExamSession) -> ReviewResult:
     review = db.get(SessionReview, session.id)
-    rows = flags_with_decisions(db, session.id)
+    versions = outcome_versions(db, session.id)
+    history = outcome_history(versions)
     final = review is not None and review.status == ReviewStatus.FINAL
+    appealed = versions[-1] if versions and versions[-1].reopened_at is not None else None
+    if not final and appealed is not None and appealed.platform_result is not None:
+        kept = ReviewResult.model_validate(appealed.platform_result)  # the last final version, as it was
+        return kept.model_copy(update={"state": session.state, "under_appeal": True, "history": history})
+    rows = flags_with_decisions(db, session.id)
     if not final:  # nothing a reviewer wrote leaves before the outcome is final (module docstring)
         rows = [(seg, None) for seg, _ in rows if seg.source == FlagSource.DETECTOR]
     comments = []
@@ -101,12 +169,14 @@ def review_result(db: Session, session: ExamSession) -> ReviewResult:
         review_status=ReviewStatus(review.status) if review else ReviewStatus.NOT_STARTED,
         final=final,
         outcome=Outcome(review.outcome) if final and review else None,
+        version=versions[-1].version if final and versions else None,
+        under_appeal=False,
         decided_at=review.finalised_at if final and review else None,
         risk_score=session.risk_score,
         flags=[
             FlagResult(
                 id=seg.id,
-                kind=FlagKind(seg.kind),
+                kind=added_flag_kind(seg.kind),
                 start_s=seg.start_ms / 1000,
                 end_s=seg.end_ms / 1000,
                 source=FlagSource(seg.source),
@@ -117,4 +187,5 @@ def review_result(db: Session, session: ExamSession) -> ReviewResult:
             for seg, decision in rows
         ],
         comments=comments,
+        history=history,
     )

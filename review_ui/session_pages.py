@@ -10,17 +10,32 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import utcnow
 from core.enrolments import latest_enrolment
-from core.tables import ExamSession, FlagSegment, Media
-from core.vocabulary import VIDEO_KINDS, Decision, FlagKind, MediaKind, MediaState, Outcome
+from core.states import SessionState
+from core.tables import ExamSession, FlagSegment, Media, User
+from core.vocabulary import (
+    VIDEO_KINDS,
+    Decision,
+    FlagKind,
+    MediaKind,
+    MediaState,
+    Outcome,
+    ReviewerFlagKind,
+    added_flag_kind,
+)
 from review_ui.decisions import (
+    REOPENERS,
     FlagSelection,
     ReviewRefused,
     add_flag,
@@ -54,6 +69,7 @@ from review_ui.queue import (
     session_view,
     timeline_ticks,
 )
+from review_ui.results import outcome_versions
 from storage.object_store import ObjectNotFound, ObjectStore
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
@@ -115,10 +131,51 @@ def session_page(request: Request, session_id: str, db: DB, who: Who) -> HTMLRes
     editable = mine and view.review is None  # flags are locked once the outcome is set
     identity = identity_view(db, session)
     claim_ttl_s = review_app(request).config.claim_ttl.total_seconds()
+    history = outcome_lines(db, session.id)
+    under_appeal = bool(history) and history[-1].reopened_at is not None and session.state != SessionState.REVIEWED
+    can_reopen = who.user.role in REOPENERS and session.state == SessionState.REVIEWED
     return render(
         request, "session.html", who, view=view, events=events, mine=mine, editable=editable, identity=identity,
         claim_ttl_s=claim_ttl_s, ticks=timeline_ticks(session.duration_s or 0), reasons=note_reasons(session.tenant),
+        reviewer_kinds=[k.value for k in ReviewerFlagKind], history=history, under_appeal=under_appeal,
+        can_reopen=can_reopen,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class OutcomeLine:
+    """One final outcome as the session page lists it, people by username (None: a removed user)."""
+
+    version: int
+    outcome: str
+    decided_by: str | None
+    second_by: str | None
+    decided_at: datetime
+    reopened_by: str | None
+    reopen_reason: str | None
+    reopened_at: datetime | None
+
+
+def outcome_lines(db: Session, session_id: str) -> list[OutcomeLine]:
+    versions = outcome_versions(db, session_id)
+    people = {v.decided_by for v in versions} | {v.second_by for v in versions} | {v.reopened_by for v in versions}
+    names: dict[str | None, str] = {
+        user_id: username
+        for user_id, username in db.execute(select(User.id, User.username).where(User.id.in_(people - {None})))
+    }
+    return [
+        OutcomeLine(
+            version=v.version,
+            outcome=v.outcome,
+            decided_by=names.get(v.decided_by),
+            second_by=names.get(v.second_by),
+            decided_at=v.decided_at,
+            reopened_by=names.get(v.reopened_by),
+            reopen_reason=v.reopen_reason,
+            reopened_at=v.reopened_at,
+        )
+        for v in versions
+    ]
 
 
 @router.get("/sessions/{session_id}/media/{kind}")
@@ -300,7 +357,10 @@ def flag_undo(request: Request, session_id: str, flag_id: str, db: DB, who: Who,
 @router.post("/sessions/{session_id}/flags")
 def add_missed_flag(request: Request, session_id: str, db: DB, who: Who, form: CheckedForm) -> Response:
     session = session_or_404(db, who, session_id)
-    kind = parse_choice(FlagKind, form.get("kind", ""), "kind")
+    try:
+        kind = added_flag_kind(form.get("kind", ""))
+    except ValueError as exc:
+        raise ReviewRefused(422, str(exc)) from None
     try:
         start_s, end_s = float(form.get("start_s", "")), float(form.get("end_s", ""))
     except ValueError:

@@ -7,7 +7,8 @@ adapter wraps `Minio._create_multipart_upload` and friends; `pyproject.toml` pin
 Writes never overwrite silently: unless `overwrite=True`, a PUT or a multipart completion carries
 `If-None-Match: *`, so the server refuses atomically when the key exists (MinIO and SeaweedFS both honour
 it), and `ObjectExists` is raised. Transient failures (connection errors, 5xx, SlowDown) are retried with
-exponential backoff and jitter; everything else surfaces at once.
+exponential backoff and jitter, then raised as `StorageUnavailable` (the API answers it with a 503);
+everything else surfaces at once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, BinaryIO, TypeVar
 
@@ -27,6 +28,8 @@ import urllib3
 from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
+
+from storage.public_endpoint import PublicEndpoint
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,6 +48,22 @@ _TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
 
 class ObjectStoreError(RuntimeError):
     """Storage failed for a reason a retry will not fix; the message says which key and why."""
+
+
+class StorageUnavailable(ObjectStoreError):
+    """The S3 server did not answer, or answered with a server-side error (5xx, SlowDown), through every retry.
+
+    Nothing was refused: the same call is expected to succeed once the server is back, so the API answers 503
+    and clients retry later, where an `ObjectStoreError` is a fault to report.
+    """
+
+    def __init__(self, operation: str, key: str, attempts: int, cause: BaseException) -> None:
+        super().__init__(
+            f"{operation} {key!r} failed after {attempts} attempts: {cause}. "
+            "Check that the S3 endpoint is up and reachable."
+        )
+        self.operation = operation
+        self.key = key
 
 
 class ObjectExists(ObjectStoreError):
@@ -72,11 +91,11 @@ class UploadedPart:
 
 @dataclass(frozen=True)
 class S3Location:
-    """How to reach the object store; credentials are plain strings here, secrets stay in Settings."""
+    """How to reach the object store; the secret key is left out of the repr, so a logged location never shows it."""
 
     endpoint: str
     access_key: str
-    secret_key: str
+    secret_key: str = field(repr=False)
     bucket: str
     secure: bool = False
     region: str = "us-east-1"
@@ -85,7 +104,9 @@ class S3Location:
 class ObjectStore:
     """One bucket of an S3-compatible server, addressed by validated keys (see `storage.keys`)."""
 
-    def __init__(self, location: S3Location, *, retries: int = 4, backoff_s: float = 0.2) -> None:
+    def __init__(
+        self, location: S3Location, *, retries: int = 4, backoff_s: float = 0.2, public: PublicEndpoint | None = None
+    ) -> None:
         self.bucket = location.bucket
         self._retries = retries
         self._backoff_s = backoff_s
@@ -103,6 +124,12 @@ class ObjectStore:
             region=location.region,
             http_client=http,
         )
+        # Presigned URLs are signed for the public endpoint; with the region given, signing makes no request to it.
+        self._signer: Minio = self._client
+        if public is not None:
+            self._signer = Minio(
+                public.endpoint, location.access_key, location.secret_key, secure=public.secure, region=location.region
+            )
 
     # -- retries -----------------------------------------------------------------------------------
     def _call(self, what: str, key: str, fn: Callable[[], T]) -> T:
@@ -110,15 +137,14 @@ class ObjectStore:
             try:
                 return fn()
             except S3Error as exc:
-                if exc.code not in _TRANSIENT_S3_CODES or attempt == self._retries:
+                if not _server_side(exc):
                     raise
+                if attempt == self._retries:
+                    raise StorageUnavailable(what, key, attempt + 1, exc) from exc
                 error: BaseException = exc
             except _TRANSIENT_EXCEPTIONS as exc:
                 if attempt == self._retries:
-                    raise ObjectStoreError(
-                        f"{what} {key!r} failed after {attempt + 1} attempts: {exc}. "
-                        "Check that the S3 endpoint is up and reachable."
-                    ) from exc
+                    raise StorageUnavailable(what, key, attempt + 1, exc) from exc
                 error = exc
             delay = self._backoff_s * (2**attempt) * (0.5 + random.random())
             log.warning(
@@ -252,18 +278,26 @@ class ObjectStore:
             raise
 
     def presigned_get(self, key: str, ttl_s: int) -> str:
-        return self._client.get_presigned_url("GET", self.bucket, key, expires=timedelta(seconds=ttl_s))
+        return self._signer.get_presigned_url("GET", self.bucket, key, expires=timedelta(seconds=ttl_s))
 
     def delete(self, key: str) -> None:
         self._call("delete", key, lambda: self._client.remove_object(self.bucket, key))
 
     def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
-        for obj in self._client.list_objects(self.bucket, prefix=prefix, recursive=True):
-            if obj.object_name is None:
-                continue
-            yield ObjectInfo(
-                key=obj.object_name, size=obj.size or 0, etag=(obj.etag or "").strip('"'), content_type=obj.content_type
-            )
+        """Every object under `prefix`; a listing that breaks off midway raises `StorageUnavailable` (no retry:
+        the caller has seen part of it)."""
+        try:
+            for obj in self._client.list_objects(self.bucket, prefix=prefix, recursive=True):
+                if obj.object_name is None:
+                    continue
+                yield ObjectInfo(
+                    key=obj.object_name,
+                    size=obj.size or 0,
+                    etag=(obj.etag or "").strip('"'),
+                    content_type=obj.content_type,
+                )
+        except _TRANSIENT_EXCEPTIONS as exc:
+            raise StorageUnavailable("list_objects", prefix, 1, exc) from exc
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object and abort every unfinished multipart upload under `prefix`."""
@@ -309,7 +343,7 @@ class ObjectStore:
         return self._call("upload_part", key, upload)
 
     def presigned_upload_part(self, key: str, upload_id: str, part_number: int, ttl_s: int) -> str:
-        return self._client.get_presigned_url(
+        return self._signer.get_presigned_url(
             "PUT",
             self.bucket,
             key,
@@ -448,6 +482,12 @@ class _RangeReader(io.RawIOBase):
         return count
 
 
+def _server_side(error: S3Error) -> bool:
+    """Whether an S3 error response is the server's trouble (a 5xx, or a code that says "try again")."""
+    status = getattr(error.response, "status", None)
+    return error.code in _TRANSIENT_S3_CODES or (isinstance(status, int) and status >= 500 and status != 501)
+
+
 def _same_md5(etag: str, data: bytes) -> bool:
     return etag.strip('"') == hashlib.md5(data, usedforsecurity=False).hexdigest()
 
@@ -459,5 +499,6 @@ __all__ = [
     "ObjectStore",
     "ObjectStoreError",
     "S3Location",
+    "StorageUnavailable",
     "UploadedPart",
 ]

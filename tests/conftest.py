@@ -8,6 +8,7 @@ server cannot be reached.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -30,6 +31,19 @@ from tests.support import media as mf
 from tests.support.platform import MIB, Api
 
 POSTGRES_ADMIN_URL = os.environ.get("PROCTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(autouse=True)
+def root_logging_restored() -> Iterator[None]:
+    """CLI commands run in-process (typer's CliRunner) configure the root logger with a handler on the
+    runner's stderr, which is closed when the command returns. Put the root logger back after each test, so
+    a later test's logs (a background server's, say) do not land in a closed stream ("--- Logging error ---")
+    or in another command's captured output."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

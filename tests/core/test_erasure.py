@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from core.context import AppContext
 from core.db import utcnow
 from core.erasure import ERASED_BY_RETENTION, erase_expired, expired_sessions
-from core.tables import AuditEvent, Exam, ExamSession, SessionReview, StateChange
+from core.tables import AuditEvent, Exam, ExamSession, ReviewOutcome, SessionReview, StateChange
 from core.tenants import add_tenant
 from ingest.uploads import Uploads
 from storage.keys import SessionPrefix
@@ -121,6 +121,33 @@ def test_only_sessions_past_the_period_are_erased_and_they_keep_their_row_decisi
     # A second run finds nothing more of these: erased sessions are not erased again.
     again = erase_expired(context.db, context.store, DAYS, utcnow())
     assert not {e.session_id for e in again.sessions} & mine
+
+
+def test_a_session_under_appeal_is_kept_past_the_period(context: AppContext) -> None:
+    """Its recording is the appeal's evidence: the clock stops while the review is reopened."""
+    appealed = stored_session(context, created_days_ago=90, final_days_ago=DAYS + 30)
+    now = utcnow()
+    with context.db() as db:
+        db.add(
+            ReviewOutcome(
+                session_id=appealed.session_id,
+                version=1,
+                outcome="Rules Violation",
+                decided_by=None,
+                decided_at=now - timedelta(days=DAYS + 30),
+                reopened_at=now - timedelta(days=1),
+                reopen_reason="the candidate appealed",
+            )
+        )
+        review = db.get(SessionReview, appealed.session_id)
+        db.delete(review)  # as `review_ui.decisions.reopen` leaves it: open again, under appeal
+        session = db.get(ExamSession, appealed.session_id)
+        assert session is not None
+        session.state = "in_review"
+        db.commit()
+        assert appealed.session_id not in {e.session_id for e in expired_sessions(db, DAYS, now)}
+    erase_expired(context.db, context.store, DAYS, now)
+    assert len(objects(context, appealed)) == 2
 
 
 def test_a_platforms_erasure_request_is_audited_too(context: AppContext, uploads: Uploads) -> None:

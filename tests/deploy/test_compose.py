@@ -121,13 +121,27 @@ def test_every_proctor_variable_set_is_a_setting() -> None:
     assert proctor - settings_env_names() == set()
 
 
+def test_the_migrate_step_runs_proctor_migrate_and_the_others_do_not_migrate_at_start() -> None:
+    services = _services()
+    assert services["migrate"]["command"] == ["migrate"] and "entrypoint" not in services["migrate"]
+    for name in ("api", "worker"):
+        assert services[name]["environment"]["PROCTOR_MIGRATE_ON_START"] == "false", name
+
+
+def test_the_worker_is_health_checked_on_its_own_port() -> None:
+    worker = _services()["worker"]
+    port = worker["environment"]["PROCTOR_WORKER_METRICS_PORT"]
+    assert worker["environment"]["PROCTOR_WORKER_METRICS_HOST"] == "0.0.0.0"
+    assert f"http://127.0.0.1:{port}/readyz" in worker["healthcheck"]["test"]
+    assert not worker["healthcheck"].get("disable")
+
+
 def test_the_migrate_command_brings_a_database_to_the_newest_schema(tmp_path: Path) -> None:
-    entrypoint = _services()["migrate"]["entrypoint"]
-    assert entrypoint[0] == "python"
+    command = _services()["migrate"]["command"]  # the image's entrypoint is `proctor`
     database = tmp_path / "proctor.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROCTOR_")}
     env |= {"PROCTOR_DATABASE_URL": f"sqlite:///{database}", "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, *entrypoint[1:]], cwd=tmp_path, env=env, check=True, timeout=120)
+    subprocess.run([sys.executable, "-m", "proctor.cli", *command], cwd=tmp_path, env=env, check=True, timeout=120)
     with sqlite3.connect(database) as db:
         (version,) = db.execute("SELECT version_num FROM alembic_version").fetchone()
     assert version

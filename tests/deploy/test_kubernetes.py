@@ -207,3 +207,27 @@ def test_every_proctor_variable_set_is_a_setting() -> None:
     proctor = {name for name in seen if name.startswith("PROCTOR_")}
     assert proctor, "no PROCTOR_ variable found: the loader is broken"
     assert proctor - known == set(), f"set in deploy/k8s but unknown to core.settings.Settings: {proctor - known}"
+
+
+def _deployment(name: str) -> Manifest:
+    spec: Manifest = one("Deployment", name)["spec"]["template"]["spec"]
+    return spec
+
+
+def test_pods_migrate_in_an_init_container_and_do_not_migrate_at_start() -> None:
+    assert one("ConfigMap", "proctor-config")["data"]["PROCTOR_MIGRATE_ON_START"] == "false"
+    for name in ("proctor-api", "proctor-worker"):
+        (init,) = _deployment(name)["initContainers"]
+        (main,) = _deployment(name)["containers"]
+        assert init["args"] == ["migrate"], name
+        assert init["image"] == main["image"] and init["envFrom"] == main["envFrom"], name
+
+
+def test_the_job_workers_are_probed_on_their_ops_port() -> None:
+    (worker,) = _deployment("proctor-worker")["containers"]
+    env = _env(worker)
+    (port,) = [p for p in worker["ports"] if p["name"] == "ops"]
+    assert int(env["PROCTOR_WORKER_METRICS_PORT"]) == port["containerPort"]
+    assert env["PROCTOR_WORKER_METRICS_HOST"] == "0.0.0.0"  # the kubelet probes the pod's address
+    assert worker["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "ops"}
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "ops"}

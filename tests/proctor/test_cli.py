@@ -67,14 +67,14 @@ def test_ingest_reports_a_refusal_with_its_code(env: dict[str, str], api: Api, t
     _, key = api.tenant()
     bad = mf.random_bytes(tmp_path).rename(tmp_path / "broken.mp4")
     result = runner.invoke(app, ["ingest", str(bad), "--exam", "e", "--candidate", "c", "--api-key", key], env=env)
-    assert result.exit_code == 2
+    assert result.exit_code == 3  # refused by the server (2 is typer's usage error)
     assert "not_a_video" in result.output
 
 
 def test_status_of_another_tenants_session_is_not_found(env: dict[str, str], api: Api) -> None:
     _, key = api.tenant()
     result = runner.invoke(app, ["status", "0" * 32, "--api-key", key], env=env)
-    assert result.exit_code == 2 and "session_not_found" in result.output
+    assert result.exit_code == 3 and "session_not_found" in result.output
 
 
 def test_ingest_sends_an_enrolment_photo_and_shows_a_refused_one(env: dict[str, str], api: Api, tmp_path: Path) -> None:

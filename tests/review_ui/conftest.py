@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import cv2
 import httpx
@@ -28,8 +29,10 @@ from ingest.client import IngestClient, upload_session
 from pipelines.thumbnails import keyframe_thumbnails
 from proctor.local_server import BackgroundServer
 from proctor.samples import SampleSession, build_sample_session
-from proctor.wiring import server_app
+from proctor.wiring import delivery_policy, server_app
 from review_ui.accounts import add_user, assign
+from review_ui.webhook_destinations import DestinationRules
+from review_ui.webhooks import DeliveryPolicy, seal_secret
 from storage.keys import SessionPrefix
 
 PASSWORD = "correct horse battery"
@@ -188,11 +191,21 @@ def webhook_receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]
         yield f"{url}/hook", received
 
 
+def webhook_policy(context: AppContext, **overrides: Any) -> DeliveryPolicy:
+    """The sender's policy as `proctor serve` wires it (refusing the S3 server the tests run), admitting the
+    tests' receivers on 127.0.0.1 (PROCTOR_WEBHOOK_ALLOW_PRIVATE)."""
+    policy = delivery_policy(context.settings)
+    destinations = DestinationRules(allow_private=True, refused_endpoints=(context.location.endpoint,))
+    return replace(policy, destinations=destinations, **overrides)
+
+
 def set_webhook(context: AppContext, tenant_id: str, url: str, secret: str) -> None:
+    """What `proctor tenants webhook` stores: the URL, and the secret sealed under the deployment's key."""
     with context.db() as db:
         tenant = db.get(Tenant, tenant_id)
         assert tenant is not None
-        tenant.webhook_url, tenant.webhook_secret = url, secret
+        tenant.webhook_url = url
+        tenant.webhook_secret = seal_secret(delivery_policy(context.settings).secrets, tenant_id, secret)
         db.commit()
 
 

@@ -29,8 +29,16 @@ from sqlalchemy import delete, select
 from core.db import utcnow
 from core.tables import ExamSession, FlagDecision, FlagSegment, SessionReview
 from proctor.samples import SampleSession
-from review_ui.webhooks import SIGNATURE_HEADER, DeliveryPolicy, WebhookSender, verify
-from tests.review_ui.conftest import FLAGS, PASSWORD, SAMPLE_S, World, add_processed_session, set_webhook
+from review_ui.webhooks import WebhookSender, new_secret, verify
+from tests.review_ui.conftest import (
+    FLAGS,
+    PASSWORD,
+    SAMPLE_S,
+    World,
+    add_processed_session,
+    set_webhook,
+    webhook_policy,
+)
 
 CHROMIUM = Path(os.environ.get("PROCTOR_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("PROCTOR_TEST_ARTIFACTS", "test-artifacts")) / "review_ui"
@@ -183,8 +191,9 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
     new_page: Callable[..., Page], world: World, webhook_receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
 ) -> None:
     hook_url, received = webhook_receiver
-    set_webhook(world.context, world.tenant_ids["a"], hook_url, "whsec_browser")
-    sender = WebhookSender(world.context.db, DeliveryPolicy(max_attempts=3, backoff_s=0.5, timeout_s=5))
+    secret = new_secret()
+    set_webhook(world.context, world.tenant_ids["a"], hook_url, secret)
+    sender = WebhookSender(world.context.db, webhook_policy(world.context, max_attempts=3, backoff_s=0.5))
     sending = threading.Thread(target=sender.run, kwargs={"poll_s": 0.2}, daemon=True)
     sending.start()
     session_id = world.sessions["a"]
@@ -231,7 +240,9 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
         first.wait_for_function("() => !document.getElementById('webcam').paused")
         assert first.evaluate("document.getElementById('webcam').playbackRate") == 4
         first.keyboard.press(" ")  # the Speed menu hands the keys back: space pauses, before the end
-        first.wait_for_function("() => document.getElementById('webcam').paused && !document.getElementById('webcam').ended")
+        first.wait_for_function(
+            "() => document.getElementById('webcam').paused && !document.getElementById('webcam').ended"
+        )
         shot(first, "03-decided")
 
         first.check("input[name=outcome][value='Rules Violation']")
@@ -266,7 +277,7 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
             time.sleep(0.1)
         assert len(received) == 1
         headers, body = received[0]
-        assert verify("whsec_browser", headers[SIGNATURE_HEADER.lower()], body, utcnow())
+        assert verify(secret, headers, body, utcnow())
         assert b'"outcome": "Rules Violation"' in body
 
         # The integrity officer reads the exam's report: the outcome, and what reviewers made of each flag.
@@ -779,3 +790,80 @@ def paging_and_inline_errors(page: Page, world: World, today: datetime) -> None:
     page.click("details.add-flag button[type=submit]")
     expect(page.locator("details.add-flag [role=alert]")).to_be_visible()
     expect(page).to_have_url(f"{world.url}/review/sessions/{world.sessions['a']}")
+
+
+def test_an_officer_reopens_a_final_review_and_the_platform_receives_version_2(
+    new_page: Callable[..., Page], world: World, webhook_receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
+) -> None:
+    """An appeal: the officer reopens a Clean session with the reason, a reviewer decides it again (filing the
+    phone they saw as a phone), and the platform is sent version 2."""
+    hook_url, received = webhook_receiver
+    secret = new_secret()
+    set_webhook(world.context, world.tenant_ids["a"], hook_url, secret)
+    sender = WebhookSender(world.context.db, webhook_policy(world.context, max_attempts=3, backoff_s=0.5))
+    sending = threading.Thread(target=sender.run, kwargs={"poll_s": 0.2}, daemon=True)
+    sending.start()
+    session_id = world.sessions["a"]
+    try:
+        reviewer = new_page()
+        sign_in(reviewer, world, "reviewer_a")
+        claim_from_queue(reviewer, world)
+        reviewer.check("input[name=outcome][value='Clean']")
+        reviewer.click("form.outcome button[type=submit]:not([name])")
+        expect(reviewer).to_have_url(f"{world.url}/review/queue")
+
+        officer = new_page()
+        sign_in(officer, world, "officer_a")
+        officer.click("a[data-status='reviewed']")
+        officer.click(f"tr[data-session='{session_id}'] a:has-text('open')")
+        expect(officer.locator("#outcome-history li[data-version='1']")).to_contain_text("Clean")
+        assert_accessible(officer, "a final session, to an officer")
+        reason = "the proctor on duty reports a phone at 8 s"
+        officer.fill("form.reopen textarea[name=reason]", reason)
+        officer.click("form.reopen button:has-text('Reopen for appeal')")
+        expect(officer.locator("#under-appeal")).to_contain_text(reason)
+        expect(officer.locator("#outcome-history li[data-version='1'] .reopen-reason")).to_have_text(reason)
+        expect(officer.locator("#state")).to_have_text("in_review")
+        assert_accessible(officer, "a session under appeal")
+        shot(officer, "10-under-appeal")
+
+        second = new_page()
+        sign_in(second, world, "reviewer_a2")
+        claim_from_queue(second, world)  # back in the queue to review
+        expect(second.locator("#under-appeal")).to_contain_text(reason)
+        second.click("details.add-flag summary")
+        second.select_option("details.add-flag select[name=kind]", "phone")
+        second.fill("details.add-flag input[name=start_s]", "8")
+        second.fill("details.add-flag input[name=end_s]", "10")
+        second.fill("details.add-flag input[name=note]", "a phone in the left hand")
+        second.click("details.add-flag button[type=submit]")
+        expect(second.locator(".flag-row .kind.phone")).to_have_text("phone")
+        second.check("input[name=outcome][value='Suspicious']")
+        second.fill("form.outcome textarea[name=note]", "a phone in view for 2 s")
+        second.click("form.outcome button[type=submit]:not([name])")
+        expect(second).to_have_url(f"{world.url}/review/queue")
+        officer.reload()
+        expect(officer.locator("#outcome-history li")).to_have_count(2)
+        expect(officer.locator("#outcome-history li[data-version='2']")).to_contain_text("Suspicious")
+        shot(officer, "11-appeal-decided")
+
+        deadline = time.monotonic() + 15
+        while len(received) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        sent = {(p["event"], p["review"]["version"]): (h, b) for h, b in received for p in [json.loads(b)]}
+        assert set(sent) == {("review.final", 1), ("review.reopened", 1), ("review.final", 2)}
+        headers, body = sent[("review.final", 2)]
+        assert verify(secret, headers, body, utcnow())
+        pushed = json.loads(body)["review"]
+        assert pushed["outcome"] == "Suspicious" and not pushed["under_appeal"]
+        assert [(h["version"], h["outcome"], h["reopen_reason"]) for h in pushed["history"]] == [
+            (1, "Clean", reason),
+            (2, "Suspicious", None),
+        ]
+        assert ("phone", "reviewer", "confirmed") in {(f["kind"], f["source"], f["decision"]) for f in pushed["flags"]}
+        with httpx.Client(base_url=world.url, headers={"Authorization": f"Bearer {world.keys['a']}"}) as platform:
+            review = platform.get(f"/v1/sessions/{session_id}/review").json()
+        assert (review["version"], review["outcome"], review["final"]) == (2, "Suspicious", True)
+    finally:
+        sender.stop.set()
+        sending.join(timeout=5)

@@ -9,14 +9,16 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from fastapi import FastAPI, Response
 from sqlalchemy import select, text
 
 from core.db import utcnow
 from core.tables import AuditEvent, ExamSession, FlagDecision, FlagSegment, SessionReview, Tenant, WebhookDelivery
 from core.vocabulary import Role
+from proctor.local_server import BackgroundServer
 from review_ui.accounts import add_user, assign
-from review_ui.webhooks import SIGNATURE_HEADER, DeliveryPolicy, WebhookSender, verify
-from tests.review_ui.conftest import PASSWORD, Browser, World, set_webhook
+from review_ui.webhooks import ID_HEADER, WebhookSender, new_secret, verify
+from tests.review_ui.conftest import PASSWORD, Browser, World, set_webhook, webhook_policy
 
 
 def flag_ids(world: World, label: str) -> list[str]:
@@ -109,7 +111,7 @@ def test_full_review_with_four_eyes_reaches_the_platform_and_its_webhook(
     world: World, webhook_receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
 ) -> None:
     hook_url, received = webhook_receiver
-    secret = "whsec_test_secret"
+    secret = new_secret()
     set_webhook(world.context, world.tenant_ids["a"], hook_url, secret)
     session_id = world.sessions["a"]
     base = f"/review/sessions/{session_id}"
@@ -150,12 +152,12 @@ def test_full_review_with_four_eyes_reaches_the_platform_and_its_webhook(
     assert decisions[("looking_away", 20.0, 22.0)] == ("confirmed", "reads notes")
     assert [c["text"] for c in final["comments"]] == ["second person", "agreed"]
 
-    sender = WebhookSender(world.context.db, DeliveryPolicy(max_attempts=3, backoff_s=0.1, timeout_s=5))
+    sender = WebhookSender(world.context.db, webhook_policy(world.context, max_attempts=3, backoff_s=0.1))
     assert sender.send_due() == 1
     headers, body = received[0]
-    assert verify(secret, headers[SIGNATURE_HEADER.lower()], body, utcnow())
-    assert not verify("whsec_other", headers[SIGNATURE_HEADER.lower()], body, utcnow())
-    assert not verify(secret, headers[SIGNATURE_HEADER.lower()], body, utcnow() + timedelta(minutes=10))  # replay
+    assert verify(secret, headers, body, utcnow())  # Standard Webhooks: webhook-id, -timestamp, -signature
+    assert not verify(new_secret(), headers, body, utcnow())
+    assert not verify(secret, headers, body, utcnow() + timedelta(minutes=10))  # replay
     payload = json.loads(body)
     assert payload["event"] == "review.final" and payload["review"]["outcome"] == "Rules Violation"
     assert payload["review"]["decided_at"] == final["decided_at"]
@@ -163,6 +165,7 @@ def test_full_review_with_four_eyes_reaches_the_platform_and_its_webhook(
     with world.context.db() as db:
         delivery = db.scalars(select(WebhookDelivery).where(WebhookDelivery.session_id == session_id)).one()
         assert delivery.state == "delivered" and delivery.attempts == 1
+        assert headers[ID_HEADER] == delivery.id  # the receiver's idempotency key, the same on every retry
         actions = db.scalars(
             select(AuditEvent.action).where(AuditEvent.session_id == session_id).order_by(AuditEvent.id)
         ).all()
@@ -184,21 +187,26 @@ def test_a_returned_rules_violation_reopens_the_review(world: World) -> None:
 
 
 def test_webhook_failures_are_retried_with_backoff_then_marked_failed(world: World) -> None:
-    set_webhook(world.context, world.tenant_ids["a"], "http://127.0.0.1:9/unreachable", "whsec_x")
-    base = f"/review/sessions/{world.sessions['a']}"
-    reviewer = world.browser("reviewer_a")
-    reviewer.submit(f"{base}/claim")
-    reviewer.submit(f"{base}/outcome", outcome="Clean")
     statuses = iter([503, 500])
-    sender = WebhookSender(
-        world.context.db, DeliveryPolicy(max_attempts=3, backoff_s=10, timeout_s=1), post=lambda *_: next(statuses)
-    )
-    now = utcnow()
-    assert sender.send_due(now) == 1
-    assert sender.send_due(now + timedelta(seconds=5)) == 0  # backing off: 10 s after the first failure
-    assert sender.send_due(now + timedelta(seconds=11)) == 1
-    real = WebhookSender(world.context.db, DeliveryPolicy(max_attempts=3, backoff_s=10, timeout_s=1))
-    assert real.send_due(now + timedelta(seconds=40)) == 1  # connection refused: the third and last attempt
+    receiver = FastAPI()
+
+    @receiver.post("/hook")
+    async def hook() -> Response:
+        return Response(status_code=next(statuses))
+
+    base = f"/review/sessions/{world.sessions['a']}"
+    sender = WebhookSender(world.context.db, webhook_policy(world.context, max_attempts=3, backoff_s=10))
+    with BackgroundServer(receiver) as url:
+        set_webhook(world.context, world.tenant_ids["a"], f"{url}/hook", new_secret())
+        reviewer = world.browser("reviewer_a")
+        reviewer.submit(f"{base}/claim")
+        reviewer.submit(f"{base}/outcome", outcome="Clean")
+        now = utcnow()  # the delivery is due from the moment the outcome is final
+        assert sender.send_due(now) == 1  # 503
+        assert sender.send_due(now + timedelta(seconds=5)) == 0  # backing off: 10 s after the first failure
+        assert sender.send_due(now + timedelta(seconds=11)) == 1  # 500
+    # The receiver is gone: connection refused, the third and last attempt (20 s after the second).
+    assert sender.send_due(now + timedelta(seconds=40)) == 1
     with world.context.db() as db:
         delivery = db.scalars(select(WebhookDelivery).where(WebhookDelivery.session_id == world.sessions["a"])).one()
     assert delivery.state == "failed" and delivery.attempts == 3 and "Connect" in (delivery.last_error or "")
@@ -285,3 +293,109 @@ def db_decisions(world: World, session_id: str) -> list[tuple[FlagSegment, str]]
             select(FlagSegment, FlagDecision.decision).join(FlagDecision, FlagDecision.segment_id == FlagSegment.id)
         ).all()
         return [(seg, decision) for seg, decision in rows if seg.session_id == session_id]
+
+
+def test_reviewers_add_flags_of_their_own_kinds_and_the_platform_gets_them(world: World) -> None:
+    """A phone is filed as a phone, not as looking_away: the add-flag form offers the reviewer-only kinds."""
+    session_id = world.sessions["a"]
+    base = f"/review/sessions/{session_id}"
+    reviewer = world.browser("reviewer_a")
+    assert reviewer.submit(f"{base}/claim").is_success
+    form = reviewer.page(base).text.split('action="/review/sessions/' + session_id + '/flags"')[1].split("</form>")[0]
+    assert all(f'<option value="{k}">' in form for k in ("phone", "another_voice", "notes", "other_person", "other"))
+    assert '<option value="no_face">' in form  # the detector kinds, for what the detectors missed
+    assert reviewer.submit(f"{base}/flags", kind="phone", start_s="8", end_s="10", note="phone in hand").is_success
+    assert reviewer.submit(f"{base}/flags", kind="another_voice", start_s="14", end_s="15").is_success
+    refused = reviewer.submit(f"{base}/flags", kind="hair", start_s="1", end_s="2")
+    assert refused.status_code == 422 and "phone" in refused.json()["detail"] and "no_face" in refused.json()["detail"]
+    assert reviewer.submit(f"{base}/outcome", outcome="Suspicious", note="a phone, and a voice").is_success
+
+    with httpx.Client(base_url=world.url, headers={"Authorization": f"Bearer {world.keys['a']}"}) as platform:
+        review = platform.get(f"/v1/sessions/{session_id}/review").json()
+    added = {f["kind"]: (f["source"], f["decision"], f["note"], f["start_s"]) for f in review["flags"]}
+    assert added["phone"] == ("reviewer", "confirmed", "phone in hand", 8.0)
+    assert added["another_voice"] == ("reviewer", "confirmed", "", 14.0)
+    assert review["version"] == 1 and [h["outcome"] for h in review["history"]] == ["Suspicious"]
+
+
+def deliveries(world: World, session_id: str) -> list[tuple[str, dict[str, object]]]:
+    with world.context.db() as db:
+        rows = db.scalars(
+            select(WebhookDelivery).where(WebhookDelivery.session_id == session_id).order_by(WebhookDelivery.created_at)
+        ).all()
+        return [(row.event, json.loads(row.body)["review"]) for row in rows]
+
+
+def test_an_officer_reopens_a_final_review_for_appeal_and_the_platform_gets_each_version(world: World) -> None:
+    set_webhook(world.context, world.tenant_ids["a"], "http://127.0.0.1:9/hook", new_secret())
+    session_id = world.sessions["a"]
+    base = f"/review/sessions/{session_id}"
+    first, second, officer = world.browser("reviewer_a"), world.browser("reviewer_a2"), world.browser("officer_a")
+    no_face = flag_ids(world, "a")[0]
+    first.submit(f"{base}/claim")
+    first.submit(f"{base}/flags/{no_face}/decision", decision="confirmed", note="empty chair")
+    first.submit(f"{base}/outcome", outcome="Rules Violation", note="left the room")
+    second.submit(f"{base}/claim")
+    assert second.submit(f"{base}/second-review", verdict="confirm", note="agreed").json()["status"] == "final"
+    platform = httpx.Client(base_url=world.url, headers={"Authorization": f"Bearer {world.keys['a']}"})
+    v1 = platform.get(f"/v1/sessions/{session_id}/review").json()
+    assert (v1["version"], v1["under_appeal"], v1["outcome"]) == (1, False, "Rules Violation")
+
+    # Only integrity officers reopen, only with a reason, and only a final review.
+    refused = first.submit(f"{base}/reopen", reason="the student appeals")
+    assert refused.status_code == 403 and "officers" in refused.json()["detail"]
+    assert officer.submit(f"{base}/reopen", reason="  ").status_code == 422
+    page = officer.page(base).text
+    assert "Reopen for appeal" in page and 'data-version="1"' in page
+    assert "Reopen for appeal" not in first.page(base).text
+    reason = "appeal 17: the candidate fetched a prescribed inhaler"
+    reopened = officer.submit(f"{base}/reopen", reason=reason)
+    assert reopened.is_success and reopened.json()["reopened_version"] == 1
+    assert officer.submit(f"{base}/reopen", reason=reason).status_code == 409  # no longer final
+
+    # Back in the queue; the platform keeps version 1, as it was, marked under appeal.
+    assert session_id in first.page("/review/queue").text
+    assert reason in first.page(base).text
+    appeal = platform.get(f"/v1/sessions/{session_id}/review").json()
+    assert (appeal["final"], appeal["under_appeal"], appeal["version"], appeal["outcome"]) == (
+        True, True, 1, "Rules Violation",
+    )  # fmt: skip
+    assert appeal["state"] == "in_review" and appeal["history"][0]["reopen_reason"] == reason
+    assert appeal["history"][0]["reopened_at"].endswith("+00:00")
+
+    # Decided again: a new Rules Violation still needs a second reviewer, and leaks nothing while it waits.
+    assert first.submit(f"{base}/claim").is_success
+    first.submit(f"{base}/flags/{no_face}/decision", decision="dismissed", note="inhaler, allowed")
+    first.submit(f"{base}/outcome", outcome="Rules Violation", note="still away too long")
+    waiting = platform.get(f"/v1/sessions/{session_id}/review").json()
+    assert waiting["under_appeal"] and waiting["version"] == 1 and waiting["comments"][0]["text"] == "left the room"
+    assert next(f for f in waiting["flags"] if f["id"] == no_face)["note"] == "empty chair"
+    assert second.submit(f"{base}/claim").is_success
+    returned = second.submit(f"{base}/second-review", verdict="return", note="an allowed aid; not a violation")
+    assert returned.json()["status"] == "returned"
+    assert second.submit(f"{base}/claim").is_success
+    assert second.submit(f"{base}/outcome", outcome="Clean").json()["status"] == "final"
+
+    v2 = platform.get(f"/v1/sessions/{session_id}/review").json()
+    platform.close()
+    assert (v2["version"], v2["under_appeal"], v2["outcome"], v2["state"]) == (2, False, "Clean", "reviewed")
+    assert next(f for f in v2["flags"] if f["id"] == no_face)["decision"] == "dismissed"
+    assert [(h["version"], h["outcome"], h["reopen_reason"]) for h in v2["history"]] == [
+        (1, "Rules Violation", reason), (2, "Clean", None),
+    ]  # fmt: skip
+    sent = deliveries(world, session_id)
+    assert [(event, body["version"], body["outcome"], body["under_appeal"]) for event, body in sent] == [
+        ("review.final", 1, "Rules Violation", False),
+        ("review.reopened", 1, "Rules Violation", True),
+        ("review.final", 2, "Clean", False),
+    ]
+    with world.context.db() as db:
+        trail = db.execute(
+            select(AuditEvent.action, AuditEvent.detail)
+            .where(AuditEvent.session_id == session_id, AuditEvent.action.in_(["review_final", "review_reopened"]))
+            .order_by(AuditEvent.seq)
+        ).all()
+    assert [(action, detail["version"]) for action, detail in trail] == [
+        ("review_final", 1), ("review_reopened", 1), ("review_final", 2),
+    ]  # fmt: skip
+    assert trail[1][1]["reason"] == reason
