@@ -7,8 +7,10 @@ models load once per worker process, not per task. `LocalFanout` runs the same w
 
 The fan-out heals: an actor that dies is replaced and its chunk retried, so a lost node or a crash costs a
 chunk's time, not the job. A chunk that kills `max_chunk_crashes` actors is the recording's fault (a decoder
-that crashes on it) and fails as `ChunkFailed`, naming the chunk. A failure of the cluster itself (a lost
-connection or object) raises `FanoutUnavailable`, and the next call starts on fresh actors. An analysis can
+that crashes on it) and fails as `ChunkFailed`, naming the chunk. A failure of the infrastructure (a lost
+object or node, a `ray://` connection dropped by a head restart, an object-store outage) is waited out: the
+pool is rebuilt, reconnecting first where it came through `ray://`, and the chunks in flight are redone; one
+that lasts past `heal_s` raises `FanoutUnavailable`, and the next call starts on a rebuilt pool. An analysis can
 be cancelled from another thread (its job's deadline passed, or its worker is stopping); the actors still
 busy with it are replaced, so no leftover task delays the next call.
 """
@@ -18,20 +20,22 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from detectors import Signals
 from pipelines.analysis import AnalysisConfig, ChunkAnalyzer
 from pipelines.decode import Chunk, DecodeError
-from storage.object_store import ObjectStore, S3Location
+from storage.object_store import ObjectStore, S3Location, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 CANCEL_POLL_S = 0.2  # how soon a running analysis notices that it was cancelled
+HEAL_MAX_DELAY_S = 8.0  # the longest pause between tries to rebuild the pool
 
 
 class ChunkFailed(RuntimeError):
@@ -48,8 +52,15 @@ class AnalysisCancelled(RuntimeError):
 
 
 class FanoutUnavailable(RuntimeError):
-    """The Ray cluster failed under the analysis (a lost connection, node or object), not the recording: hand the
-    job back without counting an attempt; the fan-out starts its next call on fresh actors."""
+    """The infrastructure failed under the analysis (the Ray cluster, the connection to it, or the object store) and
+    did not recover in time, not the recording: hand the job back without counting an attempt; the fan-out starts
+    its next call on a rebuilt pool."""
+
+
+class StorageUnreachable(RuntimeError):
+    """An actor could not read the recording: the object store did not answer within its retries. An actor raises
+    this in place of `StorageUnavailable`, whose constructor's arguments do not survive the pickling that takes a
+    task's exception back to the caller (a `ray://` client gets an `UnserializableException` instead)."""
 
 
 class ChunkWorker:
@@ -69,6 +80,8 @@ class ChunkWorker:
                 return chunk.index, self._analyzer(recording, chunk)
         except DecodeError as exc:
             return chunk.index, str(exc)
+        except StorageUnavailable as exc:
+            raise StorageUnreachable(f"chunk {chunk.index} of {key}: {exc}") from None
 
 
 class Fanout(Protocol):
@@ -143,6 +156,26 @@ def resolve_device(requested: Literal["cpu", "cuda", "auto"], cluster_gpus: floa
     return requested
 
 
+def heal_delay_s(failures: int) -> float:
+    """The pause after the `failures`th infrastructure failure (1, 2, ...) of one streak: 1, 2, 4, 8, 8, ... s."""
+    return float(min(HEAL_MAX_DELAY_S, 2 ** (failures - 1)))
+
+
+def infrastructure_failure(error: BaseException) -> Literal["cluster", "storage"] | None:
+    """Which infrastructure failed under an analysis, if `error` says one did (else it is the recording's, or a
+    bug): the Ray cluster (a lost node, object or worker process) or the connection to it (a `ray://` client's gRPC
+    channel), or the object store that an actor reads the recording from."""
+    import grpc
+    from ray.exceptions import NodeDiedError, ObjectLostError, RaySystemError, WorkerCrashedError
+
+    # A task's exception reaches the caller as a RayTaskError that is also an instance of its cause, or, where the
+    # cause's class cannot be subclassed, only holds it: look at both.
+    if isinstance(error, StorageUnreachable) or isinstance(getattr(error, "cause", None), StorageUnreachable):
+        return "storage"
+    cluster = (RaySystemError, ObjectLostError, NodeDiedError, WorkerCrashedError, ConnectionError, grpc.RpcError)
+    return "cluster" if isinstance(error, cluster) else None
+
+
 @dataclass(frozen=True)
 class RayOptions:
     address: str | None = None  # None: start a local Ray; "auto" or "ray://head:10001": join a cluster
@@ -150,6 +183,7 @@ class RayOptions:
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     gpu_per_worker: float = 0.25  # with device="cuda", workers share a GPU in these fractions
     max_chunk_crashes: int = 3  # a chunk that kills this many actors fails for good
+    heal_s: float = 120.0  # the longest streak of infrastructure failures one call waits out
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -158,11 +192,52 @@ class RayOptions:
             raise ValueError(f"max_chunk_crashes must be >= 1, got {self.max_chunk_crashes}")
         if not 0 < self.gpu_per_worker <= 1:
             raise ValueError(f"gpu_per_worker must be within (0, 1], got {self.gpu_per_worker}")
+        if self.heal_s < 0:
+            raise ValueError(f"heal_s must be >= 0, got {self.heal_s}")
+
+    @property
+    def client(self) -> bool:
+        """Whether Ray is reached through its client server (`ray://`): a connection that drops when the head
+        restarts and can be made again. A driver on a node (a GCS address, "auto", a local Ray) dies with that
+        node's raylet instead, and its supervisor starts it again."""
+        return self.address is not None and self.address.startswith("ray://")
+
+
+@dataclass
+class _Call:
+    """One `analyze` call's progress, kept while the pool is rebuilt under it."""
+
+    key: str
+    chunks: Sequence[Chunk]
+    on_progress: Progress | None
+    cancel: threading.Event | None
+    results: dict[int, Signals | str] = field(default_factory=dict)
+    crashes: Counter[int] = field(default_factory=Counter)
+    waiting: deque[Chunk] = field(default_factory=deque)
+    running: dict[Any, tuple[int, Chunk]] = field(default_factory=dict)  # task -> (actor slot, chunk)
+
+    def __post_init__(self) -> None:
+        self.waiting.extend(self.chunks)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def redo_running(self) -> None:
+        """Put the chunks in flight back at the front of the line, to be redone once the pool is whole again."""
+        self.waiting.extendleft(reversed([chunk for _, chunk in self.running.values()]))
+        self.running.clear()
 
 
 class RayFanout:
-    """A pool of `ChunkWorker` actors that lives as long as this object (for a `proctor worker`, its life); an
-    actor that dies is replaced. `worker` is the class each actor runs."""
+    """A pool of `ChunkWorker` actors that lives as long as this object (for a `proctor worker`, its life). An actor
+    that dies is replaced, and an actor gets chunks only once it is up: a replacement that waits for room on the
+    cluster (its node died and no other has a free CPU) holds up nothing. `worker` is the class each actor runs.
+
+    When the infrastructure fails under a call (`infrastructure_failure`), the call pauses (`heal_delay_s`), rebuilds
+    the pool, reconnecting first if it reaches Ray through `ray://`, and redoes the chunks that were in flight; the
+    chunks already analysed are kept. A streak of failures that would outlast `heal_s` raises `FanoutUnavailable`,
+    and the next call starts by rebuilding the pool."""
 
     def __init__(
         self,
@@ -173,11 +248,10 @@ class RayFanout:
     ) -> None:
         import ray
 
+        self._ray = ray
+        self._options = options
         if not ray.is_initialized():
-            if options.address is None:
-                ray.init(include_dashboard=False, log_to_driver=False)  # a local cluster for this process
-            else:
-                ray.init(address=options.address)  # "auto", a GCS address on a node, or ray://head:10001
+            self._connect()
         cluster: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
         device = resolve_device(options.device, float(cluster.get("GPU", 0)))
         if device == "cpu":
@@ -192,13 +266,19 @@ class RayFanout:
         # actors would fight over the cores (ONNX Runtime is held to one thread by RuntimeConfig).
         pinned = {"env_vars": {"OPENCV_FOR_THREADS_NUM": "1"}}
         # No restarts by Ray: a death reaches `analyze`, which counts it against the chunk and replaces the actor.
-        actor: Any = ray.remote(max_restarts=0, max_task_retries=0, runtime_env=pinned, **resources)(worker)
-        self._ray = ray
-        self._options = options
-        self._new_actor: Callable[[], Any] = lambda: actor.remote(config, location)
-        self._actors: list[Any] = [self._new_actor() for _ in range(options.workers)]
-        self._stale = False  # the cluster failed under the last call: start the next on fresh actors
-        self._versions: dict[str, str] = dict(ray.get(self._actors[0].versions.remote()))
+        self._actor_options: dict[str, Any] = {
+            "max_restarts": 0,
+            "max_task_retries": 0,
+            "runtime_env": pinned,
+            **resources,
+        }
+        self._worker, self._config, self._location = worker, config, location
+        self._actor_class: Any = ray.remote(**self._actor_options)(worker)
+        self._actors: dict[int, Any] = {}  # slot -> actor
+        self._starting: dict[int, Any] = {}  # slot -> its actor's first call, until that answers
+        self._replace(range(options.workers))
+        self._stale = False  # the infrastructure failed under the last call: start the next on a rebuilt pool
+        self._versions: dict[str, str] = dict(ray.get(self._starting[0]))
         log.info("ray fan-out ready", extra={"workers": options.workers, "device": device})
 
     def versions(self) -> dict[str, str]:
@@ -212,41 +292,90 @@ class RayFanout:
         cancel: threading.Event | None = None,
     ) -> list[Signals]:
         """Each actor runs one chunk at a time; a chunk whose actor died goes back to the front of the line."""
-        from ray.exceptions import NodeDiedError, ObjectLostError, RayActorError, RaySystemError, WorkerCrashedError
+        call = _Call(key, chunks, on_progress, cancel)
+        failures, streak_started, done_then = 0, 0.0, -1
+        while True:
+            if call.cancelled:  # nothing is in flight here: the pool is being rebuilt
+                raise AnalysisCancelled(f"cancelled with {len(call.results)} of {len(chunks)} chunks analysed")
+            try:
+                if self._stale:
+                    self._rebuild()
+                self._run(call)
+                return _in_order(call.results, chunks)
+            except Exception as exc:
+                failed = infrastructure_failure(exc)
+                if failed is None:
+                    raise
+                # The actors outlive an object-store outage; a failure of the cluster may have taken them with it.
+                self._stale = self._stale or failed == "cluster"
+                call.redo_running()
+                now = time.monotonic()
+                if len(call.results) != done_then:  # chunks were analysed since the last failure: a new streak
+                    failures, streak_started, done_then = 0, now, len(call.results)
+                failures += 1
+                delay = heal_delay_s(failures)
+                if now + delay - streak_started > self._options.heal_s:
+                    raise FanoutUnavailable(
+                        f"the infrastructure failed during the analysis and did not recover within "
+                        f"{self._options.heal_s:.0f} s: {type(exc).__name__}: {exc}"
+                    ) from exc
+                log.warning(
+                    "infrastructure failed under the analysis; waiting it out",
+                    extra={
+                        "key": key,
+                        "failed": failed,
+                        "failures": failures,
+                        "delay_s": delay,
+                        "error": f"{type(exc).__name__}: {exc}"[:500],
+                    },
+                )
+                if cancel is not None:
+                    cancel.wait(delay)
+                else:
+                    time.sleep(delay)
 
-        results: dict[int, Signals | str] = {}
-        crashes: Counter[int] = Counter()
-        waiting = deque(chunks)
-        running: dict[Any, tuple[int, Chunk]] = {}  # task -> (actor slot, chunk)
-        try:
-            if self._stale:
-                self._replace(range(len(self._actors)))
-                self._stale = False
-            idle = list(range(len(self._actors)))
-            while waiting or running:
-                if cancel is not None and cancel.is_set():
-                    self._replace([slot for slot, _ in running.values()])
-                    raise AnalysisCancelled(f"cancelled with {len(results)} of {len(chunks)} chunks analysed")
-                while waiting and idle:
-                    slot, chunk = idle.pop(), waiting.popleft()
-                    running[self._actors[slot].analyze.remote(key, chunk)] = (slot, chunk)
-                ready, _ = self._ray.wait(list(running), num_returns=1, timeout=CANCEL_POLL_S)
-                for task in ready:
-                    slot, chunk = running.pop(task)
+    def _run(self, call: _Call) -> None:
+        """Analyse the call's waiting chunks on the actors that are up, taking in the actors that come up."""
+        from ray.exceptions import RayActorError
+
+        starting = {task: slot for slot, task in self._starting.items()}
+        idle = [slot for slot in self._actors if slot not in self._starting]
+        while call.waiting or call.running:
+            if call.cancelled:
+                self._replace([slot for slot, _ in call.running.values()])
+                call.running.clear()
+                raise AnalysisCancelled(f"cancelled with {len(call.results)} of {len(call.chunks)} chunks analysed")
+            while call.waiting and idle:
+                slot, chunk = idle.pop(), call.waiting.popleft()
+                call.running[self._actors[slot].analyze.remote(call.key, chunk)] = (slot, chunk)
+            ready, _ = self._ray.wait([*call.running, *starting], num_returns=1, timeout=CANCEL_POLL_S)
+            for task in ready:
+                if task in starting:
+                    slot = starting.pop(task)
                     try:
-                        done = self._ray.get(task)
-                    except RayActorError as died:
+                        self._ray.get(task)
+                    except RayActorError as died:  # its node died as it started
+                        log.warning("fan-out actor died starting; replaced", extra={"error": str(died)[:500]})
                         self._replace([slot])
-                        crashes[chunk.index] += 1
-                        self._after_crash(key, chunk, crashes[chunk.index], died)
-                        waiting.appendleft(chunk)
+                        starting[self._starting[slot]] = slot
                     else:
-                        _collect(results, chunks, done, on_progress)
+                        del self._starting[slot]
+                        idle.append(slot)
+                    continue
+                slot, chunk = call.running[task]  # left there if the cluster fails: `redo_running` takes it back
+                try:
+                    done = self._ray.get(task)
+                except RayActorError as died:
+                    del call.running[task]
+                    self._replace([slot])
+                    starting[self._starting[slot]] = slot
+                    call.crashes[chunk.index] += 1
+                    self._after_crash(call.key, chunk, call.crashes[chunk.index], died)
+                    call.waiting.appendleft(chunk)
+                else:
+                    del call.running[task]
+                    _collect(call.results, call.chunks, done, call.on_progress)
                     idle.append(slot)
-        except (RaySystemError, ObjectLostError, NodeDiedError, WorkerCrashedError, ConnectionError) as exc:
-            self._stale = True
-            raise FanoutUnavailable(f"the Ray cluster failed during the analysis: {type(exc).__name__}: {exc}") from exc
-        return _in_order(results, chunks)
 
     def _after_crash(self, key: str, chunk: Chunk, crashes: int, died: Exception) -> None:
         """Log an actor's death on `chunk`; raise `ChunkFailed` once the chunk has killed too many."""
@@ -261,14 +390,35 @@ class RayFanout:
                 "recording); not retried: re-encode the recording, or report it with the chunk's times",
             )
 
-    def _replace(self, slots: Sequence[int]) -> None:
+    def _connect(self) -> None:
+        if self._options.address is None:
+            self._ray.init(include_dashboard=False, log_to_driver=False)  # a local cluster for this process
+        else:
+            self._ray.init(address=self._options.address)  # "auto", a GCS address on a node, or ray://head:10001
+
+    def _rebuild(self) -> None:
+        """A fresh pool; through `ray://`, on a fresh connection (the old one may have dropped with the head, and
+        the actors and the class registered through it are gone with it)."""
+        if self._options.client:
+            self._ray.shutdown()
+            self._connect()
+            self._actor_class = self._ray.remote(**self._actor_options)(self._worker)
+            self._actors, self._starting = {}, {}
+            log.info("reconnected to the ray cluster", extra={"address": self._options.address})
+        self._replace(range(self._options.workers))
+        self._stale = False
+
+    def _replace(self, slots: Iterable[int]) -> None:
         """Kill the actors in `slots` (dead, hung or busy with a cancelled call) and start fresh ones there."""
         for slot in slots:
-            with contextlib.suppress(Exception):  # it may be dead already, or its node gone
-                self._ray.kill(self._actors[slot], no_restart=True)
-            self._actors[slot] = self._new_actor()
+            if slot in self._actors:
+                with contextlib.suppress(Exception):  # it may be dead already, or its node gone
+                    self._ray.kill(self._actors[slot], no_restart=True)
+            self._actors[slot] = self._actor_class.remote(self._config, self._location)
+            self._starting[slot] = self._actors[slot].versions.remote()
 
     def close(self) -> None:
-        for actor in self._actors:
-            self._ray.kill(actor)
-        self._actors = []
+        for actor in self._actors.values():
+            with contextlib.suppress(Exception):  # the cluster may be gone already
+                self._ray.kill(actor)
+        self._actors, self._starting = {}, {}
