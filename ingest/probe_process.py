@@ -97,6 +97,7 @@ def run_sandboxed(module: str, request: Any, source: Path | BinaryIO, size: int,
     """
     path = str(source) if isinstance(source, Path) else None
     with tempfile.TemporaryFile() as stderr:
+        started = time.monotonic()  # the child's start-up counts against its time limit too
         child = subprocess.Popen(
             [sys.executable, "-m", module],
             stdin=subprocess.PIPE,
@@ -107,7 +108,7 @@ def run_sandboxed(module: str, request: Any, source: Path | BinaryIO, size: int,
         )
         assert child.stdin is not None and child.stdout is not None
         try:
-            return _serve(child, stderr, pickle.dumps((request, path, size, sandbox)), source, sandbox)
+            return _serve(child, stderr, pickle.dumps((request, path, size, sandbox)), source, sandbox, started)
         finally:
             if child.poll() is None:
                 child.kill()
@@ -117,11 +118,16 @@ def run_sandboxed(module: str, request: Any, source: Path | BinaryIO, size: int,
 
 
 def _serve(
-    child: subprocess.Popen[bytes], stderr: IO[bytes], request: bytes, source: Path | BinaryIO, sandbox: Sandbox
+    child: subprocess.Popen[bytes],
+    stderr: IO[bytes],
+    request: bytes,
+    source: Path | BinaryIO,
+    sandbox: Sandbox,
+    started: float,
 ) -> dict[str, Any]:
     assert child.stdin is not None and child.stdout is not None
     to_child, from_child = child.stdin, child.stdout
-    started, waiting_on_source, ready = time.monotonic(), 0.0, False
+    waiting_on_source, ready = 0.0, False
     poller = select.poll()
     poller.register(from_child, select.POLLIN)
     try:
