@@ -77,7 +77,8 @@ def _die_with_parent() -> Callable[[], None] | None:
     return arm
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports that are free on 127.0.0.1 now (held together, so none is given twice)."""
     sockets = []
     try:
         for _ in range(count):
@@ -141,7 +142,7 @@ class EmbeddedS3:
             )
         )
         config.chmod(0o600)
-        master, volume, filer, s3, *grpc = _free_ports(8)
+        master, volume, filer, s3, *grpc = free_ports(8)
         command = [
             _weed_binary(),
             "server",

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from storage.embedded_s3 import free_ports
+
 STARTED = "Ray runtime started."
 OBJECT_STORE_BYTES = 80 * 1024 * 1024  # Ray's minimum is 75 MiB; chunk results are small
 WORKER_PORTS = 24  # worker processes a node may have at once (actors, idle workers, replacements)
@@ -35,20 +37,6 @@ WORKER_PORTS = 24  # worker processes a node may have at once (actors, idle work
 
 class RayClusterError(RuntimeError):
     """A node did not start; the message holds the tail of its `ray start` log."""
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports that are free on 127.0.0.1 now."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _ray_binary() -> str:
