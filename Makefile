@@ -29,4 +29,4 @@ browser:
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy core storage ingest detectors pipelines review_ui api proctor models
+	$(VENV)/bin/mypy core storage ingest detectors pipelines review_ui api proctor models openedx recorder

@@ -399,3 +399,10 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # How it is sent: `webhook` (Standard Webhooks, to the tenant) or another sender channel (`openedx`), and
+    # that channel's credential (`ref`, e.g. the EdxClient whose LMS it calls).
+    channel: Mapped[str] = mapped_column(String(16), default="webhook", server_default="webhook")
+    ref: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+import core.lms_tables  # noqa: E402,F401  # registers the LMS integrations' tables on the same metadata
