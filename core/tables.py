@@ -308,6 +308,10 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+    # A sign-in narrower than its user's scopes (an LMS course team member's, `openedx`): only these exams,
+    # or only this one session. None: the user's own scopes.
+    scope_exam_ids: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    scope_session_id: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class FlagDecision(Base):

@@ -1,5 +1,5 @@
 """openedx: the REST proctoring backend's clients, exams, attempts and used JWT ids; callbacks a session owes
-besides the tenant's webhook; a channel and credential on each outbox delivery
+besides the tenant's webhook; a channel and credential on each outbox delivery; sign-ins narrower than their user
 
 Revision ID: 0011
 Revises: 0010
@@ -101,12 +101,20 @@ def upgrade() -> None:
     with op.batch_alter_table("session_callbacks", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_session_callbacks_session_id"), ["session_id"], unique=False)
 
+    with op.batch_alter_table("web_sessions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("scope_exam_ids", sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column("scope_session_id", sa.String(length=32), nullable=True))
+
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.add_column(sa.Column("channel", sa.String(length=16), server_default="webhook", nullable=False))
         batch_op.add_column(sa.Column("ref", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("web_sessions", schema=None) as batch_op:
+        batch_op.drop_column("scope_session_id")
+        batch_op.drop_column("scope_exam_ids")
+
     with op.batch_alter_table("webhook_deliveries", schema=None) as batch_op:
         batch_op.drop_column("ref")
         batch_op.drop_column("channel")
