@@ -25,6 +25,7 @@ from av.video.codeccontext import VideoCodecContext
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
 
+from core.media_runs import RESTART_BACK_S, RunJoiner
 from ingest.probe_rules import AV_TIME_BASE, MediaRejected, ProbeLimits, too_long, too_many_pixels
 
 # First frames decoded to prove the stream decodes. Eight packets get past the decoder delay that
@@ -196,6 +197,14 @@ def _decode_head(container: InputContainer, stream: VideoStream) -> list[VideoFr
     return head
 
 
+def _run_joiner(container: InputContainer, stream: VideoStream) -> RunJoiner | None:
+    """A live-written WebM (a browser's MediaRecorder: no duration in its header) may hold several recorder runs
+    whose timestamps restart (`core.media_runs`): they are measured as one timeline. None for other files."""
+    if container.duration is not None or "matroska" not in container.format.name or not stream.time_base:
+        return None
+    return RunJoiner(max(1, round(RESTART_BACK_S / stream.time_base)))
+
+
 def scan_packets(container: InputContainer, stream: VideoStream, counts: Counts) -> _Scan:
     """Read every packet once (no decoding) and decode the first few video frames on the way, counting the video
     packets against the limits as they come."""
@@ -211,11 +220,14 @@ def scan_packets(container: InputContainer, stream: VideoStream, counts: Counts)
     head: list[VideoFrame] = []
     end_s: float | None = None
     start_s = (container.start_time or 0) / AV_TIME_BASE
+    runs = _run_joiner(container, stream)
     try:
         for packet in container.demux():
             if packet.size == 0:
                 continue  # the end-of-stream marker PyAV yields per stream
             pts = packet.pts if packet.pts is not None else packet.dts
+            if pts is not None and runs is not None and packet.stream_index == stream.index:
+                pts = runs.join(pts)
             if pts is not None:
                 end = float((pts + (packet.duration or 0)) * packet.time_base) - start_s
                 end_s = end if end_s is None else max(end_s, end)

@@ -102,6 +102,14 @@ def test_webm_without_duration_is_measured_from_packets(tmp_path: Path) -> None:
     assert probe.frame_rate == pytest.approx(mf.FPS, rel=0.02)
 
 
+def test_a_restarted_mediarecorder_webm_is_measured_as_one_timeline(tmp_path: Path) -> None:
+    """A page reload mid-exam appends a second recorder run (its timestamps restart at zero): the recording lasts
+    both runs, not the longer one, and its frame rate is still the camera's."""
+    probe = probe_video(mf.webm_restarted(tmp_path), LIMITS)
+    assert probe.duration_s == pytest.approx(2 * mf.FRAMES / mf.FPS, abs=ONE_FRAME)
+    assert probe.frame_rate == pytest.approx(mf.FPS, rel=0.02)
+
+
 @pytest.mark.parametrize("builder", [mf.h264_mp4, mf.vp8_webm], ids=["h264", "vp8"])
 def test_keyframe_interval_is_the_median_gap(tmp_path: Path, builder: mf.Builder) -> None:
     assert probe_video(builder(tmp_path), LIMITS).keyframe_interval_s == pytest.approx(mf.GOP / mf.FPS, abs=0.002)

@@ -120,6 +120,15 @@ def webm_without_duration(d: Path) -> Path:
     return path
 
 
+def webm_restarted(d: Path) -> Path:
+    """A MediaRecorder recording the page reloaded in the middle of: two live WebM streams, each with its own
+    header and timestamps from zero, appended into one upload (what the browser recorder sends)."""
+    run = webm_without_duration(d).read_bytes()
+    path = d / "restarted.webm"
+    path.write_bytes(run + run)
+    return path
+
+
 def rotated_mp4(d: Path) -> Path:
     """A phone held upright: the display matrix says turn 90 degrees clockwise (legacy rotate=90)."""
     return write_video(d / "rotated.mp4", rotation_ccw=-90)
