@@ -15,22 +15,24 @@ app's own registry) reads the queue's depth, each on a small thread allowance of
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from anyio import CapacityLimiter, to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
-from api import candidates, review, sessions
+from api import candidates, review, sessions, system_check
 from api.guards import BodyLimits, RequestGuard, SecurityHeaders, security_headers
 from api.metrics import CountResponses, api_metrics
 from api.problems import http_refusal, internal_error, problem_response
 from api.state import PlatformApi
 from core.health import NotReady
+from ingest.enrolment import EnrolmentChecks
 from ingest.schemas import IngestError
 from ingest.uploads import Uploads
 from storage.object_store import ObjectStore
@@ -48,21 +50,33 @@ def create_api(
     presigned_url_ttl_s: int,
     check_ready: Callable[[], None],
     body_limits: BodyLimits,
+    enrolment_checks: EnrolmentChecks | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
-    """`check_ready` raises `core.health.NotReady` naming what is not ready (any other error is a 500)."""
+    """`check_ready` raises `core.health.NotReady` naming what is not ready (any other error is a 500);
+    `enrolment_checks` judges the candidates' system-check frames (without it that route answers 503);
+    `cors_origins` are the pages that may call the API from a browser (an embedded recorder): none, no CORS headers."""
     app = FastAPI(
         title="proctor-pipeline",
         version="1",
         summary="Upload recorded exam sessions for integrity review, and read the reviews' outcomes.",
     )
-    app.state.platform = PlatformApi(db, store, uploads, presigned_url_ttl_s, check_ready)
+    app.state.platform = PlatformApi(db, store, uploads, presigned_url_ttl_s, check_ready, enrolment_checks)
     metrics = app.state.metrics = api_metrics(db)
     ready_threads, metrics_threads = CapacityLimiter(OPS_THREADS), CapacityLimiter(OPS_THREADS)
     docs_paths = frozenset(p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p)
     # The last added runs first: the headers go on the guard's own refusals too.
     app.add_middleware(RequestGuard, limits=body_limits)
     app.add_middleware(SecurityHeaders, docs_paths=docs_paths)
-    app.add_middleware(CountResponses, metrics=metrics)  # outermost: it sees the guard's refusals too
+    app.add_middleware(CountResponses, metrics=metrics)  # it sees the guard's refusals too
+    if cors_origins:  # outermost: preflights are answered, and every refusal is readable by the page
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=["GET", "PUT", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-Part-SHA256"],
+            expose_headers=["ETag"],
+        )
 
     @app.exception_handler(IngestError)
     async def _ingest_error(_request: Request, error: IngestError) -> JSONResponse:
@@ -121,4 +135,5 @@ def create_api(
     app.include_router(sessions.router)
     app.include_router(review.router)
     app.include_router(candidates.router)
+    app.include_router(system_check.router)
     return app

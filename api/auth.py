@@ -1,4 +1,10 @@
-"""Who is calling the platform API: a tenant's bearer key, and the error responses every route documents."""
+"""Who is calling the platform API: a tenant's bearer key, or a session's upload token on the routes it opens, and
+the error responses every route documents.
+
+An upload token (`put_...`, `ingest.upload_tokens`) is what a candidate's browser holds instead of the tenant's
+key: `SessionTenantId` takes either on the few routes that upload one session's media; every other route takes
+only a tenant key (`TenantId`) and refuses a token with 403 `upload_token_scope`.
+"""
 
 from __future__ import annotations
 
@@ -9,27 +15,42 @@ from fastapi import Depends, Header, Request
 from api.state import platform_api
 from core.tenants import ApiKeyRevoked, tenant_for_key
 from ingest.schemas import IngestError, Problem
+from ingest.upload_tokens import UPLOAD_TOKEN_PREFIX
 
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {**PROBLEM, "description": text}
     for code, text in {
         401: "missing, unknown or revoked API key (`unauthorized`, `api_key_revoked`)",
+        403: "an upload token on a route it does not open (`upload_token_scope`): send the tenant's API key",
         404: "no such session or candidate for this tenant",
         409: "conflict: see `code`",
         413: "too large",
         422: "rejected input: see `code`",
     }.items()
 }
+UPLOAD_TOKEN_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {
+        **PROBLEM,
+        "description": "missing, unknown or revoked API key (`unauthorized`, `api_key_revoked`), or an upload token "
+        "that is unknown or malformed (`upload_token_invalid`) or expired (`upload_token_expired`)",
+    },
+    403: {**PROBLEM, "description": "an upload token of another session (`upload_token_wrong_session`)"},
+}
 
 
-def _tenant_id(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+def _bearer(authorization: str | None, *, tokens: bool) -> str:
     scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise IngestError(401, "unauthorized", "send the tenant's API key as 'Authorization: Bearer pp_...'")
+    if scheme.lower() != "bearer" or not token.strip():
+        or_token = " or this session's upload token ('Authorization: Bearer put_...')" if tokens else ""
+        raise IngestError(401, "unauthorized", f"send the tenant's API key as 'Authorization: Bearer pp_...'{or_token}")
+    return token.strip()
+
+
+def _key_tenant_id(request: Request, key: str) -> str:
     with platform_api(request).db() as db:
         try:
-            tenant = tenant_for_key(db, token.strip())
+            tenant = tenant_for_key(db, key)
         except ApiKeyRevoked as exc:
             raise IngestError(
                 401, "api_key_revoked", f"{exc}: ask the proctoring service's operator for a new key"
@@ -39,4 +60,26 @@ def _tenant_id(request: Request, authorization: Annotated[str | None, Header()] 
         return tenant.id
 
 
+def _tenant_id(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    key = _bearer(authorization, tokens=False)
+    if key.startswith(UPLOAD_TOKEN_PREFIX):
+        raise IngestError(
+            403,
+            "upload_token_scope",
+            f"an upload token opens only its session's GET, parts and complete routes, not {request.method} "
+            f"{request.url.path}: send the tenant's API key ('Authorization: Bearer pp_...')",
+        )
+    return _key_tenant_id(request, key)
+
+
+def _session_tenant_id(request: Request, session_id: str, authorization: Annotated[str | None, Header()] = None) -> str:
+    token = _bearer(authorization, tokens=True)
+    if token.startswith(UPLOAD_TOKEN_PREFIX):
+        return platform_api(request).uploads.upload_token_tenant(token, session_id)
+    return _key_tenant_id(request, token)
+
+
 TenantId = Annotated[str, Depends(_tenant_id)]
+"""The tenant whose API key called."""
+SessionTenantId = Annotated[str, Depends(_session_tenant_id)]
+"""The tenant of the path's `session_id`: its API key, or an upload token of that session, called."""

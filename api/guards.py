@@ -19,11 +19,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.problems import BodyTooLarge, problem_response
 from ingest.schemas import IngestError
+from ingest.system_check import MAX_JPEG_BYTES
 
 log = logging.getLogger(__name__)
 
 REVIEW_UI = "/review"  # the review UI's pages, forms and static files
 _PART_PUT = re.compile(r"/v1/sessions/[^/]+/media/[^/]+/parts/[^/]+")
+_SYSTEM_CHECK = re.compile(r"/(v1/sessions|openedx/recorder)/[^/]+/system-check")  # a camera frame (JPEG)
 _HUGE_NUMBER = re.compile(rb"\d{19}")  # 10**18 bytes is an exabyte: no stored object comes near it
 
 # The review UI loads only its own files. Inline `style` attributes (the timeline's positions) are allowed;
@@ -81,6 +83,8 @@ class BodyLimits:
                 "an uploaded part",
                 "send parts of the media's part_size bytes (GET .../parts shows it), one per request",
             )
+        if method == "POST" and _SYSTEM_CHECK.fullmatch(path):
+            return BodyLimit(MAX_JPEG_BYTES, "a system check's camera frame", "send a JPEG of 1280x720 or less")
         return BodyLimit(
             self.json_bytes,
             "an API request body",

@@ -4,6 +4,9 @@ Part bodies are streamed and size-checked as they arrive; at most one part per r
 never the upload. Object storage that stops answering midway (`StorageUnavailable`) is a 503
 `storage_unavailable` with `Retry-After` from every route here, never a bare 500: the client retries, and
 the upload resumes from the parts already stored.
+
+A browser recorder uploads with an upload token instead of the tenant's API key (issued by
+`POST /v1/sessions/{id}/upload-tokens`): it opens that session's read, parts and complete routes only.
 """
 
 from __future__ import annotations
@@ -16,11 +19,23 @@ from fastapi import APIRouter, Depends, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
-from api.auth import ERRORS, PROBLEM, TenantId
+from api.auth import ERRORS, PROBLEM, UPLOAD_TOKEN_ERRORS, SessionTenantId, TenantId
 from api.problems import storage_unavailable
 from api.state import platform_api
 from core.vocabulary import MediaKind
-from ingest.schemas import IngestError, PartOut, PartsOut, PresignOut, PresignRequest, SessionCreate, SessionOut
+from ingest.schemas import (
+    CompleteRequest,
+    IngestError,
+    PartOut,
+    PartsOut,
+    PresignOut,
+    PresignRequest,
+    SessionCreate,
+    SessionOut,
+    UploadTokenOut,
+    UploadTokenRequest,
+)
+from ingest.streaming import part_checksum_required
 from ingest.uploads import Uploads
 from storage.object_store import StorageUnavailable
 
@@ -86,8 +101,9 @@ def register_session(
     return session
 
 
-@router.get("/sessions/{session_id}", response_model=SessionOut)
-def get_session(session_id: str, tenant_id: TenantId, uploads: UploadsDep) -> SessionOut:
+@router.get("/sessions/{session_id}", response_model=SessionOut, responses=UPLOAD_TOKEN_ERRORS)
+def get_session(session_id: str, tenant_id: SessionTenantId, uploads: UploadsDep) -> SessionOut:
+    """The session and its media. Takes the tenant's API key or this session's upload token."""
     return uploads.get(tenant_id, session_id)
 
 
@@ -97,9 +113,32 @@ def delete_session(session_id: str, tenant_id: TenantId, uploads: UploadsDep) ->
     return uploads.delete(tenant_id, session_id)
 
 
-@router.get("/sessions/{session_id}/media/{kind}/parts", response_model=PartsOut)
-def list_parts(session_id: str, kind: MediaKind, tenant_id: TenantId, uploads: UploadsDep) -> PartsOut:
-    """Which parts have arrived (through the API or presigned URLs) and which are missing: resume from here."""
+@router.post(
+    "/sessions/{session_id}/upload-tokens",
+    response_model=UploadTokenOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={410: {**PROBLEM, "description": "the session was erased (`session_deleted`)"}},
+)
+def issue_upload_token(
+    session_id: str, tenant_id: TenantId, uploads: UploadsDep, body: UploadTokenRequest | None = None
+) -> UploadTokenOut:
+    """An upload token for a browser recorder, which must never hold the tenant's API key.
+
+    Send it as `Authorization: Bearer put_...`. It opens only this session's `GET /v1/sessions/{id}`,
+    `GET .../media/{kind}/parts`, `PUT .../media/{kind}/parts/{n}` and `POST .../media/{kind}/complete`, until
+    `expires_at`: `ttl_s` seconds (default and maximum: the server's `upload_token_ttl_s`, 4 h unless configured).
+    Refusals: 401 `upload_token_invalid` (unknown, malformed, or its session erased), 401 `upload_token_expired`,
+    403 `upload_token_wrong_session`, and 403 `upload_token_scope` on any other route.
+    """
+    return uploads.issue_upload_token(tenant_id, session_id, body.ttl_s if body else None)
+
+
+@router.get("/sessions/{session_id}/media/{kind}/parts", response_model=PartsOut, responses=UPLOAD_TOKEN_ERRORS)
+def list_parts(session_id: str, kind: MediaKind, tenant_id: SessionTenantId, uploads: UploadsDep) -> PartsOut:
+    """Which parts have arrived (through the API or presigned URLs) and which are missing: resume from here.
+
+    For a streaming file not yet complete, `missing` lists the gaps below the highest part received, and
+    `part_count` is null. Takes the tenant's API key or this session's upload token."""
     return uploads.list_parts(tenant_id, session_id, kind)
 
 
@@ -107,43 +146,99 @@ def list_parts(session_id: str, kind: MediaKind, tenant_id: TenantId, uploads: U
 def presign_parts(
     session_id: str, kind: MediaKind, body: PresignRequest, tenant_id: TenantId, uploads: UploadsDep
 ) -> PresignOut:
-    """Presigned S3 URLs to PUT parts straight to object storage, bypassing the API."""
+    """Presigned S3 URLs to PUT parts straight to object storage, bypassing the API.
+
+    Not for a streaming file, whose parts must carry their SHA-256 (422 `presign_unavailable`)."""
     return PresignOut(parts=uploads.presign_parts(tenant_id, session_id, kind, body.part_numbers))
 
 
-@router.put("/sessions/{session_id}/media/{kind}/parts/{part_number}", response_model=PartOut)
+@router.put(
+    "/sessions/{session_id}/media/{kind}/parts/{part_number}",
+    response_model=PartOut,
+    responses={
+        **UPLOAD_TOKEN_ERRORS,
+        409: {
+            **PROBLEM,
+            "description": "a streaming file's part number already holds other bytes (`part_conflict`: the stored "
+            "part is kept), or the media takes no more parts (`media_already_complete`, `session_closed`)",
+        },
+        413: {**PROBLEM, "description": "the part would take the file past the media limit (`media_too_large`)"},
+        422: {
+            **PROBLEM,
+            "description": "wrong size (`part_size_invalid`), number (`part_number_out_of_range`) or checksum "
+            "(`part_checksum_mismatch`), or a streaming file's part without X-Part-SHA256 (`part_checksum_required`)",
+        },
+    },
+)
 async def put_part(
     session_id: str,
     kind: MediaKind,
     part_number: int,
     request: Request,
-    tenant_id: TenantId,
+    tenant_id: SessionTenantId,
     uploads: UploadsDep,
-    x_part_sha256: Annotated[str | None, Header(description="optional hex SHA-256 of this part's bytes")] = None,
+    x_part_sha256: Annotated[
+        str | None, Header(description="hex SHA-256 of this part's bytes: optional, required for a streaming file")
+    ] = None,
 ) -> PartOut:
-    """Upload one part as the raw request body. Parts are `part_size` bytes, except the last."""
-    expected = await run_in_threadpool(uploads.expected_part_size, tenant_id, session_id, kind, part_number)
+    """Upload one part as the raw request body. Parts are `part_size` bytes, except the last.
+
+    A streaming file's parts are at most `part_size` bytes (only the last may be shorter, which complete checks),
+    each with `X-Part-SHA256`; sending a stored part again with the same bytes is answered 200 as stored. Takes
+    the tenant's API key or this session's upload token."""
+    spec = await run_in_threadpool(uploads.part_spec, tenant_id, session_id, kind, part_number)
+    if spec.streaming and x_part_sha256 is None:
+        raise part_checksum_required(kind, part_number)
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) != expected:
+    if declared is not None and declared.isdigit() and not spec.allows(int(declared)):
         raise IngestError(
             422,
             "part_size_invalid",
-            f"part {part_number} of {kind} must be {expected} bytes, Content-Length is {declared}",
+            f"part {part_number} of {kind} must be {spec.described}, Content-Length is {declared}",
         )
-    body = bytearray(expected)  # the one buffer this request holds; handed to S3 without a copy
+    body = bytearray(spec.size)  # the one buffer this request holds; handed to S3 without a copy
     view, received = memoryview(body), 0
     async for chunk in request.stream():
-        if received + len(chunk) > expected:
-            raise IngestError(422, "part_size_invalid", f"part {part_number} of {kind} is longer than {expected} bytes")
+        if received + len(chunk) > spec.size:
+            raise IngestError(
+                422, "part_size_invalid", f"part {part_number} of {kind} is longer than {spec.size} bytes"
+            )
         view[received : received + len(chunk)] = chunk
         received += len(chunk)
     del view
-    if received < expected:
+    if received < spec.size:
         del body[received:]
     return await run_in_threadpool(uploads.store_part, tenant_id, session_id, kind, part_number, body, x_part_sha256)
 
 
-@router.post("/sessions/{session_id}/media/{kind}/complete", response_model=SessionOut)
-def complete_media(session_id: str, kind: MediaKind, tenant_id: TenantId, uploads: UploadsDep) -> SessionOut:
-    """Assemble the parts, verify size and SHA-256, and validate the file. Safe to call again."""
-    return uploads.complete(tenant_id, session_id, kind)
+@router.post(
+    "/sessions/{session_id}/media/{kind}/complete",
+    response_model=SessionOut,
+    responses={
+        **UPLOAD_TOKEN_ERRORS,
+        409: {
+            **PROBLEM,
+            "description": "a declared file's parts are missing or of the wrong size, or another "
+            "request is verifying it (`complete_in_progress`): see `code`",
+        },
+        422: {
+            **PROBLEM,
+            "description": "the file was rejected (`size_mismatch`, `checksum_mismatch`, the probe's codes), or the "
+            "request was refused: a streaming file without its size and SHA-256 (`final_checksum_required`), "
+            "with a gap in its parts (`parts_missing`) or a short part that is not the last (`part_size_invalid`); "
+            "a body that differs from the declaration (`declaration_mismatch`)",
+        },
+    },
+)
+def complete_media(
+    session_id: str,
+    kind: MediaKind,
+    tenant_id: SessionTenantId,
+    uploads: UploadsDep,
+    body: CompleteRequest | None = None,
+) -> SessionOut:
+    """Assemble the parts, verify size and SHA-256, and validate the file. Safe to call again.
+
+    A streaming file needs its size and SHA-256 in the body; a declared file's body is optional and must then
+    match the declaration. Takes the tenant's API key or this session's upload token."""
+    return uploads.complete(tenant_id, session_id, kind, body)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from ingest.enrolment import EnrolmentChecks
 from ingest.uploads import Uploads
 from storage.object_store import ObjectStore
 
@@ -19,6 +20,7 @@ class PlatformApi:
     uploads: Uploads
     presigned_url_ttl_s: int
     check_ready: Callable[[], None]
+    enrolment_checks: EnrolmentChecks | None = None  # the system check's face check; None: it is off
 
 
 def platform_api(request: Request) -> PlatformApi:

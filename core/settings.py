@@ -7,13 +7,14 @@ embedded SeaweedFS server under `data_dir`"; leaving `database_url` unset means 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -101,6 +102,11 @@ class Settings(BaseSettings):
     public_api_url: str | None = Field(
         default=None, description="Base URL clients use to reach the API; defaults to http://api_host:api_port"
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="origins (scheme://host[:port]) whose pages may call the API from a browser, for platforms that "
+        "embed the recorder on their own site: comma-separated or a JSON list; empty: no CORS headers",
+    )
 
     # Review UI
     cookie_secure: bool = Field(default=False, description="mark cookies Secure: set it when served over HTTPS")
@@ -167,6 +173,9 @@ class Settings(BaseSettings):
     )
 
     # Upload limits
+    upload_token_ttl_s: int = Field(
+        default=4 * 3600, ge=60, le=7 * 24 * 3600, description="an upload token's longest life, and its default"
+    )
     part_size_bytes: int = Field(default=8 * MIB, ge=5 * MIB, le=512 * MIB)
     max_media_bytes: int = Field(default=20 * 1024 * MIB, ge=1)
     max_event_log_bytes: int = Field(default=16 * MIB, ge=1)
@@ -191,6 +200,15 @@ class Settings(BaseSettings):
     # limit is the largest part a declared file can have (`part_size_bytes`, grown for files of over 10,000 parts).
     max_json_body_bytes: int = Field(default=MIB, ge=1024, description="a /v1 JSON request body")
     max_form_body_bytes: int = Field(default=64 * 1024, ge=1024, description="a review UI form, the login included")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_from_text(cls, value: Any) -> Any:
+        """PROCTOR_CORS_ORIGINS as a JSON list or comma-separated: `https://lms.example.org,https://x.example`."""
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [o.strip() for o in text.split(",") if o.strip()]
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, new_id, utcnow
@@ -140,8 +140,10 @@ class Media(Base):
     kind: Mapped[str] = mapped_column(String(16))
     object_key: Mapped[str] = mapped_column(String(512))
     content_type: Mapped[str] = mapped_column(String(100))
-    declared_size: Mapped[int] = mapped_column(BigInteger)
-    declared_sha256: Mapped[str] = mapped_column(String(64))
+    # A streaming file's (uploaded while recorded) are None until its complete sends them.
+    declared_size: Mapped[int | None] = mapped_column(BigInteger)
+    declared_sha256: Mapped[str | None] = mapped_column(String(64))
+    streaming: Mapped[bool] = mapped_column(default=False, server_default=false())
     part_size: Mapped[int] = mapped_column(BigInteger)
     upload_id: Mapped[str | None] = mapped_column(String(256), default=None)
     state: Mapped[str] = mapped_column(String(16), default=MediaState.PENDING.value)  # a MediaState
@@ -154,7 +156,10 @@ class Media(Base):
     session: Mapped[ExamSession] = relationship(back_populates="media")
 
     @property
-    def part_count(self) -> int:
+    def part_count(self) -> int | None:
+        """Parts of the whole file; None while a streaming file's size is not known."""
+        if self.declared_size is None:
+            return None
         return max(1, -(-self.declared_size // self.part_size))
 
     @property
@@ -214,6 +219,18 @@ class UploadPart(Base):
     etag: Mapped[str] = mapped_column(String(64))
     sha256: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class UploadToken(Base):
+    """A bearer token `put_<secret>` that opens one session's uploads to a browser (never the tenant's API key);
+    only its SHA-256 is kept. It goes with its session."""
+
+    __tablename__ = "upload_tokens"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class IdempotencyKey(Base):

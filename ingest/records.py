@@ -1,15 +1,17 @@
 """A tenant's sessions and media as the upload protocol finds, checks and shows them.
 
 Lookups scope every id to the calling tenant (another tenant's session is a 404, like a missing one); the
-parts checks compare S3's own part list with what was declared; `session_out` is the API's view of a session.
+parts checks compare S3's own part list with what was declared; `session_out` is the API's view of a session
+(a streaming file's size and SHA-256 are shown once it is complete, its parts received until then).
 """
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, object_session
 
 from core.states import SessionState
-from core.tables import ExamSession, Media
+from core.tables import ExamSession, Media, UploadPart
 from core.vocabulary import MediaKind, MediaState
 from ingest.schemas import EnrolmentQualityOut, IngestError, MediaOut, PartOut, ReasonOut, SessionOut
 from storage.object_store import ObjectNotFound, ObjectStore
@@ -20,15 +22,18 @@ def session_deleted() -> IngestError:
 
 
 def expected_part_size(media: Media, part_number: int) -> int:
-    if not 1 <= part_number <= media.part_count:
+    """The size part `part_number` of a file of known size must have."""
+    count, size = media.part_count, media.declared_size
+    assert count is not None and size is not None, "a streaming file's size is known only once it is complete"
+    if not 1 <= part_number <= count:
         raise IngestError(
             422,
             "part_number_out_of_range",
-            f"{media.kind} has parts 1..{media.part_count} of {media.part_size} bytes; got part {part_number}",
+            f"{media.kind} has parts 1..{count} of {media.part_size} bytes; got part {part_number}",
         )
-    if part_number < media.part_count:
+    if part_number < count:
         return media.part_size
-    return media.declared_size - media.part_size * (media.part_count - 1)
+    return size - media.part_size * (count - 1)
 
 
 def parts_in_storage(store: ObjectStore, media: Media) -> list[PartOut]:
@@ -47,16 +52,18 @@ def check_parts(store: ObjectStore, media: Media) -> None:
         # before recording it: the object is verified by size and SHA-256 like any other.
         return
     parts = {p.part_number: p for p in listed}
-    missing = [n for n in range(1, media.part_count + 1) if n not in parts]
+    count = media.part_count
+    assert count is not None, "a declared file's size is known from registration"
+    missing = [n for n in range(1, count + 1) if n not in parts]
     if missing:
         shown = missing if len(missing) <= 20 else [*missing[:20], "..."]
         raise IngestError(
             409,
             "missing_parts",
-            f"{media.kind} is missing {len(missing)} of {media.part_count} parts: upload them, then complete again",
+            f"{media.kind} is missing {len(missing)} of {count} parts: upload them, then complete again",
             {"missing": shown},
         )
-    wrong = {n: p.size for n, p in parts.items() if n <= media.part_count and p.size != expected_part_size(media, n)}
+    wrong = {n: p.size for n, p in parts.items() if n <= count and p.size != expected_part_size(media, n)}
     if wrong:
         raise IngestError(
             409,
@@ -95,6 +102,41 @@ def pending_media(db: Session, tenant_id: str, session_id: str, kind: str) -> Me
     return media
 
 
+def parts_received(db: Session, media_id: str) -> int:
+    """Parts of a media file stored through the API so far."""
+    counted = db.scalar(
+        select(func.count()).select_from(UploadPart).where(UploadPart.media_id == media_id, UploadPart.etag != "")
+    )
+    return int(counted or 0)
+
+
+def media_out(media: Media) -> MediaOut:
+    """The API's view of one media file: a streaming file shows no size or SHA-256 until it is complete (then the
+    verified ones), and the parts received so far as its part count."""
+    shown = not media.streaming or media.state == MediaState.COMPLETE
+    if shown:
+        assert media.part_count is not None
+        part_count = media.part_count
+    else:
+        db = object_session(media)
+        assert db is not None, "media rows are shown while their database session is open"
+        part_count = parts_received(db, media.id)
+    return MediaOut(
+        kind=MediaKind(media.kind),
+        state=MediaState(media.state),
+        size_bytes=media.declared_size if shown else None,
+        sha256=media.declared_sha256 if shown else None,
+        content_type=media.content_type,
+        streaming=media.streaming,
+        part_size=media.part_size,
+        part_count=part_count,
+        probe=media.video_probe,
+        events_count=media.events_count,
+        reason=ReasonOut(code=media.reason_code, message=media.reason or "") if media.reason_code else None,
+        enrolment=EnrolmentQualityOut(**quality) if (quality := media.enrolment_quality) else None,
+    )
+
+
 def session_out(session: ExamSession) -> SessionOut:
     reason = ReasonOut(code=session.reason_code, message=session.reason or "") if session.reason_code else None
     return SessionOut(
@@ -108,20 +150,5 @@ def session_out(session: ExamSession) -> SessionOut:
         duration_s=session.duration_s,
         created_at=session.created_at,
         updated_at=session.updated_at,
-        media=[
-            MediaOut(
-                kind=MediaKind(m.kind),
-                state=MediaState(m.state),
-                size_bytes=m.declared_size,
-                sha256=m.declared_sha256,
-                content_type=m.content_type,
-                part_size=m.part_size,
-                part_count=m.part_count,
-                probe=m.video_probe,
-                events_count=m.events_count,
-                reason=ReasonOut(code=m.reason_code, message=m.reason or "") if m.reason_code else None,
-                enrolment=EnrolmentQualityOut(**quality) if (quality := m.enrolment_quality) else None,
-            )
-            for m in session.media
-        ],
+        media=[media_out(m) for m in session.media],
     )

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.probes import VideoProbe
-from core.vocabulary import MediaKind, MediaState
+from core.vocabulary import RECORDING_KINDS, MediaKind, MediaState
 from storage.keys import InvalidIdentifier, safe_identifier
 
 VIDEO_CONTENT_TYPES = frozenset({"video/mp4", "video/webm", "video/x-matroska", "video/quicktime"})
@@ -28,16 +28,47 @@ def _identifier(field: str, value: str) -> str:
 
 
 class MediaDeclaration(BaseModel):
-    """A file the platform is about to upload, with the size and SHA-256 it must arrive with."""
+    """A file the platform is about to upload, with the size and SHA-256 it must arrive with; or, `streaming`, a
+    recording still being made, whose size and SHA-256 are sent when it is complete."""
 
     model_config = ConfigDict(extra="forbid")
     kind: MediaKind
-    size_bytes: int = Field(gt=0, description="exact size of the file in bytes")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256 of the whole file")
+    size_bytes: int | None = Field(
+        default=None, gt=0, description="exact size of the file in bytes; required unless `streaming`, absent with it"
+    )
+    sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="lower-case hex SHA-256 of the whole file; required unless `streaming`, absent with it",
+    )
     content_type: str = Field(
         description="video/mp4, video/webm, video/x-matroska or video/quicktime for webcam, screen and "
         "enrolment_clip; image/jpeg or image/png for enrolment_photo; application/x-ndjson for events"
     )
+    streaming: bool = Field(
+        default=False,
+        description="upload while recording (webcam, screen and events only): parts of at most the media's "
+        "`part_size`, each with `X-Part-SHA256`, and the file's size and SHA-256 in the body of `complete`",
+    )
+
+    @model_validator(mode="after")
+    def _size_and_checksum_fit_the_mode(self) -> MediaDeclaration:
+        if self.streaming:
+            if self.kind not in RECORDING_KINDS:
+                raise ValueError(
+                    f"{self.kind} cannot be streamed: only webcam, screen and events can; declare the finished "
+                    "file with its size_bytes and sha256"
+                )
+            if self.size_bytes is not None or self.sha256 is not None:
+                raise ValueError(
+                    "a streaming file has no size_bytes or sha256 yet: leave them out and send them to complete"
+                )
+        elif self.size_bytes is None or self.sha256 is None:
+            raise ValueError(
+                f"{self.kind} needs size_bytes and sha256 of the whole file, or streaming: true to upload it while "
+                "it is recorded"
+            )
+        return self
 
     @model_validator(mode="after")
     def _content_type_fits_kind(self) -> MediaDeclaration:
@@ -105,11 +136,14 @@ class EnrolmentQualityOut(BaseModel):
 class MediaOut(BaseModel):
     kind: MediaKind
     state: MediaState
-    size_bytes: int
-    sha256: str
+    size_bytes: int | None = Field(description="the declared size; for a streaming file None until it is complete")
+    sha256: str | None = Field(description="the declared SHA-256; for a streaming file None until it is complete")
     content_type: str
-    part_size: int
-    part_count: int
+    streaming: bool = Field(default=False, description="uploaded while recording (see `MediaDeclaration`)")
+    part_size: int = Field(description="bytes of every part but the last (a streaming file's parts: at most this)")
+    part_count: int = Field(
+        description="parts of the whole file; for a streaming file not yet complete, parts received"
+    )
     probe: VideoProbe | None = None
     events_count: int | None = None
     reason: ReasonOut | None = Field(default=None, description="why this file was rejected")
@@ -138,10 +172,37 @@ class PartOut(BaseModel):
 
 class PartsOut(BaseModel):
     kind: MediaKind
-    part_size: int
-    part_count: int
+    part_size: int = Field(description="bytes of every part but the last (a streaming file's parts: at most this)")
+    part_count: int | None = Field(description="parts of the whole file; None while a streaming file is not complete")
     received: list[PartOut]
-    missing: list[int]
+    missing: list[int] = Field(description="parts to send; for a streaming file, the gaps below the highest received")
+
+
+class CompleteRequest(BaseModel):
+    """The finished file, as the client measured it: required for a streaming file, optional (and then equal to
+    the declaration) for a declared one."""
+
+    model_config = ConfigDict(extra="forbid")
+    size_bytes: int = Field(gt=0, description="exact size of the whole file in bytes")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="lower-case hex SHA-256 of the whole file")
+
+
+class UploadTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ttl_s: int | None = Field(
+        default=None, ge=1, description="seconds the token works; capped by the server (default: its cap, 4 h)"
+    )
+
+
+class UploadTokenOut(BaseModel):
+    """A bearer token for one session's uploads, for a browser that must never hold the tenant's API key."""
+
+    token: str = Field(
+        description="send as 'Authorization: Bearer put_...'; it opens only GET /v1/sessions/{id} and that "
+        "session's GET .../media/{kind}/parts, PUT .../media/{kind}/parts/{n} and POST .../media/{kind}/complete"
+    )
+    session_id: str
+    expires_at: datetime
 
 
 class PresignRequest(BaseModel):

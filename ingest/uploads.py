@@ -3,9 +3,13 @@
 Each media file is one S3 multipart upload, created when the session is registered. Parts arrive through
 the API (streamed, checksummed, one part in memory at most) or straight to S3 through presigned part URLs;
 S3's own part list is the truth for what arrived, so a client can resume from any broken connection with
-either path. `complete` assembles the parts, then reads the object back once to check size and SHA-256 and
-to probe it, and either accepts the media or rejects the session with a machine-readable reason. Nothing is
-deleted on rejection: the stored bytes stay for inspection until the session is erased.
+either path. `complete` (`ingest.completion`) assembles the parts, then reads the object back once to check
+size and SHA-256 and to probe it, and either accepts the media or rejects the session with a machine-readable
+reason.
+
+A file is declared with its size and SHA-256, or `streaming` (`ingest.streaming`): uploaded while it is recorded,
+in checksummed parts through the API only, its size and SHA-256 sent at complete. A browser that uploads holds
+not the tenant's API key but an upload token for the one session (`ingest.upload_tokens`).
 
 Enrolment media (a candidate's reference photo or clip, `ingest.enrolment`) take the same path but are stored
 under the candidate and judged alone: a refused one is rejected without the session, and the session is
@@ -15,32 +19,27 @@ queued as soon as its recordings (webcam, screen, events) are complete, whatever
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, timedelta
-from typing import BinaryIO
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
 from core.enrolments import CandidatePrefix
 from core.erasure import erase_session
-from core.jobs import queue_job
-from core.probes import VideoProbe
 from core.states import SessionState
-from core.tables import Exam, ExamSession, IdempotencyKey, Media, Tenant, UploadPart
-from core.vocabulary import ENROLMENT_KINDS, RECORDING_KINDS, MediaKind, MediaState
-from ingest.enrolment import AcceptedEnrolment, EnrolmentChecks, keep_enrolment
-from ingest.event_log import parse_event_log
-from ingest.hashing import MIB, HashingReader, InOrderHashes
-from ingest.probe import MediaRejected, ProbeLimits, probe_video
+from core.tables import Exam, ExamSession, IdempotencyKey, Media, Tenant, UploadPart, UploadToken
+from core.vocabulary import ENROLMENT_KINDS, MediaKind, MediaState
+from ingest.completion import Completion, required_enrolment_checks
+from ingest.enrolment import EnrolmentChecks
+from ingest.hashing import MIB, InOrderHashes
+from ingest.probe import ProbeLimits
 from ingest.records import (
-    check_parts,
     declared_media,
     expected_part_size,
     parts_in_storage,
@@ -50,20 +49,23 @@ from ingest.records import (
     tenant_session,
 )
 from ingest.schemas import (
+    CompleteRequest,
     IngestError,
     PartOut,
     PartsOut,
     PresignedPart,
     SessionCreate,
     SessionOut,
+    UploadTokenOut,
 )
+from ingest.streaming import MAX_PARTS, check_streaming_part, missing_below_highest, part_checksum_required
+from ingest.upload_tokens import issue_upload_token, upload_token_tenant
 from storage.keys import SessionPrefix
-from storage.object_store import ObjectExists, ObjectNotFound, ObjectStore, UploadedPart
+from storage.object_store import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
 
-MAX_PARTS = 10_000
-VERIFY_TAKEOVER = timedelta(minutes=15)
+UPLOAD_TOKEN_TTL_S = 4 * 3600
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,23 @@ class UploadLimits:
     max_event_log_bytes: int
     presigned_url_ttl_s: int
     probe: ProbeLimits
+    upload_token_ttl_s: int = UPLOAD_TOKEN_TTL_S  # an upload token's longest life, and its default
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """What one part upload's body must be: exactly `size` bytes, or for a streaming file 1 to `size` bytes sent
+    with its SHA-256."""
+
+    size: int
+    streaming: bool
+
+    def allows(self, size: int) -> bool:
+        return 1 <= size <= self.size if self.streaming else size == self.size
+
+    @property
+    def described(self) -> str:
+        return f"1 to {self.size} bytes" if self.streaming else f"{self.size} bytes"
 
 
 def part_size_for(size: int, preferred: int) -> int:
@@ -82,7 +101,19 @@ def part_size_for(size: int, preferred: int) -> int:
 
 
 def _request_digest(request: SessionCreate) -> str:
-    return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+    # `streaming` is left out of declared media's entries: a registration replayed across the release that
+    # added it digests as it did when its Idempotency-Key was stored.
+    exclude = {"media": {i: {"streaming"} for i, m in enumerate(request.media) if not m.streaming}}
+    return hashlib.sha256(request.model_dump_json(exclude=exclude, exclude_none=True).encode()).hexdigest()
+
+
+def _checksum_mismatch(part_number: int, digest: str, sent: str) -> IngestError:
+    return IngestError(
+        422,
+        "part_checksum_mismatch",
+        f"part {part_number} arrived with SHA-256 {digest}, not the {sent} the client sent; "
+        "the connection corrupted it: send the part again",
+    )
 
 
 class Uploads:
@@ -100,8 +131,14 @@ class Uploads:
         self._store = store
         self._limits = limits
         self._enrolments = enrolments  # None: this service refuses enrolment media
-        self._job_max_attempts = job_max_attempts  # the processing job that a completed upload queues
         self._hashes = InOrderHashes()
+        # the processing job that a completed upload queues takes `job_max_attempts`
+        self._completion = Completion(db, store, self._hashes, limits.probe, job_max_attempts, enrolments)
+
+    def _limit_bytes(self, kind: str) -> int:
+        if kind in ENROLMENT_KINDS:
+            return required_enrolment_checks(self._enrolments).limits.max_bytes(kind)
+        return self._limits.max_event_log_bytes if kind == MediaKind.EVENTS else self._limits.max_media_bytes
 
     # -- register ---------------------------------------------------------------------------------------
     def register(self, tenant_id: str, request: SessionCreate, idempotency_key: str | None) -> tuple[SessionOut, bool]:
@@ -109,10 +146,8 @@ class Uploads:
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
             raise IngestError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters")
         for media in request.media:
-            limit = self._limits.max_event_log_bytes if media.kind == MediaKind.EVENTS else self._limits.max_media_bytes
-            if media.kind in ENROLMENT_KINDS:
-                limit = self._enrolment_checks().limits.max_bytes(media.kind)
-            if media.size_bytes > limit:
+            limit = self._limit_bytes(media.kind)
+            if media.size_bytes is not None and media.size_bytes > limit:
                 raise IngestError(
                     413,
                     "media_too_large",
@@ -149,11 +184,6 @@ class Uploads:
             raise self._attempt_conflict(tenant_id, request) from None
         log.info("session registered", extra={"session_id": out.id, "tenant_id": tenant_id, "exam": request.exam_id})
         return out, True
-
-    def _enrolment_checks(self) -> EnrolmentChecks:
-        if self._enrolments is None:
-            raise IngestError(422, "enrolment_unavailable", "this server does not take enrolment media: leave them out")
-        return self._enrolments
 
     def _replay(self, tenant_id: str, key: str, digest: str) -> SessionOut | None:
         with self._db() as db:
@@ -217,6 +247,8 @@ class Uploads:
                 key = prefix.key("media", declared.kind)
             upload_id = self._store.create_multipart(key, content_type=declared.content_type)
             opened.append((key, upload_id))
+            # A streaming file's parts are sized for the largest file the limits take.
+            sized_for = self._limit_bytes(declared.kind) if declared.size_bytes is None else declared.size_bytes
             media = Media(
                 session_id=session.id,
                 kind=declared.kind,
@@ -224,7 +256,8 @@ class Uploads:
                 content_type=declared.content_type,
                 declared_size=declared.size_bytes,
                 declared_sha256=declared.sha256,
-                part_size=part_size_for(declared.size_bytes, self._limits.part_size_bytes),
+                streaming=declared.streaming,
+                part_size=part_size_for(sized_for, self._limits.part_size_bytes),
                 upload_id=upload_id,
             )
             db.add(media)
@@ -232,10 +265,14 @@ class Uploads:
         return session
 
     # -- parts ------------------------------------------------------------------------------------------
-    def expected_part_size(self, tenant_id: str, session_id: str, kind: str, part_number: int) -> int:
+    def part_spec(self, tenant_id: str, session_id: str, kind: str, part_number: int) -> PartSpec:
+        """What the body of part `part_number` must be, checked before a byte of it is read."""
         with self._db() as db:
             media = pending_media(db, tenant_id, session_id, kind)
-            return expected_part_size(media, part_number)
+            if media.streaming:
+                check_streaming_part(media, part_number, None, self._limit_bytes(kind))
+                return PartSpec(media.part_size, streaming=True)
+            return PartSpec(expected_part_size(media, part_number), streaming=False)
 
     def store_part(
         self,
@@ -246,61 +283,113 @@ class Uploads:
         data: bytes | bytearray,
         sha256_hex: str | None,
     ) -> PartOut:
-        """Store one part received through the API; the bytes were already size-checked while streaming."""
+        """Store one part received through the API; the bytes were already size-checked while streaming.
+
+        A streaming file's part needs `sha256_hex`; its number is bound to the bytes it first arrived with:
+        the same bytes again are answered as stored, others refused (409 `part_conflict`)."""
+        digest = hashlib.sha256(data).hexdigest()
+        if sha256_hex is not None and sha256_hex.lower() != digest:
+            raise _checksum_mismatch(part_number, digest, sha256_hex)
         with self._db() as db:
             media = pending_media(db, tenant_id, session_id, kind)
-            expected = expected_part_size(media, part_number)
-            if len(data) != expected:
-                raise IngestError(
-                    422,
-                    "part_size_invalid",
-                    f"part {part_number} of {kind} must be {expected} bytes, got {len(data)}",
-                    {"expected_bytes": expected, "received_bytes": len(data)},
-                )
-            digest = hashlib.sha256(data).hexdigest()
-            if sha256_hex is not None and sha256_hex.lower() != digest:
-                raise IngestError(
-                    422,
-                    "part_checksum_mismatch",
-                    f"part {part_number} arrived with SHA-256 {digest}, not the {sha256_hex} the client sent; "
-                    "the connection corrupted it: send the part again",
-                )
-            assert media.upload_id is not None
+            if media.streaming:
+                if sha256_hex is None:
+                    raise part_checksum_required(kind, part_number)
+                check_streaming_part(media, part_number, len(data), self._limit_bytes(kind))
+                stored = self._claim_streaming_part(db, media, part_number, len(data), digest)
+                if stored is not None:
+                    return stored
+            else:
+                expected = expected_part_size(media, part_number)
+                if len(data) != expected:
+                    raise IngestError(
+                        422,
+                        "part_size_invalid",
+                        f"part {part_number} of {kind} must be {expected} bytes, got {len(data)}",
+                        {"expected_bytes": expected, "received_bytes": len(data)},
+                    )
+            media_id, key, upload_id, streaming = media.id, media.object_key, media.upload_id, media.streaming
+            assert upload_id is not None
             try:
-                etag = self._store.upload_part(media.object_key, media.upload_id, part_number, data, sha256=digest)
+                etag = self._store.upload_part(key, upload_id, part_number, data, sha256=digest)
             except ObjectNotFound:
                 raise IngestError(
                     409, "upload_expired", f"the upload of {kind} no longer exists in storage; register a new session"
                 ) from None
-            db.merge(UploadPart(media_id=media.id, part_number=part_number, size=len(data), etag=etag, sha256=digest))
+            if streaming:  # the claim's bytes are now stored
+                db.execute(
+                    update(UploadPart)
+                    .where(UploadPart.media_id == media_id, UploadPart.part_number == part_number)
+                    .values(etag=etag, received_at=utcnow())
+                )
+            else:
+                db.merge(
+                    UploadPart(media_id=media_id, part_number=part_number, size=len(data), etag=etag, sha256=digest)
+                )
             db.commit()
-            media_id = media.id
         self._hashes.add(media_id, part_number, data, etag)
         return PartOut(part_number=part_number, size=len(data), etag=etag)
+
+    def _claim_streaming_part(
+        self, db: Session, media: Media, part_number: int, size: int, digest: str
+    ) -> PartOut | None:
+        """Bind the part number to these bytes (committed before they go to storage, so that other bytes under the
+        same number are refused, never stored); the part as stored if these bytes already are, else None."""
+        for _ in range(2):  # a concurrent request may claim the number between the read and the insert
+            claim = db.get(UploadPart, (media.id, part_number))
+            if claim is not None and claim.sha256 != digest:
+                raise IngestError(
+                    409,
+                    "part_conflict",
+                    f"part {part_number} of {media.kind} was already sent with other bytes (SHA-256 {claim.sha256}); "
+                    "a stored part is never replaced: send the next part",
+                    {"part_number": part_number, "sha256": claim.sha256},
+                )
+            if claim is not None:  # the same bytes: stored (etag set), or a request storing them died midway
+                return PartOut(part_number=part_number, size=claim.size, etag=claim.etag) if claim.etag else None
+            db.add(UploadPart(media_id=media.id, part_number=part_number, size=size, etag="", sha256=digest))
+            try:
+                db.commit()
+                return None
+            except IntegrityError:
+                db.rollback()
+        raise IngestError(409, "part_conflict", f"part {part_number} of {media.kind} is being sent by another request")
 
     def list_parts(self, tenant_id: str, session_id: str, kind: str) -> PartsOut:
         with self._db() as db:
             media = declared_media(db, tenant_id, session_id, kind)
-            if media.state in (MediaState.COMPLETE, MediaState.VERIFYING):
+            count = media.part_count
+            if media.state in (MediaState.COMPLETE, MediaState.VERIFYING) and count is not None:
                 received = [
-                    PartOut(part_number=n, size=expected_part_size(media, n), etag="")
-                    for n in range(1, media.part_count + 1)
+                    PartOut(part_number=n, size=expected_part_size(media, n), etag="") for n in range(1, count + 1)
                 ]
             else:
                 received = parts_in_storage(self._store, media)
             have = {p.part_number for p in received}
+            if media.streaming and media.state != MediaState.COMPLETE:
+                count, missing = None, missing_below_highest(have)
+            else:
+                assert count is not None  # a declared file's size is known from registration
+                missing = [n for n in range(1, count + 1) if n not in have]
             return PartsOut(
                 kind=kind,  # type: ignore[arg-type]
                 part_size=media.part_size,
-                part_count=media.part_count,
+                part_count=count,
                 received=received,
-                missing=[n for n in range(1, media.part_count + 1) if n not in have],
+                missing=missing,
             )
 
     def presign_parts(self, tenant_id: str, session_id: str, kind: str, part_numbers: list[int]) -> list[PresignedPart]:
         ttl = self._limits.presigned_url_ttl_s
         with self._db() as db:
             media = pending_media(db, tenant_id, session_id, kind)
+            if media.streaming:
+                raise IngestError(
+                    422,
+                    "presign_unavailable",
+                    f"{kind} is uploaded while recorded: its parts go through the API only, each with its SHA-256 "
+                    "(PUT .../parts/{n} with X-Part-SHA256)",
+                )
             for number in part_numbers:
                 expected_part_size(media, number)
             assert media.upload_id is not None
@@ -315,171 +404,31 @@ class Uploads:
             ]
 
     # -- complete ---------------------------------------------------------------------------------------
-    def complete(self, tenant_id: str, session_id: str, kind: str) -> SessionOut:
-        """Assemble, verify and validate one media file. Replaying it returns the same outcome."""
+    def complete(self, tenant_id: str, session_id: str, kind: str, final: CompleteRequest | None = None) -> SessionOut:
+        """Assemble, verify and validate one media file (`final`: its size and SHA-256, required for a streaming
+        file). Replaying it returns the same outcome."""
+        return self._completion.complete(tenant_id, session_id, kind, final)
+
+    # -- upload tokens ----------------------------------------------------------------------------------
+    def issue_upload_token(self, tenant_id: str, session_id: str, ttl_s: int | None = None) -> UploadTokenOut:
+        """A token that opens this session's uploads (and nothing else) for `ttl_s` seconds, at most (and by
+        default) the server's `upload_token_ttl_s`: what a platform hands the candidate's browser."""
+        if ttl_s is not None and ttl_s < 1:
+            raise IngestError(422, "validation_error", f"ttl_s must be at least 1 second, got {ttl_s}")
+        ttl = min(ttl_s or self._limits.upload_token_ttl_s, self._limits.upload_token_ttl_s)
         with self._db() as db:
-            media = declared_media(db, tenant_id, session_id, kind)
-            session = media.session
-            if media.state == MediaState.COMPLETE:
-                return session_out(session)
-            if media.state == MediaState.REJECTED and media.reason_code:
-                raise IngestError(422, media.reason_code, media.reason or f"{kind} was rejected")
-            if media.state == MediaState.REJECTED or session.state == SessionState.REJECTED:
-                raise IngestError(422, session.reason_code or "rejected", session.reason or "this session was rejected")
+            session = tenant_session(db, tenant_id, session_id)
             if session.state == SessionState.DELETED:
                 raise session_deleted()
-            media_id, key, upload_id = media.id, media.object_key, media.upload_id
-            stale = (
-                media.state == MediaState.VERIFYING
-                and media.completed_at is not None
-                and (media.completed_at < utcnow() - VERIFY_TAKEOVER)
-            )
-            if media.state == MediaState.VERIFYING and not stale:
-                raise IngestError(
-                    409, "complete_in_progress", f"{kind} is being verified by another request; retry in a few seconds"
-                )
-            check_parts(self._store, media)
-            # Only one request verifies a media file at a time; a stale claim (crashed worker) is taken over.
-            claimed = db.execute(  # type: ignore[attr-defined]  # an UPDATE's result has a rowcount
-                update(Media)
-                .where(
-                    Media.id == media_id,
-                    (Media.state == MediaState.PENDING.value)
-                    | ((Media.state == MediaState.VERIFYING.value) & (Media.completed_at < utcnow() - VERIFY_TAKEOVER)),
-                )
-                .values(state=MediaState.VERIFYING.value, completed_at=utcnow())
-            ).rowcount
+            token = issue_upload_token(db, session, ttl, utcnow())
             db.commit()
-            if claimed != 1:
-                raise IngestError(
-                    409, "complete_in_progress", f"{kind} is being verified by another request; retry in a few seconds"
-                )
-        assert upload_id is not None
-        try:
-            outcome = self._assemble_and_validate(media_id, key, upload_id, kind)
-        except BaseException as exc:
-            with self._db() as db:  # let the client retry after an unexpected failure
-                db.execute(
-                    update(Media).where(Media.id == media_id).values(state=MediaState.PENDING.value, completed_at=None)
-                )
-                db.commit()
-                erased = (
-                    db.scalar(select(ExamSession.state).where(ExamSession.id == session_id)) == SessionState.DELETED
-                )
-            if erased:  # its objects went while this request read them
-                raise session_deleted() from exc
-            raise
-        with self._db() as db:
-            media = declared_media(db, tenant_id, session_id, kind)
-            session = media.session
-            if session.state == SessionState.DELETED:  # erased while this request verified it
-                raise session_deleted()
-            if isinstance(outcome, MediaRejected):
-                media.state = MediaState.REJECTED.value
-                media.reason_code, media.reason = outcome.code, outcome.message
-                if kind not in ENROLMENT_KINDS:  # a refused enrolment leaves the recording as valid as it was
-                    db.add(session.move_to(SessionState.REJECTED, code=outcome.code, reason=outcome.message))
-                db.commit()
-                log.warning(
-                    "media rejected",
-                    extra={"session_id": session_id, "kind": kind, "code": outcome.code, "reason": outcome.message},
-                )
-                raise IngestError(422, outcome.code, outcome.message, {"kind": kind})
-            media.state = MediaState.COMPLETE.value
-            media.completed_at = utcnow()
-            if isinstance(outcome, AcceptedEnrolment):
-                keep_enrolment(db, session, media, outcome)
-                return session_out(session)
-            media.probe = outcome if isinstance(outcome, dict) else outcome.to_dict()
-            if isinstance(outcome, VideoProbe) and kind == MediaKind.WEBCAM:
-                session.duration_s = outcome.duration_s
-            db.flush()
-            # Lock the session row, then count unfinished media afresh: two media completing at once (webcam and
-            # screen uploaded in parallel) must not each see the other as unfinished and queue nothing. On
-            # PostgreSQL the second waits here for the first to commit; SQLite runs one writer at a time anyway.
-            db.refresh(session, with_for_update=True)
-            unfinished = db.scalar(
-                select(func.count())
-                .select_from(Media)
-                .where(
-                    Media.session_id == session.id,
-                    Media.state != MediaState.COMPLETE.value,
-                    Media.kind.in_([k.value for k in RECORDING_KINDS]),
-                )
-            )
-            if unfinished == 0:
-                for target in (SessionState.UPLOADED, SessionState.VALIDATED):
-                    db.add(session.move_to(target))
-                queue_job(db, session, max_attempts=self._job_max_attempts)
-            db.commit()
-            log.info("media complete", extra={"session_id": session_id, "kind": kind, "state": session.state})
-            return session_out(session)
+        log.info("upload token issued", extra={"session_id": session_id, "tenant_id": tenant_id, "ttl_s": ttl})
+        return token
 
-    def _assemble_and_validate(
-        self, media_id: str, key: str, upload_id: str, kind: str
-    ) -> VideoProbe | dict[str, int] | AcceptedEnrolment | MediaRejected:
-        """The video's probe, the event log's `{"events_count": n}`, a checked enrolment, or why the media is
-        rejected."""
+    def upload_token_tenant(self, token: str, session_id: str) -> str:
+        """The tenant of session `session_id` if `token` opens it; raises the refusal (401, 403) otherwise."""
         with self._db() as db:
-            media = db.get(Media, media_id)
-            assert media is not None
-            declared_size, declared_sha, count = media.declared_size, media.declared_sha256, media.part_count
-        parts: list[UploadedPart] = []
-        try:
-            parts = [p for p in self._store.list_parts(key, upload_id) if p.part_number <= count]
-            self._store.complete_multipart(key, upload_id, parts)
-        except ObjectNotFound:
-            # The upload was already assembled by an attempt that died before recording it.
-            if self._store.stat(key) is None:
-                raise IngestError(
-                    409, "upload_expired", f"the upload of {kind} no longer exists; register again"
-                ) from None
-        except ObjectExists:
-            pass  # same: assembled earlier, verified below like any other
-        hashed = self._hashes.take(media_id, parts)
-        if hashed is None:  # the whole object is read once, front to back: large blocks, no cache
-            opened = self._store.open(key, block_bytes=8 * MIB, cached_blocks=1)
-        else:
-            opened = self._store.open(key)
-        with opened as stored:
-            reader: BinaryIO = stored
-            hashing: HashingReader | None = None
-            if hashed is None:  # one pass from storage: the probe reads while the reader hashes
-                hashing = HashingReader(stored, stored.seek(0, io.SEEK_END))
-                stored.seek(0)
-                reader = io.BufferedReader(hashing)
-            try:
-                if kind == MediaKind.EVENTS:
-                    outcome: VideoProbe | dict[str, int] | bytes | MediaRejected = {
-                        "events_count": len(parse_event_log(reader))
-                    }
-                elif kind in ENROLMENT_KINDS:
-                    outcome = self._enrolment_checks().first_pass(kind, reader, self._limits.probe)
-                else:
-                    outcome = probe_video(reader, self._limits.probe)
-            except MediaRejected as rejected:
-                outcome = rejected
-            if hashing is not None:
-                size, digest = hashing.finish()
-            else:
-                assert hashed is not None
-                size, digest = hashed
-        # A wrong checksum or size explains any content error, so it is reported first.
-        if size != declared_size:
-            return MediaRejected("size_mismatch", f"{kind} assembled to {size} bytes but {declared_size} were declared")
-        if digest != declared_sha:
-            return MediaRejected(
-                "checksum_mismatch",
-                f"{kind} has SHA-256 {digest} but {declared_sha} was declared: the file changed or was "
-                "corrupted; register a new session with the right checksum",
-            )
-        if isinstance(outcome, bytes | VideoProbe) and kind in ENROLMENT_KINDS:
-            try:  # only a verified file is decoded and checked
-                return self._enrolment_checks().check(outcome, lambda: self._store.open(key))
-            except MediaRejected as rejected:
-                return rejected
-        assert not isinstance(outcome, bytes)
-        return outcome
+            return upload_token_tenant(db, token, session_id, utcnow())
 
     # -- read, erase ------------------------------------------------------------------------------------
     def get(self, tenant_id: str, session_id: str) -> SessionOut:
@@ -508,6 +457,7 @@ class Uploads:
             )
             for media in session.media:
                 self._hashes.forget(media.id)
+            db.execute(delete(UploadToken).where(UploadToken.session_id == session.id))
             db.commit()
             log.info("session erased", extra={"session_id": session_id, "code": code, "objects_removed": removed})
             return session_out(session)

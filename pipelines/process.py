@@ -28,13 +28,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import new_id, utcnow
 from core.enrolments import latest_enrolment
 from core.tables import ExamSession, FlagSegment
-from core.vocabulary import FlagSource, MediaKind, MediaState, ReviewPriority
+from core.vocabulary import VIDEO_KINDS, FlagSource, MediaKind, MediaState, ReviewPriority
 from detectors import AwayConfig, Signals
 from detectors.face_analysis import DESCRIPTOR_COLUMNS
 from pipelines.analysis import PIPELINE_VERSION, segment_session
 from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks
 from pipelines.fanout import Fanout
 from pipelines.identity import IdentityRule, identity_evidence
+from pipelines.remux import store_seekable_copy
 from pipelines.segments import ExamPolicy, Segment
 from pipelines.thumbnails import keyframe_thumbnails
 from storage.keys import SessionPrefix
@@ -88,6 +89,11 @@ def process_session(
         if webcam is None or probe is None:
             raise NotProcessable(f"session {session_id} has no validated webcam recording (state {session.state})")
         key = webcam.object_key
+        recordings = [
+            (m.kind, m.object_key, found)
+            for m in session.media
+            if m.kind in VIDEO_KINDS and m.state == MediaState.COMPLETE and (found := m.video_probe) is not None
+        ]
         duration_ms = round(probe.duration_s * 1000)
         keyframes = probe.keyframe_interval_s
         policy = ExamPolicy.from_json(session.exam.policy)
@@ -107,6 +113,13 @@ def process_session(
         if on_progress is not None:
             on_progress(done, total)
 
+    # A browser's recording (MediaRecorder WebM) has no duration and no seek index: a seekable copy beside the
+    # upload serves the reviewer's player, and the analysis too, whose every chunk seeks into the recording.
+    seekable = {
+        kind: store_seekable_copy(store, source, prefix.seekable_key(kind), probed, kind=kind)
+        for kind, source, probed in recordings
+    }
+    key = seekable.get(MediaKind.WEBCAM) or key
     parts = fanout.analyze(key, chunks, on_progress=progress)
     if not parts:
         raise NotProcessable(f"session {session_id}: no frame could be sampled from the recording")
@@ -152,6 +165,8 @@ def process_session(
     except BaseException:
         try:
             store.delete_prefix(results)  # nothing references this run: leave nothing behind
+            if any(seekable.values()) and _erased(db, session_id):  # erased while this run wrote its copies
+                store.delete_prefix(prefix.key("derived") + "/")
         except Exception:
             log.warning("could not delete an unpublished run", extra={"session_id": session_id, "prefix": results})
         raise
@@ -220,6 +235,12 @@ def publish_results(
         row.pipeline_version, row.processed_at, row.chunks_done = PIPELINE_VERSION, utcnow(), run.chunk_count
         row.identity, row.thumbnails = run.identity, run.thumbnails
         s.commit()
+
+
+def _erased(db: sessionmaker[Session], session_id: str) -> bool:
+    with db() as s:
+        row = s.get(ExamSession, session_id)
+        return row is None or row.deleted_at is not None
 
 
 def _other_runs(store: ObjectStore, results_root: str, *, keep: str) -> set[str]:

@@ -18,10 +18,10 @@ from sqlalchemy.exc import OperationalError
 from core.context import build_context
 from core.db import migrate as migrate_database
 from core.settings import Settings
-from proctor import admin_cli, demo, process_cli, upload_cli, wiring
+from proctor import admin_cli, demo, openedx_cli, process_cli, upload_cli, wiring
 from proctor.local_server import close_on_shutdown
 from proctor.logs import LogLevel, configure_logging
-from proctor.wiring import delivery_policy, server_app
+from proctor.wiring import delivery_channels, delivery_policy, server_app
 from review_ui.webhooks import WebhookSender
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app = typer.Typer(
 app.add_typer(admin_cli.tenants_app, name="tenants")
 app.add_typer(admin_cli.users_app, name="users")
 app.add_typer(admin_cli.audit_app, name="audit")
+app.add_typer(openedx_cli.openedx_app, name="openedx")
 app.command("ingest")(upload_cli.ingest)
 app.command("status")(upload_cli.status)
 app.command("retention")(admin_cli.retention)
@@ -49,7 +50,8 @@ def serve(
         context = build_context(settings, location)
         resources.callback(context.close)
         api = server_app(context)
-        sender = WebhookSender(context.db, delivery_policy(settings))
+        policy = delivery_policy(settings)
+        sender = WebhookSender(context.db, policy, channels=delivery_channels(context, policy))
         webhooks = threading.Thread(target=sender.run, name="webhooks", daemon=True)
         webhooks.start()
         resources.callback(webhooks.join, timeout=5)

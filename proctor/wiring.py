@@ -17,14 +17,20 @@ from fastapi import FastAPI
 from api.app import create_api
 from api.guards import BodyLimits
 from core.context import AppContext
-from core.secrets_box import secret_box
+from core.secrets_box import SecretBox, secret_box
 from core.settings import Settings
 from ingest.enrolment import CheckedFace, EnrolmentChecks, FaceCheck, Frame
 from ingest.probe import MediaRejected, ProbeLimits
 from ingest.probe_process import Sandbox
 from ingest.uploads import UploadLimits, Uploads, part_size_for
+from openedx import recorder_check
+from openedx.callbacks import OPENEDX_CHANNEL, LmsCallbacks
+from openedx.dashboard import mount_instructor_dashboard
+from openedx.routes import mount_openedx
 from pipelines.jobs import JobQueue, QueuePolicy
+from recorder.web import mount_recorder
 from review_ui.accounts import LoginPolicy
+from review_ui.delivery_channels import DeliveryChannel
 from review_ui.http import ReviewConfig
 from review_ui.login_limits import Rate
 from review_ui.web import mount_review
@@ -62,6 +68,7 @@ def upload_limits(settings: Settings) -> UploadLimits:
         max_media_bytes=settings.max_media_bytes,
         max_event_log_bytes=settings.max_event_log_bytes,
         presigned_url_ttl_s=settings.presigned_url_ttl_s,
+        upload_token_ttl_s=settings.upload_token_ttl_s,
         probe=ProbeLimits(
             min_side_px=settings.min_video_side_px,
             max_side_px=settings.max_video_side_px,
@@ -105,14 +112,15 @@ def enrolment_face_check() -> FaceCheck:
     return check
 
 
-def uploads(context: AppContext) -> Uploads:
+def uploads(context: AppContext, enrolments: EnrolmentChecks | None = None) -> Uploads:
+    """The upload service; `enrolments` shares its face check with the API's system check (models load once)."""
     settings = context.settings
     return Uploads(
         context.db,
         context.store,
         upload_limits(settings),
         job_max_attempts=settings.job_max_attempts,
-        enrolments=EnrolmentChecks(enrolment_face_check),
+        enrolments=enrolments or EnrolmentChecks(enrolment_face_check),
     )
 
 
@@ -143,6 +151,12 @@ def review_config(settings: Settings) -> ReviewConfig:
     )
 
 
+def secrets(settings: Settings) -> SecretBox:
+    """The box secrets at rest are sealed in (webhook secrets, Open edX clients' secrets)."""
+    key = settings.secrets_key.get_secret_value() if settings.secrets_key else None
+    return secret_box(key, production=settings.environment == "production", data_dir=settings.data_dir)
+
+
 def delivery_policy(settings: Settings) -> DeliveryPolicy:
     """The webhook sender's policy. Webhooks never go to the S3 server: the configured one, or the embedded
     one running for this data directory (call this after `s3` has started it)."""
@@ -165,20 +179,39 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
     )
 
 
+def delivery_channels(context: AppContext, policy: DeliveryPolicy) -> dict[str, DeliveryChannel]:
+    """The webhook sender's channels besides the tenants' webhooks: Open edX's callbacks to its LMSs."""
+    return {OPENEDX_CHANNEL: LmsCallbacks(context.db, policy.secrets)}
+
+
 def platform_app(context: AppContext, upload_service: Uploads | None = None) -> FastAPI:
     """The platform API alone (`/v1`), as `proctor demo` serves it to upload the sample."""
+    enrolments = EnrolmentChecks(enrolment_face_check)
     return create_api(
         context.db,
         context.store,
-        upload_service or uploads(context),
+        upload_service or uploads(context, enrolments),
         presigned_url_ttl_s=context.settings.presigned_url_ttl_s,
         check_ready=context.check_ready,
         body_limits=body_limits(context.settings),
+        enrolment_checks=enrolments,
+        cors_origins=context.settings.cors_origins,
     )
 
 
 def server_app(context: AppContext) -> FastAPI:
-    """What `proctor serve` serves: the platform API and the review UI in one app."""
+    """What `proctor serve` serves: the platform API, the review UI and the Open edX backend in one app."""
     app = platform_app(context)
     mount_review(app, context.db, context.store, review_config(context.settings))
+    mount_openedx(
+        app,
+        context.db,
+        app.state.platform.uploads,  # the very upload service of the platform API
+        secrets(context.settings),
+        context.store,
+        public_url=context.settings.public_api_url,
+    )
+    mount_instructor_dashboard(app, secrets(context.settings))
+    mount_recorder(app)
+    app.include_router(recorder_check.router)
     return app

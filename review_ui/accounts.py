@@ -9,19 +9,24 @@ A browser holds a random session token in an HttpOnly cookie; the database keeps
 the CSRF token that every form of that session must echo. Logging out deletes the row, so a stolen cookie
 dies with it; so do a password reset and disabling the account, for every session of that user. A disabled
 account gets the one refusal every failed sign-in gets. A user sees the tenants and exams of their scopes; an
-admin sees everything.
+admin sees everything. A browser session may be narrower than its user: a course team member who arrives from
+an LMS (`openedx`) sees only that course's exams, or one exam, or one attempt's session, in that browser.
+
+Users who sign in through an LMS are made on their first visit with no usable password (`external_user`):
+the login form can never sign them in.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import ColumnElement, bindparam, case, delete, false, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, delete, false, or_, select, true, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.dml import ReturningUpdate
 
@@ -31,6 +36,8 @@ from review_ui.login_limits import Rate
 from storage.keys import safe_identifier
 
 MIN_PASSWORD_CHARS = 12
+MAX_USERNAME_CHARS = 128
+UNUSABLE_PASSWORD = "!"  # not an Argon2id hash: no password matches it (`Passwords.matches`)
 # The one answer to a refused sign-in, whatever the reason, so that it never tells which usernames exist.
 REFUSED_MESSAGE = (
     "Wrong username or password, or sign-in locked after too many failed attempts: check them, or wait "
@@ -85,18 +92,40 @@ class Passwords:
 
 @dataclass(frozen=True)
 class Scope:
-    """What one user may see: whole tenants, single exams, or everything (admins)."""
+    """What one user may see: whole tenants, single exams, or everything (admins); and what one browser session
+    of theirs narrows that to: only these exams (`only_exam_ids`), only these sessions (`only_session_ids`).
+    None is "not narrowed"; an empty set sees nothing."""
 
     everything: bool
     tenant_ids: frozenset[str]
     exam_ids: frozenset[str]
+    only_exam_ids: frozenset[str] | None = None
+    only_session_ids: frozenset[str] | None = None
+
+    def narrowed(self, exam_ids: Collection[str] | None, session_id: str | None) -> Scope:
+        """This scope, seen through a browser session that keeps only `exam_ids` and/or `session_id`."""
+        return replace(
+            self,
+            only_exam_ids=frozenset(exam_ids) if exam_ids is not None else self.only_exam_ids,
+            only_session_ids=frozenset({session_id}) if session_id is not None else self.only_session_ids,
+        )
+
+    @property
+    def is_narrowed(self) -> bool:
+        return self.only_exam_ids is not None or self.only_session_ids is not None
 
     def sessions_clause(self) -> ColumnElement[bool]:
         """A WHERE clause on `ExamSession` that keeps only what this scope may see."""
-        return self._clause(ExamSession.tenant_id, ExamSession.exam_id)
+        clause = self._clause(ExamSession.tenant_id, ExamSession.exam_id)
+        if self.only_session_ids is not None:
+            clause = and_(clause, ExamSession.id.in_(self.only_session_ids))
+        return clause
 
     def tenants_clause(self) -> ColumnElement[bool]:
-        """A WHERE clause on `Tenant` that keeps the tenants this scope sees whole (not those it sees one exam of)."""
+        """A WHERE clause on `Tenant` that keeps the tenants this scope sees whole (not those it sees one exam of);
+        a narrowed scope sees no tenant whole."""
+        if self.is_narrowed:
+            return false()
         if self.everything:
             return true()
         return Tenant.id.in_(self.tenant_ids) if self.tenant_ids else false()
@@ -108,14 +137,19 @@ class Scope:
     def _clause(
         self, tenant_id: InstrumentedAttribute[str], exam_id: InstrumentedAttribute[str]
     ) -> ColumnElement[bool]:
+        users: ColumnElement[bool]
         if self.everything:
-            return true()
-        if not self.tenant_ids and not self.exam_ids:
+            users = true()
+        elif not self.tenant_ids and not self.exam_ids:
             return false()
-        return or_(tenant_id.in_(self.tenant_ids), exam_id.in_(self.exam_ids))
+        else:
+            users = or_(tenant_id.in_(self.tenant_ids), exam_id.in_(self.exam_ids))
+        return users if self.only_exam_ids is None else and_(users, exam_id.in_(self.only_exam_ids))
 
     def allows(self, tenant_id: str, exam_id: str) -> bool:
-        return self.everything or tenant_id in self.tenant_ids or exam_id in self.exam_ids
+        """Whether this scope sees the exam (a scope narrowed to sessions may still see only some of its sessions)."""
+        users = self.everything or tenant_id in self.tenant_ids or exam_id in self.exam_ids
+        return users and (self.only_exam_ids is None or exam_id in self.only_exam_ids)
 
 
 @dataclass(frozen=True)
@@ -141,6 +175,19 @@ def add_user(db: Session, username: str, password: str, role: Role) -> User:
     user = User(username=username, password_hash=password_hasher().hash(password), role=role.value)
     db.add(user)
     db.flush()
+    return user
+
+
+def external_user(db: Session, username: str, role: Role) -> User:
+    """The user an outside sign-in stands for (an LMS's course team member), made on first use with no usable
+    password, so the login form never signs them in; an existing one is returned as it is."""
+    if not 0 < len(username) <= MAX_USERNAME_CHARS or not username.isprintable():
+        raise AccountError(f"a username is 1 to {MAX_USERNAME_CHARS} printable characters, not {username!r}")
+    user = db.scalar(select(User).where(User.username == username))
+    if user is None:
+        user = User(username=username, password_hash=UNUSABLE_PASSWORD, role=role.value)
+        db.add(user)
+        db.flush()
     return user
 
 
@@ -265,8 +312,17 @@ def _claim_attempt(username: str, now: datetime, policy: LoginPolicy) -> Returni
     )
 
 
-def open_web_session(db: Session, user: User, now: datetime, ttl: timedelta) -> str:
-    """Start a browser session and return its token (for the cookie; only its hash is stored)."""
+def open_web_session(
+    db: Session,
+    user: User,
+    now: datetime,
+    ttl: timedelta,
+    *,
+    only_exam_ids: Collection[str] | None = None,
+    only_session_id: str | None = None,
+) -> str:
+    """Start a browser session and return its token (for the cookie; only its hash is stored). The session sees
+    what its user's scopes allow, narrowed to `only_exam_ids` and `only_session_id` where given."""
     token = secrets.token_urlsafe(32)
     db.add(
         WebSession(
@@ -275,6 +331,8 @@ def open_web_session(db: Session, user: User, now: datetime, ttl: timedelta) -> 
             csrf_token=secrets.token_urlsafe(32),
             created_at=now,
             expires_at=now + ttl,
+            scope_exam_ids=sorted(only_exam_ids) if only_exam_ids is not None else None,
+            scope_session_id=only_session_id,
         )
     )
     db.flush()
@@ -288,7 +346,7 @@ def signed_in(db: Session, token: str, now: datetime) -> SignedIn | None:
     user = db.get(User, row.user_id)
     if user is None or user.disabled_at is not None:
         return None
-    return SignedIn(user, row.csrf_token, scope_of(db, user))
+    return SignedIn(user, row.csrf_token, scope_of(db, user).narrowed(row.scope_exam_ids, row.scope_session_id))
 
 
 def close_web_session(db: Session, token: str) -> None:

@@ -29,7 +29,7 @@ from core.states import SessionState
 from core.tables import ExamSession, FlagDecision, FlagSegment, ReviewOutcome, SessionReview, Tenant, User
 from core.vocabulary import AddedFlagKind, Decision, FlagKind, FlagSource, Outcome, ReviewStatus, Role
 from review_ui.results import flags_with_decisions, outcome_versions, review_result
-from review_ui.webhooks import enqueue
+from review_ui.webhooks import enqueue, enqueue_session_callbacks
 
 REVIEWABLE = (SessionState.PROCESSED.value, SessionState.IN_REVIEW.value)
 REOPENERS = frozenset({Role.OFFICER, Role.ADMIN})
@@ -374,10 +374,12 @@ def _finalise(db: Session, session: ExamSession, review: SessionReview, actor: A
 
 
 def _notify(db: Session, session: ExamSession, event: str, now: datetime) -> None:
-    """Owe the platform a webhook with the review as `GET /v1/sessions/{id}/review` now gives it."""
+    """Owe the platform a webhook with the review as `GET /v1/sessions/{id}/review` now gives it, and the same
+    body to each callback the session registered for the event (`SessionCallback`)."""
     db.flush()
     tenant = db.get(Tenant, session.tenant_id)
     if tenant is not None:
         result = review_result(db, session).model_dump(mode="json")
         body = json.dumps({"event": event, "review": result}, sort_keys=True)
         enqueue(db, tenant, session.id, event, body, now)
+        enqueue_session_callbacks(db, tenant.id, session.id, event, body, now)  # e.g. an LMS's `reviewed`

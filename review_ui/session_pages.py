@@ -70,6 +70,7 @@ from review_ui.queue import (
     timeline_ticks,
 )
 from review_ui.results import outcome_versions
+from storage.keys import SessionPrefix
 from storage.object_store import ObjectNotFound, ObjectStore
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
@@ -180,7 +181,8 @@ def outcome_lines(db: Session, session_id: str) -> list[OutcomeLine]:
 
 @router.get("/sessions/{session_id}/media/{kind}")
 def recording(request: Request, session_id: str, kind: str, db: DB, who: Who) -> Response:
-    """The webcam or screen recording, proxied from object storage with HTTP Range (seeking works)."""
+    """The webcam or screen recording, proxied from object storage with HTTP Range (seeking works). A browser's
+    recording is served from the seekable copy the pipeline made of it (`pipelines.remux`) once there is one."""
     session = session_or_404(db, who, session_id)
     media = next(
         (m for m in session.media if m.kind == kind and kind in VIDEO_KINDS and m.state == MediaState.COMPLETE), None
@@ -188,7 +190,8 @@ def recording(request: Request, session_id: str, kind: str, db: DB, who: Who) ->
     if media is None:
         raise ReviewRefused(404, "no such recording")
     store = review_app(request).store
-    info = store.stat(media.object_key)
+    seekable = SessionPrefix(session.tenant.slug, session.exam.external_id, session.id).seekable_key(kind)
+    info = store.stat(seekable) or store.stat(media.object_key)
     if info is None:
         raise ReviewRefused(404, "the recording is no longer stored")
     start, end = 0, info.size - 1
@@ -209,13 +212,14 @@ def recording(request: Request, session_id: str, kind: str, db: DB, who: Who) ->
     audit.record(
         db, f"user:{who.user.username}", "view_recording", at=utcnow(), tenant_id=session.tenant_id,
         session_id=session.id, ip=client_ip(request), media=kind, range=f"{start}-{end}",
+        seekable_copy=info.key == seekable,
     )  # fmt: skip
     db.commit()
 
     def body() -> Iterator[bytes]:
         offset = start
         while offset <= end:
-            chunk = store.read_range(media.object_key, offset, min(STREAM_CHUNK, end - offset + 1))
+            chunk = store.read_range(info.key, offset, min(STREAM_CHUNK, end - offset + 1))
             if not chunk:
                 return
             yield chunk
@@ -229,7 +233,10 @@ def recording(request: Request, session_id: str, kind: str, db: DB, who: Who) ->
     if partial:
         headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
     return StreamingResponse(
-        body(), status_code=206 if partial else 200, media_type=media.content_type, headers=headers
+        body(),
+        status_code=206 if partial else 200,
+        media_type=info.content_type if info.key == seekable and info.content_type else media.content_type,
+        headers=headers,
     )
 
 

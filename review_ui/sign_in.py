@@ -131,11 +131,16 @@ async def login(
     config = review_app(request).config
     token = await run_in_threadpool(_open_session, db, user, config.web_session_ttl, ip)
     response = RedirectResponse(_local(next), status_code=303)
-    _set_cookie(
-        request, response, SESSION_COOKIE, token, max_age=int(config.web_session_ttl.total_seconds()), samesite="lax"
-    )
+    set_session_cookie(request, response, token)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/review")
     return response
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    """Hand the browser its session token: HttpOnly, SameSite=Lax, Secure as configured, for the session's TTL.
+    Every way of signing in (this form, an LMS's instructor dashboard) sets it here."""
+    max_age = int(review_app(request).config.web_session_ttl.total_seconds())
+    _set_cookie(request, response, SESSION_COOKIE, token, max_age=max_age, samesite="lax")
 
 
 def _too_many(request: Request, login_csrf: str, next: str, limit: str, retry_after_s: int) -> Response:

@@ -14,6 +14,10 @@ in a new transaction (only if its lease was not taken over). Deliveries run conc
 `per_tenant` at once for one tenant, each within a hard deadline (DNS, connect, send and a capped read of
 the answer), so a slow or dead receiver delays only its own tenant. Every delivery checks its destination
 first (`review_ui.webhook_destinations`).
+
+How a delivery is sent depends on its `channel` (`review_ui.delivery_channels`): `webhook` is the tenant's
+Standard Webhooks signature, always present; other channels (an LMS's callbacks) are given to the sender by
+the composition root, and a sender claims only the deliveries of the channels it has.
 """
 
 from __future__ import annotations
@@ -28,20 +32,31 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Final
 
 import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import utcnow
+from core.lms_tables import SessionCallback
 from core.secrets_box import SecretBox
 from core.tables import Tenant, WebhookDelivery
 from core.vocabulary import DeliveryState
+from review_ui.delivery_channels import (
+    WEBHOOK_CHANNEL,
+    Answer,
+    Claim,
+    DeliveryChannel,
+    Outcome,
+    Post,
+    Prepared,
+    outcome_of,
+)
 from review_ui.webhook_destinations import (
-    Destination,
     DestinationRefused,
     DestinationRules,
     Resolver,
@@ -58,7 +73,7 @@ SECRET_PREFIX = "whsec_"
 MIN_SECRET_BYTES = 24  # Standard Webhooks: at least 24 bytes (192 bits)
 MAX_BACKOFF = timedelta(hours=1)
 STOP_GRACE_S = 2.0  # on stop, deliveries in flight get this long; the rest are retried when their lease ends
-USER_AGENT = "proctor-pipeline-webhooks"
+USER_AGENT: Final = "proctor-pipeline-webhooks"
 
 
 def new_secret() -> str:
@@ -123,6 +138,30 @@ def enqueue(db: Session, tenant: Tenant, session_id: str, event: str, body: str,
     )
 
 
+def enqueue_session_callbacks(
+    db: Session, tenant_id: str, session_id: str, event: str, body: str, now: datetime
+) -> int:
+    """Owe each delivery that the session's `SessionCallback` rows register for `event` (an LMS's `reviewed`
+    callback, say), with the same body as the tenant's webhook; returns how many."""
+    callbacks = db.scalars(
+        select(SessionCallback).where(SessionCallback.session_id == session_id, SessionCallback.event == event)
+    ).all()
+    for callback in callbacks:
+        db.add(
+            WebhookDelivery(
+                tenant_id=tenant_id,
+                session_id=session_id,
+                event=event,
+                url=callback.url,
+                body=body,
+                next_attempt_at=now,
+                channel=callback.channel,
+                ref=callback.ref,
+            )
+        )
+    return len(callbacks)
+
+
 @dataclass(frozen=True, kw_only=True)
 class DeliveryPolicy:
     secrets: SecretBox
@@ -157,39 +196,48 @@ def retry_delay(policy: DeliveryPolicy, attempts: int, retry_after_s: float | No
     return min(max(backoff, timedelta(seconds=retry_after_s or 0)), MAX_BACKOFF)
 
 
-@dataclass(frozen=True)
-class Claim:
-    """A delivery this process holds the lease of, with what it takes to send it."""
+class StandardWebhooks:
+    """The `webhook` channel: the stored body, signed with the tenant's secret (opened only to sign)."""
 
-    id: str
-    tenant_id: str
-    tenant_slug: str
-    session_id: str
-    url: str
-    body: bytes = field(repr=False)
-    attempt: int
-    sealed_secret: str | None = field(repr=False)
+    def __init__(self, secrets: SecretBox) -> None:
+        self.secrets = secrets
 
+    async def prepare(self, claim: Claim, post: Post) -> Prepared | Outcome:
+        if not claim.sealed_secret:
+            return Outcome(None, f"tenant {claim.tenant_slug} has no webhook secret any more", final=True)
+        try:
+            secret = self.secrets.open(claim.sealed_secret, secret_purpose(claim.tenant_id))
+            signing_key(secret)
+        except ValueError as exc:  # SecretBoxError included: no key, the wrong key, a secret kept in clear
+            return Outcome(None, f"{exc} (`proctor tenants webhook {claim.tenant_slug} <url>` issues one)")
+        return Prepared(
+            {"Content-Type": "application/json"},
+            claim.body,
+            stamped=lambda: signed_headers(secret, claim.id, int(time.time()), claim.body),
+        )
 
-@dataclass(frozen=True)
-class Outcome:
-    status: int | None
-    error: str | None
-    final: bool = False  # no retry: the destination is refused
-    retry_after_s: float | None = None
-
-    @property
-    def delivered(self) -> bool:
-        return self.status is not None and 200 <= self.status < 300
+    def answered(self, claim: Claim, outcome: Outcome) -> Outcome:
+        return outcome
 
 
 class WebhookSender:
-    """Sends due deliveries: `send_due` once, or `run` on a thread until `stop` is set."""
+    """Sends due deliveries: `send_due` once, or `run` on a thread until `stop` is set.
 
-    def __init__(self, db: sessionmaker[Session], policy: DeliveryPolicy, resolve: Resolver = system_resolve) -> None:
+    `channels` are the senders of channels besides `webhook` (e.g. `openedx`); deliveries of a channel this
+    sender was not given stay pending for a sender that has it."""
+
+    def __init__(
+        self,
+        db: sessionmaker[Session],
+        policy: DeliveryPolicy,
+        resolve: Resolver = system_resolve,
+        channels: Mapping[str, DeliveryChannel] | None = None,
+    ) -> None:
         self.db = db
         self.policy = policy
         self.resolve = resolve
+        self.channels: dict[str, DeliveryChannel] = {WEBHOOK_CHANNEL: StandardWebhooks(policy.secrets)}
+        self.channels.update(channels or {})
         self.stop = threading.Event()
 
     def send_due(self, now: datetime | None = None) -> int:
@@ -235,7 +283,11 @@ class WebhookSender:
         )
         due = (
             select(WebhookDelivery.id, WebhookDelivery.tenant_id, WebhookDelivery.next_attempt_at, rank.label("rank"))
-            .where(WebhookDelivery.state == DeliveryState.PENDING.value, WebhookDelivery.next_attempt_at <= now)
+            .where(
+                WebhookDelivery.state == DeliveryState.PENDING.value,
+                WebhookDelivery.next_attempt_at <= now,
+                WebhookDelivery.channel.in_(list(self.channels)),
+            )
             .subquery()
         )
         with self.db() as db:
@@ -259,7 +311,19 @@ class WebhookSender:
                 .order_by(WebhookDelivery.next_attempt_at)
             ).all()
             return [
-                Claim(d.id, d.tenant_id, slug, d.session_id, d.url, d.body.encode(), d.attempts, sealed)
+                Claim(
+                    d.id,
+                    d.tenant_id,
+                    slug,
+                    d.session_id,
+                    d.url,
+                    d.body.encode(),
+                    d.attempts,
+                    sealed,
+                    channel=d.channel,
+                    ref=d.ref,
+                    event=d.event,
+                )
                 for d, slug, sealed in rows
             ]
 
@@ -286,17 +350,14 @@ class WebhookSender:
 
     async def _attempt(self, claim: Claim) -> Outcome:
         policy = self.policy
-        if not claim.sealed_secret:
-            return Outcome(None, f"tenant {claim.tenant_slug} has no webhook secret any more", final=True)
-        try:
-            secret = policy.secrets.open(claim.sealed_secret, secret_purpose(claim.tenant_id))
-            signing_key(secret)
-        except ValueError as exc:  # SecretBoxError included: no key, the wrong key, a secret kept in clear
-            return Outcome(None, f"{exc} (`proctor tenants webhook {claim.tenant_slug} <url>` issues one)")
+        channel = self.channels[claim.channel]
         try:
             async with asyncio.timeout(policy.timeout_s):
-                destination = await resolve_destination(claim.url, policy.destinations, self.resolve)
-                return await self._post(destination, claim, secret)
+                prepared = await channel.prepare(claim, self._post)
+                if isinstance(prepared, Outcome):
+                    return prepared
+                answer = await self._post(claim.url, prepared.headers, prepared.body, prepared.stamped)
+                return channel.answered(claim, outcome_of(answer))
         except DestinationRefused as exc:
             return Outcome(None, str(exc), final=True)
         except TimeoutError:
@@ -313,29 +374,33 @@ class WebhookSender:
         except OSError as exc:  # the host does not resolve
             return Outcome(None, f"the webhook host does not resolve: {exc}")
 
-    async def _post(self, destination: Destination, claim: Claim, secret: str) -> Outcome:
-        """POST to each checked address in turn until one connects; read at most max_response_bytes back."""
+    async def _post(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        stamped: Callable[[], Mapping[str, str]] | None = None,
+    ) -> Answer:
+        """Check the destination, then POST to each of its checked addresses in turn until one connects, with
+        `stamped()` headers made right before each; read at most max_response_bytes back. Every call a channel
+        makes goes through here too."""
         policy = self.policy
+        destination = await resolve_destination(url, policy.destinations, self.resolve)
         timeout = httpx.Timeout(
             connect=policy.connect_timeout_s,
             read=policy.read_timeout_s,
             write=policy.read_timeout_s,
             pool=policy.connect_timeout_s,
         )
-        # A client per delivery: connections are to checked addresses, never pooled across hosts or tenants.
+        # A client per call: connections are to checked addresses, never pooled across hosts or tenants.
         async with httpx.AsyncClient(timeout=timeout, trust_env=False, follow_redirects=False) as client:
             refused: httpx.TransportError | None = None
             for address in destination.addresses:
-                headers = {
-                    "Host": destination.host_header,
-                    "Content-Type": "application/json",
-                    "User-Agent": USER_AGENT,
-                    **signed_headers(secret, claim.id, int(time.time()), claim.body),
-                }
+                sent = {**headers, **(stamped() if stamped else {}), "Host": destination.host_header}
+                sent["User-Agent"] = USER_AGENT
                 request = client.build_request(
-                    "POST", destination.target(address), content=claim.body, headers=headers,
-                    extensions=destination.extensions,
-                )  # fmt: skip
+                    "POST", destination.target(address), content=body, headers=sent, extensions=destination.extensions
+                )
                 try:
                     response = await client.send(request, stream=True)
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
@@ -345,7 +410,7 @@ class WebhookSender:
                     head = await _read_capped(response, policy.max_response_bytes)
                 finally:
                     await response.aclose()
-                return _outcome(response, head)
+                return Answer(response.status_code, dict(response.headers), head)
             assert refused is not None  # a Destination has at least one address
             raise refused
 
@@ -373,6 +438,8 @@ class WebhookSender:
             "webhook attempt",
             extra={
                 "delivery": claim.id,
+                "channel": claim.channel,
+                "event": claim.event,
                 "tenant": claim.tenant_slug,
                 "session_id": claim.session_id,
                 "host": httpx.URL(claim.url).host,
@@ -395,18 +462,3 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes:
             if len(head) >= cap:
                 break
     return bytes(head)
-
-
-def _outcome(response: httpx.Response, head: bytes) -> Outcome:
-    status = response.status_code
-    if 200 <= status < 300:
-        return Outcome(status, None)
-    if 300 <= status < 400:
-        return Outcome(status, f"HTTP {status}: redirects are not followed; set the webhook URL to the final one")
-    text = head[:200].decode("utf-8", "replace").strip()
-    retry_after = response.headers.get("retry-after", "")
-    return Outcome(
-        status,
-        f"HTTP {status}: {text}" if text else f"HTTP {status}",
-        retry_after_s=float(retry_after) if retry_after.isdigit() else None,
-    )

@@ -54,3 +54,8 @@ class SessionPrefix:
         if not parts:
             raise ValueError("key() needs at least one part under the session prefix")
         return self.prefix + "/".join(safe_identifier("key part", p) for p in parts)
+
+    def seekable_key(self, kind: str) -> str:
+        """Where the pipeline stores a seekable copy of the `kind` recording (`pipelines.remux`): derived from the
+        upload, never in its place, and under this prefix, so erasing the session removes it."""
+        return self.key("derived", "seekable", kind)

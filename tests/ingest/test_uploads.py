@@ -16,7 +16,7 @@ from core.context import AppContext, build_context
 from core.settings import Settings
 from core.tables import ExamSession, Job, Media
 from core.tenants import add_tenant
-from ingest import uploads as upload_module
+from ingest import completion as upload_module
 from ingest.schemas import IngestError, SessionCreate
 from ingest.uploads import Uploads
 from proctor import wiring
