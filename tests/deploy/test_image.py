@@ -56,7 +56,7 @@ def test_dockerfile_copies_every_package_the_wheel_includes() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     for pattern in setuptools["include"]:
-        package = pattern.rstrip("*")
+        package = pattern.split(".")[0].rstrip("*")  # "proctor.*" and "proctor" are one folder
         assert f"COPY {package} {package}" in text, package
 
 
