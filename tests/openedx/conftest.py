@@ -10,14 +10,14 @@ import httpx
 import pytest
 
 from core.context import AppContext
-from core.secrets_box import SecretBox, decode_key, new_key
+from core.secrets_box import SecretBox
 from core.tables import Tenant
 from core.tenants import add_tenant
 from ingest.uploads import Uploads
 from openedx.clients import IssuedClient, add_client
 from openedx.routes import mount_openedx
 from proctor.local_server import BackgroundServer
-from proctor.wiring import platform_app
+from proctor.wiring import platform_app, secrets
 
 LMS_URL = "https://lms.example.org"
 
@@ -68,7 +68,7 @@ class EdxServer:
 
 @pytest.fixture
 def edx(context: AppContext, uploads: Uploads) -> Iterator[EdxServer]:
-    box = SecretBox(decode_key(new_key()))
+    box = secrets(context.settings)  # as `proctor serve` seals them, so its review UI opens them too
     app = platform_app(context, uploads)
     mount_openedx(app, context.db, uploads, box, context.store)
     with BackgroundServer(app) as url:

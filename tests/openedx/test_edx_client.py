@@ -21,12 +21,16 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import jwt
 import pytest
+from playwright.sync_api import expect
 from sqlalchemy import select
 
 from core.lms_tables import EdxAttempt, EdxExam
 from core.states import SessionState
 from core.tables import Exam, ExamSession, Media
+from proctor.local_server import BackgroundServer
+from proctor.wiring import server_app
 from tests.openedx.conftest import EdxServer
+from tests.review_ui.test_browser import Chromium, chromium  # noqa: F401  (the fixture: Debian's Chromium)
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("edx_driver.py")
@@ -98,7 +102,7 @@ def erased(edx: EdxServer, session_id: str, prefix: str) -> bool:
 
 
 @pytest.mark.slow
-def test_edx_proctorings_rest_client_drives_the_backend(edx: EdxServer) -> None:
+def test_edx_proctorings_rest_client_drives_the_backend(edx: EdxServer, chromium: Chromium) -> None:  # noqa: F811
     python = edx_venv()
     issued = edx.client(edx.tenant())
     driver = subprocess.Popen(
@@ -156,4 +160,15 @@ def test_edx_proctorings_rest_client_drives_the_backend(edx: EdxServer) -> None:
     assert instructor.path == f"/openedx/api/v1/instructor/{issued.client_id}/"
     claims = jwt.decode(parse_qs(instructor.query)["jwt"][0], issued.client_secret, algorithms=["HS256"])
     assert claims["exam_id"] == exam_id and claims["iss"] == issued.client_id
-    print(results["get_instructor_url"])
+    # The link, opened in a browser against `proctor serve`'s app, signs the course team member into the review
+    # UI, on the queue of that exam (its course's other exams, and every other course, out of sight).
+    with BackgroundServer(server_app(edx.context)) as served:
+        page = chromium.browser.new_context().new_page()
+        page.goto(served + results["get_instructor_url"].removeprefix(edx.url))
+        with edx.context.db() as db:
+            exam = db.get(EdxExam, exam_id)
+            assert exam is not None
+            our_exam = exam.exam_id
+        expect(page).to_have_url(f"{served}/review/queue?exam={our_exam}")
+        expect(page.get_by_role("heading", level=1)).to_be_visible()
+        page.context.close()
