@@ -66,8 +66,8 @@ def _tenant_id(request: Request, authorization: Annotated[str | None, Header()] 
         raise IngestError(
             403,
             "upload_token_scope",
-            f"an upload token opens only its session's GET, parts and complete routes, not {request.method} "
-            f"{request.url.path}: send the tenant's API key ('Authorization: Bearer pp_...')",
+            f"an upload token opens only its session's GET, add-enrolment, parts and complete routes, not "
+            f"{request.method} {request.url.path}: send the tenant's API key ('Authorization: Bearer pp_...')",
         )
     return _key_tenant_id(request, key)
 

@@ -6,7 +6,8 @@ never the upload. Object storage that stops answering midway (`StorageUnavailabl
 the upload resumes from the parts already stored.
 
 A browser recorder uploads with an upload token instead of the tenant's API key (issued by
-`POST /v1/sessions/{id}/upload-tokens`): it opens that session's read, parts and complete routes only.
+`POST /v1/sessions/{id}/upload-tokens`): it opens that session's read, add-enrolment, parts and complete routes
+only.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from core.vocabulary import MediaKind
 from ingest.schemas import (
     CompleteRequest,
     IngestError,
+    MediaDeclaration,
     PartOut,
     PartsOut,
     PresignOut,
@@ -125,12 +127,50 @@ def issue_upload_token(
     """An upload token for a browser recorder, which must never hold the tenant's API key.
 
     Send it as `Authorization: Bearer put_...`. It opens only this session's `GET /v1/sessions/{id}`,
-    `GET .../media/{kind}/parts`, `PUT .../media/{kind}/parts/{n}` and `POST .../media/{kind}/complete`, until
-    `expires_at`: `ttl_s` seconds (default and maximum: the server's `upload_token_ttl_s`, 4 h unless configured).
-    Refusals: 401 `upload_token_invalid` (unknown, malformed, or its session erased), 401 `upload_token_expired`,
-    403 `upload_token_wrong_session`, and 403 `upload_token_scope` on any other route.
+    `POST .../media` (an enrolment file), `GET .../media/{kind}/parts`, `PUT .../media/{kind}/parts/{n}` and
+    `POST .../media/{kind}/complete`, until `expires_at`: `ttl_s` seconds (default and maximum: the server's
+    `upload_token_ttl_s`, 4 h unless configured). Refusals: 401 `upload_token_invalid` (unknown, malformed, or its
+    session erased), 401 `upload_token_expired`, 403 `upload_token_wrong_session`, and 403 `upload_token_scope` on
+    any other route.
     """
     return uploads.issue_upload_token(tenant_id, session_id, body.ttl_s if body else None)
+
+
+@router.post(
+    "/sessions/{session_id}/media",
+    response_model=SessionOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **UPLOAD_TOKEN_ERRORS,
+        200: {"model": SessionOut, "description": "the same declaration again: the session, unchanged"},
+        409: {
+            **PROBLEM,
+            "description": "the session has another file of this kind (`media_already_declared`) or is no longer "
+            "uploading (`session_not_uploading`)",
+        },
+        410: {**PROBLEM, "description": "the session was erased (`session_deleted`)"},
+        413: {**PROBLEM, "description": "larger than the enrolment limit (`media_too_large`)"},
+        422: {
+            **PROBLEM,
+            "description": "not an enrolment file (`media_not_addable`), a server without enrolment "
+            "(`enrolment_unavailable`), or an invalid declaration (`validation_error`)",
+        },
+    },
+)
+def add_media(
+    session_id: str, body: MediaDeclaration, tenant_id: SessionTenantId, uploads: UploadsDep, response: Response
+) -> SessionOut:
+    """Add the candidate's enrolment file (`enrolment_photo` or `enrolment_clip`, with its size and SHA-256) to a
+    session still uploading: what a recorder does once its camera check has taken the candidate's photo.
+
+    At most one of each kind a session; the same declaration again is answered 200 with the session. Then upload
+    its parts and complete it as for a file declared at registration: an accepted file becomes the candidate's
+    enrolment, a refused one is rejected alone and the session goes on. Takes the tenant's API key or this
+    session's upload token."""
+    session, added = uploads.add_media(tenant_id, session_id, body)
+    if not added:
+        response.status_code = status.HTTP_200_OK
+    return session
 
 
 @router.get("/sessions/{session_id}/media/{kind}/parts", response_model=PartsOut, responses=UPLOAD_TOKEN_ERRORS)

@@ -199,7 +199,8 @@ class UploadTokenOut(BaseModel):
 
     token: str = Field(
         description="send as 'Authorization: Bearer put_...'; it opens only GET /v1/sessions/{id} and that "
-        "session's GET .../media/{kind}/parts, PUT .../media/{kind}/parts/{n} and POST .../media/{kind}/complete"
+        "session's POST .../media (an enrolment file), GET .../media/{kind}/parts, PUT .../media/{kind}/parts/{n} "
+        "and POST .../media/{kind}/complete"
     )
     session_id: str
     expires_at: datetime

@@ -2,9 +2,10 @@
 
 A platform that embeds the recorder in a candidate's browser must not hand it the tenant's API key, which reads
 and erases every session of the tenant. It asks for a token for the one session instead (`issue_upload_token`)
-and gives the browser that. The token reads its session and uploads and completes its media until it expires;
-every other route refuses it. Only the SHA-256 of a token is stored (as for API keys, a fast hash is right:
-the secret is 256 random bits), and a token goes with its session: erased, its tokens stop working.
+and gives the browser that. The token reads its session, adds the candidate's enrolment photo or clip to it, and
+uploads and completes its media until it expires; every other route refuses it. Only the SHA-256 of a token is
+stored (as for API keys, a fast hash is right: the secret is 256 random bits), and a token goes with its session:
+erased, its tokens stop working.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ not the tenant's API key but an upload token for the one session (`ingest.upload
 
 Enrolment media (a candidate's reference photo or clip, `ingest.enrolment`) take the same path but are stored
 under the candidate and judged alone: a refused one is rejected without the session, and the session is
-queued as soon as its recordings (webcam, screen, events) are complete, whatever its enrolment's state.
+queued as soon as its recordings (webcam, screen, events) are complete, whatever its enrolment's state. One may
+also be added to a session still uploading (`add_media`, `ingest.opening`): a browser recorder has the photo only
+after its camera check.
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.db import utcnow
-from core.enrolments import CandidatePrefix
 from core.erasure import erase_session
 from core.states import SessionState
 from core.tables import Exam, ExamSession, IdempotencyKey, Media, Tenant, UploadPart, UploadToken
@@ -38,6 +39,7 @@ from core.vocabulary import ENROLMENT_KINDS, MediaKind, MediaState
 from ingest.completion import Completion, required_enrolment_checks
 from ingest.enrolment import EnrolmentChecks
 from ingest.hashing import MIB, InOrderHashes
+from ingest.opening import check_addable, existing_or_addable, open_media
 from ingest.probe import ProbeLimits
 from ingest.records import (
     declared_media,
@@ -51,6 +53,7 @@ from ingest.records import (
 from ingest.schemas import (
     CompleteRequest,
     IngestError,
+    MediaDeclaration,
     PartOut,
     PartsOut,
     PresignedPart,
@@ -60,7 +63,6 @@ from ingest.schemas import (
 )
 from ingest.streaming import MAX_PARTS, check_streaming_part, missing_below_highest, part_checksum_required
 from ingest.upload_tokens import issue_upload_token, upload_token_tenant
-from storage.keys import SessionPrefix
 from storage.object_store import ObjectNotFound, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -140,20 +142,29 @@ class Uploads:
             return required_enrolment_checks(self._enrolments).limits.max_bytes(kind)
         return self._limits.max_event_log_bytes if kind == MediaKind.EVENTS else self._limits.max_media_bytes
 
+    def _check_size(self, declared: MediaDeclaration) -> None:
+        """Refuse (413 `media_too_large`) a file declared larger than its kind's limit."""
+        limit = self._limit_bytes(declared.kind)
+        if declared.size_bytes is not None and declared.size_bytes > limit:
+            raise IngestError(
+                413,
+                "media_too_large",
+                f"{declared.kind} declares {declared.size_bytes} bytes; the limit is {limit} bytes",
+                {"kind": declared.kind, "limit_bytes": limit},
+            )
+
+    def _part_size(self, declared: MediaDeclaration) -> int:
+        # A streaming file's parts are sized for the largest file the limits take.
+        sized_for = self._limit_bytes(declared.kind) if declared.size_bytes is None else declared.size_bytes
+        return part_size_for(sized_for, self._limits.part_size_bytes)
+
     # -- register ---------------------------------------------------------------------------------------
     def register(self, tenant_id: str, request: SessionCreate, idempotency_key: str | None) -> tuple[SessionOut, bool]:
         """Create a session and its multipart uploads; returns (session, created). Replays return the original."""
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
             raise IngestError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-255 characters")
         for media in request.media:
-            limit = self._limit_bytes(media.kind)
-            if media.size_bytes is not None and media.size_bytes > limit:
-                raise IngestError(
-                    413,
-                    "media_too_large",
-                    f"{media.kind} declares {media.size_bytes} bytes; the limit is {limit} bytes",
-                    {"kind": media.kind, "limit_bytes": limit},
-                )
+            self._check_size(media)
         digest = _request_digest(request)
         if idempotency_key is not None:
             replay = self._replay(tenant_id, idempotency_key, digest)
@@ -238,31 +249,44 @@ class Uploads:
         )
         db.add(session)
         db.flush()
-        prefix = SessionPrefix(tenant.slug, exam.external_id, session.id)
-        candidate = CandidatePrefix(tenant.slug, request.candidate_id)
         for declared in request.media:
-            if declared.kind in ENROLMENT_KINDS:  # the candidate's, kept beyond this session
-                key = candidate.enrolment_key(session.id, declared.kind)
-            else:
-                key = prefix.key("media", declared.kind)
-            upload_id = self._store.create_multipart(key, content_type=declared.content_type)
-            opened.append((key, upload_id))
-            # A streaming file's parts are sized for the largest file the limits take.
-            sized_for = self._limit_bytes(declared.kind) if declared.size_bytes is None else declared.size_bytes
-            media = Media(
-                session_id=session.id,
-                kind=declared.kind,
-                object_key=key,
-                content_type=declared.content_type,
-                declared_size=declared.size_bytes,
-                declared_sha256=declared.sha256,
-                streaming=declared.streaming,
-                part_size=part_size_for(sized_for, self._limits.part_size_bytes),
-                upload_id=upload_id,
-            )
-            db.add(media)
+            open_media(db, self._store, session, declared, self._part_size(declared), opened)
         db.add(session.move_to(SessionState.UPLOADING))
         return session
+
+    # -- enrolment added later --------------------------------------------------------------------------
+    def add_media(self, tenant_id: str, session_id: str, declared: MediaDeclaration) -> tuple[SessionOut, bool]:
+        """Add one enrolment file to a session still uploading (`ingest.opening`); returns (session, added).
+
+        The same declaration sent again returns the session (added False); its parts and complete then go as for
+        a file declared at registration."""
+        check_addable(declared)
+        required_enrolment_checks(self._enrolments)
+        self._check_size(declared)
+        opened: list[tuple[str, str]] = []  # the multipart upload to abort if the row does not commit
+        try:
+            with self._db() as db:
+                session = tenant_session(db, tenant_id, session_id)
+                db.refresh(session, with_for_update=True)  # a completion queuing the session went first, or waits
+                if existing_or_addable(session, declared) is not None:
+                    return session_out(session), False
+                open_media(db, self._store, session, declared, self._part_size(declared), opened)
+                db.commit()
+        except BaseException as exc:
+            for key, upload_id in opened:
+                self._store.abort_multipart(key, upload_id)
+            if not isinstance(exc, IntegrityError):
+                raise
+            # A concurrent request added this kind first: the same declaration is a repeat, another one refused.
+            with self._db() as db:
+                session = tenant_session(db, tenant_id, session_id)
+                if existing_or_addable(session, declared) is None:
+                    raise
+                return session_out(session), False
+        log.info(
+            "enrolment media added", extra={"session_id": session_id, "tenant_id": tenant_id, "kind": declared.kind}
+        )
+        return self.get(tenant_id, session_id), True
 
     # -- parts ------------------------------------------------------------------------------------------
     def part_spec(self, tenant_id: str, session_id: str, kind: str, part_number: int) -> PartSpec:

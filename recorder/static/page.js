@@ -7,10 +7,13 @@
 //                                  token is kept in this browser (IndexedDB) and removed from the address bar.
 //
 // A reload mid-exam skips the check and records on (after a click when the screen must be shared again).
+// Starting to record first sends the picture that passed the check as the candidate's enrolment photo, once (see
+// recorder.js), and says how that went; it never holds the recording up for long: the recording is what counts.
 
 import { ProctorRecorder } from "./recorder.js";
 
 const HEARTBEAT_MS = 10_000;
+const PHOTO_WAIT_MS = 20_000; // past this, recording starts and the photo goes on uploading beside it
 const $ = (id) => document.getElementById(id);
 const ui = {
   status: $("status"), preview: $("preview"), problems: $("problems"), check: $("check-button"),
@@ -119,8 +122,42 @@ async function check(recorder, checkUrl) {
   (result.ok ? ui.start : ui.check).focus();
 }
 
+/** Say how the enrolment photo went, beside the camera check. */
+function photoNote({ state, message }) {
+  let note = $("photo-note");
+  if (!note) {
+    note = Object.assign(document.createElement("p"), { id: "photo-note" });
+    note.setAttribute("role", "status");
+    ui.problems.after(note);
+  }
+  note.textContent = message;
+  note.dataset.state = state;
+  note.dataset.level = state === "saved" ? "info" : "warning";
+}
+
+/** Send the checked photo (once) before recording; waits at most PHOTO_WAIT_MS, and never fails the start. */
+async function savePhoto(recorder) {
+  const sending = recorder.saveEnrolmentPhoto().catch((error) => ({
+    state: "not_saved",
+    message: `Your photo was not saved for the identity check: ${error.message}. This does not stop your exam: the recording is what counts.`,
+  }));
+  let timer;
+  const late = new Promise((resolve) => {
+    timer = setTimeout(() => resolve("late"), PHOTO_WAIT_MS);
+  });
+  const outcome = await Promise.race([sending, late]);
+  clearTimeout(timer);
+  if (outcome === "late") {
+    photoNote({ state: "uploading", message: "Your photo for the identity check is still uploading; the recording starts now." });
+    sending.then((later) => later && photoNote(later));
+  } else if (outcome) {
+    photoNote(outcome);
+  }
+}
+
 async function record(recorder, started) {
   ui.start.disabled = true;
+  await savePhoto(recorder);
   try {
     await recorder.onStartExamAttempt();
   } catch (error) {

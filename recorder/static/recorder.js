@@ -10,6 +10,7 @@
 //     onStatus: ({ phase, level, message }) => {},
 //   });
 //   await recorder.systemCheck(videoElement);   // { ok, problems: [{ code, message }] }
+//   await recorder.saveEnrolmentPhoto();        // the picture that passed, as the candidate's reference photo
 //   await recorder.onStartExamAttempt();        // edX's JavaScript proctoring API: each returns a Promise
 //   await recorder.onPing();
 //   await recorder.onEndExamAttempt();          // resolves with the session document once every file arrived
@@ -19,13 +20,19 @@
 // it holds, uploads what was buffered and records on, appending a new WebM stream to the same file and logging
 // an `other` event with detail `recorder_restarted` at that point of the recording's clock.
 //
+// The enrolment photo: the JPEG that passed the camera check is the candidate's reference face for the identity
+// check. `saveEnrolmentPhoto()` adds it to the session (`POST .../media` with its size and SHA-256), PUTs it as
+// part 1 and completes it, once: its record in IndexedDB (`streams`, key "<session>:enrolment_photo") holds its
+// bytes until the server answered, then only the outcome, so a reload never sends it again.
+//
 // The clock: milliseconds of recording, saved with each webcam chunk; a run after a reload continues from the
 // last saved value, so event times follow the recorded video, not the wall clock.
 
 import { openStore } from "./store.js";
-import { Api, GrowingFile, UploadError } from "./upload.js";
+import { Api, GrowingFile, UploadError, refusal, sha256Hex } from "./upload.js";
 
 const TIMESLICE_MS = 1000;
+const PHOTO = "enrolment_photo";
 const WEBM_TYPES = ["video/webm;codecs=vp9", "video/webm;codecs=vp8", "video/webm"];
 const encoder = new TextEncoder();
 
@@ -50,6 +57,7 @@ export class ProctorRecorder {
     this.files = new Map();
     this.recorders = [];
     this.camera = null;
+    this.checkedPhoto = null; // the JPEG (Blob) of the last camera check that passed
     this.screen = null;
     this.session = null; // the IndexedDB record: clock, last event, finishing/finished
     this.runStart = null; // performance.now() when this run's webcam recorder started
@@ -111,7 +119,48 @@ export class ProctorRecorder {
       const problem = await response.json().catch(() => ({}));
       return { ok: false, problems: [{ code: problem.code || "check_failed", message: problem.detail || "The camera check failed. Retry in a moment." }] };
     }
-    return response.json();
+    const result = await response.json();
+    this.checkedPhoto = result.ok ? frame : null;
+    return result;
+  }
+
+  /** Send the picture that passed the camera check as the session's enrolment photo, once. Resolves with
+   * { state, message } for the candidate (state "saved", "refused" or "not_saved"), or null when there is no
+   * picture to send; rejects only when this browser's storage fails. */
+  async saveEnrolmentPhoto() {
+    await this.prepare();
+    const id = `${this.sessionId}:${PHOTO}`;
+    let photo = await this.store.get("streams", id);
+    if (photo && photo.outcome) return photo.outcome;
+    if (!photo) {
+      if (!this.checkedPhoto) return null;
+      const bytes = await this.checkedPhoto.arrayBuffer();
+      photo = { id, sessionId: this.sessionId, kind: PHOTO, bytes, size: bytes.byteLength, sha256: await sha256Hex(bytes), outcome: null };
+      await this.store.put(["streams", photo]);
+    }
+    this.status("saving-photo", "Saving your photo for the identity check...");
+    const outcome = await this.sendPhoto(photo);
+    await this.store.put(["streams", { ...photo, bytes: null, outcome }]);
+    return outcome;
+  }
+
+  /** Declare, PUT and complete the photo; what the server said, in the candidate's words. */
+  async sendPhoto(photo) {
+    const declaration = { kind: PHOTO, size_bytes: photo.size, sha256: photo.sha256, content_type: "image/jpeg" };
+    const declared = await this.api.request("/media", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(declaration),
+    });
+    if (!declared.ok) return photoNotSaved(await refusal(declared));
+    const sent = await this.api.request(`/media/${PHOTO}/parts/1`, {
+      method: "PUT", body: photo.bytes, headers: { "Content-Type": "application/octet-stream", "X-Part-SHA256": photo.sha256 },
+    });
+    if (!sent.ok) {
+      const error = await refusal(sent);
+      if (error.code !== "media_already_complete") return photoNotSaved(error); // else: complete says how it went
+    }
+    const completed = await this.api.request(`/media/${PHOTO}/complete`, { method: "POST" });
+    if (!completed.ok) return photoNotSaved(await refusal(completed));
+    return { state: "saved", message: "Your photo was saved for the identity check." };
   }
 
   async openCamera() {
@@ -301,6 +350,28 @@ function cameraProblem(error) {
   if (error && error.name === "NotFoundError") return "No camera was found. Connect a webcam, then retry.";
   if (error && error.name === "NotReadableError") return "Your camera is in use by another program. Close it (video calls, other tabs), then retry.";
   return `The camera could not be opened (${error && error.message ? error.message : error}). Retry, or try another browser.`;
+}
+
+// Why the face check refused the photo (`detectors.enrolment`'s codes), in plain words.
+const PHOTO_REFUSALS = {
+  enrolment_no_face: "your face could not be seen in it",
+  enrolment_multiple_faces: "it shows more than one person",
+  enrolment_face_too_small: "your face is too small in it",
+  enrolment_too_dark: "it is too dark",
+  enrolment_blurred: "it is blurred",
+  enrolment_unreadable: "it could not be read",
+};
+
+/** Why the photo was not kept, for the candidate: a refusal of the photo itself, or of the request. */
+function photoNotSaved(error) {
+  const goOn = "This does not stop your exam: the recording is what counts.";
+  if (error.code in PHOTO_REFUSALS) {
+    return { state: "refused", code: error.code, message: `Your photo could not be used for the identity check: ${PHOTO_REFUSALS[error.code]}. ${goOn}` };
+  }
+  if (error.code === "media_already_declared") {
+    return { state: "not_saved", code: error.code, message: `Your exam platform already sent a reference photo of you for the identity check. ${goOn}` };
+  }
+  return { state: "not_saved", code: error.code, message: `Your photo was not saved for the identity check: ${error.message}. ${goOn}` };
 }
 
 function arrivedMessage(session) {

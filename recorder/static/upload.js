@@ -78,6 +78,12 @@ export async function refusal(response) {
   }
 }
 
+/** The lower-case hex SHA-256 of `bytes` (WebCrypto: a whole buffer at once). */
+export async function sha256Hex(bytes) {
+  const digest = await crypto.subtle.digest("SHA-256", bytes);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function backoff(failures) {
   const base = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 10));
   return base / 2 + Math.random() * (base / 2);
@@ -190,8 +196,7 @@ export class GrowingFile {
       if (filled !== part.length) {
         throw new UploadError(`bytes ${uploadedOffset}-${end} of the ${this.kind} recording are missing from this browser`, "buffer_lost");
       }
-      const digest = await crypto.subtle.digest("SHA-256", part);
-      const sha = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+      const sha = await sha256Hex(part);
       const response = await this.api.request(`/media/${this.kind}/parts/${nextPart}`, {
         method: "PUT",
         body: part,

@@ -25,8 +25,9 @@ from playwright.sync_api import Browser, Page, Request, sync_playwright
 from sqlalchemy import select
 
 from core.context import AppContext
+from core.enrolments import latest_enrolment
 from core.lms_tables import EdxAttempt
-from core.tables import Media
+from core.tables import ExamSession, Media
 from core.tenants import add_tenant, issue_api_key
 from ingest.event_log import EventType, parse_event_log
 from proctor.local_server import BackgroundServer
@@ -170,6 +171,7 @@ def test_the_page_records_through_an_outage_and_a_reload_and_the_server_holds_ev
         page = browser.new_context(viewport={"width": 1100, "height": 900}).new_page()
         sent: dict[int, list[bytes]] = defaultdict(list)  # part number -> bodies of its PUTs that succeeded
         failed: list[int] = []  # part numbers whose PUT never got an answer
+        photos_declared: list[int] = []  # statuses of POST .../media (the enrolment photo added)
 
         def part_number(request: Request) -> int | None:
             if request.method != "PUT" or PART not in request.url:
@@ -181,6 +183,8 @@ def test_the_page_records_through_an_outage_and_a_reload_and_the_server_holds_ev
             response = request.response()
             if number is not None and response is not None and response.status == 200:
                 sent[number].append(request.post_data_buffer or b"")
+            if request.method == "POST" and request.url.endswith("/media") and response is not None:
+                photos_declared.append(response.status)
 
         def on_failed(request: Request) -> None:
             number = part_number(request)
@@ -224,6 +228,9 @@ def test_the_page_records_through_an_outage_and_a_reload_and_the_server_holds_ev
         webcam = next(m for m in final["media"] if m["kind"] == "webcam")
         events = next(m for m in final["media"] if m["kind"] == "events")
         assert webcam["state"] == "complete" and events["state"] == "complete", final
+        # The checked picture became the candidate's reference photo, sent once: the reload did not send it again.
+        assert photos_declared == [201]
+        assert next(m for m in final["media"] if m["kind"] == "enrolment_photo")["state"] == "complete", final
 
         # Every PUT of a part number carried the same bytes; the parts run 1..N with no gap and none extra,
         # each but the last exactly part_size bytes; and the stored file is those parts in order.
@@ -270,6 +277,7 @@ def test_an_open_edx_attempt_records_until_edx_says_submitted(context: AppContex
         phase(page, "checked")
         page.get_by_role("button", name="Start recording").click()
         phase(page, "recording")
+        assert "photo was saved for the identity check" in (page.locator("#photo-note").text_content() or "")
         deadline = time.monotonic() + WAIT_MS / 1000
         while attempt_status(context, attempt_id) != "ready":  # the page told edX it records
             assert time.monotonic() < deadline, "the recorder never sent ready"
@@ -284,4 +292,10 @@ def test_an_open_edx_attempt_records_until_edx_says_submitted(context: AppContex
         page.context.close()
         with context.db() as db:
             media = {m.kind: m.state for m in db.scalars(select(Media).where(Media.session_id == session_id))}
-        assert media == {"webcam": "complete", "events": "complete"}
+        assert media == {"webcam": "complete", "events": "complete", "enrolment_photo": "complete"}
+        # The fake camera shows the candidate: the photo that passed the check is now their enrolment.
+        with context.db() as db:
+            session = db.get(ExamSession, session_id)
+            assert session is not None
+            enrolment = latest_enrolment(db, session.tenant_id, session.candidate_id)
+            assert enrolment is not None and enrolment.session_id == session_id and enrolment.kind == "enrolment_photo"
