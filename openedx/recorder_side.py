@@ -27,7 +27,7 @@ from ingest.schemas import IngestError, MediaDeclaration, SessionCreate
 from ingest.uploads import Uploads
 from openedx.exams import CREATED, LIVE, READY, attempt_not_found
 from openedx.rules import record_screen
-from openedx.schemas import AttemptStatus, EnrolmentPhoto, RecorderSession
+from openedx.schemas import AttemptStatus, RecorderSession
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +41,15 @@ def lms_attempt_url(lms_url: str, attempt_id: str, what: str) -> str:
     return f"{lms_url}/api/edx_proctoring/v1/proctored_exam/attempt/{attempt_id}/{what}"
 
 
-def recorder_media(screen: bool, photo: EnrolmentPhoto | None) -> list[MediaDeclaration]:
-    """The webcam and the event log streamed, the screen too if the exam's rules say so, and the photo."""
+def recorder_media(screen: bool) -> list[MediaDeclaration]:
+    """The webcam and the event log streamed, and the screen too if the exam's rules say so. The enrolment
+    photo the camera check took is added later by the recorder (`POST /v1/sessions/{id}/media`)."""
     media = [
         MediaDeclaration(kind=MediaKind.WEBCAM, content_type="video/webm", streaming=True),
         MediaDeclaration(kind=MediaKind.EVENTS, content_type="application/x-ndjson", streaming=True),
     ]
     if screen:
         media.append(MediaDeclaration(kind=MediaKind.SCREEN, content_type="video/webm", streaming=True))
-    if photo is not None:
-        media.append(
-            MediaDeclaration(
-                kind=MediaKind.ENROLMENT_PHOTO,
-                content_type="image/jpeg",
-                size_bytes=photo.size_bytes,
-                sha256=photo.sha256,
-            )
-        )
     return media
 
 
@@ -82,7 +74,7 @@ class RecorderSide:
         self._db = db
         self._uploads = uploads
 
-    def start(self, attempt_id: str, photo: EnrolmentPhoto | None) -> RecorderSession:
+    def start(self, attempt_id: str) -> RecorderSession:
         """The attempt's session (registered on the first call; a reload gets the same one) and a fresh token."""
         with self._db() as db:
             attempt = live_attempt(db, attempt_id)
@@ -97,7 +89,7 @@ class RecorderSide:
                 attempt_id=attempt.id,
                 started_at=utcnow(),
                 exam_title=edx_exam.name,
-                media=recorder_media(screen, photo),
+                media=recorder_media(screen),
             )
             reviewed_url, client_pk = lms_attempt_url(client.lms_url, attempt.id, "reviewed"), client.id
         if session_id is None:

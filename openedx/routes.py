@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from anyio import to_thread
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
@@ -36,7 +36,6 @@ from openedx.schemas import (
     ExamIn,
     ExamOut,
     RecorderSession,
-    RecorderStart,
     TokenOut,
 )
 from openedx.tokens import EdxCaller, OAuthRefusal, bearer, grant, token_form, verify
@@ -211,9 +210,9 @@ def recorder_router(backend: OpenEdx) -> APIRouter:
     router = APIRouter(prefix=PREFIX + "/recorder", tags=["openedx"], responses=RECORDER_ERRORS)
 
     @router.post("/{attempt_id}/start", response_model=RecorderSession)
-    def start(attempt_id: str, body: Annotated[RecorderStart | None, Body()] = None) -> RecorderSession:
+    def start(attempt_id: str) -> RecorderSession:
         """The session to upload the attempt's recordings to (the same on every call) and a fresh upload token."""
-        return backend.recorder.start(attempt_id, body.enrolment_photo if body else None)
+        return backend.recorder.start(attempt_id)
 
     @router.post("/{attempt_id}/ready", response_model=AttemptStatus)
     def ready(attempt_id: str) -> AttemptStatus:

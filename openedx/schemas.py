@@ -87,19 +87,6 @@ class Deleted(BaseModel):
     status: Literal["deleted"] = "deleted"
 
 
-class EnrolmentPhoto(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    size_bytes: int = Field(gt=0)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-
-
-class RecorderStart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enrolment_photo: EnrolmentPhoto | None = Field(
-        default=None, description="a reference photo of the candidate (JPEG) the recorder will upload"
-    )
-
-
 class RecorderSession(BaseModel):
     """The session the recorder uploads to, and a fresh token that opens only that session's uploads."""
 

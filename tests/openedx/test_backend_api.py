@@ -258,16 +258,14 @@ def test_the_recorder_starts_one_session_gets_ready_once_and_hears_the_status(
     attempt_id = new_attempt(http, exam_id, "learner-9")
     recorder = httpx.Client(base_url=f"{edx.url}/openedx/recorder/{attempt_id}", timeout=60)
     assert problem_code(recorder.post("/ready"), 409) == "edx_recorder_not_started"
-    photo = {"size_bytes": 2048, "sha256": hashlib.sha256(b"photo").hexdigest()}
-    first = recorder.post("/start", json={"enrolment_photo": photo})
+    first = recorder.post("/start")
     assert first.status_code == 200, first.text
     started = first.json()
     assert started["record_screen"] is True
     media = {m["kind"]: m for m in started["media"]}
-    assert set(media) == {"webcam", "events", "screen", "enrolment_photo"}
+    assert set(media) == {"webcam", "events", "screen"}
     assert media["webcam"]["streaming"] and media["webcam"]["content_type"] == "video/webm"
     assert media["events"]["content_type"] == "application/x-ndjson" and media["events"]["streaming"]
-    assert media["enrolment_photo"]["size_bytes"] == 2048 and not media["enrolment_photo"]["streaming"]
     again = recorder.post("/start")  # a reload: the same session, a fresh token
     assert again.json()["session_id"] == started["session_id"]
     assert again.json()["upload_token"] != started["upload_token"]
