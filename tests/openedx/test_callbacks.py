@@ -3,7 +3,7 @@
 A test LMS over real HTTP issues OAuth tokens (`/oauth2/access_token`) to the right client credentials only and
 serves edx-proctoring's two callback routes, which want `Authorization: JWT <token>`. The review is finalised
 through the real decision path (`review_ui.decisions`), and the payload edX receives is checked with
-edx-proctoring's own `ReviewStatus` (from /tmp/edxvenv when that venv exists) and field by field.
+edx-proctoring's own `ReviewStatus` (in the venv of `tests.support.edx_venv`) and field by field.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -40,8 +39,8 @@ from review_ui.decisions import Actor, claim, decide_flag, set_outcome
 from review_ui.results import flags_with_decisions
 from review_ui.webhooks import WebhookSender
 from tests.review_ui.conftest import FLAGS, SAMPLE_S, World, add_processed_session, webhook_policy
+from tests.support.edx_venv import edx_venv
 
-EDX_PYTHON = Path("/tmp/edxvenv/bin/python")
 LMS_CLIENT_ID = "proctor-pipeline-worker"
 LMS_CLIENT_SECRET = "the-secret-the-lms-gave-us"
 # What edx-proctoring does with a review (views.py `BaseReviewCallback.make_review`), short of its database.
@@ -213,18 +212,9 @@ def deliveries(context: AppContext, session_id: str, event: str) -> list[Webhook
 
 
 def as_edx_reads_it(payload: dict[str, Any]) -> dict[str, Any]:
-    """What `make_review` would store of the payload; edx-proctoring's own status check where its venv exists."""
-    if not EDX_PYTHON.exists():  # only this one check needs edx-proctoring; the fields are checked below anyway
-        return {
-            "review_status": None,
-            "comments": [
-                [c.get("start", 0), c.get("stop", 0), c.get("duration", 0), c["comment"], c["status"]]
-                for c in payload["comments"]
-            ],
-            "reviewed_by": payload.get("reviewed_by"),
-        }
+    """What `make_review` would store of the payload, with edx-proctoring's own status check (its venv)."""
     done = subprocess.run(
-        [str(EDX_PYTHON), "-c", EDX_CHECK], input=json.dumps(payload), capture_output=True, text=True, timeout=120
+        [str(edx_venv()), "-c", EDX_CHECK], input=json.dumps(payload), capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     read: dict[str, Any] = json.loads(done.stdout)
@@ -262,8 +252,7 @@ def test_edx_hears_ready_then_the_final_review_in_its_own_vocabulary(
     assert payload["comments"][0]["status"] == "confirmed" and "seen on camera" in payload["comments"][0]["comment"]
     assert {c["status"] for c in payload["comments"][1:]} == {"dismissed"}
     read = as_edx_reads_it(payload)
-    if EDX_PYTHON.exists():
-        assert read["review_status"] == "Suspicious"
+    assert read["review_status"] == "Suspicious"
     assert read["reviewed_by"] == "grace@example.org" and len(read["comments"]) == len(FLAGS)
 
 
