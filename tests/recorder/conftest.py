@@ -75,8 +75,8 @@ def write_y4m(path: Path, frames: list[Image], fps: int) -> Path:
     return path
 
 
-def edx_attempt(context: AppContext, status: str) -> str:
-    """An Open edX attempt in `status`, of a new client and exam (no screen recording)."""
+def edx_attempt(context: AppContext, status: str, rules: dict[str, bool] | None = None) -> str:
+    """An Open edX attempt in `status`, of a new client and an exam with these rules (default: none)."""
     with context.db() as db:
         tenant = add_tenant(db, f"edx-{uuid.uuid4().hex[:8]}", "edx test")
         exam = Exam(tenant_id=tenant.id, external_id=f"edx-{uuid.uuid4().hex[:6]}")
@@ -85,7 +85,9 @@ def edx_attempt(context: AppContext, status: str) -> str:
         )
         db.add_all([exam, client])
         db.flush()
-        edx_exam = EdxExam(client_pk=client.id, lms_exam_id=1, course_id="course-v1:x+y+z", exam_id=exam.id)
+        edx_exam = EdxExam(
+            client_pk=client.id, lms_exam_id=1, course_id="course-v1:x+y+z", exam_id=exam.id, rules=rules or {}
+        )
         db.add(edx_exam)
         db.flush()
         attempt = EdxAttempt(edx_exam_pk=edx_exam.id, user_id="learner-1", status=status)

@@ -267,8 +267,13 @@ def attempt_status(context: AppContext, attempt_id: str) -> str:
 
 
 @pytest.mark.slow
-def test_an_open_edx_attempt_records_until_edx_says_submitted(context: AppContext, browser: Browser) -> None:
-    attempt_id = edx_attempt(context, "created")
+@pytest.mark.parametrize("screen", [False, True], ids=["webcam", "webcam-and-screen"])
+def test_an_open_edx_attempt_records_until_edx_says_submitted(
+    context: AppContext, browser: Browser, screen: bool
+) -> None:
+    """With the exam's `record_screen` rule the page records the screen too (Chromium's fake capture picks the
+    whole screen, as `--use-fake-ui-for-media-stream` accepts the prompt)."""
+    attempt_id = edx_attempt(context, "created", {"record_screen": screen})
     with BackgroundServer(server_app(context)) as url:
         page = browser.new_context().new_page()
         page.goto(f"{url}/recorder/?attempt={attempt_id}")
@@ -292,7 +297,8 @@ def test_an_open_edx_attempt_records_until_edx_says_submitted(context: AppContex
         page.context.close()
         with context.db() as db:
             media = {m.kind: m.state for m in db.scalars(select(Media).where(Media.session_id == session_id))}
-        assert media == {"webcam": "complete", "events": "complete", "enrolment_photo": "complete"}
+        expected = {"webcam": "complete", "events": "complete", "enrolment_photo": "complete"}
+        assert media == expected | ({"screen": "complete"} if screen else {})
         # The fake camera shows the candidate: the photo that passed the check is now their enrolment.
         with context.db() as db:
             session = db.get(ExamSession, session_id)
