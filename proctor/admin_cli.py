@@ -48,13 +48,13 @@ audit_app = typer.Typer(
 )
 
 
-def _db(settings: Settings) -> sessionmaker[Session]:
+def cli_database(settings: Settings) -> sessionmaker[Session]:
     url = settings.resolved_database_url
     migrate(url)
     return make_sessionmaker(make_engine(url))
 
 
-def _cli_actor() -> str:
+def cli_actor() -> str:
     """Who ran this command, for the audit trail: `cli:<login name>` (`cli:uid-<n>` where the uid has no name)."""
     try:
         return f"cli:{getpass.getuser()}"
@@ -62,7 +62,7 @@ def _cli_actor() -> str:
         return f"cli:uid-{os.getuid()}"
 
 
-def _tenant(db: Session, slug: str) -> Tenant:
+def tenant_named(db: Session, slug: str) -> Tenant:
     tenant = db.scalar(select(Tenant).where(Tenant.slug == slug))
     if tenant is None:
         raise typer.BadParameter(f"no tenant {slug!r}; `proctor tenants list` shows them")
@@ -78,7 +78,7 @@ def _when(at: datetime | None) -> str:
 def tenants_add(slug: str, name: str = typer.Option("", help="display name")) -> None:
     """Register an exam platform and print its first API key (shown once)."""
     settings = Settings()
-    with _db(settings)() as db:
+    with cli_database(settings)() as db:
         try:
             tenant = add_tenant(db, slug, name)
         except (TenantExists, ValueError) as exc:
@@ -93,8 +93,8 @@ def tenants_add(slug: str, name: str = typer.Option("", help="display name")) ->
 def tenants_key(slug: str, label: str = typer.Option("", help="what the key is for")) -> None:
     """Issue another API key for a tenant (for rotation)."""
     settings = Settings()
-    with _db(settings)() as db:
-        key = issue_api_key(db, _tenant(db, slug), label=label)
+    with cli_database(settings)() as db:
+        key = issue_api_key(db, tenant_named(db, slug), label=label)
         db.commit()
     typer.echo(key)
 
@@ -105,8 +105,8 @@ def tenants_keys(slug: str) -> None:
     table = Table("prefix", "label", "created", "revoked")
     for column in (0, 2, 3):
         table.columns[column].no_wrap = True
-    with _db(Settings())() as db:
-        for key in tenant_keys(db, _tenant(db, slug)):
+    with cli_database(Settings())() as db:
+        for key in tenant_keys(db, tenant_named(db, slug)):
             table.add_row(f"{KEY_PREFIX}{key.prefix}", key.label, _when(key.created_at), _when(key.revoked_at))
     console.print(table)
 
@@ -116,7 +116,7 @@ def tenants_revoke_key(
     prefix: Annotated[str, typer.Argument(help="the key's prefix, as `proctor tenants keys` lists it (pp_...)")],
 ) -> None:
     """Revoke an API key: the API refuses it from the next request on (401 api_key_revoked). Audited."""
-    with _db(Settings())() as db:
+    with cli_database(Settings())() as db:
         now = utcnow()
         try:
             key = revoke_api_key(db, key_prefix(prefix), now)
@@ -124,7 +124,7 @@ def tenants_revoke_key(
             raise typer.BadParameter(str(exc)) from None
         slug = key.tenant.slug
         left = sum(1 for other in tenant_keys(db, key.tenant) if other.revoked_at is None)
-        actor = _cli_actor()
+        actor = cli_actor()
         audit.record(db, actor, "revoke_api_key", at=now, tenant_id=key.tenant_id, prefix=key.prefix, label=key.label)
         db.commit()
     console.print(f"API key {KEY_PREFIX}{key.prefix} of [bold]{slug}[/] revoked")
@@ -136,7 +136,7 @@ def tenants_revoke_key(
 def tenants_list() -> None:
     settings = Settings()
     table = Table("slug", "name", "created")
-    with _db(settings)() as db:
+    with cli_database(settings)() as db:
         for tenant in db.scalars(select(Tenant).order_by(Tenant.slug)):
             table.add_row(tenant.slug, tenant.name, tenant.created_at.isoformat(timespec="seconds"))
     console.print(table)
@@ -161,7 +161,7 @@ def users_add(
     if exam and len(tenant or []) != 1:
         raise typer.BadParameter("--exam needs exactly one --tenant")
     password = _password(password_stdin)
-    with _db(Settings())() as db:
+    with cli_database(Settings())() as db:
         try:
             user = add_user(db, username, password, role)
             for slug in tenant or []:
@@ -176,13 +176,13 @@ def users_add(
 @users_app.command("disable")
 def users_disable(username: str) -> None:
     """Refuse a user's sign-ins from now on, and sign them out of every browser at once. Audited."""
-    with _db(Settings())() as db:
+    with cli_database(Settings())() as db:
         now = utcnow()
         try:
             closed = disable_user(db, user_named(db, username), now)
         except AccountError as exc:
             raise typer.BadParameter(str(exc)) from None
-        audit.record(db, _cli_actor(), "disable_user", at=now, username=username, sessions_closed=closed)
+        audit.record(db, cli_actor(), "disable_user", at=now, username=username, sessions_closed=closed)
         db.commit()
     console.print(f"user [bold]{username}[/] disabled; {closed} browser session(s) closed")
 
@@ -190,12 +190,12 @@ def users_disable(username: str) -> None:
 @users_app.command("enable")
 def users_enable(username: str) -> None:
     """Let a disabled user sign in again, with the password they had. Audited."""
-    with _db(Settings())() as db:
+    with cli_database(Settings())() as db:
         try:
             enable_user(db, user_named(db, username))
         except AccountError as exc:
             raise typer.BadParameter(str(exc)) from None
-        audit.record(db, _cli_actor(), "enable_user", at=utcnow(), username=username)
+        audit.record(db, cli_actor(), "enable_user", at=utcnow(), username=username)
         db.commit()
     console.print(f"user [bold]{username}[/] enabled")
 
@@ -207,12 +207,12 @@ def users_reset_password(
 ) -> None:
     """Give a user a new password, lift a lockout, and sign them out of every browser. Audited."""
     password = _password(password_stdin)
-    with _db(Settings())() as db:
+    with cli_database(Settings())() as db:
         try:
             closed = set_password(db, user_named(db, username), password)
         except AccountError as exc:
             raise typer.BadParameter(str(exc)) from None
-        audit.record(db, _cli_actor(), "reset_password", at=utcnow(), username=username, sessions_closed=closed)
+        audit.record(db, cli_actor(), "reset_password", at=utcnow(), username=username, sessions_closed=closed)
         db.commit()
     console.print(f"password of [bold]{username}[/] reset; {closed} browser session(s) closed")
 
@@ -224,7 +224,7 @@ def users_assign(
     exam: Annotated[str | None, typer.Option(help="only this exam (external id)")] = None,
 ) -> None:
     """Let an existing user see another tenant, or one exam of it."""
-    with _db(Settings())() as db:
+    with cli_database(Settings())() as db:
         user = db.scalar(select(User).where(User.username == username))
         if user is None:
             raise typer.BadParameter(f"no user {username!r}")
@@ -250,7 +250,7 @@ def tenants_webhook(
     except OSError as exc:
         typer.echo(f"warning: {url} does not resolve now ({exc}); deliveries are retried until it does", err=True)
     secret = new_secret()
-    with _db(settings)() as db:
+    with cli_database(settings)() as db:
         tenant = db.scalar(select(Tenant).where(Tenant.slug == slug))
         if tenant is None:
             raise typer.BadParameter(f"no tenant {slug!r}")
@@ -338,7 +338,7 @@ def audit_verify(
     cut off since it was written (or since an anchor); exits 0 when every entry checks out."""
     settings = Settings()
     anchors = [] if anchor is None else _read_anchors(anchor, _anchor_key(settings))
-    with _db(settings)() as db:
+    with cli_database(settings)() as db:
         verification = verify_trail(db, anchors)
     if verification.problem is not None:
         typer.echo(
@@ -361,7 +361,7 @@ def audit_anchor(
     """Print the head of the verified trail as one JSON line (HMAC-signed when PROCTOR_AUDIT_ANCHOR_KEY is set)
     for an auditor to keep outside this database; `proctor audit verify --anchor FILE` checks it later."""
     settings = Settings()
-    with _db(settings)() as db:
+    with cli_database(settings)() as db:
         verification = verify_trail(db)
     if verification.problem is not None:
         typer.echo(f"refusing to anchor a broken audit trail: {verification.problem.describe()}", err=True)

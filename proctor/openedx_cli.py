@@ -8,48 +8,23 @@ is given with `--lms-client-id` and its secret at a prompt or on stdin.
 
 from __future__ import annotations
 
-import getpass
-import os
 import sys
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
-from core.db import make_engine, make_sessionmaker, migrate, utcnow
+from core.db import utcnow
 from core.secrets_box import SecretBoxError
 from core.settings import Settings
-from core.tables import Tenant
 from openedx.clients import ClientError, add_client, revoke_client, tenant_clients
 from proctor import wiring
+from proctor.admin_cli import cli_actor, cli_database, tenant_named
 
 console = Console()
 openedx_app = typer.Typer(help="Open edX installations that use this server as their proctoring backend.")
-
-
-def _db(settings: Settings) -> sessionmaker[Session]:
-    url = settings.resolved_database_url
-    migrate(url)
-    return make_sessionmaker(make_engine(url))
-
-
-def _cli_actor() -> str:
-    """Who ran this command, for the audit trail: `cli:<login name>` (as `proctor tenants` records it)."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):
-        return f"cli:uid-{os.getuid()}"
-
-
-def _tenant(db: Session, slug: str) -> Tenant:
-    tenant = db.scalar(select(Tenant).where(Tenant.slug == slug))
-    if tenant is None:
-        raise typer.BadParameter(f"no tenant {slug!r}; `proctor tenants list` shows them")
-    return tenant
 
 
 @openedx_app.command("add-client")
@@ -74,8 +49,8 @@ def openedx_add_client(
         )
         if not lms_secret:
             raise typer.BadParameter("the LMS OAuth client's secret is empty")
-    with _db(settings)() as db:
-        tenant = _tenant(db, tenant_slug)
+    with cli_database(settings)() as db:
+        tenant = tenant_named(db, tenant_slug)
         try:
             issued = add_client(
                 db, wiring.secrets(settings), tenant, lms_url, lms_client_id=lms_client_id, lms_client_secret=lms_secret
@@ -85,7 +60,7 @@ def openedx_add_client(
         except SecretBoxError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(1) from None
-        audit.record(db, _cli_actor(), "add_edx_client", at=utcnow(), tenant_id=tenant.id, client_id=issued.client_id)
+        audit.record(db, cli_actor(), "add_edx_client", at=utcnow(), tenant_id=tenant.id, client_id=issued.client_id)
         db.commit()
     console.print(
         f"Open edX client of [bold]{tenant_slug}[/] added; put these in the LMS's PROCTORING_BACKENDS "
@@ -98,13 +73,13 @@ def openedx_add_client(
 @openedx_app.command("revoke-client")
 def openedx_revoke_client(client_id: str) -> None:
     """Revoke a client: its access tokens are refused from the next call on. Audited."""
-    with _db(Settings())() as db:
+    with cli_database(Settings())() as db:
         now = utcnow()
         try:
             client = revoke_client(db, client_id, now)
         except ClientError as exc:
             raise typer.BadParameter(str(exc)) from None
-        audit.record(db, _cli_actor(), "revoke_edx_client", at=now, tenant_id=client.tenant_id, client_id=client_id)
+        audit.record(db, cli_actor(), "revoke_edx_client", at=now, tenant_id=client.tenant_id, client_id=client_id)
         db.commit()
     console.print(f"Open edX client {client_id} revoked")
 
@@ -115,8 +90,8 @@ def openedx_clients(tenant_slug: str) -> None:
     table = Table("client_id", "LMS", "LMS client", "created", "revoked")
     table.columns[0].no_wrap = True  # copied whole into `revoke-client`
     table.columns[1].overflow = "fold"
-    with _db(Settings())() as db:
-        for client in tenant_clients(db, _tenant(db, tenant_slug)):
+    with cli_database(Settings())() as db:
+        for client in tenant_clients(db, tenant_named(db, tenant_slug)):
             table.add_row(
                 client.client_id,
                 client.lms_url,

@@ -46,24 +46,33 @@ class EdxServer:
             return issued
 
     def token(self, issued: IssuedClient) -> str:
-        response = httpx.post(
-            f"{self.url}/openedx/oauth2/access_token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": issued.client_id,
-                "client_secret": issued.client_secret,
-                "token_type": "jwt",
-            },
-        )
-        assert response.status_code == 200, response.text
-        token: str = response.json()["access_token"]
-        return token
+        return edx_token(self.url, issued)
 
     def http(self, issued: IssuedClient) -> httpx.Client:
-        """A client that calls the backend as edX does: `Authorization: JWT <token>` under `/openedx`."""
-        return httpx.Client(
-            base_url=f"{self.url}/openedx", headers={"Authorization": f"JWT {self.token(issued)}"}, timeout=60
-        )
+        return edx_http(self.url, issued)
+
+
+def edx_token(url: str, issued: IssuedClient) -> str:
+    """What edx-rest-api-client's OAuthAPIClient asks for: client credentials for a JWT."""
+    response = httpx.post(
+        f"{url}/openedx/oauth2/access_token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": issued.client_id,
+            "client_secret": issued.client_secret,
+            "token_type": "jwt",
+        },
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+def edx_http(url: str, issued: IssuedClient) -> httpx.Client:
+    """A client that calls the backend as edX does: `Authorization: JWT <token>` under `/openedx`."""
+    return httpx.Client(
+        base_url=f"{url}/openedx", headers={"Authorization": f"JWT {edx_token(url, issued)}"}, timeout=60
+    )
 
 
 @pytest.fixture

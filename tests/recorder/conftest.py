@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,12 +14,21 @@ import cv2
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from playwright.sync_api import Browser, sync_playwright
 
 from core.context import AppContext
 from core.lms_tables import EdxAttempt, EdxClient, EdxExam
 from core.tables import Exam
 from core.tenants import add_tenant
 from proctor.samples import build_sample_session
+from tests.review_ui.test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    CLOSE_WITHIN_S,
+    killed_if_stuck,
+    normal_scheduling,
+    process_children,
+)
 
 Image = NDArray[np.uint8]
 FPS = 10
@@ -94,3 +106,27 @@ def edx_attempt(context: AppContext, status: str, rules: dict[str, bool] | None 
         db.add(attempt)
         db.commit()
         return attempt.id
+
+
+@contextmanager
+def chromium_with_camera(camera: Path) -> Iterator[Browser]:
+    """Debian's Chromium (headless) whose camera plays `camera` (a .y4m) and whose capture prompts (camera,
+    screen) are accepted: the screen is Chromium's fake one."""
+    normal_scheduling()
+    before = set(process_children().get(os.getpid(), []))
+    playwright = sync_playwright().start()
+    args = [
+        *CHROMIUM_ARGS,
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera}",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
+    driver = set(process_children().get(os.getpid(), [])) - before
+    try:
+        yield launched
+    finally:
+        with killed_if_stuck(CLOSE_WITHIN_S, driver):
+            launched.close()
+            playwright.stop()

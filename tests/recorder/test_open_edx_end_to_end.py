@@ -12,7 +12,6 @@ that flag.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 from sqlalchemy import select
 
 from core.context import AppContext
@@ -37,15 +36,9 @@ from pipelines.worker import Worker
 from proctor.local_server import BackgroundServer
 from proctor.wiring import secrets, server_app
 from storage.keys import SessionPrefix
+from tests.openedx.conftest import edx_http
+from tests.recorder.conftest import chromium_with_camera
 from tests.recorder.test_recorder_browser import WAIT_MS, phase
-from tests.review_ui.test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    CLOSE_WITHIN_S,
-    killed_if_stuck,
-    normal_scheduling,
-    process_children,
-)
 from tests.support.fake_camera import FakeCamera, face_leaves_camera
 
 pytestmark = pytest.mark.slow
@@ -66,22 +59,8 @@ def camera(tmp_path_factory: pytest.TempPathFactory) -> FakeCamera:
 
 @pytest.fixture(scope="module")
 def browser(camera: FakeCamera) -> Iterator[Browser]:
-    normal_scheduling()
-    before = set(process_children().get(os.getpid(), []))
-    playwright = sync_playwright().start()
-    args = [
-        *CHROMIUM_ARGS,
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={camera.path}",
-        "--autoplay-policy=no-user-gesture-required",
-    ]
-    launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
-    driver = set(process_children().get(os.getpid(), [])) - before
-    yield launched
-    with killed_if_stuck(CLOSE_WITHIN_S, driver):
-        launched.close()
-        playwright.stop()
+    with chromium_with_camera(camera.path) as launched:
+        yield launched
 
 
 def edx_client(context: AppContext) -> IssuedClient:
@@ -90,23 +69,6 @@ def edx_client(context: AppContext) -> IssuedClient:
         issued = add_client(db, secrets(context.settings), db.get(Tenant, tenant.id), "https://lms.example.org")  # type: ignore[arg-type]
         db.commit()
         return issued
-
-
-def as_edx(url: str, issued: IssuedClient) -> httpx.Client:
-    """What edx-rest-api-client's OAuthAPIClient does: client credentials for a JWT, then `Authorization: JWT`."""
-    token = httpx.post(
-        f"{url}/openedx/oauth2/access_token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": issued.client_id,
-            "client_secret": issued.client_secret,
-            "token_type": "jwt",
-        },
-    )
-    assert token.status_code == 200, token.text
-    return httpx.Client(
-        base_url=f"{url}/openedx", headers={"Authorization": f"JWT {token.json()['access_token']}"}, timeout=60
-    )
 
 
 def instructor_url(url: str, issued: IssuedClient) -> str:
@@ -164,7 +126,7 @@ def test_a_learner_recorded_from_open_edx_is_flagged_when_the_face_leaves_and_st
     context: AppContext, browser: Browser, camera: FakeCamera, tmp_path: Path
 ) -> None:
     issued = edx_client(context)
-    with BackgroundServer(server_app(context)) as url, as_edx(url, issued) as edx:
+    with BackgroundServer(server_app(context)) as url, edx_http(url, issued) as edx:
         exam = edx.post(
             "/api/v1/exam/",
             json={"id": 41, "course_id": COURSE, "name": "Final exam", "is_proctored": True, "is_practice": False,

@@ -10,7 +10,6 @@ none extra) and an events log with the events the test caused, the restart marke
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import uuid
 from collections import defaultdict
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, Request, sync_playwright
+from playwright.sync_api import Browser, Page, Request
 from sqlalchemy import select
 
 from core.context import AppContext
@@ -32,15 +31,7 @@ from core.tenants import add_tenant, issue_api_key
 from ingest.event_log import EventType, parse_event_log
 from proctor.local_server import BackgroundServer
 from proctor.wiring import server_app
-from tests.recorder.conftest import FPS, SampleFrames, edx_attempt, write_y4m
-from tests.review_ui.test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    CLOSE_WITHIN_S,
-    killed_if_stuck,
-    normal_scheduling,
-    process_children,
-)
+from tests.recorder.conftest import FPS, SampleFrames, chromium_with_camera, edx_attempt, write_y4m
 
 PART = "/media/webcam/parts/"
 WAIT_MS = 90_000
@@ -62,22 +53,8 @@ def camera_file(sample_frames: SampleFrames, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture(scope="module")
 def browser(camera_file: Path) -> Iterator[Browser]:
-    normal_scheduling()
-    before = set(process_children().get(os.getpid(), []))
-    playwright = sync_playwright().start()
-    args = [
-        *CHROMIUM_ARGS,
-        "--use-fake-device-for-media-stream",
-        "--use-fake-ui-for-media-stream",
-        f"--use-file-for-fake-video-capture={camera_file}",
-        "--autoplay-policy=no-user-gesture-required",
-    ]
-    launched = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=args)
-    driver = set(process_children().get(os.getpid(), [])) - before
-    yield launched
-    with killed_if_stuck(CLOSE_WITHIN_S, driver):
-        launched.close()
-        playwright.stop()
+    with chromium_with_camera(camera_file) as launched:
+        yield launched
 
 
 def phase(page: Page, *phases: str) -> None:
