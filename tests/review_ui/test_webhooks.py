@@ -224,9 +224,11 @@ def test_each_delivery_is_stamped_when_it_is_sent_not_when_its_batch_was_claimed
     sender.stop.set()
     running.join(timeout=10)
     assert len(received) == 3 and received[2][2] - received[0][2] >= 1.5
+    # The stamp is whole seconds taken just before the POST: up to 1 s behind its arrival, plus scheduling slack
+    # on a loaded machine; a stamp taken when the batch was claimed would be 2 s behind the third.
     for headers, body, at in received:
-        assert abs(int(headers["webhook-timestamp"]) - at) <= 1, "each delivery carries its own time"
-        assert verify(secret, headers, body, datetime.fromtimestamp(at, UTC), tolerance_s=1)
+        assert 0 <= at - int(headers["webhook-timestamp"]) < 1.5, "each delivery carries its own time"
+        assert verify(secret, headers, body, datetime.fromtimestamp(at, UTC), tolerance_s=2)
 
 
 @pytest.mark.parametrize(
