@@ -337,6 +337,9 @@ def claim_from_queue(page: Page, world: World, label: str = "a") -> str:
     session_id = world.sessions[label]
     page.click(f"tr[data-session='{session_id}'] button.claim")
     expect(page).to_have_url(f"{world.url}/review/sessions/{session_id}")
+    # The address changes before the page's script has run: a key pressed earlier reaches no listener (a loaded
+    # machine showed it), so wait for the load event, after which review.js has set its keys up.
+    page.wait_for_load_state("load")
     return session_id
 
 
