@@ -4,7 +4,7 @@ Every error is an RFC 9457 problem document with a stable `code`, the framework'
 method not allowed, an unhandled failure); `api.guards` refuses oversized bodies before any route runs and adds
 the security headers to every response, the review UI's too when it is mounted on this app. Routes are grouped
 per resource (`api.sessions` for uploads, `api.review` for review results, `api.candidates` for enrolments and
-erasing a candidate); this module assembles them into an app.
+erasing a candidate); this module assembles them into an app, whose OpenAPI document `api.openapi` finishes.
 
 The operations endpoints never wait on the thread pool that serves requests (40 threads, which a burst of
 uploads can hold): `/healthz` (liveness: the process answers) is async and touches no thread; `/readyz` checks
@@ -27,9 +27,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
 from api import candidates, review, sessions, system_check
+from api.auth import PROBLEM
 from api.guards import BodyLimits, RequestGuard, SecurityHeaders, security_headers
 from api.metrics import CountResponses, api_metrics
-from api.problems import http_refusal, internal_error, problem_response
+from api.openapi import PlatformApp
+from api.problems import allowed_methods, http_refusal, internal_error, problem_response
 from api.state import PlatformApi
 from core.health import NotReady
 from ingest.enrolment import EnrolmentChecks
@@ -56,7 +58,7 @@ def create_api(
     """`check_ready` raises `core.health.NotReady` naming what is not ready (any other error is a 500);
     `enrolment_checks` judges the candidates' system-check frames (without it that route answers 503);
     `cors_origins` are the pages that may call the API from a browser (an embedded recorder): none, no CORS headers."""
-    app = FastAPI(
+    app = PlatformApp(
         title="proctor-pipeline",
         version="1",
         summary="Upload recorded exam sessions for integrity review, and read the reviews' outcomes.",
@@ -84,6 +86,8 @@ def create_api(
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+        if error.status_code == 405:  # the framework's `Allow` names the methods of one route, not of the path
+            error.headers = {**(error.headers or {}), "Allow": allowed_methods(app.routes, request.scope)}
         return problem_response(http_refusal(error, request.method, request.url.path), error.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -104,12 +108,17 @@ def create_api(
         metrics.problem("internal_error")  # sent from outside the middleware that counts the others
         return problem_response(internal_error(request.method, request.url.path), headers)
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], operation_id="healthz")
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers. Checks nothing else, so a slow dependency never gets it restarted."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], responses={503: {"description": "`not_ready`: `details.failing` says what"}})
+    @app.get(
+        "/readyz",
+        tags=["ops"],
+        operation_id="readyz",
+        responses={503: {**PROBLEM, "description": "`not_ready`: `details.failing` says what"}},
+    )
     async def readyz() -> Response:
         """Readiness: the database and the object store each answered within the timeout."""
         try:
@@ -126,7 +135,7 @@ def create_api(
             )
         return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics", tags=["ops"], response_class=Response)
+    @app.get("/metrics", tags=["ops"], operation_id="metrics", response_class=Response)
     async def prometheus_metrics() -> Response:
         """The Prometheus text format: upload bytes, problem documents per code, and the job queue's depth."""
         page = await to_thread.run_sync(generate_latest, metrics.registry, limiter=metrics_threads)

@@ -10,17 +10,29 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.state import platform_api
 from core.tenants import ApiKeyRevoked, tenant_for_key
 from ingest.schemas import IngestError, Problem
 from ingest.upload_tokens import UPLOAD_TOKEN_PREFIX
 
+BEARER = HTTPBearer(
+    scheme_name="bearer",
+    description="`Authorization: Bearer <token>`, one of two kinds: the tenant's API key (`pp_...`), which every "
+    "`/v1` route takes; or a session's upload token (`put_...`, from `POST /v1/sessions/{session_id}/upload-tokens`), "
+    "which only the routes that say so take, for that session alone, until it expires.",
+    auto_error=False,  # a missing or malformed header is refused below, as a problem document with advice
+)
+"""The one security scheme of `/v1`: who calls, whichever kind of token they hold."""
+Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+# The model registers `Problem` in the document; `api.openapi` makes problem+json the only content of every error.
 PROBLEM = {"model": Problem, "content": {"application/problem+json": {}}}
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {**PROBLEM, "description": text}
     for code, text in {
+        400: "a body the server could not parse (`bad_request`)",
         401: "missing, unknown or revoked API key (`unauthorized`, `api_key_revoked`)",
         403: "an upload token on a route it does not open (`upload_token_scope`): send the tenant's API key",
         404: "no such session or candidate for this tenant",
@@ -39,12 +51,11 @@ UPLOAD_TOKEN_ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def _bearer(authorization: str | None, *, tokens: bool) -> str:
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+def _bearer(credentials: HTTPAuthorizationCredentials | None, *, tokens: bool) -> str:
+    if credentials is None:  # no Authorization header, another scheme than Bearer, or no token after it
         or_token = " or this session's upload token ('Authorization: Bearer put_...')" if tokens else ""
         raise IngestError(401, "unauthorized", f"send the tenant's API key as 'Authorization: Bearer pp_...'{or_token}")
-    return token.strip()
+    return credentials.credentials
 
 
 def _key_tenant_id(request: Request, key: str) -> str:
@@ -60,8 +71,8 @@ def _key_tenant_id(request: Request, key: str) -> str:
         return tenant.id
 
 
-def _tenant_id(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
-    key = _bearer(authorization, tokens=False)
+def _tenant_id(request: Request, credentials: Bearer) -> str:
+    key = _bearer(credentials, tokens=False)
     if key.startswith(UPLOAD_TOKEN_PREFIX):
         raise IngestError(
             403,
@@ -72,8 +83,8 @@ def _tenant_id(request: Request, authorization: Annotated[str | None, Header()] 
     return _key_tenant_id(request, key)
 
 
-def _session_tenant_id(request: Request, session_id: str, authorization: Annotated[str | None, Header()] = None) -> str:
-    token = _bearer(authorization, tokens=True)
+def _session_tenant_id(request: Request, session_id: str, credentials: Bearer) -> str:
+    token = _bearer(credentials, tokens=True)
     if token.startswith(UPLOAD_TOKEN_PREFIX):
         return platform_api(request).uploads.upload_token_tenant(token, session_id)
     return _key_tenant_id(request, token)

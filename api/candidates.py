@@ -84,7 +84,7 @@ def _actor(db: Session, tenant_id: str) -> str:
     return f"api:{tenant.slug if tenant else tenant_id}"
 
 
-@router.get("/candidates/{candidate_id}/enrolment", response_model=EnrolmentOut)
+@router.get("/candidates/{candidate_id}/enrolment", response_model=EnrolmentOut, operation_id="getEnrolment")
 def get_enrolment(candidate_id: str, tenant_id: TenantId, request: Request) -> EnrolmentOut:
     """The enrolment the candidate's next session will be compared with: when and from which session it
     came, and how it measured. `enrolled` is false when none was accepted (or it was erased)."""
@@ -117,7 +117,7 @@ def get_enrolment(candidate_id: str, tenant_id: TenantId, request: Request) -> E
     return out
 
 
-@router.delete("/candidates/{candidate_id}", response_model=CandidateErasureOut)
+@router.delete("/candidates/{candidate_id}", response_model=CandidateErasureOut, operation_id="deleteCandidate")
 def delete_candidate(candidate_id: str, tenant_id: TenantId, request: Request) -> CandidateErasureOut:
     """Erase the candidate: every enrolment (files and templates) and every session of theirs (recordings,
     results, per-session face embeddings; the session records stay, `deleted`). Safe to repeat."""

@@ -8,14 +8,17 @@ is raised as a `Refused`, which the app's `HTTPException` handler answers with t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import Scope
 
 from ingest.schemas import IngestError
 from storage.object_store import StorageUnavailable
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")  # what a 405's `Allow` may name
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
 # How long a client should wait before retrying a call that object storage could not serve. Short: an outage
 # is usually a restart, the store has already retried for a few seconds, and clients back off further on
@@ -32,6 +35,16 @@ def problem_response(error: IngestError, headers: Mapping[str, str] | None = Non
         status_code=error.status,
         media_type="application/problem+json",
         headers=sent or None,
+    )
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> str:
+    """The `Allow` header of a 405: every method some route answers at the request's path (the framework's own
+    names only the methods of the first route whose path matches)."""
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
     )
 
 

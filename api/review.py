@@ -21,7 +21,7 @@ from review_ui.results import FlagWithEvidence, PlatformReview, review_result
 router = APIRouter(prefix="/v1", tags=["review"], responses=ERRORS)
 
 
-@router.get("/sessions/{session_id}/review", response_model=PlatformReview)
+@router.get("/sessions/{session_id}/review", response_model=PlatformReview, operation_id="getReview")
 def get_review(session_id: str, tenant_id: TenantId, request: Request) -> PlatformReview:
     """The outcome (Clean, Suspicious, Rules Violation, Not Reviewed) once final, per-flag decisions
     (start and end in seconds), and the reviewers' comments. `final` is false until the review is final."""

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
@@ -49,6 +49,16 @@ def _uploads(request: Request) -> Uploads:
 
 
 UploadsDep = Annotated[Uploads, Depends(_uploads)]
+RECORDING_WHILE_UPLOADING = {
+    "summary": "a webcam recording uploaded while it is made",
+    "value": {
+        "exam_id": "exam-101",
+        "candidate_id": "cand-7",
+        "attempt_id": "attempt-1",
+        "started_at": "2026-11-20T09:00:00Z",
+        "media": [{"kind": "webcam", "content_type": "video/webm", "streaming": True}],
+    },
+}
 
 
 class _StorageAwareRoute(APIRoute):
@@ -85,13 +95,31 @@ router = APIRouter(
 )
 
 
-@router.post("/sessions", response_model=SessionOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/sessions",
+    response_model=SessionOut,
+    status_code=status.HTTP_201_CREATED,
+    operation_id="registerSession",
+    responses={
+        200: {"model": SessionOut, "description": "a replay of an `Idempotency-Key` and body: that session"},
+        400: {
+            **PROBLEM,
+            "description": "a body that is not JSON (`bad_request`), an `Idempotency-Key` that is "
+            "empty or longer than 255 characters (`invalid_idempotency_key`)",
+        },
+    },
+)
 def register_session(
-    body: SessionCreate,
+    body: Annotated[SessionCreate, Body(openapi_examples={"streaming": RECORDING_WHILE_UPLOADING})],
     tenant_id: TenantId,
     uploads: UploadsDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            description="1-255 characters: makes a retry safe", json_schema_extra={"minLength": 1, "maxLength": 255}
+        ),
+    ] = None,
 ) -> SessionOut:
     """Register a recorded session and the media that will be uploaded for it.
 
@@ -103,13 +131,15 @@ def register_session(
     return session
 
 
-@router.get("/sessions/{session_id}", response_model=SessionOut, responses=UPLOAD_TOKEN_ERRORS)
+@router.get(
+    "/sessions/{session_id}", response_model=SessionOut, operation_id="getSession", responses=UPLOAD_TOKEN_ERRORS
+)
 def get_session(session_id: str, tenant_id: SessionTenantId, uploads: UploadsDep) -> SessionOut:
     """The session and its media. Takes the tenant's API key or this session's upload token."""
     return uploads.get(tenant_id, session_id)
 
 
-@router.delete("/sessions/{session_id}", response_model=SessionOut)
+@router.delete("/sessions/{session_id}", response_model=SessionOut, operation_id="deleteSession")
 def delete_session(session_id: str, tenant_id: TenantId, uploads: UploadsDep) -> SessionOut:
     """Erase every recording and derived object of the session; the record stays, marked `deleted`."""
     return uploads.delete(tenant_id, session_id)
@@ -119,6 +149,7 @@ def delete_session(session_id: str, tenant_id: TenantId, uploads: UploadsDep) ->
     "/sessions/{session_id}/upload-tokens",
     response_model=UploadTokenOut,
     status_code=status.HTTP_201_CREATED,
+    operation_id="issueUploadToken",
     responses={410: {**PROBLEM, "description": "the session was erased (`session_deleted`)"}},
 )
 def issue_upload_token(
@@ -140,6 +171,7 @@ def issue_upload_token(
     "/sessions/{session_id}/media",
     response_model=SessionOut,
     status_code=status.HTTP_201_CREATED,
+    operation_id="addMedia",
     responses={
         **UPLOAD_TOKEN_ERRORS,
         200: {"model": SessionOut, "description": "the same declaration again: the session, unchanged"},
@@ -173,7 +205,12 @@ def add_media(
     return session
 
 
-@router.get("/sessions/{session_id}/media/{kind}/parts", response_model=PartsOut, responses=UPLOAD_TOKEN_ERRORS)
+@router.get(
+    "/sessions/{session_id}/media/{kind}/parts",
+    response_model=PartsOut,
+    operation_id="listParts",
+    responses=UPLOAD_TOKEN_ERRORS,
+)
 def list_parts(session_id: str, kind: MediaKind, tenant_id: SessionTenantId, uploads: UploadsDep) -> PartsOut:
     """Which parts have arrived (through the API or presigned URLs) and which are missing: resume from here.
 
@@ -182,7 +219,9 @@ def list_parts(session_id: str, kind: MediaKind, tenant_id: SessionTenantId, upl
     return uploads.list_parts(tenant_id, session_id, kind)
 
 
-@router.post("/sessions/{session_id}/media/{kind}/parts/presign", response_model=PresignOut)
+@router.post(
+    "/sessions/{session_id}/media/{kind}/parts/presign", response_model=PresignOut, operation_id="presignParts"
+)
 def presign_parts(
     session_id: str, kind: MediaKind, body: PresignRequest, tenant_id: TenantId, uploads: UploadsDep
 ) -> PresignOut:
@@ -195,6 +234,15 @@ def presign_parts(
 @router.put(
     "/sessions/{session_id}/media/{kind}/parts/{part_number}",
     response_model=PartOut,
+    operation_id="uploadPart",
+    # The route streams the raw body itself (below), so the framework sees no body to declare.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "the part's bytes",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
     responses={
         **UPLOAD_TOKEN_ERRORS,
         409: {
@@ -218,7 +266,11 @@ async def put_part(
     tenant_id: SessionTenantId,
     uploads: UploadsDep,
     x_part_sha256: Annotated[
-        str | None, Header(description="hex SHA-256 of this part's bytes: optional, required for a streaming file")
+        str | None,
+        Header(
+            alias="X-Part-SHA256",
+            description="hex SHA-256 of this part's bytes: optional, required for a streaming file",
+        ),
     ] = None,
 ) -> PartOut:
     """Upload one part as the raw request body. Parts are `part_size` bytes, except the last.
@@ -254,6 +306,7 @@ async def put_part(
 @router.post(
     "/sessions/{session_id}/media/{kind}/complete",
     response_model=SessionOut,
+    operation_id="completeMedia",
     responses={
         **UPLOAD_TOKEN_ERRORS,
         409: {

@@ -26,6 +26,7 @@ router = APIRouter(
     responses={
         **ERRORS,
         **UPLOAD_TOKEN_ERRORS,
+        415: {**PROBLEM, "description": "a body that is not `image/jpeg` (`unsupported_media_type`)"},
         503: {**PROBLEM, "description": "this server runs no face check (`system_check_unavailable`)"},
     },
 )
@@ -58,7 +59,13 @@ async def camera_frame(request: Request) -> bytes:
 @router.post(
     "/sessions/{session_id}/system-check",
     response_model=SystemCheckResult,
-    openapi_extra={"requestBody": {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}},
+    operation_id="systemCheck",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
 )
 async def system_check(
     session_id: str,
@@ -66,5 +73,6 @@ async def system_check(
     checks: Annotated[EnrolmentChecks, Depends(face_checks)],
     frame: Annotated[bytes, Depends(camera_frame)],
 ) -> SystemCheckResult:
-    """Check one webcam still: `ok`, or `problems` with a `code` and a message for the candidate."""
+    """Check one webcam still: `ok`, or `problems` with a `code` and a message for the candidate. Takes the
+    tenant's API key or this session's upload token."""
     return await run_in_threadpool(check_camera_frame, frame, checks)

@@ -193,6 +193,13 @@ class UploadTokenRequest(BaseModel):
         default=None, ge=1, description="seconds the token works; capped by the server (default: its cap, 4 h)"
     )
 
+    @field_validator("ttl_s", mode="before")
+    @classmethod
+    def _seconds_not_a_boolean(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # JSON `true` would otherwise be read as 1 second
+            raise ValueError("ttl_s is a number of seconds, not true or false")
+        return value
+
 
 class UploadTokenOut(BaseModel):
     """A bearer token for one session's uploads, for a browser that must never hold the tenant's API key."""

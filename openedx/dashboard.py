@@ -66,7 +66,7 @@ def mount_instructor_dashboard(app: FastAPI, secrets: SecretBox) -> None:
     app.include_router(router)
 
 
-@router.get("/instructor/{client_id}/")
+@router.get("/instructor/{client_id}/", operation_id="edxInstructorDashboard")
 def instructor_dashboard(request: Request, client_id: str, db: DB, jwt: str = "") -> Response:
     """Sign the link's course team member in, narrowed to what it names, and take them to the review UI."""
     config: DashboardConfig = request.app.state.openedx_dashboard

@@ -53,6 +53,7 @@ async def _frame(request: Request) -> bytes:
 @router.post(
     "/{attempt}/system-check",
     response_model=SystemCheckResult,
+    operation_id="edxRecorderSystemCheck",
     openapi_extra={"requestBody": {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}}},
 )
 async def attempt_system_check(

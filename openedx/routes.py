@@ -107,6 +107,7 @@ def backend_router(backend: OpenEdx) -> APIRouter:
     @router.post(
         "/oauth2/access_token",
         response_model=TokenOut,
+        operation_id="edxAccessToken",
         responses={400: {"description": "RFC 6749 error"}, 401: {"description": "RFC 6749 `invalid_client`"}},
         openapi_extra={
             "requestBody": {
@@ -145,7 +146,7 @@ def backend_router(backend: OpenEdx) -> APIRouter:
             return JSONResponse(refusal.body(), status_code=refusal.status, headers=headers)
         return JSONResponse(token, headers=headers)
 
-    @router.get("/api/v1/config/", response_model=ConfigOut, responses=ERRORS)
+    @router.get("/api/v1/config/", response_model=ConfigOut, operation_id="edxGetConfig", responses=ERRORS)
     def config(_caller: Caller, request: Request, accept_language: Language = None) -> ConfigOut:
         """The backend's name, the rules an exam may set, the learner's instructions and the recorder page."""
         language = texts.negotiate(accept_language)
@@ -156,26 +157,36 @@ def backend_router(backend: OpenEdx) -> APIRouter:
             download_url=backend.recorder_url(request),
         )
 
-    @router.post("/api/v1/exam/", response_model=ExamOut, responses=ERRORS)
+    @router.post("/api/v1/exam/", response_model=ExamOut, operation_id="edxCreateExam", responses=ERRORS)
     def create_exam(caller: Caller, body: ExamIn) -> ExamOut:
         """Create the exam (saving one the client already created, by the LMS's id, updates it)."""
         return backend.exams.save(caller, body)
 
-    @router.get("/api/v1/exam/{exam_id}/", response_model=ExamOut, responses=ERRORS)
+    @router.get("/api/v1/exam/{exam_id}/", response_model=ExamOut, operation_id="edxGetExam", responses=ERRORS)
     def get_exam(caller: Caller, exam_id: str) -> ExamOut:
         return backend.exams.get(caller, exam_id)
 
-    @router.post("/api/v1/exam/{exam_id}/", response_model=ExamOut, responses=ERRORS)
+    @router.post("/api/v1/exam/{exam_id}/", response_model=ExamOut, operation_id="edxUpdateExam", responses=ERRORS)
     def update_exam(caller: Caller, exam_id: str, body: ExamIn) -> ExamOut:
         """Update the exam; rules sent replace its rules and its flagging policy."""
         return backend.exams.save(caller, body, exam_id)
 
-    @router.post("/api/v1/exam/{exam_id}/attempt/", response_model=AttemptCreated, responses=ERRORS)
+    @router.post(
+        "/api/v1/exam/{exam_id}/attempt/",
+        response_model=AttemptCreated,
+        operation_id="edxRegisterAttempt",
+        responses=ERRORS,
+    )
     def register_attempt(caller: Caller, exam_id: str, body: AttemptIn) -> AttemptCreated:
         """Register a learner's attempt (HTTP 200, as edX requires). Only the obscured user id is kept."""
         return backend.exams.register_attempt(caller, exam_id, body.user_id)
 
-    @router.get("/api/v1/exam/{exam_id}/attempt/{attempt_id}/", response_model=AttemptOut, responses=ERRORS)
+    @router.get(
+        "/api/v1/exam/{exam_id}/attempt/{attempt_id}/",
+        response_model=AttemptOut,
+        operation_id="edxGetAttempt",
+        responses=ERRORS,
+    )
     def get_attempt(
         caller: Caller, exam_id: str, attempt_id: str, request: Request, accept_language: Language = None
     ) -> AttemptOut:
@@ -187,18 +198,28 @@ def backend_router(backend: OpenEdx) -> APIRouter:
             download_url=f"{backend.recorder_url(request)}?attempt={attempt_id}",
         )
 
-    @router.patch("/api/v1/exam/{exam_id}/attempt/{attempt_id}/", response_model=AttemptStatus, responses=ERRORS)
+    @router.patch(
+        "/api/v1/exam/{exam_id}/attempt/{attempt_id}/",
+        response_model=AttemptStatus,
+        operation_id="edxMoveAttempt",
+        responses=ERRORS,
+    )
     def patch_attempt(caller: Caller, exam_id: str, attempt_id: str, body: AttemptPatch) -> AttemptStatus:
         """Move the attempt: started, submitted (the recorder then stops) or error."""
         return AttemptStatus(status=backend.exams.move(caller, exam_id, attempt_id, body.status))
 
-    @router.delete("/api/v1/exam/{exam_id}/attempt/{attempt_id}/", response_model=Deleted, responses=ERRORS)
+    @router.delete(
+        "/api/v1/exam/{exam_id}/attempt/{attempt_id}/",
+        response_model=Deleted,
+        operation_id="edxDeleteAttempt",
+        responses=ERRORS,
+    )
     def delete_attempt(caller: Caller, exam_id: str, attempt_id: str) -> Deleted:
         """Remove the attempt and erase its session's recordings and results."""
         backend.exams.remove(caller, exam_id, attempt_id)
         return Deleted()
 
-    @router.delete("/api/v1/user/{user_id}/", response_model=bool, responses=ERRORS)
+    @router.delete("/api/v1/user/{user_id}/", response_model=bool, operation_id="edxRetireUser", responses=ERRORS)
     def retire_user(caller: Caller, user_id: str) -> bool:
         """Retire a learner: erase every session and enrolment of theirs in the tenant. Answers `true`."""
         return backend.exams.retire(caller, user_id)
@@ -209,17 +230,17 @@ def backend_router(backend: OpenEdx) -> APIRouter:
 def recorder_router(backend: OpenEdx) -> APIRouter:
     router = APIRouter(prefix=PREFIX + "/recorder", tags=["openedx"], responses=RECORDER_ERRORS)
 
-    @router.post("/{attempt_id}/start", response_model=RecorderSession)
+    @router.post("/{attempt_id}/start", response_model=RecorderSession, operation_id="edxRecorderStart")
     def start(attempt_id: str) -> RecorderSession:
         """The session to upload the attempt's recordings to (the same on every call) and a fresh upload token."""
         return backend.recorder.start(attempt_id)
 
-    @router.post("/{attempt_id}/ready", response_model=AttemptStatus)
+    @router.post("/{attempt_id}/ready", response_model=AttemptStatus, operation_id="edxRecorderReady")
     def ready(attempt_id: str) -> AttemptStatus:
         """The recorder is recording: the attempt becomes ready and edX lets the learner start."""
         return backend.recorder.ready(attempt_id)
 
-    @router.post("/{attempt_id}/heartbeat", response_model=AttemptStatus)
+    @router.post("/{attempt_id}/heartbeat", response_model=AttemptStatus, operation_id="edxRecorderHeartbeat")
     def heartbeat(attempt_id: str) -> AttemptStatus:
         """The recorder is alive; answers the attempt's status (stop and complete at submitted or error)."""
         return backend.recorder.heartbeat(attempt_id)
