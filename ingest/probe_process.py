@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Literal
 
+from storage.sized_reader import SizedReader
+
 GIB = 1024**3
 MAX_READ = 1024 * 1024  # the most the parent hands the child in one reply
 _MAX_ANSWER = 1024 * 1024  # an answer is a few hundred bytes of JSON; more means a broken child
@@ -235,27 +237,11 @@ def near_memory_limit(sandbox: Sandbox) -> bool:
 # -- the child ------------------------------------------------------------------------------------------
 
 
-class _RemoteFile(io.RawIOBase):
+class _RemoteFile(SizedReader):
     """The parent's stream, read through the pipe. Seeking is local: only reads cross the pipe."""
 
     def __init__(self, requests: IO[bytes], replies: IO[bytes], size: int) -> None:
         self._requests, self._replies, self._size, self._pos = requests, replies, size, 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise OSError(f"seek to {base + offset}, before the start of the file")
-        self._pos = base + offset
-        return self._pos
 
     def readinto(self, buffer: Any) -> int:
         wanted = min(len(buffer), self._size - self._pos, MAX_READ)

@@ -30,6 +30,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from storage.public_endpoint import PublicEndpoint
+from storage.sized_reader import SizedReader
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -435,7 +436,7 @@ class _Client(Minio):
         return built, date
 
 
-class _RangeReader(io.RawIOBase):
+class _RangeReader(SizedReader):
     """Raw, seekable reads of one object in aligned blocks, the last few kept (see `ObjectStore.open`)."""
 
     def __init__(self, store: ObjectStore, key: str, size: int, block_bytes: int, cached_blocks: int) -> None:
@@ -444,22 +445,6 @@ class _RangeReader(io.RawIOBase):
         self._store, self._key, self._size, self._pos = store, key, size, 0
         self._block_bytes, self._cached_blocks = block_bytes, cached_blocks
         self._blocks: OrderedDict[int, bytes] = OrderedDict()
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError(f"cannot seek to {base + offset}, before the start of {self._key!r}")
-        self._pos = base + offset
-        return self._pos
 
     def readinto(self, buffer: Any) -> int:
         if self._pos >= self._size or len(buffer) == 0:
