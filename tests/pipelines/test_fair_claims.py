@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from core.db import make_engine, make_sessionmaker, migrate
 from core.states import SessionState
 from core.tables import Exam, ExamSession, Job, Tenant
 from pipelines.jobs import JobQueue
+from tests.pipelines.test_jobs import claimed_by_racing_workers
 
 
 @pytest.fixture
@@ -100,17 +100,5 @@ def test_concurrent_workers_claim_every_job_of_every_tenant_once(db: sessionmake
     queue = JobQueue(db)
     for _ in range(3):
         queue_for_new_tenant(db, queue, 4)
-    claimed: list[str] = []
-    barrier = threading.Barrier(4)
-
-    def work(worker: str) -> None:
-        barrier.wait()
-        while (job := queue.claim(worker)) is not None:
-            claimed.append(job.id)
-
-    threads = [threading.Thread(target=work, args=(f"w{n}",)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    claimed = claimed_by_racing_workers(queue, 4)
     assert len(claimed) == 12 and len(set(claimed)) == 12

@@ -72,6 +72,24 @@ def expire_leases(db: sessionmaker[Session]) -> None:
         s.commit()
 
 
+def claimed_by_racing_workers(queue: JobQueue, workers: int) -> list[str]:
+    """The job ids that `workers` threads, released at once, claim until the queue is empty."""
+    claimed: list[str] = []
+    barrier = threading.Barrier(workers)
+
+    def work(worker: str) -> None:
+        barrier.wait()
+        while (job := queue.claim(worker)) is not None:
+            claimed.append(job.id)
+
+    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return claimed
+
+
 def test_claim_runs_and_completes_a_job(db: sessionmaker[Session]) -> None:
     queue = JobQueue(db)
     sid = validated_session(db)
@@ -92,19 +110,7 @@ def test_concurrent_workers_never_claim_the_same_job(db: sessionmaker[Session]) 
     sessions = [validated_session(db) for _ in range(6)]
     for sid in sessions:
         queue.enqueue(sid)
-    claimed: list[str] = []
-    barrier = threading.Barrier(4)
-
-    def work(worker: str) -> None:
-        barrier.wait()
-        while (job := queue.claim(worker)) is not None:
-            claimed.append(job.id)
-
-    threads = [threading.Thread(target=work, args=(f"w{i}",)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    claimed = claimed_by_racing_workers(queue, 4)
     assert len(claimed) == 6 and len(set(claimed)) == 6
 
 

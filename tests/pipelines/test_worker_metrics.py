@@ -5,7 +5,7 @@ it is ready only once its fan-out is up and the database answers."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import partial
 
@@ -17,17 +17,17 @@ from sqlalchemy import delete, update
 from core.db import ping_database, utcnow
 from core.health import Dependency, DependencyChecks
 from core.tables import Job
-from detectors import Signals
 from ingest.client import upload_session
 from pipelines.analysis import AnalysisConfig
 from pipelines.decode import Chunk, DecodeError
-from pipelines.fanout import ChunkFailed, FanoutUnavailable, LocalFanout, Progress
+from pipelines.fanout import ChunkFailed, FanoutUnavailable, LocalFanout
 from pipelines.jobs import ClaimedJob, JobQueue
 from pipelines.metrics import LIVE_POLLS, WorkerMonitor, failure_reason, realtime_factor, stalled
 from pipelines.ops_server import OpsServer
 from pipelines.process import NotProcessable
 from pipelines.worker import JobEnded, JobOutcome, Verdict, Worker, WorkerConfig
 from proctor.samples import SampleSession, build_sample_session
+from tests.pipelines.test_worker_supervision import ClusterDown
 from tests.support.platform import Api
 
 CHUNK_MS = 4000
@@ -75,22 +75,6 @@ def test_the_realtime_factor_is_recording_seconds_per_wall_second(
 )
 def test_live_while_starting_or_while_the_loop_goes_round(last_tick_s: float | None, now_s: float, live: bool) -> None:
     assert (stalled(last_tick_s, now_s, poll_s=2.0) is None) is live
-
-
-class ClusterDown:
-    """A fan-out whose Ray cluster fails under every analysis."""
-
-    def versions(self) -> dict[str, str]:
-        return {}
-
-    def analyze(
-        self,
-        key: str,
-        chunks: Sequence[Chunk],
-        on_progress: Progress | None = None,
-        cancel: threading.Event | None = None,
-    ) -> list[Signals]:
-        raise FanoutUnavailable("the Ray cluster failed during the analysis: the head is gone")
 
 
 class Clock:
