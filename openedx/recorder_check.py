@@ -18,6 +18,7 @@ from ingest.enrolment import EnrolmentChecks
 from ingest.schemas import IngestError
 from ingest.system_check import SystemCheckResult, check_camera_frame, check_frame_request
 from openedx.recorder_side import live_attempt
+from openedx.routes import PROBLEM, RECORDER_ERRORS
 
 
 class _AppState(Protocol):
@@ -29,7 +30,17 @@ class _AppState(Protocol):
     def enrolment_checks(self) -> EnrolmentChecks | None: ...
 
 
-router = APIRouter(prefix="/openedx/recorder", tags=["openedx"])
+router = APIRouter(
+    prefix="/openedx/recorder",
+    tags=["openedx"],
+    responses={
+        **RECORDER_ERRORS,
+        413: {**PROBLEM, "description": "a frame over the body limit (`body_too_large`)"},
+        415: {**PROBLEM, "description": "a body that is not `image/jpeg` (`unsupported_media_type`)"},
+        422: {**PROBLEM, "description": "a body that is not a readable JPEG: see `code`"},
+        503: {**PROBLEM, "description": "this server runs no face check (`system_check_unavailable`)"},
+    },
+)
 
 
 def _state(request: Request) -> _AppState:

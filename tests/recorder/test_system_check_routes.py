@@ -100,3 +100,22 @@ def test_the_page_and_its_modules_are_served_under_the_app_policy(url: str) -> N
     for name in ("recorder.js", "upload.js", "store.js", "sha256.js", "page.js", "edx-handler.js"):
         module = httpx.get(f"{url}/recorder/static/{name}")
         assert module.status_code == 200 and "javascript" in module.headers["content-type"], name
+
+
+def test_every_refusal_of_the_edx_check_is_in_the_served_document(
+    url: str, context: AppContext, sample_frames: SampleFrames
+) -> None:
+    """A generated edX-side client knows each answer: the statuses the route really sends are the documented ones."""
+    face, live = jpeg(sample_frames.middle("candidate")), edx_attempt(context, "started")
+    path = f"/openedx/recorder/{live}/system-check"
+    sent = {
+        check(url, f"/openedx/recorder/{edx_attempt(context, 'submitted')}/system-check", face).status_code,
+        check(url, "/openedx/recorder/nope/system-check", face).status_code,
+        check(url, path, face, content_type="image/png").status_code,
+        check(url, path, b"").status_code,
+        check(url, path, bytes(MAX_JPEG_BYTES + 1)).status_code,
+    }
+    document = httpx.get(f"{url}/openapi.json").json()
+    declared = document["paths"]["/openedx/recorder/{attempt}/system-check"]["post"]["responses"]
+    assert sent == {404, 409, 413, 415, 422}
+    assert sent | {503} <= {int(status) for status in declared}, sorted(declared)
