@@ -16,8 +16,12 @@ install: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/proctor demo
 
+# One pytest worker per core; each test file stays on one worker (its module fixtures start once). Every worker
+# starts its own S3 server and PostgreSQL database, on free ports and under a fresh name. The `serial` tests
+# (Ray nodes and worker processes killed under deadlines) then run alone, as they would on a loaded CI runner.
 test: $(VENV)/.installed browser
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile -m "not serial"
+	$(PY) -m pytest -m serial
 
 # The browser tests drive Debian's Chromium; Playwright never downloads one. As root we install it from
 # Debian's packages if it is missing; otherwise those tests skip with the reason (and fail under CI=true).

@@ -24,7 +24,7 @@ from tests.support.platform import Api
 from tests.support.ray_cluster import LocalRayCluster
 from tests.support.s3_outage import RestartableS3, platform_on_restartable_s3
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.serial]
 
 SESSIONS_PER_PHASE = 2
 OUTAGE_S = 10.0

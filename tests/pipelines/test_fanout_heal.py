@@ -30,7 +30,7 @@ from proctor.samples import SampleSession, build_sample_session
 from storage.object_store import ObjectStore, S3Location
 from tests.support.platform import Api
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 DOOMED = 1  # the chunk that kills its actor
 

@@ -32,7 +32,7 @@ from storage.keys import SessionPrefix
 from storage.object_store import S3Location
 from tests.support.platform import Api
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 LEASE_S = 3.0
 CHUNK_S = 5.0

@@ -21,7 +21,7 @@ from ingest.client import upload_session
 from proctor.samples import SampleSession, build_sample_session
 from tests.support.platform import Api
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,11 +2,13 @@
 
 It holds edx-proctoring and edx-rest-api-client at the versions below plus our `proctor_edx` plugin, and is built
 once, then reused, under `$PROCTOR_TEST_CACHE` (default `~/.cache/proctor-pipeline`). Where pip cannot reach an
-index the calling test is skipped with the reason, except under `CI`, where it fails.
+index the calling test is skipped with the reason, except under `CI`, where it fails. The build holds a file lock,
+so parallel test workers (pytest-xdist) wait for one build instead of racing two into the same folder.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -28,6 +30,13 @@ def edx_venv() -> Path:
     """The cached venv with edx's client and our plugin: built once per pins and Python version."""
     cache = Path(os.environ.get("PROCTOR_TEST_CACHE", Path.home() / ".cache" / "proctor-pipeline"))
     where = cache / f"edx-venv-{'-'.join(PINS)}-py{sys.version_info.major}{sys.version_info.minor}"
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / f"{where.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return _built(where)
+
+
+def _built(where: Path) -> Path:
     python = where / "bin" / "python"
     ready = where / "proctor-edx-installed-from"
     if ready.exists() and ready.read_text() == str(ROOT / "proctor_edx"):
