@@ -4,12 +4,14 @@ Every error is an RFC 9457 problem document with a stable `code`, the framework'
 method not allowed, an unhandled failure); `api.guards` refuses oversized bodies before any route runs and adds
 the security headers to every response, the review UI's too when it is mounted on this app. Routes are grouped
 per resource (`api.sessions` for uploads, `api.review` for review results, `api.candidates` for enrolments and
-erasing a candidate); this module assembles them into an app, whose OpenAPI document `api.openapi` finishes.
+erasing a candidate, `api.exams` for an exam's flagging policy); this module assembles them into an app, whose
+OpenAPI document `api.openapi` finishes.
 
 The operations endpoints never wait on the thread pool that serves requests (40 threads, which a burst of
-uploads can hold): `/healthz` (liveness: the process answers) is async and touches no thread; `/readyz` checks
+requests can hold): `/healthz` (liveness: the process answers) is async and touches no thread; `/readyz` checks
 the database and the object store, each within a timeout, and `/metrics` (the Prometheus text format, from the
-app's own registry) reads the queue's depth, each on a small thread allowance of its own.
+app's own registry) reads the queue's depth, each on a small thread allowance of its own. The blocking work of
+part uploads and `complete` runs on allowances of its own too (`api.upload_capacity`).
 """
 
 from __future__ import annotations
@@ -26,17 +28,19 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
-from api import candidates, review, sessions, system_check
-from api.auth import PROBLEM
+from api import candidates, exams, review, sessions, system_check
+from api.auth import PROBLEM, presented_credential
 from api.guards import BodyLimits, RequestGuard, SecurityHeaders, security_headers
 from api.metrics import CountResponses, api_metrics
 from api.openapi import PlatformApp
 from api.problems import allowed_methods, http_refusal, internal_error, problem_response
 from api.state import PlatformApi
+from api.upload_capacity import PartUploadLimits, UploadCapacity
 from core.health import NotReady
 from ingest.enrolment import EnrolmentChecks
 from ingest.schemas import IngestError
 from ingest.uploads import Uploads
+from review_ui.refusal_audit import install_refusal_audit, note_refusal
 from storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -52,12 +56,15 @@ def create_api(
     presigned_url_ttl_s: int,
     check_ready: Callable[[], None],
     body_limits: BodyLimits,
+    part_uploads: PartUploadLimits = PartUploadLimits(),
     enrolment_checks: EnrolmentChecks | None = None,
     cors_origins: Sequence[str] = (),
 ) -> FastAPI:
     """`check_ready` raises `core.health.NotReady` naming what is not ready (any other error is a 500);
     `enrolment_checks` judges the candidates' system-check frames (without it that route answers 503);
-    `cors_origins` are the pages that may call the API from a browser (an embedded recorder): none, no CORS headers."""
+    `cors_origins` are the pages that may call the API from a browser (an embedded recorder): none, no CORS headers;
+    `part_uploads` bounds the memory and threads of part uploads and `complete`."""
+    part_uploads.check_holds(body_limits.part_bytes)
     app = PlatformApp(
         title="proctor-pipeline",
         version="1",
@@ -66,6 +73,8 @@ def create_api(
     app.state.platform = PlatformApi(db, store, uploads, presigned_url_ttl_s, check_ready, enrolment_checks)
     metrics = app.state.metrics = api_metrics(db)
     ready_threads, metrics_threads = CapacityLimiter(OPS_THREADS), CapacityLimiter(OPS_THREADS)
+    app.state.upload_capacity = UploadCapacity(part_uploads)  # the part and complete routes' own allowances
+    install_refusal_audit(app, db)  # 401 and 403 are audited by the handlers below
     docs_paths = frozenset(p for p in (app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url) if p)
     # The last added runs first: the headers go on the guard's own refusals too.
     app.add_middleware(RequestGuard, limits=body_limits)
@@ -80,15 +89,22 @@ def create_api(
             expose_headers=["ETag"],
         )
 
+    async def audited(request: Request, error: IngestError) -> IngestError:
+        """Who was refused access (401, 403) goes to the audit trail (`review_ui.refusal_audit`)."""
+        if error.status in (401, 403):
+            await note_refusal(request, error.status, error.code, credential=presented_credential(request))
+        return error
+
     @app.exception_handler(IngestError)
-    async def _ingest_error(_request: Request, error: IngestError) -> JSONResponse:
-        return problem_response(error)
+    async def _ingest_error(request: Request, error: IngestError) -> JSONResponse:
+        return problem_response(await audited(request, error))
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
         if error.status_code == 405:  # the framework's `Allow` names the methods of one route, not of the path
             error.headers = {**(error.headers or {}), "Allow": allowed_methods(app.routes, request.scope)}
-        return problem_response(http_refusal(error, request.method, request.url.path), error.headers)
+        refusal = await audited(request, http_refusal(error, request.method, request.url.path))
+        return problem_response(refusal, error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -144,5 +160,6 @@ def create_api(
     app.include_router(sessions.router)
     app.include_router(review.router)
     app.include_router(candidates.router)
+    app.include_router(exams.router)
     app.include_router(system_check.router)
     return app

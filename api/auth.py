@@ -8,13 +8,14 @@ only a tenant key (`TenantId`) and refuses a token with 403 `upload_token_scope`
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.state import platform_api
-from core.tenants import ApiKeyRevoked, tenant_for_key
+from core.tenants import KEY_PREFIX, ApiKeyRevoked, tenant_for_key
 from ingest.schemas import IngestError, Problem
 from ingest.upload_tokens import UPLOAD_TOKEN_PREFIX
 
@@ -49,6 +50,26 @@ UPLOAD_TOKEN_ERRORS: dict[int | str, dict[str, object]] = {
     },
     403: {**PROBLEM, "description": "an upload token of another session (`upload_token_wrong_session`)"},
 }
+
+
+_KEY_PREFIX_PART = re.compile(rf"{re.escape(KEY_PREFIX)}([0-9a-f]{{1,16}})_")
+
+
+def presented_credential(request: Request) -> dict[str, str]:
+    """What the request's Authorization header showed, for the audit trail of refusals, with nothing secret in it:
+    its kind, and an API key's prefix (stored in clear beside the key) when the key is well formed."""
+    scheme, _, value = request.headers.get("authorization", "").strip().partition(" ")
+    if not scheme:
+        return {}
+    if scheme.lower() != "bearer":
+        return {"credential": "other_scheme"}
+    value = value.strip()
+    if value.startswith(UPLOAD_TOKEN_PREFIX):
+        return {"credential": "upload_token"}
+    prefix = _KEY_PREFIX_PART.match(value)
+    if prefix is not None:
+        return {"credential": "api_key", "key_prefix": f"{KEY_PREFIX}{prefix[1]}"}
+    return {"credential": "api_key_malformed" if value.startswith(KEY_PREFIX) else "unrecognised"}
 
 
 def _bearer(credentials: HTTPAuthorizationCredentials | None, *, tokens: bool) -> str:

@@ -1,9 +1,10 @@
 """`/v1/sessions`: the upload protocol over HTTP, a thin layer over `ingest.uploads.Uploads`.
 
 Part bodies are streamed and size-checked as they arrive; at most one part per request is held in memory,
-never the upload. Object storage that stops answering midway (`StorageUnavailable`) is a 503
-`storage_unavailable` with `Retry-After` from every route here, never a bare 500: the client retries, and
-the upload resumes from the parts already stored.
+never the upload, and all parts in flight together within a bound; a stalled body is dropped (408), and the
+part and complete routes' blocking work runs on threads of their own (`api.upload_capacity`). Object storage
+that stops answering midway (`StorageUnavailable`) is a 503 `storage_unavailable` with `Retry-After` from every
+route here, never a bare 500: the client retries, and the upload resumes from the parts already stored.
 
 A browser recorder uploads with an upload token instead of the tenant's API key (issued by
 `POST /v1/sessions/{id}/upload-tokens`): it opens that session's read, add-enrolment, parts and complete routes
@@ -16,13 +17,14 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
+from anyio import to_thread
 from fastapi import APIRouter, Body, Depends, Header, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.routing import APIRoute
 
 from api.auth import ERRORS, PROBLEM, UPLOAD_TOKEN_ERRORS, SessionTenantId, TenantId
 from api.problems import storage_unavailable
 from api.state import platform_api
+from api.upload_capacity import received_part, upload_capacity
 from core.vocabulary import MediaKind
 from ingest.schemas import (
     CompleteRequest,
@@ -102,6 +104,11 @@ router = APIRouter(
     operation_id="registerSession",
     responses={
         200: {"model": SessionOut, "description": "a replay of an `Idempotency-Key` and body: that session"},
+        403: {
+            **PROBLEM,
+            "description": "an upload token (`upload_token_scope`), or a tenant quota used up (`quota_exceeded`: open "
+            "sessions, bytes in flight or storage; `details` names the quota, its limit, the use and the request)",
+        },
         400: {
             **PROBLEM,
             "description": "a body that is not JSON (`bad_request`), an `Idempotency-Key` that is "
@@ -174,6 +181,12 @@ def issue_upload_token(
     operation_id="addMedia",
     responses={
         **UPLOAD_TOKEN_ERRORS,
+        403: {
+            **PROBLEM,
+            "description": "an upload token of another session (`upload_token_wrong_session`), or the tenant's "
+            "bytes-in-flight or storage quota used up (`quota_exceeded`: `details` names the quota, its limit, the use "
+            "and the request)",
+        },
         200: {"model": SessionOut, "description": "the same declaration again: the session, unchanged"},
         409: {
             **PROBLEM,
@@ -245,6 +258,17 @@ def presign_parts(
     },
     responses={
         **UPLOAD_TOKEN_ERRORS,
+        403: {
+            **PROBLEM,
+            "description": "an upload token of another session (`upload_token_wrong_session`), or the tenant's "
+            "bytes-in-flight or storage quota used up (`quota_exceeded`: `details` names the quota, its limit, the use "
+            "and the request)",
+        },
+        408: {
+            **PROBLEM,
+            "description": "the body sent nothing for the server's read timeout (`part_read_timeout`): nothing was "
+            "stored; send the part again",
+        },
         409: {
             **PROBLEM,
             "description": "a streaming file's part number already holds other bytes (`part_conflict`: the stored "
@@ -255,6 +279,12 @@ def presign_parts(
             **PROBLEM,
             "description": "wrong size (`part_size_invalid`), number (`part_number_out_of_range`) or checksum "
             "(`part_checksum_mismatch`), or a streaming file's part without X-Part-SHA256 (`part_checksum_required`)",
+        },
+        503: {
+            **PROBLEM,
+            "description": "the server holds as many parts in memory as it may (`upload_capacity`), or object "
+            "storage is unavailable (`storage_unavailable`): retry after `Retry-After`",
+            "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
         },
     },
 )
@@ -278,29 +308,31 @@ async def put_part(
     A streaming file's parts are at most `part_size` bytes (only the last may be shorter, which complete checks),
     each with `X-Part-SHA256`; sending a stored part again with the same bytes is answered 200 as stored. Takes
     the tenant's API key or this session's upload token."""
-    spec = await run_in_threadpool(uploads.part_spec, tenant_id, session_id, kind, part_number)
+    capacity = upload_capacity(request)
+    spec = await to_thread.run_sync(
+        uploads.part_spec, tenant_id, session_id, kind, part_number, limiter=capacity.part_threads
+    )
     if spec.streaming and x_part_sha256 is None:
         raise part_checksum_required(kind, part_number)
+    what = f"part {part_number} of {kind}"
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and not spec.allows(int(declared)):
-        raise IngestError(
-            422,
-            "part_size_invalid",
-            f"part {part_number} of {kind} must be {spec.described}, Content-Length is {declared}",
+    if declared is not None and declared.isdigit():
+        if not spec.allows(int(declared)):
+            refused = f"{what} must be {spec.described}, Content-Length is {declared}"
+            raise IngestError(422, "part_size_invalid", refused)
+        if not capacity.buffers.has_room(int(declared)):
+            raise capacity.buffers.refusal(what)
+    async with received_part(request.stream(), what, spec.size, capacity) as body:
+        return await to_thread.run_sync(
+            uploads.store_part,
+            tenant_id,
+            session_id,
+            kind,
+            part_number,
+            body,
+            x_part_sha256,
+            limiter=capacity.part_threads,
         )
-    body = bytearray(spec.size)  # the one buffer this request holds; handed to S3 without a copy
-    view, received = memoryview(body), 0
-    async for chunk in request.stream():
-        if received + len(chunk) > spec.size:
-            raise IngestError(
-                422, "part_size_invalid", f"part {part_number} of {kind} is longer than {spec.size} bytes"
-            )
-        view[received : received + len(chunk)] = chunk
-        received += len(chunk)
-    del view
-    if received < spec.size:
-        del body[received:]
-    return await run_in_threadpool(uploads.store_part, tenant_id, session_id, kind, part_number, body, x_part_sha256)
 
 
 @router.post(
@@ -323,9 +355,10 @@ async def put_part(
         },
     },
 )
-def complete_media(
+async def complete_media(
     session_id: str,
     kind: MediaKind,
+    request: Request,
     tenant_id: SessionTenantId,
     uploads: UploadsDep,
     body: CompleteRequest | None = None,
@@ -334,4 +367,6 @@ def complete_media(
 
     A streaming file needs its size and SHA-256 in the body; a declared file's body is optional and must then
     match the declaration. Takes the tenant's API key or this session's upload token."""
-    return uploads.complete(tenant_id, session_id, kind, body)
+    # Verifying reads the whole file back and probes it: a few at a time, on threads no other route needs.
+    threads = upload_capacity(request).complete_threads
+    return await to_thread.run_sync(uploads.complete, tenant_id, session_id, kind, body, limiter=threads)

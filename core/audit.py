@@ -1,8 +1,9 @@
 """The append-only audit trail: every view of a recording, every decision and every erasure, with who and when.
 
 Actors are written as `user:<username>`, `api:<tenant slug>`, `system:<job>` or `cli:<OS user>` (operators'
-commands). Every stage appends through `record`: the review UI its views and decisions, the platform API its
-reads, `core.erasure` the erasures.
+commands), and `anonymous` for a request refused to no one signed in. Every stage appends through `record`: the
+review UI its views and decisions, the platform API its reads, `core.erasure` the erasures, and
+`review_ui.refusal_audit` the refused requests of both, in bounded volume.
 
 The database refuses UPDATE and DELETE on the table (and TRUNCATE on PostgreSQL), but whoever owns the table
 can drop those triggers, so the trail is also a hash chain that `proctor audit verify` checks end to end. The

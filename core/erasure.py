@@ -9,6 +9,16 @@ Retention: a session's clock starts when its review became final (the platform h
 work from the decision and the audit trail), or, for a session never finally reviewed (rejected, failed,
 abandoned, still waiting), when it was created: the period is a maximum, not a minimum.
 
+What reviewers and officers wrote goes too: free text may name the candidate. Their notes (an accommodation's
+too, and those kept with a re-scoring's dropped decisions) become `ERASED_NOTE`, the review
+result kept for an appeal loses its notes and comments, and every webhook body about the session becomes
+`ERASED_WEBHOOK_BODY` (one not yet delivered is not sent: it fails, saying why). The outcome and each flag's
+decision stay. The audit trail keeps what it recorded: it is append-only and hash-chained.
+
+Retention erases each expired session in a transaction of its own and goes on past one that fails (S3 down for
+a moment, a row it cannot read), reporting it (`RetentionRun.failed`); the next run tries it again. Objects
+that an erasure could not reach (a worker killed while writing) are `core.erasure_sweep`'s.
+
 Enrolments (a candidate's reference faces) belong to the candidate, not to the session that uploaded them:
 erasing a session keeps an accepted enrolment (later exams reuse it) but removes a refused or unfinished
 one. `core.enrolments.erase_candidate` erases a candidate's enrolments with all their sessions; retention
@@ -20,10 +30,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, or_, select
+from sqlalchemy import and_, case, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -31,14 +42,25 @@ from core import audit
 from core.db import utcnow
 from core.jobs import fail_open_jobs
 from core.states import SessionState
-from core.tables import CandidateEnrolment, ExamSession, ReviewOutcome, SessionReview
-from core.vocabulary import ENROLMENT_KINDS, ReviewStatus
+from core.tables import (
+    Accommodation,
+    CandidateEnrolment,
+    ExamSession,
+    FlagDecision,
+    FlagVersion,
+    ReviewOutcome,
+    SessionReview,
+    WebhookDelivery,
+)
+from core.vocabulary import ENROLMENT_KINDS, DeliveryState, ReviewStatus
 from storage.keys import SessionPrefix
 from storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
 
 ERASED_BY_RETENTION = "system:retention"
+ERASED_NOTE = "[erased with the recordings]"
+ERASED_WEBHOOK_BODY = '{"erased": true}'
 
 
 def erase_session(
@@ -64,6 +86,7 @@ def erase_session(
     session.deleted_at = utcnow()
     db.flush()  # the session row is now locked (PostgreSQL): an enrolment being accepted waits, then sees it deleted
     removed += _erase_unaccepted_enrolments(db, store, session)
+    _scrub_free_text(db, session.id)
     audit.record(
         db,
         erased_by,
@@ -88,10 +111,38 @@ def _erase_unaccepted_enrolments(db: Session, store: ObjectStore, session: ExamS
     accepted = set(db.scalars(select(CandidateEnrolment.object_key).where(CandidateEnrolment.session_id == session.id)))
     removed = 0
     for media in session.media:
-        if media.kind in ENROLMENT_KINDS and media.object_key not in accepted and store.stat(media.object_key):
-            store.delete(media.object_key)
-            removed += 1
+        if media.kind in ENROLMENT_KINDS and media.object_key not in accepted:
+            if store.stat(media.object_key) is not None:
+                removed += 1
+            store.delete(media.object_key)  # also where a versioned bucket keeps only older versions
     return removed
+
+
+def _scrub_free_text(db: Session, session_id: str) -> None:
+    """Replace what reviewers wrote about the session, and the webhook bodies that carried it (see the module)."""
+    for note in (FlagDecision.note, SessionReview.note, SessionReview.second_note, Accommodation.note):
+        owner = note.class_
+        db.execute(update(owner).where(owner.session_id == session_id, note != "").values({note.key: ERASED_NOTE}))
+    for flags in db.scalars(select(FlagVersion).where(FlagVersion.session_id == session_id)):
+        flags.dropped_decisions = [
+            {**d, "note": ERASED_NOTE if d.get("note") else d.get("note")} for d in flags.dropped_decisions
+        ]
+    for version in db.scalars(select(ReviewOutcome).where(ReviewOutcome.session_id == session_id)):
+        if version.reopen_reason:
+            version.reopen_reason = ERASED_NOTE
+        if version.platform_result is not None:
+            version.platform_result = _without_notes(version.platform_result)
+    db.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.session_id == session_id, WebhookDelivery.state == DeliveryState.PENDING.value)
+        .values(state=DeliveryState.FAILED.value, last_error="not sent: the session was erased before delivery")
+    )
+    db.execute(update(WebhookDelivery).where(WebhookDelivery.session_id == session_id).values(body=ERASED_WEBHOOK_BODY))
+
+
+def _without_notes(result: dict[str, Any]) -> dict[str, Any]:
+    """A stored review result (`review_ui.results.ReviewResult` as JSON) without its flags' notes and comments."""
+    return {**result, "flags": [{**flag, "note": None} for flag in result.get("flags", [])], "comments": []}
 
 
 @dataclass(frozen=True)
@@ -146,11 +197,22 @@ class ExpiredEnrolment:
 
 
 @dataclass(frozen=True)
+class NotErased:
+    """A session or enrolment that retention found expired but could not erase; the next run tries again."""
+
+    kind: str  # "session" or "enrolment"
+    id: str
+    tenant_id: str
+    error: str
+
+
+@dataclass(frozen=True)
 class RetentionRun:
-    """What one retention run erased (or, dry, would erase)."""
+    """What one retention run erased (or, dry, would erase), and what it could not."""
 
     sessions: list[Expired]
     enrolments: list[ExpiredEnrolment]
+    failed: list[NotErased] = field(default_factory=list)
 
 
 def expired_enrolments(db: Session, days: int, now: datetime) -> list[ExpiredEnrolment]:
@@ -210,44 +272,82 @@ def erase_expired(
         with db() as session:
             return RetentionRun(expired, expired_enrolments(session, days, now))
     code = "retention_expired"
+    erased: list[Expired] = []
+    failed: list[NotErased] = []
     for item in expired:
-        with db() as session:
-            row = session.get(ExamSession, item.session_id)
-            if row is None or row.state == SessionState.DELETED:
-                continue  # erased meanwhile, on the platform's request
-            removed = erase_session(
-                session,
-                store,
-                row,
-                erased_by=ERASED_BY_RETENTION,
-                code=code,
-                reason=f"recordings erased: the {days}-day retention period ended",
-            )
-            session.commit()
-        log.info("session erased", extra={"session_id": item.session_id, "code": code, "objects_removed": removed})
+        try:
+            if _erase_expired_session(db, store, item, days, code):
+                erased.append(item)
+        except Exception as exc:  # one session's failure must not keep every later one past its period
+            log.exception("session not erased", extra={"session_id": item.session_id, "code": code})
+            failed.append(NotErased("session", item.session_id, item.tenant_id, f"{type(exc).__name__}: {exc}"))
     with db() as session:  # after the sessions: an erased session no longer keeps its candidate's enrolment
         enrolments = expired_enrolments(session, days, now)
+    erased_enrolments: list[ExpiredEnrolment] = []
     for enrolment in enrolments:
-        with db() as session:
-            found = session.get(CandidateEnrolment, enrolment.enrolment_id)
-            if found is None:
-                continue  # erased meanwhile, with its candidate
-            store.delete(found.object_key)
-            session.execute(delete(CandidateEnrolment).where(CandidateEnrolment.id == found.id))
-            audit.record(
-                session,
-                ERASED_BY_RETENTION,
-                "erase_enrolment",
-                at=utcnow(),
-                tenant_id=found.tenant_id,
-                session_id=found.session_id,
-                code=code,
-                reason=f"enrolment erased: the {days}-day retention period ended",
-                candidate_id=found.candidate_id,
-                kind=found.kind,
-                objects_removed=1,
+        try:
+            if _erase_expired_enrolment(db, store, enrolment, days, code):
+                erased_enrolments.append(enrolment)
+        except Exception as exc:
+            log.exception("enrolment not erased", extra={"enrolment_id": enrolment.enrolment_id, "code": code})
+            failed.append(
+                NotErased("enrolment", enrolment.enrolment_id, enrolment.tenant_id, f"{type(exc).__name__}: {exc}")
             )
-            session.commit()
-        log.info("enrolment erased", extra={"enrolment_id": enrolment.enrolment_id, "code": code})
-    log.info("retention run", extra={"days": days, "erased": len(expired), "enrolments_erased": len(enrolments)})
-    return RetentionRun(expired, enrolments)
+    log.info(
+        "retention run",
+        extra={"days": days, "erased": len(erased), "enrolments_erased": len(erased_enrolments), "failed": len(failed)},
+    )
+    return RetentionRun(erased, erased_enrolments, failed)
+
+
+def _erase_expired_session(
+    db: Callable[[], AbstractContextManager[Session]], store: ObjectStore, item: Expired, days: int, code: str
+) -> bool:
+    """Erase one expired session in a transaction of its own; False if it was erased meanwhile."""
+    with db() as session:
+        row = session.get(ExamSession, item.session_id)
+        if row is None or row.state == SessionState.DELETED:
+            return False  # erased meanwhile, on the platform's request
+        removed = erase_session(
+            session,
+            store,
+            row,
+            erased_by=ERASED_BY_RETENTION,
+            code=code,
+            reason=f"recordings erased: the {days}-day retention period ended",
+        )
+        session.commit()
+    log.info("session erased", extra={"session_id": item.session_id, "code": code, "objects_removed": removed})
+    return True
+
+
+def _erase_expired_enrolment(
+    db: Callable[[], AbstractContextManager[Session]],
+    store: ObjectStore,
+    enrolment: ExpiredEnrolment,
+    days: int,
+    code: str,
+) -> bool:
+    """Erase one expired enrolment in a transaction of its own; False if it was erased meanwhile."""
+    with db() as session:
+        found = session.get(CandidateEnrolment, enrolment.enrolment_id)
+        if found is None:
+            return False  # erased meanwhile, with its candidate
+        store.delete(found.object_key)
+        session.execute(delete(CandidateEnrolment).where(CandidateEnrolment.id == found.id))
+        audit.record(
+            session,
+            ERASED_BY_RETENTION,
+            "erase_enrolment",
+            at=utcnow(),
+            tenant_id=found.tenant_id,
+            session_id=found.session_id,
+            code=code,
+            reason=f"enrolment erased: the {days}-day retention period ended",
+            candidate_id=found.candidate_id,
+            kind=found.kind,
+            objects_removed=1,
+        )
+        session.commit()
+    log.info("enrolment erased", extra={"enrolment_id": enrolment.enrolment_id, "code": code})
+    return True

@@ -7,6 +7,7 @@ embedded SeaweedFS server under `data_dir`"; leaving `database_url` unset means 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,9 +108,19 @@ class Settings(BaseSettings):
         description="origins (scheme://host[:port]) whose pages may call the API from a browser, for platforms that "
         "embed the recorder on their own site: comma-separated or a JSON list; empty: no CORS headers",
     )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="addresses or CIDRs of the reverse proxies in front of `proctor serve` (comma-separated or a "
+        "JSON list): only from these are X-Forwarded-For and X-Forwarded-Proto believed, so that audit entries and "
+        "sign-in limits see the real client; empty: trust none (the connecting address is the client)",
+    )
 
     # Review UI
-    cookie_secure: bool = Field(default=False, description="mark cookies Secure: set it when served over HTTPS")
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="mark cookies Secure (sent over HTTPS only); unset: on in production, off in development, where "
+        "the embedded server answers plain http on 127.0.0.1",
+    )
     web_session_ttl_s: int = Field(default=8 * 3600, ge=60)
     review_claim_ttl_s: int = Field(default=30 * 60, ge=10, description="a reviewer's lock on a session")
     login_max_failures: int = Field(
@@ -201,13 +212,67 @@ class Settings(BaseSettings):
     max_json_body_bytes: int = Field(default=MIB, ge=1024, description="a /v1 JSON request body")
     max_form_body_bytes: int = Field(default=64 * 1024, ge=1024, description="a review UI form, the login included")
 
-    @field_validator("cors_origins", mode="before")
+    # Per-tenant quotas: what a tenant may hold at once, refused past it with 403 quota_exceeded. These are the
+    # defaults; `proctor tenants quota SLUG` shows a tenant's use and sets its own.
+    quota_open_sessions: int = Field(
+        default=10_000, ge=0, description="sessions a tenant has registered whose recordings are not all uploaded"
+    )
+    quota_in_flight_bytes: int = Field(
+        default=10 * 1024**4,
+        ge=0,
+        description="bytes of a tenant's files not yet complete: declared files at their size, streaming files at "
+        "the parts received; the default is 10 TiB, 1 GiB for each of the default's open sessions",
+    )
+    quota_storage_bytes: int = Field(
+        default=1024**5,
+        ge=0,
+        description="bytes of the uploaded media of a tenant's sessions not erased, uploads in flight included; "
+        "the default is 1 PiB, a backstop: set each tenant's own",
+    )
+
+    # Part uploads in flight, and `complete`: what they may hold at once, apart from the threads the review UI and
+    # the other routes share.
+    part_buffer_bytes: int = Field(
+        default=256 * MIB,
+        ge=MIB,
+        description="the memory all part bodies being received may hold together; a part that would go past it is "
+        "refused (503 upload_capacity, with Retry-After) and retried by the client; at least the largest part",
+    )
+    part_read_timeout_s: float = Field(
+        default=30.0, gt=0, description="a part body that sends nothing this long is dropped (408 part_read_timeout)"
+    )
+    part_threads: int = Field(
+        default=8,
+        ge=1,
+        description="threads that check and store uploaded parts, at most; each holds a database connection while "
+        "it stores, so keep part_threads + complete_threads well under the pool (15 on SQLite, 30 on PostgreSQL)",
+    )
+    complete_threads: int = Field(
+        default=4, ge=1, description="files that `complete` verifies at once (each reads its file back); more wait"
+    )
+
+    @field_validator("cors_origins", "trusted_proxies", mode="before")
     @classmethod
     def _origins_from_text(cls, value: Any) -> Any:
-        """PROCTOR_CORS_ORIGINS as a JSON list or comma-separated: `https://lms.example.org,https://x.example`."""
+        """PROCTOR_CORS_ORIGINS (and PROCTOR_TRUSTED_PROXIES) as a JSON list or comma-separated:
+        `https://lms.example.org,https://x.example`."""
         if isinstance(value, str):
             text = value.strip()
             return json.loads(text) if text.startswith("[") else [o.strip() for o in text.split(",") if o.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        """uvicorn would quietly treat a typo as a name that never matches; refuse it instead."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"PROCTOR_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR (e.g. 10.0.0.5 or 10.42.0.0/16); "
+                    "name the proxies' addresses, not host names, and never '*'"
+                ) from None
         return value
 
     @model_validator(mode="after")
@@ -226,6 +291,12 @@ class Settings(BaseSettings):
         if self.s3_endpoint is not None and (self.s3_access_key is None or self.s3_secret_key is None):
             raise ValueError("PROCTOR_S3_ENDPOINT is set but PROCTOR_S3_ACCESS_KEY or PROCTOR_S3_SECRET_KEY is missing")
         return self
+
+    @property
+    def secure_cookies(self) -> bool:
+        """`cookie_secure`, or on in production where it is unset: a deployment behind TLS should not have to
+        remember it, and one served over plain http must say so (PROCTOR_COOKIE_SECURE=false)."""
+        return self.environment == "production" if self.cookie_secure is None else self.cookie_secure
 
     @property
     def resolved_database_url(self) -> str:

@@ -32,6 +32,14 @@ class Tenant(Base):
     webhook_secret: Mapped[str | None] = mapped_column(String(128), default=None)
     # The reviewers' one-click note reasons, as its integrity officers set them; None: the defaults.
     note_reasons: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    # Its own quotas (`ingest.quotas`), set with `proctor tenants quota`; None: the server's default.
+    quota_open_sessions: Mapped[int | None] = mapped_column(Integer, default=None)
+    quota_in_flight_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    quota_storage_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # At least its bytes in flight and stored: raised with each upload accepted, set to the exact sums only where a
+    # quota check would otherwise refuse (`ingest.quotas`); None: not counted yet.
+    in_flight_bytes_bound: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    stored_bytes_bound: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
 
 class ApiKey(Base):
@@ -339,6 +347,8 @@ class FlagDecision(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
     decision: Mapped[str] = mapped_column(String(16))  # a Decision
     note: Mapped[str] = mapped_column(Text, default="")
+    # The note leaves for the platform (once the review is final) only when its reviewer shared it.
+    note_shared: Mapped[bool] = mapped_column(default=False, server_default=false())
     reviewer_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     decided_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -350,11 +360,13 @@ class SessionReview(Base):
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
     outcome: Mapped[str] = mapped_column(String(32))  # an Outcome
     note: Mapped[str] = mapped_column(Text, default="")
+    note_shared: Mapped[bool] = mapped_column(default=False, server_default=false())  # see FlagDecision
     status: Mapped[str] = mapped_column(String(24))  # a ReviewStatus (awaiting_second or final)
     reviewer_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     decided_at: Mapped[datetime] = mapped_column(default=utcnow)
     second_reviewer_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
     second_note: Mapped[str | None] = mapped_column(Text, default=None)
+    second_note_shared: Mapped[bool] = mapped_column(default=False, server_default=false())
     finalised_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
@@ -424,6 +436,48 @@ class WebhookDelivery(Base):
     # that channel's credential (`ref`, e.g. the EdxClient whose LMS it calls).
     channel: Mapped[str] = mapped_column(String(16), default="webhook", server_default="webhook")
     ref: Mapped[str | None] = mapped_column(String(64), default=None)
+
+
+class ExamPolicyVersion(Base):
+    """Each policy an exam was given through the review UI or the API, numbered 1, 2, ... (`core.policy_changes`).
+    `Exam.policy` holds the latest; these rows are its history, and what each flag version was scored under."""
+
+    __tablename__ = "exam_policy_versions"
+    exam_id: Mapped[str] = mapped_column(ForeignKey("exams.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    policy: Mapped[dict[str, Any]] = mapped_column()  # `ExamPolicy.to_json()`
+    changed_by: Mapped[str] = mapped_column(String(160))  # an audit actor: "user:<username>", "api:<tenant slug>"
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FlagVersion(Base):
+    """A re-scoring that changed a session's detector flags: version 2 is the first (1 is the processing run's).
+
+    The flags themselves are the `segments` rows; this keeps what changed and under which policy version, and the
+    reviewers' decisions that went with flags the new policy no longer raises (`dropped_decisions`)."""
+
+    __tablename__ = "flag_versions"
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    policy_version: Mapped[int | None] = mapped_column(Integer, default=None)  # None: the exam has none recorded
+    added: Mapped[int] = mapped_column(Integer)
+    removed: Mapped[int] = mapped_column(Integer)
+    kept: Mapped[int] = mapped_column(Integer)
+    # [{"kind", "start_ms", "end_ms", "decision", "note", "reviewer_id"}] of the removed flags that had a decision
+    dropped_decisions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Accommodation(Base):
+    """One attempt's accommodation, set by an integrity officer: kinds not flagged for this candidate, and a note
+    (a medical reason, say) that reviewers see on the session page. Applied whenever the session is (re-)scored."""
+
+    __tablename__ = "accommodations"
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    kinds_off: Mapped[list[str]] = mapped_column(JSON, default=list)  # FlagKind values
+    note: Mapped[str] = mapped_column(Text, default="")
+    set_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 import core.lms_tables  # noqa: E402,F401  # registers the LMS integrations' tables on the same metadata

@@ -37,6 +37,9 @@ class MediaState(StrEnum):
 
 class JobKind(StrEnum):
     PROCESS = "process"
+    # Re-segment a processed session's stored signals under its exam's current policy (`pipelines.rescore`):
+    # no decoding, and the session's state does not move.
+    RESCORE = "rescore"
 
 
 class JobState(StrEnum):

@@ -34,13 +34,15 @@ from sqlalchemy.orm import Session
 from core.db import utcnow
 from core.erasure import erase_session
 from core.states import SessionState
-from core.tables import Exam, ExamSession, IdempotencyKey, Media, Tenant, UploadPart, UploadToken
+from core.tables import Exam, ExamSession, IdempotencyKey, Media, UploadPart, UploadToken
+from core.tenants import count_open_sessions, lock_tenant
 from core.vocabulary import ENROLMENT_KINDS, MediaKind, MediaState
 from ingest.completion import Completion, required_enrolment_checks
 from ingest.enrolment import EnrolmentChecks
 from ingest.hashing import MIB, InOrderHashes
 from ingest.opening import check_addable, existing_or_addable, open_media
 from ingest.probe import ProbeLimits
+from ingest.quotas import Demand, QuotaLimits, admit, admit_part
 from ingest.records import (
     declared_media,
     expected_part_size,
@@ -77,6 +79,7 @@ class UploadLimits:
     max_event_log_bytes: int
     presigned_url_ttl_s: int
     probe: ProbeLimits
+    quotas: QuotaLimits  # each tenant's defaults
     upload_token_ttl_s: int = UPLOAD_TOKEN_TTL_S  # an upload token's longest life, and its default
 
 
@@ -232,9 +235,10 @@ class Uploads:
     def _create(
         self, db: Session, tenant_id: str, request: SessionCreate, opened: list[tuple[str, str]]
     ) -> ExamSession:
-        tenant = db.get(Tenant, tenant_id)
+        tenant = lock_tenant(db, tenant_id)  # a tenant's registrations take turns: none shares a quota's last slot
         if tenant is None:
             raise IngestError(401, "unauthorized", "unknown tenant")
+        open_sessions = count_open_sessions(db, tenant_id)  # before this one
         exam = db.scalar(select(Exam).where(Exam.tenant_id == tenant_id, Exam.external_id == request.exam_id))
         if exam is None:
             exam = Exam(tenant_id=tenant_id, external_id=request.exam_id, title=request.exam_title)
@@ -248,7 +252,10 @@ class Uploads:
             started_at=request.started_at.astimezone(UTC),
         )
         db.add(session)
-        db.flush()
+        db.flush()  # a repeat of this attempt fails here, and is answered as one (replay or 409) before any quota
+        # a streaming file's size is unknown: it needs room for its first part
+        added = sum(m.size_bytes or self._part_size(m) for m in request.media)
+        admit(db, tenant, self._limits.quotas, Demand(sessions=1, bytes=added), open_sessions)
         for declared in request.media:
             open_media(db, self._store, session, declared, self._part_size(declared), opened)
         db.add(session.move_to(SessionState.UPLOADING))
@@ -266,10 +273,13 @@ class Uploads:
         opened: list[tuple[str, str]] = []  # the multipart upload to abort if the row does not commit
         try:
             with self._db() as db:
+                lock_tenant(db, tenant_id)  # quotas are checked under it; always taken before a session's
                 session = tenant_session(db, tenant_id, session_id)
                 db.refresh(session, with_for_update=True)  # a completion queuing the session went first, or waits
                 if existing_or_addable(session, declared) is not None:
                     return session_out(session), False
+                # an enrolment file is declared with its size
+                admit(db, session.tenant, self._limits.quotas, Demand(bytes=declared.size_bytes or 0))
                 open_media(db, self._store, session, declared, self._part_size(declared), opened)
                 db.commit()
         except BaseException as exc:
@@ -320,6 +330,7 @@ class Uploads:
                 if sha256_hex is None:
                     raise part_checksum_required(kind, part_number)
                 check_streaming_part(media, part_number, len(data), self._limit_bytes(kind))
+                admit_part(db, media, part_number, len(data), self._limits.quotas)
                 stored = self._claim_streaming_part(db, media, part_number, len(data), digest)
                 if stored is not None:
                     return stored

@@ -88,9 +88,12 @@ def flag_comment(flag: FlagResult) -> dict[str, Any]:
 
 
 def deciders(review: ReviewResult) -> list[str]:
-    """The ids of the reviewers who made the outcome, the one who made it final first."""
-    by_role = {comment.role: comment.by for comment in review.comments if comment.by}
-    return [by_role[role] for role in ("second_reviewer", "reviewer") if role in by_role]
+    """The ids of the reviewers who made the outcome, the one who made it final first (from its version in the
+    history: the comments list only the notes the reviewers shared)."""
+    if not review.history:
+        return []
+    current = review.history[-1]
+    return [who for who in (current.second_by, current.decided_by) if who]
 
 
 @dataclass(frozen=True)

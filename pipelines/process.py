@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import new_id, utcnow
 from core.enrolments import latest_enrolment
+from core.rescoring import policy_for_session
 from core.tables import ExamSession, FlagSegment
 from core.vocabulary import VIDEO_KINDS, FlagSource, MediaKind, MediaState, ReviewPriority
 from detectors import AwayConfig, Signals
@@ -36,7 +37,7 @@ from pipelines.decode import Chunk, DecodeOptions, decode_chunk, plan_chunks
 from pipelines.fanout import Fanout
 from pipelines.identity import IdentityRule, identity_evidence
 from pipelines.remux import store_seekable_copy
-from pipelines.segments import ExamPolicy, Segment
+from pipelines.segments import Segment
 from pipelines.thumbnails import keyframe_thumbnails
 from storage.keys import SessionPrefix
 from storage.object_store import ObjectStore
@@ -96,7 +97,7 @@ def process_session(
         ]
         duration_ms = round(probe.duration_s * 1000)
         keyframes = probe.keyframe_interval_s
-        policy = ExamPolicy.from_json(session.exam.policy)
+        policy = policy_for_session(s, session)  # the exam's policy, with this attempt's accommodation
         enrolled = latest_enrolment(s, session.tenant_id, session.candidate_id, session_id=session.id)
         enrolment = None if enrolled is None else np.asarray(enrolled.descriptor, np.float32)
         prefix = SessionPrefix(session.tenant.slug, session.exam.external_id, session.id)
@@ -105,70 +106,68 @@ def process_session(
         s.commit()
 
     def progress(done: int, total: int) -> None:
-        with db() as s:
-            row = s.get(ExamSession, session_id)
-            if row is not None:
-                row.chunks_done = done
-                s.commit()
+        try:  # for the reviewers' progress bar only: a long job must not die of a database hiccup here
+            with db() as s:
+                row = s.get(ExamSession, session_id)
+                if row is not None:
+                    row.chunks_done = done
+                    s.commit()
+        except Exception:
+            log.warning("progress not recorded", extra={"session_id": session_id, "done": done}, exc_info=True)
         if on_progress is not None:
             on_progress(done, total)
 
-    # A browser's recording (MediaRecorder WebM) has no duration and no seek index: a seekable copy beside the
-    # upload serves the reviewer's player, and the analysis too, whose every chunk seeks into the recording.
-    seekable = {
-        kind: store_seekable_copy(store, source, prefix.seekable_key(kind), probed, kind=kind)
-        for kind, source, probed in recordings
-    }
-    key = seekable.get(MediaKind.WEBCAM) or key
-    parts = fanout.analyze(key, chunks, on_progress=progress)
-    if not parts:
-        raise NotProcessable(f"session {session_id}: no frame could be sampled from the recording")
-    signals = Signals.concat(parts)
-    rule = IdentityRule()
-    segments, risk = segment_session(
-        signals, policy, away or AwayConfig(), duration_ms=duration_ms, enrolment=enrolment, identity=rule
-    )
     results = prefix.key("results", f"v{PIPELINE_VERSION}", new_id()) + "/"
-    versions = fanout.versions()
-    who = identity_evidence(signals, enrolment, rule)
-    identity: dict[str, Any] = {**who.summary(rule), "enrolled": enrolment is not None}
-    # One reader for every frame taken from the recording: its block cache keeps the container's index
-    # (an MP4's sits at one end) across the evidence frames, the reference frame and the thumbnail strip.
-    with store.open(key) as recording:
-        evidence = _write_evidence(store, recording, results, segments)
-        if who.reference_ms is not None:  # the frame the session's reference face comes from: a matching example
-            frame_key = f"{results}evidence/identity-reference-{who.reference_ms}.jpg"
-            identity["reference_frame"] = _write_frame(store, recording, frame_key, who.reference_ms)
-        thumbnails = _write_thumbnails(store, recording, results, duration_ms / 1000)
-    plain, faces = _without_descriptors(signals)
-    store.put_bytes(results + "signals.npz", _signals_npz(plain), content_type="application/octet-stream")
-    if faces is not None:  # biometric: its own object, so it can be erased or withheld on its own
-        store.put_bytes(results + "descriptors.npz", _signals_npz(faces), content_type="application/octet-stream")
-    store.put_bytes(
-        results + "segments.json",
-        json.dumps(
-            {
-                "pipeline_version": PIPELINE_VERSION,
-                "detectors": versions,
-                "risk": risk,
-                "identity": identity,
-                "segments": [_segment_json(seg, evidence[i]) for i, seg in enumerate(segments)],
-            },
-            indent=1,
-        ).encode(),
-        content_type="application/json",
-    )
-    priority = review_priority(risk)
-    try:
+    try:  # from the first write to the publication: a run that fails anywhere leaves nothing behind
+        # A browser's recording (MediaRecorder WebM) has no duration and no seek index: a seekable copy beside the
+        # upload serves the reviewer's player, and the analysis too, whose every chunk seeks into the recording.
+        seekable = {
+            kind: store_seekable_copy(store, source, prefix.seekable_key(kind), probed, kind=kind)
+            for kind, source, probed in recordings
+        }
+        key = seekable.get(MediaKind.WEBCAM) or key
+        parts = fanout.analyze(key, chunks, on_progress=progress)
+        if not parts:
+            raise NotProcessable(f"session {session_id}: no frame could be sampled from the recording")
+        signals = Signals.concat(parts)
+        rule = IdentityRule()
+        segments, risk = segment_session(
+            signals, policy, away or AwayConfig(), duration_ms=duration_ms, enrolment=enrolment, identity=rule
+        )
+        versions = fanout.versions()
+        who = identity_evidence(signals, enrolment, rule)
+        identity: dict[str, Any] = {**who.summary(rule), "enrolled": enrolment is not None}
+        # One reader for every frame taken from the recording: its block cache keeps the container's index
+        # (an MP4's sits at one end) across the evidence frames, the reference frame and the thumbnail strip.
+        with store.open(key) as recording:
+            evidence = _write_evidence(store, recording, results, segments)
+            if who.reference_ms is not None:  # the frame the session's reference face comes from: a matching example
+                frame_key = f"{results}evidence/identity-reference-{who.reference_ms}.jpg"
+                identity["reference_frame"] = _write_frame(store, recording, frame_key, who.reference_ms)
+            thumbnails = _write_thumbnails(store, recording, results, duration_ms / 1000)
+        plain, faces = _without_descriptors(signals)
+        store.put_bytes(results + "signals.npz", _signals_npz(plain), content_type="application/octet-stream")
+        if faces is not None:  # biometric: its own object, so it can be erased or withheld on its own
+            store.put_bytes(results + "descriptors.npz", _signals_npz(faces), content_type="application/octet-stream")
+        store.put_bytes(
+            results + "segments.json",
+            json.dumps(
+                {
+                    "pipeline_version": PIPELINE_VERSION,
+                    "detectors": versions,
+                    "risk": risk,
+                    "identity": identity,
+                    "segments": [_segment_json(seg, evidence[i]) for i, seg in enumerate(segments)],
+                },
+                indent=1,
+            ).encode(),
+            content_type="application/json",
+        )
+        priority = review_priority(risk)
         run = Run(segments, evidence, versions, risk, priority, results, len(chunks), identity, thumbnails)
         publish_results(db, session_id, run, on_publish)
     except BaseException:
-        try:
-            store.delete_prefix(results)  # nothing references this run: leave nothing behind
-            if any(seekable.values()) and _erased(db, session_id):  # erased while this run wrote its copies
-                store.delete_prefix(prefix.key("derived") + "/")
-        except Exception:
-            log.warning("could not delete an unpublished run", extra={"session_id": session_id, "prefix": results})
+        _discard_unpublished(db, store, session_id, prefix, results)
         raise
     for stale in _other_runs(store, prefix.key("results") + "/", keep=results):
         # The previous run's, and any that a killed worker left half-written. Nothing references them any
@@ -235,6 +234,23 @@ def publish_results(
         row.pipeline_version, row.processed_at, row.chunks_done = PIPELINE_VERSION, utcnow(), run.chunk_count
         row.identity, row.thumbnails = run.identity, run.thumbnails
         s.commit()
+
+
+def _discard_unpublished(
+    db: sessionmaker[Session], store: ObjectStore, session_id: str, prefix: SessionPrefix, results: str
+) -> None:
+    """After a run failed or was refused: delete what it wrote under its results prefix (nothing references it),
+    and everything under the session if it was erased meanwhile: the seekable copies this run made, and any
+    object that landed after the erasure listed the prefix. A live session's seekable copies stay: they serve
+    the reviewer's player and the next run. What this cannot delete, `core.erasure_sweep` does."""
+    try:
+        store.delete_prefix(results)
+        if _erased(db, session_id):
+            store.delete_prefix(prefix.prefix)
+    except Exception:
+        log.warning(
+            "could not delete an unpublished run", extra={"session_id": session_id, "prefix": results}, exc_info=True
+        )
 
 
 def _erased(db: sessionmaker[Session], session_id: str) -> bool:

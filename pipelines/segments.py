@@ -15,125 +15,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+# The policy lives in the kernel (`core.exam_policy`): officers edit it and the API sets it. Re-exported, as the
+# segmenter's callers read it here.
+from core.exam_policy import AwayTolerances as AwayTolerances
+from core.exam_policy import ExamPolicy as ExamPolicy
+from core.exam_policy import KindPolicy as KindPolicy
 from core.vocabulary import FlagKind
-from detectors import AwayConfig
-
-
-@dataclass(frozen=True)
-class KindPolicy:
-    """How one kind of evidence becomes segments."""
-
-    enabled: bool = True
-    enter: float = 0.5
-    exit: float = 0.3
-    min_duration_ms: int = 2000
-    merge_gap_ms: int = 1500
-    max_unknown_ms: int = 1000
-    weight: float = 1.0  # share in the session's risk score
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.exit <= self.enter <= 1.0:
-            raise ValueError(f"need 0 <= exit <= enter <= 1, got exit={self.exit} enter={self.enter}")
-        for name in ("min_duration_ms", "merge_gap_ms", "max_unknown_ms"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.weight <= 1.0:
-            raise ValueError(f"weight must be within [0, 1], got {self.weight}")
-
-
-def _defaults() -> dict[FlagKind, KindPolicy]:
-    return {
-        FlagKind.NO_FACE: KindPolicy(min_duration_ms=3000, weight=0.6),
-        FlagKind.MULTIPLE_FACES: KindPolicy(min_duration_ms=1500, weight=0.9),
-        FlagKind.LOOKING_AWAY: KindPolicy(min_duration_ms=2000, merge_gap_ms=2000, weight=0.5),
-        # A covered lens is deliberate far more often than a face is briefly lost: 2 s of it is a finding.
-        FlagKind.CAMERA_BLOCKED: KindPolicy(min_duration_ms=2000, weight=0.8),
-        # Two descriptor samples apart at least: one blurred or turned sample is not another person.
-        FlagKind.PERSON_CHANGED: KindPolicy(min_duration_ms=5000, merge_gap_ms=3000, max_unknown_ms=4000, weight=0.9),
-        FlagKind.IDENTITY_MISMATCH: KindPolicy(
-            min_duration_ms=5000, merge_gap_ms=3000, max_unknown_ms=4000, weight=1.0
-        ),
-    }
-
-
-@dataclass(frozen=True)
-class AwayTolerances:
-    """How far from the calibrated "at the screen" an exam lets a candidate look (None: the detectors'
-    default). An open-book exam may allow more pitch (reading notes); see ``detectors.AwayConfig``."""
-
-    yaw_deg: float | None = None
-    pitch_deg: float | None = None
-    gaze_h: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("yaw_deg", "pitch_deg", "gaze_h"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"looking_away.{name} must be > 0, got {value}")
-
-    def applied_to(self, base: AwayConfig) -> AwayConfig:
-        chosen = {k: v for k, v in asdict(self).items() if v is not None}
-        return replace(base, **chosen) if chosen else base
-
-
-@dataclass(frozen=True)
-class ExamPolicy:
-    """A per-exam flagging policy, stored with the exam as JSON.
-
-    `sensitivity` scales every minimum duration by 1 / sensitivity: 2.0 flags episodes half as long,
-    0.5 only episodes twice as long. Kinds left out of `kinds` use the defaults. `looking_away` holds the
-    exam's tolerances around the calibrated "at the screen".
-    """
-
-    sensitivity: float = 1.0
-    kinds: Mapping[FlagKind, KindPolicy] = field(default_factory=_defaults)
-    looking_away: AwayTolerances = field(default_factory=AwayTolerances)
-
-    def __post_init__(self) -> None:
-        if not 0.1 <= self.sensitivity <= 10.0:
-            raise ValueError(f"sensitivity must be within [0.1, 10], got {self.sensitivity}")
-        object.__setattr__(self, "kinds", {**_defaults(), **{FlagKind(k): v for k, v in self.kinds.items()}})
-
-    def for_kind(self, kind: FlagKind) -> KindPolicy:
-        base = self.kinds[kind]
-        return replace(base, min_duration_ms=round(base.min_duration_ms / self.sensitivity))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "sensitivity": self.sensitivity,
-            "kinds": {k.value: asdict(v) for k, v in self.kinds.items()},
-            "looking_away": {k: v for k, v in asdict(self.looking_away).items() if v is not None},
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> ExamPolicy:
-        """Parse a stored policy; unknown kinds or fields raise ValueError naming them."""
-        if not data:
-            return cls()
-        unknown = set(data) - {"sensitivity", "kinds", "looking_away"}
-        if unknown:
-            raise ValueError(f"unknown policy fields {sorted(unknown)}; allowed: sensitivity, kinds, looking_away")
-        kinds: dict[FlagKind, KindPolicy] = {}
-        for name, values in (data.get("kinds") or {}).items():
-            try:
-                kind = FlagKind(name)
-            except ValueError:
-                raise ValueError(f"unknown flag kind {name!r}; known: {[k.value for k in FlagKind]}") from None
-            try:
-                kinds[kind] = replace(_defaults()[kind], **values)
-            except TypeError as exc:
-                raise ValueError(f"policy for {name}: {exc}") from None
-        try:
-            tolerances = AwayTolerances(**(data.get("looking_away") or {}))
-        except TypeError as exc:
-            raise ValueError(f"policy for looking_away: {exc}") from None
-        return cls(sensitivity=float(data.get("sensitivity", 1.0)), kinds=kinds, looking_away=tolerances)
 
 
 @dataclass(frozen=True)

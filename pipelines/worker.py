@@ -1,4 +1,5 @@
-"""`proctor worker`: claim jobs, process each session through the fan-out, heartbeat the lease meanwhile.
+"""`proctor worker`: claim jobs, process each session through the fan-out (or re-score it from its stored signals:
+a `RESCORE` job, `pipelines.rescore`), heartbeat the lease meanwhile.
 
 One job at a time per worker process; the parallelism is in the fan-out's Ray actors. The job runs on a thread
 of its own while the calling thread supervises it, because the lease's heartbeats alone would keep a hung job
@@ -30,11 +31,13 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.vocabulary import JobKind
 from detectors import Signals
 from pipelines.decode import Chunk, DecodeError
 from pipelines.fanout import CancellableFanout, ChunkFailed, FanoutUnavailable, Progress
 from pipelines.jobs import ClaimedJob, JobQueue, LeaseLost
 from pipelines.process import NotProcessable, process_session
+from pipelines.rescore import finish_rescore_job, rescore_session
 from storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -219,6 +222,14 @@ class Worker:
         try:
             # The job is marked done in the transaction that publishes the results (after the lease check),
             # so results and job state never disagree, whatever happens to this process afterwards.
+            if job.kind == JobKind.RESCORE:  # the stored signals under the current policy: no decoding, no fan-out
+                rescore_session(
+                    self.db,
+                    self.store,
+                    job.session_id,
+                    on_publish=lambda db: finish_rescore_job(db, job, self.worker_id),
+                )
+                return
             process_session(
                 self.db,
                 self.store,

@@ -21,6 +21,7 @@ from core.audit import Anchor, AnchorError, anchor_line, anchor_of, parse_anchor
 from core.context import build_context
 from core.db import make_engine, make_sessionmaker, migrate, utcnow
 from core.erasure import erase_expired
+from core.erasure_sweep import sweep
 from core.secrets_box import SecretBoxError
 from core.settings import Settings
 from core.tables import Tenant, User
@@ -33,8 +34,10 @@ from core.tenants import (
     key_prefix,
     revoke_api_key,
     tenant_keys,
+    tenant_usage,
 )
 from core.vocabulary import Role
+from ingest.quotas import GIB, Quota, quota_standings, set_own_limits
 from proctor import wiring
 from review_ui.accounts import AccountError, add_user, assign, disable_user, enable_user, set_password, user_named
 from review_ui.webhook_destinations import DestinationRefused, resolve_destination, system_resolve
@@ -130,6 +133,40 @@ def tenants_revoke_key(
     console.print(f"API key {KEY_PREFIX}{key.prefix} of [bold]{slug}[/] revoked")
     if not left:
         console.print(f"{slug} has no API key left: `proctor tenants key {slug}` issues a new one")
+
+
+def _amount(quota: Quota, amount: int) -> str:
+    return f"{amount:,}" if quota is Quota.OPEN_SESSIONS else f"{amount / GIB:,.2f} GiB"
+
+
+@tenants_app.command("quota")
+def tenants_quota(
+    slug: str,
+    open_sessions: Annotated[
+        int | None, typer.Option(min=0, help="sessions registered whose recordings are not all uploaded")
+    ] = None,
+    in_flight_gb: Annotated[float | None, typer.Option(min=0, help="GiB of files not yet complete")] = None,
+    storage_gb: Annotated[float | None, typer.Option(min=0, help="GiB stored for sessions not erased")] = None,
+) -> None:
+    """Show a tenant's quotas and what it holds now; the options set its own limits (audited). The API refuses
+    what would go past one with 403 quota_exceeded; lowering one refuses new work only."""
+    settings = Settings()
+    wanted = {Quota.OPEN_SESSIONS: open_sessions, Quota.IN_FLIGHT_BYTES: in_flight_gb, Quota.STORAGE_BYTES: storage_gb}
+    limits = {q: int(v) if q is Quota.OPEN_SESSIONS else round(v * GIB) for q, v in wanted.items() if v is not None}
+    with cli_database(settings)() as db:
+        tenant = tenant_named(db, slug)
+        changed = set_own_limits(tenant, limits)
+        if changed:
+            audit.record(db, cli_actor(), "set_tenant_quota", at=utcnow(), tenant_id=tenant.id, changes=changed)
+            db.commit()
+        standings = quota_standings(tenant, wiring.quota_limits(settings), tenant_usage(db, tenant.id))
+    table = Table("quota", "limit", "set by", "in use")
+    for standing in standings:
+        limit, in_use = _amount(standing.quota, standing.limit), _amount(standing.quota, standing.in_use)
+        table.add_row(standing.quota.value, limit, slug if standing.own else "default", in_use)
+    console.print(table)
+    if changed:
+        console.print(f"quotas of [bold]{slug}[/] set: {', '.join(changed)}")
 
 
 @tenants_app.command("list")
@@ -272,33 +309,61 @@ def retention(
         int | None, typer.Option(min=1, help="retention period in days; default: PROCTOR_RETENTION_DAYS")
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="list the sessions and enrolments it would erase; erase nothing")
+        bool, typer.Option("--dry-run", help="list what it would erase and sweep; erase and sweep nothing")
+    ] = False,
+    sweep_only: Annotated[
+        bool,
+        typer.Option(
+            "--sweep-only", help="only sweep what is left under erased sessions or under none (needs no period)"
+        ),
     ] = False,
 ) -> None:
     """Erase the recordings and results of sessions past the retention period, and candidates' enrolments that
-    no session within the period uses. Run it daily (cron, a CronJob)."""
+    no session within the period uses; then sweep the objects left under erased sessions, or under no session
+    at all, for a day (`core.erasure_sweep`). Run it daily (cron, a CronJob). Exits 1 when something could not
+    be erased or swept: each is named on stderr, the rest is done, and the next run tries again."""
     settings = Settings()
     period = days if days is not None else settings.retention_days
-    if period is None:
-        raise typer.BadParameter("no retention period: set PROCTOR_RETENTION_DAYS or pass --days")
+    if period is None and not sweep_only:
+        raise typer.BadParameter("no retention period: set PROCTOR_RETENTION_DAYS or pass --days (or --sweep-only)")
     with wiring.s3(settings) as location:
         context = build_context(settings, location)
         try:
-            run = erase_expired(context.db, context.store, period, utcnow(), dry_run=dry_run)
+            now = utcnow()
+            run = None
+            if period is not None and not sweep_only:
+                run = erase_expired(context.db, context.store, period, now, dry_run=dry_run)
+            swept = sweep(context.db, context.store, now, dry_run=dry_run)
         finally:
             context.close()
     verb = "would erase" if dry_run else "erased"
-    for item in run.sessions:  # one plain line each, for cron logs
-        typer.echo(f"{verb} session {item.session_id} tenant {item.tenant_id} since {item.since.isoformat()}")
-    for enrolment in run.enrolments:
+    if run is not None:
+        for item in run.sessions:  # one plain line each, for cron logs
+            typer.echo(f"{verb} session {item.session_id} tenant {item.tenant_id} since {item.since.isoformat()}")
+        for enrolment in run.enrolments:
+            typer.echo(
+                f"{verb} enrolment {enrolment.enrolment_id} tenant {enrolment.tenant_id} "
+                f"since {enrolment.created_at.isoformat()}"
+            )
+        for failure in run.failed:
+            typer.echo(
+                f"could not erase {failure.kind} {failure.id} tenant {failure.tenant_id}: {failure.error}", err=True
+            )
         typer.echo(
-            f"{verb} enrolment {enrolment.enrolment_id} tenant {enrolment.tenant_id} "
-            f"since {enrolment.created_at.isoformat()}"
+            f"{verb} {len(run.sessions)} session(s) and {len(run.enrolments)} enrolment(s) past the {period}-day "
+            f"retention period{f'; {len(run.failed)} could not be erased' if run.failed else ''}"
         )
+    sweep_verb = "would sweep" if dry_run else "swept"
+    for gone in swept.swept:
+        typer.echo(f"{sweep_verb} {gone.objects} object(s) under {gone.prefix} ({gone.reason.value})")
+    for left in swept.failed:
+        typer.echo(f"could not sweep {left.prefix}: {left.error}", err=True)
     typer.echo(
-        f"{verb} {len(run.sessions)} session(s) and {len(run.enrolments)} enrolment(s) past the {period}-day "
-        "retention period"
+        f"{sweep_verb} {sum(g.objects for g in swept.swept)} object(s) under {len(swept.swept)} session prefix(es) "
+        "of erased sessions or of none"
     )
+    if (run is not None and run.failed) or swept.failed:
+        raise typer.Exit(1)
 
 
 def _anchor_key(settings: Settings) -> bytes | None:

@@ -19,7 +19,7 @@ from core.context import build_context
 from core.db import migrate as migrate_database
 from core.settings import Settings
 from proctor import admin_cli, demo, openedx_cli, process_cli, upload_cli, wiring
-from proctor.local_server import close_on_shutdown
+from proctor.local_server import close_on_shutdown, proxy_options
 from proctor.logs import LogLevel, configure_logging
 from proctor.wiring import delivery_channels, delivery_policy, server_app
 from review_ui.webhooks import WebhookSender
@@ -62,7 +62,7 @@ def serve(
             host=host or settings.api_host,
             port=port or settings.api_port,
             log_config=None,
-            proxy_headers=True,
+            **proxy_options(settings.trusted_proxies),  # the real client's address behind PROCTOR_TRUSTED_PROXIES
         )
 
 

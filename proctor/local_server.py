@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
@@ -20,6 +20,19 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+LOCAL_HOST = ("127.0.0.1", "::1")
+"""uvicorn's own default proxies: what a test over real HTTP stands in for, sending the headers a proxy would."""
+
+
+def proxy_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
+    """uvicorn's options for X-Forwarded-For and X-Forwarded-Proto (its `ProxyHeadersMiddleware`): believed only
+    from a connection whose address is one of `trusted_proxies` (addresses or CIDRs), so that `request.client` is
+    the client that proxy saw and the scheme is the one it was reached by; from anyone else they are ignored.
+    None trusted: the middleware is off, and uvicorn's own default (the local host, or FORWARDED_ALLOW_IPS from
+    the environment) never applies."""
+    return {"proxy_headers": bool(trusted_proxies), "forwarded_allow_ips": list(trusted_proxies) or None}
 
 
 def close_on_shutdown(app: FastAPI, close: Callable[[], None]) -> None:
@@ -43,11 +56,14 @@ def close_on_shutdown(app: FastAPI, close: Callable[[], None]) -> None:
 
 
 class BackgroundServer:
-    """`with BackgroundServer(app) as url:` serves `app` on 127.0.0.1 until the block ends."""
+    """`with BackgroundServer(app) as url:` serves `app` on 127.0.0.1 until the block ends, believing the proxy
+    headers of `trusted_proxies` (see `proxy_options`)."""
 
-    def __init__(self, app: FastAPI, port: int | None = None) -> None:
+    def __init__(self, app: FastAPI, port: int | None = None, trusted_proxies: Sequence[str] = LOCAL_HOST) -> None:
         self.port = port or free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, **proxy_options(trusted_proxies)
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
 

@@ -16,12 +16,16 @@ from fastapi import FastAPI
 
 from api.app import create_api
 from api.guards import BodyLimits
+from api.upload_capacity import PartUploadLimits
 from core.context import AppContext
+from core.exam_policy import ExamPolicy
+from core.rescoring import FlagSpan, Rescorer, StoredRun
 from core.secrets_box import SecretBox, secret_box
 from core.settings import Settings
 from ingest.enrolment import CheckedFace, EnrolmentChecks, FaceCheck, Frame
 from ingest.probe import MediaRejected, ProbeLimits
 from ingest.probe_process import Sandbox
+from ingest.quotas import QuotaLimits
 from ingest.uploads import UploadLimits, Uploads, part_size_for
 from openedx import recorder_check
 from openedx.callbacks import OPENEDX_CHANNEL, LmsCallbacks
@@ -37,7 +41,7 @@ from review_ui.web import mount_review
 from review_ui.webhook_destinations import DestinationRules
 from review_ui.webhooks import DeliveryPolicy
 from storage.embedded_s3 import running_embedded_s3, s3_location
-from storage.object_store import S3Location
+from storage.object_store import ObjectStore, S3Location
 
 
 def configured_s3(settings: Settings) -> S3Location | None:
@@ -69,6 +73,7 @@ def upload_limits(settings: Settings) -> UploadLimits:
         max_event_log_bytes=settings.max_event_log_bytes,
         presigned_url_ttl_s=settings.presigned_url_ttl_s,
         upload_token_ttl_s=settings.upload_token_ttl_s,
+        quotas=quota_limits(settings),
         probe=ProbeLimits(
             min_side_px=settings.min_video_side_px,
             max_side_px=settings.max_video_side_px,
@@ -81,6 +86,15 @@ def upload_limits(settings: Settings) -> UploadLimits:
     )
 
 
+def quota_limits(settings: Settings) -> QuotaLimits:
+    """Every tenant's quotas but where the tenant has its own."""
+    return QuotaLimits(
+        open_sessions=settings.quota_open_sessions,
+        in_flight_bytes=settings.quota_in_flight_bytes,
+        storage_bytes=settings.quota_storage_bytes,
+    )
+
+
 def body_limits(settings: Settings) -> BodyLimits:
     """A part upload may be as large as the largest part of a file the limits accept (events logs included)."""
     largest_part = max(
@@ -90,6 +104,30 @@ def body_limits(settings: Settings) -> BodyLimits:
     return BodyLimits(
         json_bytes=settings.max_json_body_bytes, part_bytes=largest_part, form_bytes=settings.max_form_body_bytes
     )
+
+
+def part_uploads(settings: Settings) -> PartUploadLimits:
+    return PartUploadLimits(
+        part_buffer_bytes=settings.part_buffer_bytes,
+        part_read_timeout_s=settings.part_read_timeout_s,
+        part_threads=settings.part_threads,
+        complete_threads=settings.complete_threads,
+    )
+
+
+def policy_rescorer(store: ObjectStore) -> Rescorer:
+    """The pipelines' re-scorer, as the review UI previews a policy change with it: built on the first preview,
+    so `proctor serve` loads the analysis stack (NumPy's segmenter, the detectors' calibration) only then."""
+    built: list[Rescorer] = []
+
+    def rescore(run: StoredRun, policy: ExamPolicy) -> list[FlagSpan]:
+        if not built:
+            from pipelines.rescore import StoredSignalsRescorer
+
+            built.append(StoredSignalsRescorer(store))
+        return built[0](run, policy)
+
+    return rescore
 
 
 def enrolment_face_check() -> FaceCheck:
@@ -147,7 +185,7 @@ def review_config(settings: Settings) -> ReviewConfig:
         login=login_policy(settings),
         web_session_ttl=timedelta(seconds=settings.web_session_ttl_s),
         claim_ttl=timedelta(seconds=settings.review_claim_ttl_s),
-        cookie_secure=settings.cookie_secure,
+        cookie_secure=settings.secure_cookies,
     )
 
 
@@ -194,6 +232,7 @@ def platform_app(context: AppContext, upload_service: Uploads | None = None) -> 
         presigned_url_ttl_s=context.settings.presigned_url_ttl_s,
         check_ready=context.check_ready,
         body_limits=body_limits(context.settings),
+        part_uploads=part_uploads(context.settings),
         enrolment_checks=enrolments,
         cors_origins=context.settings.cors_origins,
     )
@@ -202,7 +241,7 @@ def platform_app(context: AppContext, upload_service: Uploads | None = None) -> 
 def server_app(context: AppContext) -> FastAPI:
     """What `proctor serve` serves: the platform API, the review UI and the Open edX backend in one app."""
     app = platform_app(context)
-    mount_review(app, context.db, context.store, review_config(context.settings))
+    mount_review(app, context.db, context.store, review_config(context.settings), policy_rescorer(context.store))
     mount_openedx(
         app,
         context.db,

@@ -2,7 +2,8 @@
 
 Every change is checked against the claim (one reviewer at a time), written with an audit event in the
 same transaction, and a final outcome enqueues the platform's webhook in that transaction too, so a
-decision and its notification cannot part ways.
+decision and its notification cannot part ways. Each note is internal unless its reviewer shares it with
+the platform (`shared`); `review_ui.results` leaves out the others.
 
 Each final outcome is a version (`ReviewOutcome`). An integrity officer may reopen a final review for an
 appeal, with a reason: the session goes back to the queue (in review, unclaimed, no outcome), keeping its
@@ -104,7 +105,15 @@ def _require_open(db: Session, session: ExamSession) -> None:
 
 
 def decide_flag(
-    db: Session, session: ExamSession, segment_id: str, decision: Decision, note: str, actor: Actor, now: datetime
+    db: Session,
+    session: ExamSession,
+    segment_id: str,
+    decision: Decision,
+    note: str,
+    actor: Actor,
+    now: datetime,
+    *,
+    shared: bool = False,
 ) -> None:
     _require_claim(session, actor, now)
     _require_open(db, session)
@@ -116,6 +125,7 @@ def decide_flag(
         row = FlagDecision(segment_id=segment_id, session_id=session.id, decision=decision.value)
         db.add(row)
     row.decision, row.note, row.reviewer_id, row.decided_at = decision.value, note.strip(), actor.user.id, now
+    row.note_shared = shared
     audit.record(
         db,
         actor.name,
@@ -128,6 +138,7 @@ def decide_flag(
         kind=segment.kind,
         decision=decision.value,
         note=note.strip(),
+        note_shared=shared,
     )
 
 
@@ -151,7 +162,15 @@ class FlagSelection:
 
 
 def decide_many(
-    db: Session, session: ExamSession, which: FlagSelection, decision: Decision, note: str, actor: Actor, now: datetime
+    db: Session,
+    session: ExamSession,
+    which: FlagSelection,
+    decision: Decision,
+    note: str,
+    actor: Actor,
+    now: datetime,
+    *,
+    shared: bool = False,
 ) -> int:
     """Confirm or dismiss every undecided flag that `which` selects (each audited as one decision); a decision
     a reviewer already made is never overwritten. Returns how many flags were decided."""
@@ -159,7 +178,7 @@ def decide_many(
     _require_open(db, session)
     chosen = [seg for seg, made in flags_with_decisions(db, session.id) if made is None and which.matches(seg)]
     for segment in chosen:
-        decide_flag(db, session, segment.id, decision, note, actor, now)
+        decide_flag(db, session, segment.id, decision, note, actor, now, shared=shared)
     return len(chosen)
 
 
@@ -186,6 +205,8 @@ def add_flag(
     note: str,
     actor: Actor,
     now: datetime,
+    *,
+    shared: bool = False,
 ) -> FlagSegment:
     """A flag the detectors missed, of a detector's kind or one only reviewers add (a phone, another voice, ...);
     it is confirmed by the reviewer who adds it."""
@@ -217,6 +238,7 @@ def add_flag(
             session_id=session.id,
             decision=Decision.CONFIRMED.value,
             note=note.strip(),
+            note_shared=shared,
             reviewer_id=actor.user.id,
             decided_at=now,
         )
@@ -234,12 +256,13 @@ def add_flag(
         start_s=start_s,
         end_s=end_s,
         note=note.strip(),
+        note_shared=shared,
     )
     return segment
 
 
 def set_outcome(
-    db: Session, session: ExamSession, outcome: Outcome, note: str, actor: Actor, now: datetime
+    db: Session, session: ExamSession, outcome: Outcome, note: str, actor: Actor, now: datetime, *, shared: bool = False
 ) -> ReviewStatus:
     """Record the outcome; returns the review status (`final`, or `awaiting_second` for a Rules Violation)."""
     _require_claim(session, actor, now)
@@ -252,6 +275,7 @@ def set_outcome(
         session_id=session.id,
         outcome=outcome.value,
         note=note,
+        note_shared=shared,
         status=status.value,
         reviewer_id=actor.user.id,
         decided_at=now,
@@ -270,6 +294,7 @@ def set_outcome(
         outcome=outcome.value,
         status=status.value,
         note=note,
+        note_shared=shared,
     )
     if status is ReviewStatus.FINAL:
         _finalise(db, session, review, actor, now)
@@ -277,7 +302,7 @@ def set_outcome(
 
 
 def second_review(
-    db: Session, session: ExamSession, confirm: bool, note: str, actor: Actor, now: datetime
+    db: Session, session: ExamSession, confirm: bool, note: str, actor: Actor, now: datetime, *, shared: bool = False
 ) -> ReviewStatus | Literal["returned"]:
     """A second, different reviewer confirms a Rules Violation (final) or returns it for a new decision."""
     _require_claim(session, actor, now)
@@ -299,6 +324,7 @@ def second_review(
         ip=actor.ip,
         confirmed=confirm,
         note=note,
+        note_shared=shared,
         first_reviewer=review.reviewer_id,
     )
     session.claimed_by, session.claim_expires_at = None, None
@@ -306,6 +332,7 @@ def second_review(
         db.delete(review)  # back to an open review; the audit trail keeps both opinions
         return "returned"
     review.status, review.second_reviewer_id, review.second_note = ReviewStatus.FINAL.value, actor.user.id, note
+    review.second_note_shared = shared
     review.finalised_at = now
     _finalise(db, session, review, actor, now)
     return ReviewStatus.FINAL

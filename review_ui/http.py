@@ -83,7 +83,14 @@ def _signed_in(request: Request, db: DB) -> SignedIn:
     who = signed_in(db, token, utcnow()) if token else None
     if who is None:
         raise NotSignedIn()
+    request.state.who = who  # for a refusal's audit entry (`refused_user`)
     return who
+
+
+def refused_user(request: Request) -> str | None:
+    """The username of whoever a request was refused to, once signed in (None before: the login form's CSRF)."""
+    who: SignedIn | None = getattr(request.state, "who", None)
+    return who.user.username if who else None
 
 
 Who = Annotated[SignedIn, Depends(_signed_in)]
@@ -140,6 +147,11 @@ def done(request: Request, url: str, **payload: Any) -> Response:
     if wants_json(request):
         return JSONResponse({"ok": True, "next": url, **payload})
     return RedirectResponse(url, status_code=303)
+
+
+def ticked(form: dict[str, str], field: str) -> bool:
+    """A checkbox: a browser sends `on` when it is ticked and nothing when not; scripts may send `true` or `1`."""
+    return form.get(field, "").strip().lower() in {"on", "true", "1"}
 
 
 def parse_choice(kind: type[_Choice], value: str, field: str) -> _Choice:

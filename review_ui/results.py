@@ -9,6 +9,12 @@ reviewer (four eyes), or while the first reviewer is still deciding, the platfor
 with no decisions, no notes, no reviewer-added flags and no comments. Otherwise it could act on one
 reviewer's opinion that the second reviewer then overturns.
 
+Notes are internal unless their reviewer marked them for the platform (`note_shared`, a tick beside each note
+in the review UI): a reviewer writes for colleagues and officers first, in words not meant for the candidate's
+institution. Once final, a flag's note and each comment reach the platform only when shared; an internal one is
+left out (a flag's `note` is null, the comment is not listed), never blanked in place, so nothing tells a platform
+that there was one.
+
 Appeals: each final outcome is a version (`version`, with every earlier one in `history`). While an
 integrity officer has a final review reopened, the platform keeps the last final outcome exactly as it had
 it, flagged `under_appeal`, rather than seeing it vanish: that outcome stands until the appeal replaces it
@@ -44,7 +50,10 @@ class FlagResult(BaseModel):
     source: FlagSource
     score: float
     decision: Decision | None = Field(description="None until the review is final")
-    note: str | None = Field(description="None until the review is final")
+    note: str | None = Field(
+        description="the reviewer's note on this flag, once the review is final and only if the reviewer shared it "
+        "with the platform; None otherwise (notes are internal by default)"
+    )
 
 
 class Comment(BaseModel):
@@ -92,7 +101,9 @@ class ReviewResult(BaseModel):
     flags: list[FlagResult] = Field(
         description="the detectors' flags; once final, also the flags reviewers added, with every decision"
     )
-    comments: list[Comment] = Field(description="empty until the review is final")
+    comments: list[Comment] = Field(
+        description="the reviewers' notes on the outcome that they shared with the platform; empty until final"
+    )
     history: list[OutcomeVersion] = Field(description="every final outcome, oldest first, and each reopening")
 
     @field_serializer("decided_at")
@@ -157,9 +168,10 @@ def review_result(db: Session, session: ExamSession) -> ReviewResult:
     if not final:  # nothing a reviewer wrote leaves before the outcome is final (module docstring)
         rows = [(seg, None) for seg, _ in rows if seg.source == FlagSource.DETECTOR]
     comments = []
-    if final and review is not None:
-        comments.append(Comment(by=review.reviewer_id, role="reviewer", text=review.note))
-        if review.second_note is not None:
+    if final and review is not None:  # only what the reviewers shared (module docstring)
+        if review.note_shared:
+            comments.append(Comment(by=review.reviewer_id, role="reviewer", text=review.note))
+        if review.second_note is not None and review.second_note_shared:
             comments.append(Comment(by=review.second_reviewer_id, role="second_reviewer", text=review.second_note))
     return ReviewResult(
         session_id=session.id,
@@ -182,7 +194,7 @@ def review_result(db: Session, session: ExamSession) -> ReviewResult:
                 source=FlagSource(seg.source),
                 score=seg.score,
                 decision=Decision(decision.decision) if decision else None,
-                note=decision.note if decision else None,
+                note=decision.note if decision and decision.note_shared else None,
             )
             for seg, decision in rows
         ],

@@ -23,7 +23,7 @@ from core import audit
 from core.db import utcnow
 from core.enrolments import latest_enrolment
 from core.states import SessionState
-from core.tables import ExamSession, FlagSegment, Media, User
+from core.tables import ExamSession, FlagDecision, FlagSegment, Media, User
 from core.vocabulary import (
     VIDEO_KINDS,
     Decision,
@@ -58,9 +58,11 @@ from review_ui.http import (
     render,
     review_app,
     session_or_404,
+    ticked,
 )
 from review_ui.identity_view import identity_view
 from review_ui.note_reasons import note_reasons
+from review_ui.policies import session_policy
 from review_ui.queue import (
     QueueStatus,
     next_to_review,
@@ -135,11 +137,16 @@ def session_page(request: Request, session_id: str, db: DB, who: Who) -> HTMLRes
     history = outcome_lines(db, session.id)
     under_appeal = bool(history) and history[-1].reopened_at is not None and session.state != SessionState.REVIEWED
     can_reopen = who.user.role in REOPENERS and session.state == SessionState.REVIEWED
+    shared = set(
+        db.scalars(
+            select(FlagDecision.segment_id).where(FlagDecision.session_id == session.id, FlagDecision.note_shared)
+        )
+    )  # the flags whose notes go to the platform once final
     return render(
         request, "session.html", who, view=view, events=events, mine=mine, editable=editable, identity=identity,
         claim_ttl_s=claim_ttl_s, ticks=timeline_ticks(session.duration_s or 0), reasons=note_reasons(session.tenant),
         reviewer_kinds=[k.value for k in ReviewerFlagKind], history=history, under_appeal=under_appeal,
-        can_reopen=can_reopen,
+        can_reopen=can_reopen, shared_notes=shared, policy=session_policy(db, session),
     )  # fmt: skip
 
 
@@ -318,7 +325,8 @@ def _session_jpeg(
 def flag_decision(request: Request, session_id: str, flag_id: str, db: DB, who: Who, form: CheckedForm) -> Response:
     session = session_or_404(db, who, session_id)
     decision = parse_choice(Decision, form.get("decision", ""), "decision")
-    decide_flag(db, session, flag_id, decision, form.get("note", ""), actor(who, request), utcnow())
+    note, shared = form.get("note", ""), ticked(form, "note_shared")
+    decide_flag(db, session, flag_id, decision, note, actor(who, request), utcnow(), shared=shared)
     db.commit()
     return done(request, f"/review/sessions/{session_id}", flag=flag_id, decision=decision.value)
 
@@ -335,7 +343,8 @@ def flags_bulk(request: Request, session_id: str, db: DB, who: Who, form: Checke
         optional_seconds(form, "from_s", "from"),
         optional_seconds(form, "to_s", "to"),
     )
-    count = decide_many(db, session, which, decision, form.get("note", ""), actor(who, request), utcnow())
+    note, shared = form.get("note", ""), ticked(form, "note_shared")
+    count = decide_many(db, session, which, decision, note, actor(who, request), utcnow(), shared=shared)
     db.commit()
     return done(request, f"/review/sessions/{session_id}", decided=count)
 
@@ -372,7 +381,10 @@ def add_missed_flag(request: Request, session_id: str, db: DB, who: Who, form: C
         start_s, end_s = float(form.get("start_s", "")), float(form.get("end_s", ""))
     except ValueError:
         raise ReviewRefused(422, "start and end must be numbers of seconds") from None
-    segment = add_flag(db, session, kind, start_s, end_s, form.get("note", ""), actor(who, request), utcnow())
+    segment = add_flag(
+        db, session, kind, start_s, end_s, form.get("note", ""), actor(who, request), utcnow(),
+        shared=ticked(form, "note_shared"),
+    )  # fmt: skip
     db.commit()
     return done(request, f"/review/sessions/{session_id}", flag=segment.id)
 
@@ -381,7 +393,8 @@ def add_missed_flag(request: Request, session_id: str, db: DB, who: Who, form: C
 def outcome(request: Request, session_id: str, db: DB, who: Who, form: CheckedForm) -> Response:
     session = session_or_404(db, who, session_id)
     chosen = parse_choice(Outcome, form.get("outcome", ""), "outcome")
-    status = set_outcome(db, session, chosen, form.get("note", ""), actor(who, request), utcnow())
+    note, shared = form.get("note", ""), ticked(form, "note_shared")
+    status = set_outcome(db, session, chosen, note, actor(who, request), utcnow(), shared=shared)
     db.commit()
     following = "/review/queue"
     if form.get("then") == "next":  # "Submit and next": claim the top of the queue and open it
@@ -402,6 +415,7 @@ def confirm_second(request: Request, session_id: str, db: DB, who: Who, form: Ch
     verdict = form.get("verdict", "")
     if verdict not in {"confirm", "return"}:
         raise ReviewRefused(422, "verdict must be 'confirm' or 'return'")
-    status = second_review(db, session, verdict == "confirm", form.get("note", ""), actor(who, request), utcnow())
+    note, shared = form.get("note", ""), ticked(form, "note_shared")
+    status = second_review(db, session, verdict == "confirm", note, actor(who, request), utcnow(), shared=shared)
     db.commit()
     return done(request, "/review/queue", status=status)

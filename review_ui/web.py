@@ -13,17 +13,41 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
-from review_ui import officer_pages, session_pages, sign_in
+from core.rescoring import Rescorer
+from review_ui import officer_pages, policy_pages, session_pages, sign_in
 from review_ui.decisions import ReviewRefused
-from review_ui.http import HERE, CsrfRejected, NotSignedIn, ReviewApp, ReviewConfig, render, templates, wants_json
+from review_ui.http import (
+    HERE,
+    CsrfRejected,
+    NotSignedIn,
+    ReviewApp,
+    ReviewConfig,
+    refused_user,
+    render,
+    templates,
+    wants_json,
+)
+from review_ui.refusal_audit import install_refusal_audit, note_refusal
 from storage.object_store import ObjectStore
 
+AUDITED_REFUSALS = {403: "forbidden", 404: "not_found"}
+"""The review UI's refusals that go to the audit trail, with their code there: what the user may not do or see."""
 
-def mount_review(app: FastAPI, db: sessionmaker[Session], store: ObjectStore, config: ReviewConfig) -> None:
-    """Add the review UI to an app (the `proctor serve` app also serves the platform API)."""
+
+def mount_review(
+    app: FastAPI,
+    db: sessionmaker[Session],
+    store: ObjectStore,
+    config: ReviewConfig,
+    rescorer: Rescorer | None = None,
+) -> None:
+    """Add the review UI to an app (the `proctor serve` app also serves the platform API). `rescorer` previews
+    policy changes (`review_ui.policy_pages`); without one, a preview answers 503."""
     app.state.review = ReviewApp(db=db, store=store, config=config, templates=templates())
+    app.state.policy_rescorer = rescorer
     app.state.login_gate = sign_in.LoginGate.for_policy(config.login)
-    for router in (sign_in.router, session_pages.router, officer_pages.router):
+    install_refusal_audit(app, db)  # 403, 404 and CSRF refusals are audited by the handlers below
+    for router in (sign_in.router, session_pages.router, officer_pages.router, policy_pages.router):
         app.include_router(router)
     app.mount("/review/static", StaticFiles(directory=str(HERE / "static")), name="review-static")
 
@@ -40,10 +64,13 @@ def mount_review(app: FastAPI, db: sessionmaker[Session], store: ObjectStore, co
 
     @app.exception_handler(CsrfRejected)
     async def _csrf(request: Request, _error: CsrfRejected) -> Response:
+        await note_refusal(request, 403, "csrf_rejected", user=refused_user(request))
         return _problem(request, "the form's CSRF token is missing or wrong; reload the page", 403)
 
     @app.exception_handler(ReviewRefused)
     async def _refused(request: Request, error: ReviewRefused) -> Response:
+        if error.status in AUDITED_REFUSALS:
+            await note_refusal(request, error.status, AUDITED_REFUSALS[error.status], user=refused_user(request))
         return _problem(request, str(error), error.status)
 
     @app.get("/favicon.ico", include_in_schema=False)

@@ -21,7 +21,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, BinaryIO, TypeVar
 
 import urllib3
@@ -81,6 +82,16 @@ class ObjectInfo:
     size: int
     etag: str
     content_type: str | None
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One version of an object, or a delete marker; on a bucket without versioning, an object's only version."""
+
+    key: str
+    version_id: str | None
+    delete_marker: bool
+    last_modified: datetime | None
 
 
 @dataclass(frozen=True)
@@ -282,7 +293,8 @@ class ObjectStore:
         return self._signer.get_presigned_url("GET", self.bucket, key, expires=timedelta(seconds=ttl_s))
 
     def delete(self, key: str) -> None:
-        self._call("delete", key, lambda: self._client.remove_object(self.bucket, key))
+        """Delete the object at `key`: every version, where the bucket keeps them (see `delete_prefix`)."""
+        self._delete_versions(key, [v for v in self.list_versions(key) if v.key == key])
 
     def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
         """Every object under `prefix`; a listing that breaks off midway raises `StorageUnavailable` (no retry:
@@ -300,18 +312,35 @@ class ObjectStore:
         except _TRANSIENT_EXCEPTIONS as exc:
             raise StorageUnavailable("list_objects", prefix, 1, exc) from exc
 
+    def list_versions(self, prefix: str) -> list[ObjectVersion]:
+        """Every version and delete marker under `prefix` (without versioning: every object, version "null")."""
+        listed = self._listing(prefix, recursive=True)
+        return [ObjectVersion(o.object_name, o.version_id, o.is_delete_marker, o.last_modified) for o in listed]
+
+    def list_prefixes(self, prefix: str) -> list[str]:
+        """The "folders" one level under `prefix` (`a/b/` under `a/`), those holding only old versions included."""
+        return [o.object_name for o in self._listing(prefix, recursive=False) if o.is_dir]
+
+    def _listing(self, prefix: str, *, recursive: bool) -> list[Any]:
+        listed = partial(self._client.list_objects, self.bucket, prefix, recursive=recursive, include_version=True)
+        return self._call("list", prefix, lambda: [o for o in listed() if o.object_name is not None])
+
     def delete_prefix(self, prefix: str) -> int:
-        """Delete every object and abort every unfinished multipart upload under `prefix`."""
+        """Delete every object under `prefix`, each version and delete marker by its id (with versioning, a plain
+        DELETE only stacks a marker on the data), and abort its unfinished uploads; returns how many held data."""
         if not prefix.endswith("/") or prefix.startswith("/"):
             raise ValueError(f"delete_prefix needs a relative prefix ending in '/', got {prefix!r}")
         for upload_key, upload_id in self.list_multipart_uploads(prefix):
             self.abort_multipart(upload_key, upload_id)
-        keys = [info.key for info in self.list_objects(prefix)]
-        if keys:
-            errors = list(self._client.remove_objects(self.bucket, (DeleteObject(k) for k in keys)))
-            if errors:
-                raise ObjectStoreError(f"could not delete {len(errors)} objects under {prefix!r}: {errors[0]}")
-        return len(keys)
+        versions = self.list_versions(prefix)
+        self._delete_versions(prefix, versions)
+        return len({v.key for v in versions if not v.delete_marker})
+
+    def _delete_versions(self, where: str, versions: list[ObjectVersion]) -> None:
+        doomed = [DeleteObject(v.key, v.version_id) for v in versions]
+        errors = self._call("delete", where, lambda: list(self._client.remove_objects(self.bucket, doomed)))
+        if errors:
+            raise ObjectStoreError(f"could not delete {len(errors)} objects under {where!r}: {errors[0]}")
 
     # -- multipart ------------------------------------------------------------------------------------
     def create_multipart(self, key: str, *, content_type: str = "application/octet-stream") -> str:
@@ -483,6 +512,7 @@ __all__ = [
     "ObjectNotFound",
     "ObjectStore",
     "ObjectStoreError",
+    "ObjectVersion",
     "S3Location",
     "StorageUnavailable",
     "UploadedPart",

@@ -75,11 +75,12 @@
     if (!data.editable || index < 0) return;
     const row = rows[index];
     const note = row.querySelector(".note");
+    const share = row.querySelector(".note-shared"); // the note goes to the platform only when ticked
     const url = "/review/sessions/" + data.session + "/flags/" + row.dataset.id + "/decision";
     // Move on at once, so that keys pressed while this saves act on the next flag; a failure comes back here.
     if (advance && index === current && index < rows.length - 1) select(index + 1, true);
-    const sent = note ? note.value : "";
-    const request = post(url, { decision: decision, note: sent });
+    const sent = note ? note.value : "", shared = share ? share.checked : false;
+    const request = post(url, { decision: decision, note: sent, note_shared: shared ? "on" : "" });
     saving.add(request);
     const result = await request.finally(() => saving.delete(request));
     if (result.ok) {
@@ -87,7 +88,7 @@
       row.classList.remove("note-pending");
       announce("flag " + (index + 1) + " " + decision);
       if (decided[decided.length - 1] !== index) decided.push(index);
-      if (note && note.value !== sent) decide(index, decision, false); // a note written while this saved
+      if ((note && note.value !== sent) || (share && share.checked !== shared)) decide(index, decision, false); // changed while this saved
     } else {
       row.querySelector(".decision").textContent = "not saved: " + result.payload.detail;
       announce("not saved: " + result.payload.detail);
@@ -200,6 +201,8 @@
     if (confirm) confirm.addEventListener("click", () => { select(i, false); decide(i, "confirmed", true); });
     if (dismiss) dismiss.addEventListener("click", () => { select(i, false); decide(i, "dismissed", true); });
     if (note) note.addEventListener("change", () => noteLeft(i));
+    const share = row.querySelector(".note-shared");
+    if (share) share.addEventListener("change", () => { share.blur(); noteLeft(i); }); // back to the keys
   });
 
   // The outcome locks the flags: forms.js submits it once every decision on its way has been saved.

@@ -81,6 +81,15 @@ class Stored:
     media: dict[str, str]  # id -> state
     objects: dict[str, str]  # key -> etag
 
+    def audited(self) -> int:
+        return self.rows.get("audit_events", 0)
+
+    def data(self) -> Stored:
+        """Everything but the audit trail, which records a refusal (one entry at most: `review_ui.refusal_audit`)."""
+        return Stored(
+            {t: n for t, n in self.rows.items() if t != "audit_events"}, self.sessions, self.media, self.objects
+        )
+
     def without(self, session_id: str) -> Stored:
         """What is stored apart from one session (one that a row rejects, as documented)."""
         return Stored(
@@ -374,7 +383,8 @@ def test_hostile_input_is_refused_with_a_problem_and_changes_nothing(stage: Stag
             session = client.get(f"/v1/sessions/{target}").json()
         assert (session["state"], session["reason"]["code"]) == ("rejected", case.code)
     else:
-        assert after == before, "nothing stored changed"
+        assert after.data() == before.data(), "nothing stored changed"
+        assert after.audited() - before.audited() <= 1, "a refusal is audited once, if at all"
 
 
 def test_non_ascii_csrf_token_on_the_login_form_is_refused_like_a_wrong_one(stage: Stage) -> None:

@@ -38,6 +38,8 @@ OPERATION_IDS = {
     ("post", "/v1/sessions/{session_id}/system-check"): "systemCheck",
     ("get", "/v1/candidates/{candidate_id}/enrolment"): "getEnrolment",
     ("delete", "/v1/candidates/{candidate_id}"): "deleteCandidate",
+    ("get", "/v1/exams/{exam_id}/policy"): "getExamPolicy",
+    ("put", "/v1/exams/{exam_id}/policy"): "setExamPolicy",
     ("get", "/healthz"): "healthz",
     ("get", "/readyz"): "readyz",
     ("get", "/metrics"): "metrics",
@@ -196,9 +198,10 @@ parameters = {{ "path.candidate_id" = "{erased_candidate_id}" }}
 # A schema-valid request these operations refuse with 422 is right, not a bug: the refusals depend on state or on
 # rules across fields that JSON Schema does not carry (a streaming file has no size or SHA-256 yet; a part number
 # past the declared file; presigning a streaming file's parts; completing a streaming file without its size; the
-# identifiers' syntax and the content type each kind takes, checked by ingest.schemas' validators).
+# identifiers' syntax and the content type each kind takes, checked by ingest.schemas' validators; an exam
+# policy's `exit` above its `enter`).
 [[operations]]
-include-operation-id = ["registerSession", "addMedia", "completeMedia", "presignParts", "uploadPart"]
+include-operation-id = ["registerSession", "addMedia", "completeMedia", "presignParts", "uploadPart", "setExamPolicy"]
 checks.positive_data_acceptance.enabled = false
 
 # `.../parts/presign` is also `.../parts/{{part_number}}` with a part number that is not one: PUT is answered there

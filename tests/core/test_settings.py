@@ -6,6 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from core.settings import Settings
+from proctor.wiring import review_config
 
 
 def make(**values: object) -> Settings:
@@ -48,3 +49,20 @@ def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch) -> None
 def test_unsafe_or_incomplete_settings_are_refused(values: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         make(**values)
+
+
+PRODUCTION = {"environment": "production", "database_url": "postgresql://x/y", "s3_endpoint": "m:9000"}
+
+
+@pytest.mark.parametrize(
+    ("values", "secure"),
+    [
+        ({}, False),  # the embedded server answers plain http on 127.0.0.1
+        ({"cookie_secure": True}, True),
+        (PRODUCTION, True),
+        ({**PRODUCTION, "cookie_secure": False}, False),  # served over plain http on purpose: said explicitly
+    ],
+)
+def test_review_cookies_are_secure_in_production_unless_turned_off(values: dict[str, object], secure: bool) -> None:
+    settings = make(**values, s3_access_key="a", s3_secret_key="b")
+    assert review_config(settings).cookie_secure is secure

@@ -209,7 +209,8 @@ def finalise(attempt: Attempt, reviewer_name: str, outcome: Outcome, edx_user: b
         claim(db, session, actor, now, timedelta(minutes=30))
         for number, (segment, _) in enumerate(flags_with_decisions(db, session.id)):
             decision = Decision.CONFIRMED if number == 0 else Decision.DISMISSED
-            decide_flag(db, session, segment.id, decision, "seen on camera" if number == 0 else "", actor, now)
+            note = "seen on camera" if number == 0 else ""
+            decide_flag(db, session, segment.id, decision, note, actor, now, shared=True)  # for the LMS to read
         set_outcome(db, session, outcome, "a phone in view for two seconds", actor, now)
         db.commit()
 

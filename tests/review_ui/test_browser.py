@@ -230,7 +230,8 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
         first.keyboard.press("n")
         first.keyboard.type("looks at a second screen")
         first.keyboard.press("Escape")
-        first.keyboard.press("c")
+        first.click(".flag-row[data-index='2'] input.note-shared")  # this note is for the platform too
+        first.keyboard.press("c")  # the tick hands the keys back
         expect(first.locator(".flag-row[data-index='2'] .decision")).to_have_text("confirmed")
         first.keyboard.press("k")
         first.keyboard.press("k")  # back to the first flag: 2.8 s into the 24 s recording
@@ -259,6 +260,7 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
         second.click(f"tr[data-session='{session_id}'] button.claim")
         expect(second.locator("#review-status")).to_contain_text("awaiting second")
         second.fill("form.second textarea[name=note]", "agreed: two people")
+        second.click("form.second input[name=note_shared]")
         second.click("form.second button[value=confirm]")
         expect(second).to_have_url(f"{world.url}/review/queue")
         second.goto(f"{world.url}/review/sessions/{session_id}")
@@ -271,6 +273,8 @@ def test_reviewers_take_a_session_from_queue_to_a_confirmed_rules_violation(
         assert review["final"] and review["outcome"] == "Rules Violation"
         assert [f["decision"] for f in review["flags"]] == ["dismissed", "confirmed", "confirmed"]
         assert review["flags"][2]["note"] == "looks at a second screen"
+        # The first reviewer's outcome note was not shared; the second reviewer's was.
+        assert [(c["role"], c["text"]) for c in review["comments"]] == [("second_reviewer", "agreed: two people")]
 
         deadline = time.monotonic() + 15
         while not received and time.monotonic() < deadline:

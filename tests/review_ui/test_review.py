@@ -123,16 +123,19 @@ def test_full_review_with_four_eyes_reaches_the_platform_and_its_webhook(
     first, second = world.browser("reviewer_a"), world.browser("reviewer_a2")
     assert first.submit(f"{base}/claim").status_code == 200
     no_face, two_faces, away = flag_ids(world, "a")
-    assert first.submit(f"{base}/flags/{no_face}/decision", decision="dismissed", note="cat, not a person").is_success
+    assert first.submit(
+        f"{base}/flags/{no_face}/decision", decision="dismissed", note="cat, not a person", note_shared="on"
+    ).is_success
     assert first.submit(f"{base}/flags/{two_faces}/decision", decision="confirmed").is_success
     assert first.submit(f"{base}/flags/{away}/decision", decision="maybe").status_code == 422
-    added = first.submit(f"{base}/flags", kind="looking_away", start_s="20", end_s="22", note="reads notes")
+    added = first.submit(
+        f"{base}/flags", kind="looking_away", start_s="20", end_s="22", note="reads notes", note_shared="on"
+    )
     assert added.is_success
     assert first.submit(f"{base}/flags", kind="no_face", start_s="20", end_s="500").status_code == 422
     assert first.submit(f"{base}/outcome", outcome="Rules Violation").status_code == 422  # a note is required
-    assert first.submit(f"{base}/outcome", outcome="Rules Violation", note="second person").json()["status"] == (
-        "awaiting_second"
-    )
+    outcome = first.submit(f"{base}/outcome", outcome="Rules Violation", note="second person", note_shared="on")
+    assert outcome.json()["status"] == "awaiting_second"
     # Not final yet: the platform sees no outcome, and no webhook is owed.
     with httpx.Client(base_url=world.url, headers={"Authorization": f"Bearer {world.keys['a']}"}) as platform:
         pending = platform.get(f"/v1/sessions/{session_id}/review").json()
@@ -146,14 +149,15 @@ def test_full_review_with_four_eyes_reaches_the_platform_and_its_webhook(
         assert refused.status_code == 403 and "different reviewer" in refused.json()["detail"]
         assert first.submit(f"{base}/second-review", verdict="confirm").status_code == 409  # no claim
         assert second.submit(f"{base}/claim").status_code == 200
-        assert second.submit(f"{base}/second-review", verdict="confirm", note="agreed").json()["status"] == "final"
+        confirmed = second.submit(f"{base}/second-review", verdict="confirm", note="agreed", note_shared="on")
+        assert confirmed.json()["status"] == "final"
 
         final = platform.get(f"/v1/sessions/{session_id}/review").json()
     assert final["final"] is True and final["outcome"] == "Rules Violation" and final["state"] == "reviewed"
     assert final["decided_at"].endswith("+00:00")  # the format platforms have always parsed
     decisions = {(f["kind"], f["start_s"], f["end_s"]): (f["decision"], f["note"]) for f in final["flags"]}
     assert decisions[("no_face", 4.8, 6.8)] == ("dismissed", "cat, not a person")
-    assert decisions[("multiple_faces", 11.2, 13.2)] == ("confirmed", "")
+    assert decisions[("multiple_faces", 11.2, 13.2)] == ("confirmed", None)  # no note shared
     assert decisions[("looking_away", 20.0, 22.0)] == ("confirmed", "reads notes")
     assert [c["text"] for c in final["comments"]] == ["second person", "agreed"]
 
@@ -309,7 +313,9 @@ def test_reviewers_add_flags_of_their_own_kinds_and_the_platform_gets_them(world
     form = reviewer.page(base).text.split('action="/review/sessions/' + session_id + '/flags"')[1].split("</form>")[0]
     assert all(f'<option value="{k}">' in form for k in ("phone", "another_voice", "notes", "other_person", "other"))
     assert '<option value="no_face">' in form  # the detector kinds, for what the detectors missed
-    assert reviewer.submit(f"{base}/flags", kind="phone", start_s="8", end_s="10", note="phone in hand").is_success
+    assert reviewer.submit(
+        f"{base}/flags", kind="phone", start_s="8", end_s="10", note="phone in hand", note_shared="on"
+    ).is_success
     assert reviewer.submit(f"{base}/flags", kind="another_voice", start_s="14", end_s="15").is_success
     refused = reviewer.submit(f"{base}/flags", kind="hair", start_s="1", end_s="2")
     assert refused.status_code == 422 and "phone" in refused.json()["detail"] and "no_face" in refused.json()["detail"]
@@ -319,7 +325,7 @@ def test_reviewers_add_flags_of_their_own_kinds_and_the_platform_gets_them(world
         review = platform.get(f"/v1/sessions/{session_id}/review").json()
     added = {f["kind"]: (f["source"], f["decision"], f["note"], f["start_s"]) for f in review["flags"]}
     assert added["phone"] == ("reviewer", "confirmed", "phone in hand", 8.0)
-    assert added["another_voice"] == ("reviewer", "confirmed", "", 14.0)
+    assert added["another_voice"] == ("reviewer", "confirmed", None, 14.0)  # no note shared
     assert review["version"] == 1 and [h["outcome"] for h in review["history"]] == ["Suspicious"]
 
 
@@ -338,8 +344,8 @@ def test_an_officer_reopens_a_final_review_for_appeal_and_the_platform_gets_each
     first, second, officer = world.browser("reviewer_a"), world.browser("reviewer_a2"), world.browser("officer_a")
     no_face = flag_ids(world, "a")[0]
     first.submit(f"{base}/claim")
-    first.submit(f"{base}/flags/{no_face}/decision", decision="confirmed", note="empty chair")
-    first.submit(f"{base}/outcome", outcome="Rules Violation", note="left the room")
+    first.submit(f"{base}/flags/{no_face}/decision", decision="confirmed", note="empty chair", note_shared="on")
+    first.submit(f"{base}/outcome", outcome="Rules Violation", note="left the room", note_shared="on")
     second.submit(f"{base}/claim")
     assert second.submit(f"{base}/second-review", verdict="confirm", note="agreed").json()["status"] == "final"
     platform = httpx.Client(base_url=world.url, headers={"Authorization": f"Bearer {world.keys['a']}"})

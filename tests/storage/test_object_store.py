@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import socket
@@ -12,6 +13,8 @@ import uuid
 
 import httpx
 import pytest
+from minio import Minio
+from minio.versioningconfig import VersioningConfig
 
 from storage.object_store import ObjectExists, ObjectNotFound, ObjectStore, ObjectStoreError, S3Location
 
@@ -61,7 +64,12 @@ def test_open_reads_blocks_and_serves_seeks_back_from_them(
     store.put_bytes(prefix + "seek", data)
     gets: list[tuple[int, int]] = []
     read_range = store.read_range
-    monkeypatch.setattr(store, "read_range", lambda k, o, n: gets.append((o, n)) or read_range(k, o, n))
+
+    def counted(key: str, offset: int, length: int) -> bytes:
+        gets.append((offset, length))
+        return read_range(key, offset, length)
+
+    monkeypatch.setattr(store, "read_range", counted)
     with store.open(prefix + "seek", block_bytes=100_000, cached_blocks=2) as f:
         assert f.read(10) == data[:10]
         f.seek(len(data) - 50)
@@ -192,3 +200,76 @@ def test_unreachable_server_fails_with_a_clear_error(s3: S3Location) -> None:
     dead = ObjectStore(S3Location(f"127.0.0.1:{dead_port}", "k", "s", "dead-bucket"), retries=1, backoff_s=0.01)
     with pytest.raises(ObjectStoreError, match="Check that the S3 endpoint is up"):
         dead.stat("x")
+
+
+@dataclasses.dataclass(frozen=True)
+class Versioned:
+    """A bucket of its own with versioning Enabled, the store on it, and the operator's own client to look with."""
+
+    admin: Minio
+    bucket: str
+    store: ObjectStore
+
+    def every_version(self, prefix: str) -> list[tuple[str, bool]]:
+        """(key, is a delete marker) of every version the server still holds under `prefix`."""
+        listed = self.admin.list_objects(self.bucket, prefix, recursive=True, include_version=True)
+        return sorted((o.object_name or "", o.is_delete_marker) for o in listed)
+
+
+@pytest.fixture
+def versioned(s3: S3Location) -> Versioned:
+    admin = Minio(s3.endpoint, s3.access_key, s3.secret_key, secure=False)
+    bucket = f"versioned-{uuid.uuid4().hex[:12]}"
+    admin.make_bucket(bucket)
+    admin.set_bucket_versioning(bucket, VersioningConfig("Enabled"))
+    return Versioned(admin, bucket, ObjectStore(dataclasses.replace(s3, bucket=bucket), retries=2, backoff_s=0.01))
+
+
+def test_deletes_on_a_versioned_bucket_leave_no_version_and_no_delete_marker(versioned: Versioned, prefix: str) -> None:
+    store = versioned.store
+    store.put_bytes(prefix + "media/webcam", b"first take")
+    store.put_bytes(prefix + "media/webcam", b"second take", overwrite=True)  # two versions of one key
+    store.put_bytes(prefix + "evidence/1", b"a face")
+    store.put_bytes(prefix + "evidence/2", b"another face")
+    versioned.admin.remove_object(versioned.bucket, prefix + "evidence/2")  # a plain DELETE: a marker, data kept
+    store.put_bytes(prefix + "single", b"x")
+    store.put_bytes(prefix + "single", b"y", overwrite=True)
+    store.put_bytes(prefix + "single-not", b"kept")
+    assert len(versioned.every_version(prefix)) == 8
+
+    store.delete(prefix + "single")
+    assert versioned.every_version(prefix + "single") == [(prefix + "single-not", False)]
+    assert store.delete_prefix(prefix) == 4  # objects that held data: each key once, however many versions
+    assert versioned.every_version(prefix) == []
+    assert store.list_versions(prefix) == []
+
+
+def test_deletes_on_a_suspended_bucket_remove_the_versions_kept_from_before(versioned: Versioned, prefix: str) -> None:
+    versioned.store.put_bytes(prefix + "media/webcam", b"kept as a version")
+    versioned.admin.set_bucket_versioning(versioned.bucket, VersioningConfig("Suspended"))
+    versioned.store.put_bytes(prefix + "media/webcam", b"the null version", overwrite=True)
+    assert len(versioned.every_version(prefix)) == 2
+    assert versioned.store.delete_prefix(prefix) == 1
+    assert versioned.every_version(prefix) == []
+
+
+def test_list_prefixes_shows_folders_holding_only_old_versions(versioned: Versioned, prefix: str) -> None:
+    store = versioned.store
+    store.put_bytes(prefix + "live/a", b"a")
+    store.put_bytes(prefix + "hidden/b", b"b")
+    versioned.admin.remove_object(versioned.bucket, prefix + "hidden/b")  # only a delete marker is current
+    assert store.list_prefixes(prefix) == [prefix + "hidden/", prefix + "live/"]
+    assert [v.key for v in store.list_versions(prefix + "hidden/") if not v.delete_marker] == [prefix + "hidden/b"]
+
+
+def test_a_bucket_without_versioning_is_listed_and_emptied_the_same_way(store: ObjectStore, prefix: str) -> None:
+    store.put_bytes(prefix + "s1/media/webcam", b"v")
+    store.put_bytes(prefix + "s2/x", b"x")
+    assert store.list_prefixes(prefix) == [prefix + "s1/", prefix + "s2/"]
+    assert [(v.key, v.delete_marker) for v in store.list_versions(prefix)] == [
+        (prefix + "s1/media/webcam", False),
+        (prefix + "s2/x", False),
+    ]
+    store.delete(prefix + "s2/x")
+    assert store.stat(prefix + "s2/x") is None and store.list_versions(prefix + "s2/") == []
+    assert store.delete_prefix(prefix) == 1 and store.list_versions(prefix) == []
