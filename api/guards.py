@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.problems import BodyTooLarge, problem_response
 from ingest.schemas import IngestError
 from ingest.system_check import MAX_JPEG_BYTES
+from review_ui.page_policy import PAGE_POLICY
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,6 @@ _PART_PUT = re.compile(r"/v1/sessions/[^/]+/media/[^/]+/parts/[^/]+")
 _SYSTEM_CHECK = re.compile(r"/(v1/sessions|openedx/recorder)/[^/]+/system-check")  # a camera frame (JPEG)
 _HUGE_NUMBER = re.compile(rb"\d{19}")  # 10**18 bytes is an exabyte: no stored object comes near it
 
-# The review UI loads only its own files. Inline `style` attributes (the timeline's positions) are allowed;
-# <style> elements and inline scripts are not (`style-src-elem` overrides `style-src` for elements).
-PAGE_POLICY = (
-    "default-src 'self'; style-src 'self' 'unsafe-inline'; style-src-elem 'self'; object-src 'none'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
 # FastAPI's Swagger UI and ReDoc pages start with an inline script and load their bundles from jsDelivr.
 DOCS_POLICY = (
     "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "

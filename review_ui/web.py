@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.rescoring import Rescorer
-from review_ui import officer_pages, policy_pages, session_pages, sign_in
+from review_ui import incident_report, officer_pages, policy_pages, session_pages, sign_in
 from review_ui.decisions import ReviewRefused
 from review_ui.http import (
     HERE,
@@ -47,7 +47,13 @@ def mount_review(
     app.state.policy_rescorer = rescorer
     app.state.login_gate = sign_in.LoginGate.for_policy(config.login)
     install_refusal_audit(app, db)  # 403, 404 and CSRF refusals are audited by the handlers below
-    for router in (sign_in.router, session_pages.router, officer_pages.router, policy_pages.router):
+    for router in (
+        sign_in.router,
+        session_pages.router,
+        officer_pages.router,
+        policy_pages.router,
+        incident_report.router,
+    ):
         app.include_router(router)
     app.mount("/review/static", StaticFiles(directory=str(HERE / "static")), name="review-static")
 
