@@ -42,7 +42,7 @@ from numpy.typing import NDArray
 from .blazeface import FULL_RANGE, SHORT_RANGE, BlazeFace, Faces
 from .imaging import brightened
 from .mesh import FaceMesh, roi_from_box
-from .plausibility import PlausibilityRule, plausible
+from .plausibility import PictureFrameRule, PlausibilityRule, pictures, plausible
 from .runtime import RuntimeConfig
 from .seams import FrameBatch, Signals
 
@@ -106,6 +106,9 @@ class FacePresenceConfig:
     plausibility: PlausibilityRule | None = field(default_factory=PlausibilityRule)
     """Doubtful faces (short-range only, below ``verify_below``) must also pass ``detectors.plausibility``:
     a cat's face is not a candidate. None turns it off."""
+    picture_frames: PictureFrameRule | None = field(default_factory=PictureFrameRule)
+    """A smaller face inside a closed rectangle (a poster, a photo on the wall: ``detectors.plausibility.framed``)
+    is not counted. None turns it off."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -200,7 +203,9 @@ class FacePresenceDetector:
     """
 
     name = "face_presence"
-    version = "8"  # 4: plausibility; 5: second face placed; 6: dark frames lifted; 7: RGB-spread colour; 8: lift to 0.5
+    # 4: plausibility; 5: second face placed; 6: dark frames lifted; 7: RGB-spread colour; 8: lift to 0.5; 9: framed
+    # pictures not counted
+    version = "9"
 
     def __init__(
         self,
@@ -334,11 +339,18 @@ class FacePresenceDetector:
         extra = small.select(~overlaps(small.boxes, counted.boxes, self.config.merge_overlap))
         return _largest_first(Faces.join([counted, extra])) if len(extra) else counted
 
+    def without_pictures(self, frame: NDArray[np.uint8], counted: Faces) -> Faces:
+        """``counted`` less the faces in a picture frame (``FacePresenceConfig.picture_frames``)."""
+        rule = self.config.picture_frames
+        if rule is None or len(counted) < 2:
+            return counted
+        return counted.select(~pictures(frame, counted, rule))
+
     def faces(self, frame: NDArray[np.uint8]) -> Faces:
         """The counted faces of one still frame (all passes), largest first, with their detection scores."""
         frame = self.lit(frame)
         counted = self.count(frame, self.detect_short(frame), self.detect_full(frame))
-        return self.with_small(counted, self.detect_small(frame))
+        return self.without_pictures(frame, self.with_small(counted, self.detect_small(frame)))
 
     def detect(
         self,
@@ -374,7 +386,7 @@ class FacePresenceDetector:
                 counted = self.count(frame, found, seen, mine)
             else:
                 counted = self.count_carried(frame, found, seen, far, mine)
-            out.append(self.with_small(counted, small))
+            out.append(self.without_pictures(frame, self.with_small(counted, small)))
         return out
 
     def signals(

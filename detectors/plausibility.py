@@ -21,20 +21,34 @@ Where it is not applied, because it fails there:
 - **turned heads** (BlazeFace keypoint yaw beyond ``max_abs_yaw_deg``): profiles get low full-range and
   mesh scores, and losing them would turn a head turn into "no face".
 What it does not catch: dogs and apes the mesh scores as faces (0.9+), photoreal CGI, masks, paintings and
-posters of real faces (they are faces, to every score we have).
+posters of real faces (they are faces, to every score we have). Measured for the dogs and the mask and failed
+(docs/detectors.md): the face descriptor's distance to people (the dog sits nearer than other people do), OpenCV's
+Haar cascades and dlib's CNN face detector (both miss many doubtful real faces in poor light).
+
+**Pictures in a frame** (``PictureFrameRule``, ``framed``): a poster or a photo on the wall is a real face to
+every model, and ``pipelines.evidence.Fixtures`` tells it apart only once the candidate moves in front of it. What
+else gives a picture away is its edge: a closed rectangle around the face, inside the camera's view and a few face
+sizes across, cutting off the body below the head. A person's head and shoulders are not boxed in like that (a
+person in a doorway stands in a frame many face heights tall). So a face that is not the largest one, is at most
+``max_size_ratio`` of its size, and sits inside such a rectangle is not counted. It runs only where a second,
+smaller face is counted, which is rare, on a window shrunk so the face is ``face_px`` across (0.5-1.3 ms a face).
+What it does not catch: an unframed picture, or one whose frame melts into the wall; a framed picture left alone
+once the candidate has gone (it is the largest face then; and since it was never a second face, ``Fixtures`` has
+not learnt its place either). It takes a person on a screen behind the candidate (a video call) for a picture.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from .blazeface import Faces
 from .geometry import yaw_from_keypoints
 
-__all__ = ["PlausibilityRule", "colourful", "plausible"]
+__all__ = ["PictureFrameRule", "PlausibilityRule", "colourful", "framed", "pictures", "plausible"]
 
 
 @dataclass(frozen=True)
@@ -93,3 +107,86 @@ def plausible(
             continue
         keep[k] = rule.score(float(mesh_scores[k]), float(full_scores[k]), float(faces.scores[k])) >= rule.threshold
     return keep
+
+
+@dataclass(frozen=True)
+class PictureFrameRule:
+    """When a counted face is a picture in a frame (``framed``, ``pictures``)."""
+
+    max_size_ratio: float = 0.6
+    """Only faces at most this share of the largest face's size are looked at (a picture behind the candidate,
+    as ``pipelines.evidence.Fixtures``): the largest face is never taken for a picture. A lone small face in a
+    rectangle is also what a far candidate spliced into a recording looks like."""
+    min_frame_ratio: float = 1.1
+    max_frame_ratio: float = 4.0
+    """The frame's sides, in face sizes: a portrait's frame holds the head and some shoulders (the Grace Hopper
+    poster of dev13 is about 3 face sizes wide); a frame much larger is a window or a door, not a picture."""
+    face_px: float = 24.0
+    """The window around the face is resized so the face is this many pixels across before edges are found."""
+    edge_low: float = 40.0
+    edge_high: float = 120.0
+    """Canny thresholds: a frame's edge against a wall is a strong, straight step."""
+    min_fill: float = 0.85
+    """The outline's area over its bounding box's: a rectangle (a rounded head outline fills less)."""
+    margin_px: float = 3.0
+    """The rectangle must lie this far inside the camera's view: the view's own edges are not a picture frame."""
+    max_view_share: float = 0.12
+    """The rectangle may cover at most this share of the view. A picture on the wall behind the candidate is far
+    from the camera and small (dev13's poster: ~5% of the view); a second person's still pasted beside the
+    candidate (``../shared/data`` session05: a letterboxed half, 32% of the view, 5 px in from the edge) is a
+    person in a rectangle too, and must still count."""
+
+
+def framed(frame: NDArray[np.uint8], box: NDArray[np.float32], rule: PictureFrameRule) -> bool:
+    """Whether the face in ``box`` sits inside a closed rectangle (a picture's edge) of ``min_frame_ratio`` to
+    ``max_frame_ratio`` face sizes, wholly inside the frame: edges of a window around the face, whose outlines
+    simplified to four corners make a convex, nearly rectangular shape that encloses the face box."""
+    h, w = frame.shape[:2]
+    x0, y0, x1, y1 = (float(v) for v in box)
+    size = max(x1 - x0, y1 - y0)
+    if size <= 1.0:
+        return False
+    reach = rule.max_frame_ratio * size
+    wx0, wy0 = max(0, int(x0 - reach)), max(0, int(y0 - reach))
+    wx1, wy1 = min(w, int(x1 + reach)), min(h, int(y1 + reach))
+    if wx1 - wx0 < 2 or wy1 - wy0 < 2:
+        return False
+    f = rule.face_px / size
+    grey = cv2.cvtColor(np.ascontiguousarray(frame[wy0:wy1, wx0:wx1]), cv2.COLOR_RGB2GRAY)
+    grey = cv2.resize(grey, None, fx=f, fy=f, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    edges = cv2.dilate(cv2.Canny(grey, rule.edge_low, rule.edge_high), np.ones((2, 2), np.uint8))
+    outlines, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    fx0, fy0, fx1, fy1 = (x0 - wx0) * f, (y0 - wy0) * f, (x1 - wx0) * f, (y1 - wy0) * f
+    for outline in outlines:
+        perimeter = cv2.arcLength(outline, True)
+        if perimeter < 4 * rule.min_frame_ratio * rule.face_px:
+            continue
+        corners = cv2.approxPolyDP(outline, 0.03 * perimeter, True)
+        if len(corners) != 4 or not cv2.isContourConvex(corners):
+            continue
+        bx, by, bw, bh = cv2.boundingRect(corners)
+        if cv2.contourArea(corners) < rule.min_fill * bw * bh:
+            continue
+        if not (bx <= fx0 and by <= fy0 and bx + bw >= fx1 and by + bh >= fy1):
+            continue
+        if max(bw, bh) > rule.max_frame_ratio * rule.face_px or min(bw, bh) < rule.min_frame_ratio * rule.face_px:
+            continue
+        left, top = wx0 + bx / f, wy0 + by / f
+        right, bottom = wx0 + (bx + bw) / f, wy0 + (by + bh) / f
+        m = rule.margin_px
+        inside = left >= m and top >= m and right <= w - m and bottom <= h - m
+        if inside and (right - left) * (bottom - top) <= rule.max_view_share * w * h:
+            return True
+    return False
+
+
+def pictures(frame: NDArray[np.uint8], faces: Faces, rule: PictureFrameRule) -> NDArray[np.bool_]:
+    """Per face: True where it is a framed picture (``framed``) at most ``max_size_ratio`` of the largest face's
+    size (so never the largest face itself)."""
+    found = np.zeros(len(faces), dtype=bool)
+    if len(faces) < 2:
+        return found
+    sizes = faces.sizes
+    for k in np.flatnonzero(sizes <= rule.max_size_ratio * sizes.max()):
+        found[k] = framed(frame, faces.boxes[k], rule)
+    return found

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
 from detectors import FaceAnalysisDetector, FacePresenceConfig, FacePresenceDetector, FrameBatch
-from detectors.plausibility import PlausibilityRule, colourful
+from detectors.plausibility import PictureFrameRule, PlausibilityRule, colourful, framed
 
-from .conftest import ASTRONAUT_BOX, Image, face_crop, paste
+from .conftest import ASTRONAUT_BOX, GRACE_BOX, Image, face_crop, paste
 
 
 def scene(patch: Image, size: int = 300) -> Image:
@@ -78,3 +80,83 @@ def test_grey_pictures_are_not_judged(astronaut: Image) -> None:
 def test_the_joint_rule(mesh: float, full: float, short: float, person: bool) -> None:
     rule = PlausibilityRule()
     assert (rule.score(mesh, full, short) >= rule.threshold) is person
+
+
+def room_with_candidate(grace: Image) -> Image:
+    """A grey wall and the candidate (Grace Hopper) large in front of it, on the right."""
+    canvas = np.full((480, 640, 3), 115, np.uint8)
+    paste(canvas, face_crop(grace, GRACE_BOX), 260, 100, 330)
+    return canvas
+
+
+def small_face(astronaut: Image, width: int = 130) -> Image:
+    """The astronaut's head and shoulders, ``width`` px wide: a face of ~55 px, a third of the candidate's."""
+    patch = face_crop(astronaut, ASTRONAUT_BOX, 0.8)
+    return np.ascontiguousarray(cv2.resize(patch, (width, round(patch.shape[0] * width / patch.shape[1]))))
+
+
+def with_poster(room: Image, picture: Image, x: int = 40, y: int = 40) -> Image:
+    """``picture`` hung on the wall at (x, y) in a white mount with a thin dark edge, as posters are framed."""
+    out = room.copy()
+    h, w = picture.shape[:2]
+    cv2.rectangle(out, (x - 3, y - 3), (x + w + 2, y + h + 2), (236, 236, 236), -1)
+    cv2.rectangle(out, (x - 4, y - 4), (x + w + 3, y + h + 3), (60, 60, 60), 1)
+    out[y : y + h, x : x + w] = picture
+    return out
+
+
+def with_person(room: Image, picture: Image, x: int = 40, y: int = 40) -> Image:
+    """``picture`` blended into the wall through a soft oval, with no straight edge: a person further back."""
+    out = room.copy()
+    h, w = picture.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    oval = np.hypot((xx - w / 2) / (w / 2), (yy - h / 2) / (h / 2))
+    alpha = np.clip(1.6 - 1.5 * oval, 0.0, 1.0)[..., None]
+    region = out[y : y + h, x : x + w].astype(np.float32)
+    out[y : y + h, x : x + w] = (picture * alpha + region * (1 - alpha)).astype(np.uint8)
+    return out
+
+
+def test_a_framed_picture_behind_the_candidate_is_not_a_second_person(astronaut: Image, grace: Image) -> None:
+    scene = with_poster(room_with_candidate(grace), small_face(astronaut))
+    unframed_rule = FacePresenceDetector(FacePresenceConfig(picture_frames=None))
+    assert len(unframed_rule.faces(scene)) == 2, "both faces are found"
+    assert len(FacePresenceDetector().faces(scene)) == 1
+
+
+def test_a_second_person_without_a_frame_still_counts(astronaut: Image, grace: Image) -> None:
+    scene = with_person(room_with_candidate(grace), small_face(astronaut))
+    assert len(FacePresenceDetector().faces(scene)) == 2
+
+
+def test_a_framed_picture_in_a_session_is_not_counted(astronaut: Image, grace: Image) -> None:
+    """The same through the pipeline's detector: the candidate tracked, the picture never a second face."""
+    scene = with_poster(room_with_candidate(grace), small_face(astronaut))
+    signals = FaceAnalysisDetector(identity=None)(frames_of(scene))
+    assert signals["face_count"].tolist() == [1] * 10
+
+
+def outlined(box: tuple[int, int, int, int], rect: tuple[int, int, int, int]) -> tuple[Image, NDArray[np.float32]]:
+    """A grey frame with a dark rectangle ``rect`` (x0, y0, x1, y1) drawn around a face ``box``."""
+    canvas = np.full((480, 640, 3), 140, np.uint8)
+    cv2.rectangle(canvas, rect[:2], rect[2:], (30, 30, 30), 2)
+    return canvas, np.array(box, np.float32)
+
+
+@pytest.mark.parametrize(
+    ("box", "rect", "picture"),
+    [
+        ((120, 100, 160, 140), (80, 70, 200, 220), True),  # ~3 face sizes around a 40 px face: a portrait's frame
+        ((20, 100, 60, 140), (-10, 70, 110, 200), False),  # cut by the view's edge: no closed frame
+        ((130, 100, 150, 120), (100, 60, 200, 250), False),  # 9.5 face sizes tall: a door or a window
+        ((120, 100, 160, 140), (125, 95, 190, 200), False),  # cuts through the face: it does not enclose it
+        # a second person's still pasted beside the candidate, letterboxed in the left half (../shared/data
+        # session05): 2.5 face sizes, but a third of the view
+        ((92, 176, 222, 306), (5, 88, 325, 398), False),
+    ],
+)
+def test_what_counts_as_a_picture_frame(
+    box: tuple[int, int, int, int], rect: tuple[int, int, int, int], picture: bool
+) -> None:
+    frame, face = outlined(box, rect)
+    assert framed(frame, face, PictureFrameRule()) is picture

@@ -202,7 +202,10 @@ class LoginClient(httpx.Client):
     """A browser at one client address, holding the login form's CSRF cookie and token."""
 
     def __init__(self, url: str, address: str) -> None:
-        super().__init__(base_url=url, timeout=60, transport=httpx.HTTPTransport(local_address=address))
+        # No keep-alive: on a loaded machine opening 64 forms takes longer than the server keeps an idle connection
+        # (uvicorn: 5 s), and a POST on a connection the server has just closed is reset, not refused.
+        transport = httpx.HTTPTransport(local_address=address, limits=httpx.Limits(max_keepalive_connections=0))
+        super().__init__(base_url=url, timeout=60, transport=transport)
         self.csrf = ""
 
     def open_form(self) -> LoginClient:
