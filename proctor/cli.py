@@ -19,9 +19,10 @@ from core.context import build_context
 from core.db import migrate as migrate_database
 from core.settings import Settings
 from proctor import admin_cli, demo, openedx_cli, process_cli, upload_cli, wiring
-from proctor.local_server import close_on_shutdown, proxy_options
+from proctor.local_server import proxy_options
 from proctor.logs import LogLevel, configure_logging
 from proctor.wiring import delivery_channels, delivery_policy, server_app
+from review_ui.lifespan import close_on_shutdown
 from review_ui.webhooks import WebhookSender
 
 app = typer.Typer(

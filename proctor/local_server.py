@@ -6,8 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -33,26 +32,6 @@ def proxy_options(trusted_proxies: Sequence[str]) -> dict[str, Any]:
     None trusted: the middleware is off, and uvicorn's own default (the local host, or FORWARDED_ALLOW_IPS from
     the environment) never applies."""
     return {"proxy_headers": bool(trusted_proxies), "forwarded_allow_ips": list(trusted_proxies) or None}
-
-
-def close_on_shutdown(app: FastAPI, close: Callable[[], None]) -> None:
-    """Run `close` when the app's lifespan ends, after the app's own shutdown.
-
-    uvicorn re-raises a stopping signal (SIGTERM from systemd or `docker stop`) once the server has shut
-    down, and the default handler ends the process there: code after `uvicorn.run` never runs, and what it
-    would have closed (an embedded S3 server, say) outlives the process. The lifespan's end does run.
-    """
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
-        try:
-            async with inner(asgi_app) as state:
-                yield state
-        finally:
-            close()
-
-    app.router.lifespan_context = lifespan
 
 
 class BackgroundServer:

@@ -35,8 +35,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -48,6 +47,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import audit
 from core.db import utcnow
+from review_ui.lifespan import close_on_shutdown
 
 log = logging.getLogger(__name__)
 
@@ -210,18 +210,8 @@ def install_refusal_audit(app: FastAPI, db: sessionmaker[Session]) -> None:
     if getattr(app.state, "refusal_audit", None) is not None:
         return
     app.state.refusal_audit = RefusalAudit(db)
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(asgi_app: Any) -> AsyncIterator[Any]:
-        try:
-            async with inner(asgi_app) as state:
-                yield state
-        finally:
-            recorder: RefusalAudit = app.state.refusal_audit  # a test may have put its own in place
-            await run_in_threadpool(recorder.flush)
-
-    app.router.lifespan_context = lifespan
+    # Read at shutdown, not now: a test may have put its own recorder in place.
+    close_on_shutdown(app, lambda: app.state.refusal_audit.flush())
 
 
 async def note_refusal(
