@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 
 from core.db import new_id, utcnow
 from core.enrolments import erase_candidate
+from core.exam_policy import ExamPolicy
 from core.lms_tables import EdxAttempt, EdxClient, EdxExam
+from core.policy_changes import apply_policy
 from core.tables import Exam
 from ingest.schemas import IngestError
 from ingest.uploads import Uploads
@@ -124,7 +126,7 @@ class EdxExams:
                         exam = db.scalar(
                             select(EdxExam).where(EdxExam.client_pk == caller.client_pk, EdxExam.lms_exam_id == body.id)
                         ) or self._new_exam(db, caller, body)
-                    self._apply(db, exam, body, rules)
+                    self._apply(db, caller, exam, body, rules)
                     db.commit()
                     log.info("edx exam saved", extra={"edx_exam_id": exam.id, "client_id": caller.client_id})
                     return exam_out(exam)
@@ -148,18 +150,25 @@ class EdxExams:
         db.add(exam)
         return exam
 
-    def _apply(self, db: Session, exam: EdxExam, body: ExamIn, rules: dict[str, bool] | None) -> None:
+    def _apply(
+        self, db: Session, caller: EdxCaller, exam: EdxExam, body: ExamIn, rules: dict[str, bool] | None
+    ) -> None:
+        """Save edX's fields. Rules that differ from the stored ones become the exam's policy the way an officer's
+        edit does (`core.policy_changes`: a new version, audited, processed sessions queued for re-scoring); the
+        same rules sent again leave the policy, and any officer's change made since, as they are."""
         tenant_exam = db.get(Exam, exam.exam_id)
         assert tenant_exam is not None  # the foreign key holds it (and deletes the EdxExam with it)
+        now = utcnow()
         exam.course_id = body.course_id
         exam.name = body.title
         exam.is_practice = body.practice
         exam.is_proctored = body.is_proctored
-        exam.updated_at = utcnow()
+        exam.updated_at = now
         tenant_exam.title = body.title
-        if rules is not None or not exam.rules:
-            exam.rules = rules if rules is not None else normalised_rules(None)
-            tenant_exam.policy = policy_for(exam.rules)
+        wanted = rules if rules is not None else exam.rules or normalised_rules(None)
+        if wanted != exam.rules:
+            exam.rules = wanted
+            apply_policy(db, tenant_exam, ExamPolicy.from_json(policy_for(wanted)), actor(caller), now)
 
     def get(self, caller: EdxCaller, exam_id: str) -> ExamOut:
         with self._db() as db:
@@ -234,5 +243,5 @@ class EdxExams:
 
 
 def actor(caller: EdxCaller) -> str:
-    """Who the audit trail says erased: the edX client."""
+    """Who the audit trail names for what an edX client did (an erasure, a policy from its rules)."""
     return f"openedx:{caller.client_id}"

@@ -21,7 +21,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -133,12 +133,12 @@ class JobQueue:
             # Taken over from workers that kept dying: give up rather than loop forever.
             job.state, job.lease_owner = JobState.FAILED.value, None
             job.last_error = f"gave up after {job.max_attempts} attempts; last: {job.last_error or 'worker lost'}"
-            if session is not None and session.state == SessionState.PROCESSING:
+            if _moves_session(session, job.kind, SessionState.PROCESSING):
                 db.add(session.move_to(SessionState.FAILED, code="processing_failed", reason=job.last_error))
             db.commit()
             log.error("job failed for good", extra={"job_id": job_id, "session_id": job.session_id})
             return None
-        if session is not None and session.state == SessionState.QUEUED:
+        if _moves_session(session, job.kind, SessionState.QUEUED):
             db.add(session.move_to(SessionState.PROCESSING))
         db.commit()
         log.info(
@@ -181,7 +181,7 @@ class JobQueue:
         """
         self._owned_update(db, job, worker_id, state=JobState.DONE.value, lease_owner=None, updated_at=utcnow())
         session = db.get(ExamSession, job.session_id)
-        if session is not None and session.state == SessionState.PROCESSING:
+        if _moves_session(session, job.kind, SessionState.PROCESSING):
             db.add(session.move_to(SessionState.PROCESSED))
 
     def fail(self, job: ClaimedJob, worker_id: str, reason: str, *, retryable: bool = True) -> bool:
@@ -197,7 +197,7 @@ class JobQueue:
                 values |= {"state": JobState.FAILED.value}
             self._owned_update(db, job, worker_id, **values)
             session = db.get(ExamSession, job.session_id)
-            if session is not None and session.state == SessionState.PROCESSING:
+            if _moves_session(session, job.kind, SessionState.PROCESSING):
                 target = SessionState.QUEUED if retry else SessionState.FAILED
                 db.add(session.move_to(target, code=None if retry else "processing_failed", reason=reason[:4000]))
             db.commit()
@@ -229,7 +229,7 @@ class JobQueue:
                 values["last_error"] = reason[:4000]
             self._owned_update(db, job, worker_id, **values)
             session = db.get(ExamSession, job.session_id)
-            if session is not None and session.state == SessionState.PROCESSING:
+            if _moves_session(session, job.kind, SessionState.PROCESSING):
                 db.add(session.move_to(SessionState.QUEUED))
             db.commit()
         log.info(
@@ -246,6 +246,12 @@ class JobQueue:
         if result.rowcount != 1:
             db.rollback()
             raise LeaseLost(f"worker {worker_id} no longer holds job {job.id}: its lease expired and it was taken over")
+
+
+def _moves_session(session: ExamSession | None, kind: str, state: SessionState) -> TypeGuard[ExamSession]:
+    """Whether a job of `kind` moves `session`, now in `state`, through processing: only processing jobs do. A
+    re-scoring job leaves the state alone, even one claimed while the session waits to be processed again."""
+    return kind == JobKind.PROCESS and session is not None and session.state == state
 
 
 def _fair_candidates(now: datetime) -> Select[str]:

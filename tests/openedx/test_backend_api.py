@@ -14,8 +14,9 @@ from sqlalchemy import select
 
 from core.db import utcnow
 from core.lms_tables import EdxAttempt, EdxClient, EdxExam, SessionCallback
+from core.policy_changes import current_version, policy_history
 from core.states import SessionState
-from core.tables import Exam, ExamSession, Media, WebhookDelivery
+from core.tables import AuditEvent, Exam, ExamSession, Media, WebhookDelivery
 from openedx.clients import IssuedClient, revoke_client
 from openedx.texts import negotiate
 from openedx.tokens import AUDIENCE, ISSUER, access_token
@@ -201,6 +202,25 @@ def test_exams_are_created_once_per_lms_id_and_their_rules_drive_the_policy(
         policy = ExamPolicy.from_json(tenant_exam.policy)  # type: ignore[union-attr]
         assert policy.looking_away.yaw_deg == 45 and policy.looking_away.pitch_deg is None
         assert policy.kinds["multiple_faces"].weight == 0.0  # type: ignore[index]
+        # each change of rules is a policy version, audited under the edX client, as an officer's edit would be
+        versions = policy_history(db, tenant_exam.id)  # type: ignore[union-attr]
+        assert [(v.version, v.changed_by) for v in versions] == [
+            (2, f"openedx:{issued.client_id}"),
+            (1, f"openedx:{issued.client_id}"),
+        ]
+        applied = db.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "exam_policy_applied", AuditEvent.tenant_id == tenant_exam.tenant_id
+            )  # type: ignore[union-attr]
+        ).all()
+        assert [(e.actor, e.detail["version"], e.detail["changed"]) for e in applied] == [
+            (f"openedx:{issued.client_id}", 1, True),
+            (f"openedx:{issued.client_id}", 2, True),
+        ]
+    # the same rules sent again leave the policy alone (and any officer's change made since)
+    http.post(f"/api/v1/exam/{exam['id']}/", json=exam_body(41, external_id=exam["id"], rules=rules))
+    with edx.context.db() as db:
+        assert current_version(db, db.get(EdxExam, exam["id"]).exam_id) == 2  # type: ignore[union-attr]
 
     bad = http.post("/api/v1/exam/", json=exam_body(42, rules={"allow_notes": "yes"}))
     assert problem_code(bad, 422) == "edx_rule_invalid"

@@ -14,8 +14,10 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import make_engine, make_sessionmaker, migrate
+from core.rescoring import queue_rescores
 from core.states import SessionState
 from core.tables import Exam, ExamSession, Job, Tenant
+from core.vocabulary import JobKind
 from pipelines.jobs import ClaimedJob, JobQueue, LeaseLost, QueuePolicy
 
 
@@ -206,3 +208,31 @@ def test_workers_that_keep_dying_end_in_failure(db: sessionmaker[Session]) -> No
     with db() as s:
         row = s.get(ExamSession, sid)
         assert row is not None and row.state == "failed" and "gave up after 2 attempts" in (row.reason or "")
+
+
+def test_a_rescore_job_never_moves_the_session_through_processing(db: sessionmaker[Session]) -> None:
+    """A session queued to be processed again while a re-scoring of its old run waits: the re-scoring job, claimed
+    first (it is older), leaves the session `queued` for its processing job, whatever becomes of it."""
+    queue = JobQueue(db)
+    sid = validated_session(db)
+    queue.enqueue(sid)
+    first = queue.claim("w1")
+    assert first is not None
+    succeed(db, queue, first, "w1")
+    with db() as s:
+        assert queue_rescores(s, [sid]) == 1
+        s.commit()
+    queue.enqueue(sid)  # processed again, say with a newer model
+    assert state_of(db, sid) == "queued"
+
+    rescore = queue.claim("w1")
+    assert rescore is not None and rescore.kind == JobKind.RESCORE
+    assert state_of(db, sid) == "queued"
+    assert queue.fail(rescore, "w1", "a passing error") is True
+    assert state_of(db, sid) == "queued"
+
+    process = queue.claim("w2")
+    assert process is not None and process.kind == JobKind.PROCESS
+    assert state_of(db, sid) == "processing"
+    succeed(db, queue, process, "w2")
+    assert state_of(db, sid) == "processed"
