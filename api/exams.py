@@ -69,6 +69,21 @@ class TolerancesIn(BaseModel):
     gaze_h: Degrees | None = None
 
 
+class AutoClearIn(BaseModel):
+    """Whether the review UI marks Clean, with no reviewer, the sessions the detectors found nothing in; left out:
+    off, max_risk 0, qc_sample_rate 0.1."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: StrictBool | None = None
+    max_risk: Share | None = Field(
+        None,
+        description="the highest risk score cleared (it weighs each flag's score and length; 0: no flag that counts)",
+    )
+    qc_sample_rate: Share | None = Field(
+        None, description="the share of those sent to reviewers instead, as a quality-control sample"
+    )
+
+
 class ExamPolicyIn(BaseModel):
     """The whole policy: kinds left out keep their defaults."""
 
@@ -81,6 +96,7 @@ class ExamPolicyIn(BaseModel):
     allowed_aids: StrictStr = Field(
         "", max_length=MAX_ALLOWED_AIDS, description="shown to reviewers, e.g. 'a calculator'"
     )
+    auto_clear: AutoClearIn | None = None
 
 
 class KindPolicyOut(BaseModel):
@@ -99,11 +115,18 @@ class TolerancesOut(BaseModel):
     gaze_h: float | None
 
 
+class AutoClearOut(BaseModel):
+    enabled: bool
+    max_risk: float
+    qc_sample_rate: float
+
+
 class PolicyOut(BaseModel):
     sensitivity: float
     kinds: dict[FlagKind, KindPolicyOut]
     looking_away: TolerancesOut
     allowed_aids: str
+    auto_clear: AutoClearOut
 
 
 class ExamPolicyOut(BaseModel):

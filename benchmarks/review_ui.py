@@ -5,7 +5,9 @@ Builds its own database (SQLite, the embedded default, or $BENCH_DATABASE_URL) w
 next to the embedded S3 server, signs a reviewer in (scoped to half the tenants) and an admin, and times
 full HTTP round trips over loopback: the queue (default, filtered by flag kind, a later page), random
 session pages and their thumbnail strips, and the officers' reports (the index of all exams, random exam
-reports as HTML and CSV).
+reports as HTML with their six SVG charts, as CSV, and each chart's CSV). The reviewed quarter of the sessions
+carry a review history (upload time, decisions on their flags, a final outcome by one of two reviewers, and for the
+Rules Violations a second review in the audit trail), so that the charts have real rows to count.
 Target: p95 under 300 ms for every page.
 
 Then the re-score of one exam of 100 processed sessions of an hour, from their stored signals
@@ -38,13 +40,25 @@ from sqlalchemy import insert, select
 
 from benchmarks.procstat import machine
 from benchmarks.rescore import build_exam, rescore_exam
+from core import audit
 from core.context import build_context
 from core.settings import Settings
-from core.tables import Exam, ExamSession, FlagSegment, Media, Tenant
+from core.tables import (
+    Exam,
+    ExamSession,
+    FlagDecision,
+    FlagSegment,
+    Media,
+    ReviewOutcome,
+    SessionReview,
+    StateChange,
+    Tenant,
+)
 from core.vocabulary import Role
 from proctor.local_server import BackgroundServer
 from proctor.wiring import server_app
 from review_ui.accounts import add_user, assign
+from review_ui.report_metrics import METRIC_TABLES
 from storage.embedded_s3 import EmbeddedS3
 
 SESSIONS = 10_000
@@ -53,6 +67,8 @@ TENANTS = 10
 REQUESTS = int(os.environ.get("BENCH_REQUESTS", "200"))
 PASSWORD = "benchmark password"
 KINDS = ("no_face", "multiple_faces", "looking_away", "camera_blocked")
+METRICS = tuple(METRIC_TABLES)
+"""The exam report's charts, each with its CSV."""
 
 
 # Every session shares one thumbnail strip of an hour at 30 s per tile (what the pipeline makes for 3600 s).
@@ -137,7 +153,54 @@ def populate(db_factory: object, rng: random.Random) -> list[str]:
             for start in range(0, len(rows), 5000):
                 db.execute(insert(table), rows[start : start + 5000])
         db.commit()
+        # its own random stream, so the pages timed below are the ones earlier runs timed
+        add_review_history(db, random.Random(11), [s for s in sessions if s["state"] == "reviewed"], flags)
     return [str(s["id"]) for s in sessions]
+
+
+def add_review_history(
+    db: Any, rng: random.Random, reviewed: list[dict[str, Any]], flags: list[dict[str, Any]]
+) -> None:
+    """What reviewing left behind for the reviewed sessions: when the upload ended, a decision on each flag, the
+    final outcome (a Rules Violation for one in six, with its second review in the audit trail) by one of two
+    reviewers, ten minutes to four days after the upload."""
+    first, second = (add_user(db, f"bench-{name}", PASSWORD, Role.REVIEWER).id for name in ("first", "second"))
+    changes, reviews, outcomes, confirmed_violations = [], [], [], []
+    for s in reviewed:
+        uploaded = s["processed_at"] - timedelta(minutes=30)
+        final = uploaded + timedelta(minutes=rng.randrange(10, 60 * 24 * 4))
+        outcome = rng.choice(("Clean", "Clean", "Clean", "Suspicious", "Not Reviewed", "Rules Violation"))
+        second_by = second if outcome == "Rules Violation" else None
+        changes.append({"session_id": s["id"], "from_state": "uploading", "to_state": "uploaded", "at": uploaded})
+        reviews.append(
+            {
+                "session_id": s["id"], "outcome": outcome, "note": "", "status": "final", "reviewer_id": first,
+                "decided_at": final, "second_reviewer_id": second_by, "finalised_at": final,
+            }
+        )  # fmt: skip
+        outcomes.append(
+            {"session_id": s["id"], "version": 1, "outcome": outcome, "decided_by": first, "second_by": second_by,
+             "decided_at": final}
+        )  # fmt: skip
+        if second_by:
+            confirmed_violations.append((s, final))
+    ids = {str(s["id"]) for s in reviewed}
+    decisions = [
+        {"segment_id": f["id"], "session_id": f["session_id"], "decision": rng.choice(("confirmed", "dismissed")),
+         "note": "", "reviewer_id": first, "decided_at": f["created_at"]}
+        for f in flags
+        if f["session_id"] in ids
+    ]  # fmt: skip
+    for table, rows in ((StateChange, changes), (SessionReview, reviews), (ReviewOutcome, outcomes),
+                        (FlagDecision, decisions)):  # fmt: skip
+        for start in range(0, len(rows), 5000):
+            db.execute(insert(table), rows[start : start + 5000])
+    for s, final in confirmed_violations:
+        audit.record(
+            db, "user:bench-second", "second_review", at=final, tenant_id=s["tenant_id"], session_id=s["id"],
+            confirmed=True, note="", note_shared=False, first_reviewer=first,
+        )  # fmt: skip
+    db.commit()
 
 
 def sign_in(url: str, username: str) -> httpx.Client:
@@ -208,6 +271,7 @@ def main() -> None:
             }
             with context.db() as db:
                 exam_ids = list(db.scalars(select(Exam.id)))
+            week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
             report_paths = {
                 "reports index (admin)": (admin_client, ["/review/reports"] * REQUESTS),
                 "exam report (100 sessions)": (
@@ -217,6 +281,17 @@ def main() -> None:
                 "exam report CSV": (
                     admin_client,
                     [f"/review/reports/{rng.choice(exam_ids)}?format=csv" for _ in range(REQUESTS)],
+                ),
+                "exam report in a date range": (
+                    admin_client,
+                    [f"/review/reports/{rng.choice(exam_ids)}?from={week_ago}" for _ in range(REQUESTS)],
+                ),
+                "exam report metric CSVs": (
+                    admin_client,
+                    [
+                        f"/review/reports/{rng.choice(exam_ids)}/metrics/{METRICS[i % len(METRICS)]}.csv"
+                        for i in range(REQUESTS)
+                    ],
                 ),
             }
             queue_samples: list[float] = []

@@ -47,6 +47,7 @@ from typing import Any, Final
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from core.audit_texts import first_text_mismatch, keep, split_free_text
 from core.tables import AuditEvent
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class ProblemKind(StrEnum):
     MISSING_PREDECESSOR = "missing predecessor"
     ANCHOR_MISMATCH = "anchor mismatch"
     ANCHOR_MISSING = "anchored entry missing"
+    TEXT_MISMATCH = "kept text changed"
 
 
 @dataclass(frozen=True)
@@ -345,7 +347,9 @@ def record(
     **detail: Any,
 ) -> None:
     """Append an entry to the chain in the caller's transaction. The chain stays locked until that transaction
-    ends, so record the audit entry last, just before committing."""
+    ends, so record the audit entry last, just before committing. A `FreeText` value (a note, an appeal's
+    grounds) is kept beside the chain, erasable, and the entry commits to it (`core.audit_texts`)."""
+    detail, texts = split_free_text(detail, session_id)
     _lock_chain(db)
     head = db.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
     fields = EntryFields(
@@ -373,6 +377,8 @@ def record(
             hash=entry_hash(fields),
         )
     )
+    if texts and session_id is not None:
+        keep(db, fields.seq, session_id, texts)
     db.flush()  # a second entry in this transaction chains from this one
 
 
@@ -391,8 +397,18 @@ def chain_head(db: Session) -> StoredEntry | None:
 
 
 def verify_trail(db: Session, anchors: Sequence[Anchor] = ()) -> Verification:
-    """Check the whole trail in the database against its chain and `anchors`, and log the outcome."""
+    """Check the whole trail in the database against its chain and `anchors`, then the free text kept beside it
+    against the entries' commitments, and log the outcome."""
     verification = verify_chain(read_chain(db), anchors)
+    mismatch = first_text_mismatch(db) if verification.problem is None else None
+    if mismatch is not None:
+        event = db.scalars(select(AuditEvent).where(AuditEvent.seq == mismatch.seq)).first()
+        problem = Problem(
+            ProblemKind.TEXT_MISMATCH, event.id if event else 0, mismatch.seq, event.at if event else datetime.now(UTC),
+            f"the {mismatch.field!r} kept beside this entry no longer matches the entry's commitment to it: the text "
+            "was changed after it was recorded",
+        )  # fmt: skip
+        verification = Verification(verification.verified, verification.head, problem)
     head = verification.head
     fields = {"entries_verified": verification.verified, "head_seq": None if head is None else head.fields.seq}
     if verification.problem is None:

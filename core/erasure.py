@@ -13,7 +13,9 @@ What reviewers and officers wrote goes too: free text may name the candidate. Th
 too, and those kept with a re-scoring's dropped decisions) become `ERASED_NOTE`, the review
 result kept for an appeal loses its notes and comments, and every webhook body about the session becomes
 `ERASED_WEBHOOK_BODY` (one not yet delivered is not sent: it fails, saying why). The outcome and each flag's
-decision stay. The audit trail keeps what it recorded: it is append-only and hash-chained.
+decision stay. The audit trail stays as recorded (append-only, hash-chained), but the free text it refers to is
+kept beside the chain and is erased too; the entries' commitments to it stay, and say nothing without it
+(`core.audit_texts`). Entries recorded before migration 0017 hold their text and keep it.
 
 Retention erases each expired session in a transaction of its own and goes on past one that fails (S3 down for
 a moment, a row it cannot read), reporting it (`RetentionRun.failed`); the next run tries it again. Objects
@@ -39,6 +41,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from core import audit
+from core.audit_texts import ERASED_TEXT, erase_session_texts
 from core.db import utcnow
 from core.jobs import fail_open_jobs
 from core.states import SessionState
@@ -59,7 +62,7 @@ from storage.object_store import ObjectStore
 log = logging.getLogger(__name__)
 
 ERASED_BY_RETENTION = "system:retention"
-ERASED_NOTE = "[erased with the recordings]"
+ERASED_NOTE = ERASED_TEXT  # one wording wherever free text was erased
 ERASED_WEBHOOK_BODY = '{"erased": true}'
 
 
@@ -138,6 +141,7 @@ def _scrub_free_text(db: Session, session_id: str) -> None:
         .values(state=DeliveryState.FAILED.value, last_error="not sent: the session was erased before delivery")
     )
     db.execute(update(WebhookDelivery).where(WebhookDelivery.session_id == session_id).values(body=ERASED_WEBHOOK_BODY))
+    erase_session_texts(db, session_id, utcnow())  # what the audit trail kept beside the chain (`core.audit_texts`)
 
 
 def _without_notes(result: dict[str, Any]) -> dict[str, Any]:

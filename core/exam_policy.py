@@ -10,6 +10,10 @@ sets it. Every way in goes through `ExamPolicy.from_json`, which refuses what it
 defaults. `looking_away` holds the exam's tolerances around the calibrated "at the screen" (None: the
 detectors' defaults). `allowed_aids` is free text for the reviewer ("one sheet of notes, a calculator"): it
 changes no flag, but it tells the reviewer what not to count against the candidate.
+
+`auto_clear` changes no flag either: it lets the review UI's sweep (`review_ui.auto_clear`) finalise as Clean,
+with no person deciding, the sessions the detectors found nothing in, and send a share of them (`qc_sample_rate`)
+to reviewers instead, to check that this is safe. Off unless an officer or the platform turns it on.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ MAX_SENSITIVITY: Final = 10.0
 MAX_ALLOWED_AIDS: Final = 2000  # characters
 DURATION_FIELDS: Final = ("min_duration_ms", "merge_gap_ms", "max_unknown_ms")
 TOLERANCE_FIELDS: Final = ("yaw_deg", "pitch_deg", "gaze_h")
-POLICY_FIELDS: Final = ("sensitivity", "kinds", "looking_away", "allowed_aids")
+AUTO_CLEAR_FIELDS: Final = ("enabled", "max_risk", "qc_sample_rate")
+POLICY_FIELDS: Final = ("sensitivity", "kinds", "looking_away", "allowed_aids", "auto_clear")
 
 
 class PolicyInvalid(ValueError):
@@ -130,6 +135,25 @@ class AwayTolerances:
 
 
 @dataclass(frozen=True)
+class AutoClear:
+    """Whether sessions the detectors found nothing in are cleared without a reviewer (see the module's docstring).
+
+    Eligible: a risk score at most `max_risk` (it weighs each flag's score and length by its kind's weight; 0: no
+    flag that counts) and no flag a reviewer added.
+    Of those, a share `qc_sample_rate` goes to reviewers as a quality-control sample instead."""
+
+    enabled: bool = False
+    max_risk: float = 0.0
+    qc_sample_rate: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise PolicyInvalid("auto_clear.enabled", "must be true or false", self.enabled)
+        for name in ("max_risk", "qc_sample_rate"):
+            object.__setattr__(self, name, _number(f"auto_clear.{name}", getattr(self, name), 0.0, 1.0))
+
+
+@dataclass(frozen=True)
 class ExamPolicy:
     """A per-exam flagging policy, stored with the exam as JSON (see the module's docstring)."""
 
@@ -137,6 +161,7 @@ class ExamPolicy:
     kinds: Mapping[FlagKind, KindPolicy] = field(default_factory=_defaults)
     looking_away: AwayTolerances = field(default_factory=AwayTolerances)
     allowed_aids: str = ""
+    auto_clear: AutoClear = field(default_factory=AutoClear)
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -165,6 +190,7 @@ class ExamPolicy:
             "kinds": {k.value: asdict(v) for k, v in self.kinds.items()},
             "looking_away": {k: v for k, v in asdict(self.looking_away).items() if v is not None},
             "allowed_aids": self.allowed_aids,
+            "auto_clear": asdict(self.auto_clear),
         }
 
     @classmethod
@@ -185,6 +211,7 @@ class ExamPolicy:
             kinds=_kinds(data.get("kinds")),
             looking_away=_tolerances(data.get("looking_away")),
             allowed_aids=_text("allowed_aids", data.get("allowed_aids") or ""),
+            auto_clear=_auto_clear(data.get("auto_clear")),
         )
 
 
@@ -235,3 +262,16 @@ def _tolerances(data: object) -> AwayTolerances:
             "looking_away", f"has unknown fields {unknown}; allowed: {', '.join(TOLERANCE_FIELDS)}", show_got=False
         )
     return AwayTolerances(**data)
+
+
+def _auto_clear(data: object) -> AutoClear:
+    if data is None:
+        return AutoClear()
+    if not isinstance(data, Mapping):
+        raise PolicyInvalid("auto_clear", f"must be an object with some of {', '.join(AUTO_CLEAR_FIELDS)}", data)
+    unknown = sorted(set(data) - set(AUTO_CLEAR_FIELDS))
+    if unknown:
+        raise PolicyInvalid(
+            "auto_clear", f"has unknown fields {unknown}; allowed: {', '.join(AUTO_CLEAR_FIELDS)}", show_got=False
+        )
+    return AutoClear(**data)

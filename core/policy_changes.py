@@ -71,6 +71,12 @@ def scored_sessions(db: Session, exam_id: str) -> list[tuple[ExamSession, str | 
     return [(session, status) for session, status in rows]
 
 
+def flags_differ(before: ExamPolicy, after: ExamPolicy) -> bool:
+    """Whether `after` may raise other flags than `before`: what the segmentation reads differs."""
+    flagging = ("sensitivity", "kinds", "looking_away")
+    return any(before.to_json()[name] != after.to_json()[name] for name in flagging)
+
+
 def apply_policy(
     db: Session, exam: Exam, policy: ExamPolicy, actor: str, now: datetime, *, ip: str | None = None
 ) -> PolicyApplied:
@@ -88,7 +94,10 @@ def apply_policy(
         )
     eligible: list[str] = []
     left: list[SessionLeft] = []
-    for session, status in scored_sessions(db, exam.id):
+    # A change that raises no other flags (allowed aids, auto-clear) re-scores nothing; re-applying the same policy
+    # still re-scores what is not yet, as documented on `PolicyApplied`.
+    rescoring = current is None or not changed or flags_differ(current, policy)
+    for session, status in scored_sessions(db, exam.id) if rescoring else []:
         why = why_not_rescored(session.state, status)
         if why is None:
             eligible.append(session.id)

@@ -123,6 +123,12 @@ class Settings(BaseSettings):
     )
     web_session_ttl_s: int = Field(default=8 * 3600, ge=60)
     review_claim_ttl_s: int = Field(default=30 * 60, ge=10, description="a reviewer's lock on a session")
+    review_assignment_ttl_s: int = Field(
+        default=8 * 3600, ge=60, description="how long a session an officer assigns to a reviewer stays theirs"
+    )
+    auto_clear_interval_s: float = Field(
+        default=60.0, gt=0, description="how often `proctor serve` runs the exams' auto-clear sweep"
+    )
     login_max_failures: int = Field(
         default=5, ge=1, description="failed sign-ins on one username from one address before that pair is locked out"
     )

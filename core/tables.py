@@ -107,6 +107,8 @@ class ExamSession(Base):
     # Review: one reviewer holds a claim until it expires; the outcome is final after any second review.
     claimed_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
     claim_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The exam's auto-clear found it eligible and drew it for reviewers instead, as a quality-control sample.
+    qc_sample: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     exam: Mapped[Exam] = relationship()
     tenant: Mapped[Tenant] = relationship()
@@ -363,6 +365,8 @@ class SessionReview(Base):
     note_shared: Mapped[bool] = mapped_column(default=False, server_default=false())  # see FlagDecision
     status: Mapped[str] = mapped_column(String(24))  # a ReviewStatus (awaiting_second or final)
     reviewer_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Set when no person decided: the system actor that did ("system:auto_clear"); reviewer_id is then None.
+    decided_by_system: Mapped[str | None] = mapped_column(String(64), default=None)
     decided_at: Mapped[datetime] = mapped_column(default=utcnow)
     second_reviewer_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
     second_note: Mapped[str | None] = mapped_column(Text, default=None)
@@ -383,6 +387,7 @@ class ReviewOutcome(Base):
     version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     outcome: Mapped[str] = mapped_column(String(32))  # an Outcome
     decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    decided_by_system: Mapped[str | None] = mapped_column(String(64), default=None)  # see SessionReview
     second_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
     decided_at: Mapped[datetime]  # when it became final
     reopened_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
@@ -412,6 +417,19 @@ class AuditEvent(Base):
     seq: Mapped[int] = mapped_column(Integer)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditText(Base):
+    """Free text an audit entry refers to (a reviewer's note, an appeal's grounds), kept beside the chain so that
+    an erasure can remove it: the entry holds only a salted commitment to it (`core.audit_texts`)."""
+
+    __tablename__ = "audit_texts"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)  # the entry's place
+    field: Mapped[str] = mapped_column(String(32), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(32), index=True)
+    salt: Mapped[str | None] = mapped_column(String(32))  # hex; None once erased
+    text: Mapped[str | None] = mapped_column(Text)  # None once erased
+    erased_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class WebhookDelivery(Base):

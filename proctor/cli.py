@@ -2,7 +2,7 @@
 
 Each command builds what it needs from the settings through `proctor.wiring`; no stage imports another
 stage's commands. `proctor serve` runs the platform API and the review UI in one process, with the
-webhook sender beside them.
+webhook sender and the exams' auto-clear sweep beside them.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from sqlalchemy.exc import OperationalError
 
 from core.context import build_context
 from core.db import migrate as migrate_database
+from core.db import utcnow
 from core.settings import Settings
 from proctor import admin_cli, demo, openedx_cli, process_cli, upload_cli, wiring
 from proctor.local_server import proxy_options
 from proctor.logs import LogLevel, configure_logging
 from proctor.wiring import delivery_channels, delivery_policy, server_app
+from review_ui.auto_clear import AutoClearer, auto_clear_sweep, qc_draw_key
 from review_ui.lifespan import close_on_shutdown
 from review_ui.webhooks import WebhookSender
 
@@ -35,6 +37,8 @@ app.add_typer(openedx_cli.openedx_app, name="openedx")
 app.command("ingest")(upload_cli.ingest)
 app.command("status")(upload_cli.status)
 app.command("retention")(admin_cli.retention)
+review_app = typer.Typer(help="Review operations: the exams' auto-clear.", no_args_is_help=True)
+app.add_typer(review_app, name="review")
 
 
 @app.command()
@@ -57,6 +61,11 @@ def serve(
         webhooks.start()
         resources.callback(webhooks.join, timeout=5)
         resources.callback(sender.stop.set)
+        clearer = AutoClearer(context.db, qc_draw_key(wiring.secrets(settings).key), settings.auto_clear_interval_s)
+        clearing = threading.Thread(target=clearer.run, name="auto-clear", daemon=True)
+        clearing.start()
+        resources.callback(clearing.join, timeout=5)
+        resources.callback(clearer.stop.set)
         close_on_shutdown(api, resources.close)
         uvicorn.run(
             api,
@@ -82,6 +91,20 @@ def migrate(log_level: LogLevel = "info") -> None:
         )
         raise typer.Exit(1) from None
     typer.echo(f"database schema at revision {revision}")
+
+
+@review_app.command("auto-clear")
+def auto_clear(log_level: LogLevel = "info") -> None:
+    """Run the exams' auto-clear once, as `proctor serve` does every PROCTOR_AUTO_CLEAR_INTERVAL_S: clear the
+    sessions the detectors found nothing in, of exams whose policy turns it on, or send them to reviewers as QC
+    samples at the policy's rate. Prints what it did."""
+    configure_logging(log_level)
+    settings = Settings()
+    tally = auto_clear_sweep(admin_cli.cli_database(settings), utcnow(), qc_draw_key(wiring.secrets(settings).key))
+    typer.echo(
+        f"auto-clear: {tally.cleared} cleared, {tally.qc_sampled} sent to reviewers as QC samples, "
+        f"{tally.lost} claimed by a reviewer first; {tally.exams} exams with auto-clear on had sessions waiting"
+    )
 
 
 app.command("analyze")(process_cli.analyze)

@@ -185,6 +185,7 @@ def review_config(settings: Settings) -> ReviewConfig:
         login=login_policy(settings),
         web_session_ttl=timedelta(seconds=settings.web_session_ttl_s),
         claim_ttl=timedelta(seconds=settings.review_claim_ttl_s),
+        assignment_ttl=timedelta(seconds=settings.review_assignment_ttl_s),
         cookie_secure=settings.secure_cookies,
     )
 

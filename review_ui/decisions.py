@@ -7,25 +7,33 @@ the platform (`shared`); `review_ui.results` leaves out the others.
 
 Each final outcome is a version (`ReviewOutcome`). An integrity officer may reopen a final review for an
 appeal, with a reason: the session goes back to the queue (in review, unclaimed, no outcome), keeping its
-flag decisions for the next reviewer to revise, and is decided again under the same rules (a Rules
-Violation still needs a second reviewer). Its next final outcome is the next version. What the platform
-sees meanwhile is set out in `review_ui.results`.
+flag decisions for the next reviewer to revise, and is re-scored from its stored signals under the exam's current
+policy (a policy changed since the decision applies now; flags it no longer raises keep their decisions in the
+flag version). It is decided again under the same rules (a Rules Violation still needs a second reviewer). Its
+next final outcome is the next version. What the platform sees meanwhile is set out in `review_ui.results`.
 
 Claiming is one conditional UPDATE (free, expired, or already mine), which is atomic on SQLite and
 PostgreSQL alike: two reviewers racing for a session cannot both win.
+
+One outcome has no person behind it: an exam's auto-clear (`review_ui.auto_clear`) finalises a session the
+detectors found nothing in as Clean through `clear_by_system`, with the system actor's name where a reviewer's id
+would be, and the platform is told exactly as for a reviewer's Clean.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.audit_texts import FreeText
+from core.rescoring import queue_rescores
 from core.states import SessionState
 from core.tables import ExamSession, FlagDecision, FlagSegment, ReviewOutcome, SessionReview, Tenant, User
 from core.vocabulary import AddedFlagKind, Decision, FlagKind, FlagSource, Outcome, ReviewStatus, Role
@@ -137,7 +145,7 @@ def decide_flag(
         flag=segment_id,
         kind=segment.kind,
         decision=decision.value,
-        note=note.strip(),
+        note=FreeText(note.strip()),
         note_shared=shared,
     )
 
@@ -255,7 +263,7 @@ def add_flag(
         kind=kind.value,
         start_s=start_s,
         end_s=end_s,
-        note=note.strip(),
+        note=FreeText(note.strip()),
         note_shared=shared,
     )
     return segment
@@ -293,11 +301,11 @@ def set_outcome(
         ip=actor.ip,
         outcome=outcome.value,
         status=status.value,
-        note=note,
+        note=FreeText(note),
         note_shared=shared,
     )
     if status is ReviewStatus.FINAL:
-        _finalise(db, session, review, actor, now)
+        _finalise(db, session, review, actor.name, actor.ip, now)
     return status
 
 
@@ -323,7 +331,7 @@ def second_review(
         session_id=session.id,
         ip=actor.ip,
         confirmed=confirm,
-        note=note,
+        note=FreeText(note),
         note_shared=shared,
         first_reviewer=review.reviewer_id,
     )
@@ -334,8 +342,30 @@ def second_review(
     review.status, review.second_reviewer_id, review.second_note = ReviewStatus.FINAL.value, actor.user.id, note
     review.second_note_shared = shared
     review.finalised_at = now
-    _finalise(db, session, review, actor, now)
+    _finalise(db, session, review, actor.name, actor.ip, now)
     return ReviewStatus.FINAL
+
+
+def clear_by_system(db: Session, session: ExamSession, system: str, now: datetime, grounds: Mapping[str, Any]) -> None:
+    """Finalise an unreviewed, unclaimed session as Clean with no person deciding: `system` (``system:auto_clear``)
+    stands where a reviewer would, `grounds` (what it applied) go to the audit trail, and the platform is
+    told as for a reviewer's Clean. The caller has made sure no reviewer can take the session meanwhile."""
+    if session.state != SessionState.PROCESSED.value or session.claimed_by is not None:
+        raise ReviewRefused(
+            409, f"only an unclaimed processed session is cleared by the system; this one is {session.state}"
+        )
+    _require_open(db, session)
+    db.add(session.move_to(SessionState.IN_REVIEW))
+    review = SessionReview(
+        session_id=session.id, outcome=Outcome.CLEAN.value, note="", status=ReviewStatus.FINAL.value,
+        reviewer_id=None, decided_by_system=system, decided_at=now, finalised_at=now,
+    )  # fmt: skip
+    db.add(review)
+    audit.record(
+        db, system, "outcome", at=now, tenant_id=session.tenant_id, session_id=session.id,
+        outcome=Outcome.CLEAN.value, status=ReviewStatus.FINAL.value, note="", note_shared=False, grounds=dict(grounds),
+    )  # fmt: skip
+    _finalise(db, session, review, system, None, now)
 
 
 def reopen(db: Session, session: ExamSession, reason: str, actor: Actor, now: datetime) -> int:
@@ -368,17 +398,19 @@ def reopen(db: Session, session: ExamSession, reason: str, actor: Actor, now: da
         raise ReviewRefused(409, "someone reopened this review a moment ago; reload the page")
     db.delete(review)  # open again; the flag decisions stay for the next reviewer to revise
     db.add(session.move_to(SessionState.IN_REVIEW))
+    queue_rescores(db, [session.id])  # decided again on the flags the exam's current policy raises
     session.claimed_by, session.claim_expires_at = None, None
     audit.record(
         db, actor.name, "review_reopened", at=now, tenant_id=session.tenant_id, session_id=session.id,
-        ip=actor.ip, version=latest.version, outcome=latest.outcome, reason=reason,
+        ip=actor.ip, version=latest.version, outcome=latest.outcome, reason=FreeText(reason),
     )  # fmt: skip
     _notify(db, session, "review.reopened", now)
     return latest.version
 
 
-def _finalise(db: Session, session: ExamSession, review: SessionReview, actor: Actor, now: datetime) -> None:
-    """The outcome is final: the session is reviewed, the outcome is its next version, the platform is told."""
+def _finalise(db: Session, session: ExamSession, review: SessionReview, by: str, ip: str | None, now: datetime) -> None:
+    """The outcome is final: the session is reviewed, the outcome is its next version, the platform is told. `by`
+    is the audit trail's actor: a reviewer's `Actor.name`, or a system actor's."""
     db.flush()
     versions = outcome_versions(db, session.id)
     version = versions[-1].version + 1 if versions else 1
@@ -388,13 +420,14 @@ def _finalise(db: Session, session: ExamSession, review: SessionReview, actor: A
             version=version,
             outcome=review.outcome,
             decided_by=review.reviewer_id,
+            decided_by_system=review.decided_by_system,
             second_by=review.second_reviewer_id,
             decided_at=now,
         )
     )
     db.add(session.move_to(SessionState.REVIEWED))
     audit.record(
-        db, actor.name, "review_final", at=now, tenant_id=session.tenant_id, session_id=session.id, ip=actor.ip,
+        db, by, "review_final", at=now, tenant_id=session.tenant_id, session_id=session.id, ip=ip,
         version=version, outcome=review.outcome,
     )  # fmt: skip
     _notify(db, session, "review.final", now)

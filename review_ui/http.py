@@ -40,6 +40,7 @@ class ReviewConfig:
     login: LoginPolicy
     web_session_ttl: timedelta
     claim_ttl: timedelta
+    assignment_ttl: timedelta  # a claim an officer gives a reviewer (`review_ui.bulk_actions`)
     cookie_secure: bool
 
 

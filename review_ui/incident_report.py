@@ -20,6 +20,7 @@ import base64
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -27,6 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core import audit
+from core.audit_texts import readable_details
 from core.db import utcnow
 from core.tables import AuditEvent, ExamSession, FlagDecision, FlagSegment, User
 from core.vocabulary import FlagKind
@@ -145,6 +147,8 @@ class IncidentReport:
     reference_image: str | None
     reviewers: list[ReviewerLine]
     audit_entries: list[AuditEvent]
+    audit_details: dict[int, dict[str, Any]]
+    """Each entry's detail as a person reads it, by entry id: its notes in words (`core.audit_texts`)."""
     audit_total: int
 
     @property
@@ -222,6 +226,7 @@ def incident_report(
             steps.append((line.reopened_by, f"reopened version {line.version} for an appeal"))
     identity = identity_view(db, session)
     trail = (AuditEvent.session_id == session.id, AuditEvent.tenant_id == session.tenant_id)
+    entries = list(db.scalars(select(AuditEvent).where(*trail).order_by(AuditEvent.seq).limit(MAX_AUDIT_ENTRIES)))
     return IncidentReport(
         view=view,
         tenant=session.tenant.slug,
@@ -237,9 +242,8 @@ def incident_report(
         else None,
         reference_image=stored_image(store, (session.identity or {}).get("reference_frame")),
         reviewers=reviewer_lines(steps),
-        audit_entries=list(
-            db.scalars(select(AuditEvent).where(*trail).order_by(AuditEvent.seq).limit(MAX_AUDIT_ENTRIES))
-        ),
+        audit_entries=entries,
+        audit_details=readable_details(db, entries),
         audit_total=db.scalar(select(func.count()).select_from(AuditEvent).where(*trail)) or 0,
     )
 

@@ -1,5 +1,5 @@
-"""Integrity officers' pages: the audit trail (HTML and CSV), the exam reports, and reopening a final review for
-an appeal. Each view and each step is audited."""
+"""Integrity officers' pages: the audit trail (HTML and CSV), the tenants' note reasons, and reopening a final
+review for an appeal (the exam reports are `review_ui.report_pages`). Each view and each step is audited."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy import and_, or_, select
 
 from core import audit
+from core.audit_texts import readable_details
 from core.db import utcnow
 from core.tables import AuditEvent, Tenant, User, UserScope
 from core.vocabulary import Role
@@ -18,11 +19,9 @@ from review_ui.accounts import SignedIn
 from review_ui.decisions import ReviewRefused, reopen
 from review_ui.http import DB, CheckedForm, Who, actor, client_ip, done, render, session_or_404
 from review_ui.note_reasons import note_reasons, parse_note_reasons, set_note_reasons
-from review_ui.reports import csv_document, exam_report, exam_summaries, report_csv
+from review_ui.reports import csv_document
 
-REPORT_PAGE_SESSIONS = 500
 SIGN_IN_ACTIONS = ("login", "login_failed", "logout")
-"""Session lines an exam report shows on its page; the CSV export has them all."""
 
 router = APIRouter(prefix="/review", include_in_schema=False)
 
@@ -48,6 +47,7 @@ def audit_trail(
     if session:
         stmt = stmt.where(AuditEvent.session_id == session)
     rows = list(db.scalars(stmt))
+    details = readable_details(db, rows)  # notes in words, or erased (`core.audit_texts`)
     audit.record(
         db,
         f"user:{who.user.username}",
@@ -61,14 +61,14 @@ def audit_trail(
     if format == "csv":
         lines = []
         for e in rows:
-            detail = json.dumps(e.detail, sort_keys=True, default=str)  # JSON, so each cell parses back
+            detail = json.dumps(details[e.id], sort_keys=True, default=str)  # JSON, so each cell parses back
             lines.append([e.id, e.at.isoformat(), e.actor, e.action, e.tenant_id, e.session_id, e.ip, detail])
         return Response(
             csv_document(["id", "at", "actor", "action", "tenant_id", "session_id", "ip", "detail"], lines),
             media_type="text/csv",
             headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
         )
-    return render(request, "audit.html", who, rows=rows, session=session)
+    return render(request, "audit.html", who, rows=rows, details=details, session=session)
 
 
 def require_officer(who: SignedIn, what: str) -> None:
@@ -103,47 +103,3 @@ def save_note_reasons(request: Request, tenant_id: str, db: DB, who: Who, form: 
     set_note_reasons(db, tenant, parse_note_reasons(form.get("reasons", "")), actor(who, request), utcnow())
     db.commit()
     return done(request, "/review/note-reasons")
-
-
-# -- reports (integrity officers, admins) -----------------------------------------------------------------
-@router.get("/reports")
-def reports(request: Request, db: DB, who: Who) -> Response:
-    require_officer(who, "reports are")
-    exams = exam_summaries(db, who.scope)
-    audit.record(db, f"user:{who.user.username}", "view_reports", at=utcnow(), ip=client_ip(request))
-    db.commit()
-    return render(request, "reports.html", who, exams=exams)
-
-
-@router.get("/reports/{exam_id}")
-def exam_report_page(
-    request: Request,
-    db: DB,
-    who: Who,
-    exam_id: str,
-    format: Annotated[str, Query(pattern="^(html|csv)$")] = "html",
-) -> Response:
-    require_officer(who, "reports are")
-    report = exam_report(db, who.scope, exam_id, max_sessions=None if format == "csv" else REPORT_PAGE_SESSIONS)
-    if report is None:
-        raise ReviewRefused(404, "no such exam")
-    audit.record(
-        db,
-        f"user:{who.user.username}",
-        "view_report",
-        at=utcnow(),
-        tenant_id=report.tenant_id,
-        ip=client_ip(request),
-        exam_id=report.exam_id,
-        format=format,
-        sessions=len(report.sessions),
-    )
-    db.commit()
-    if format == "csv":
-        filename = f"report-{report.tenant}-{report.external_id}.csv"
-        return Response(
-            report_csv(report),
-            media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
-        )
-    return render(request, "report.html", who, report=report, shown_max=REPORT_PAGE_SESSIONS)

@@ -2,11 +2,11 @@
 and per-attempt accommodations. Plain functions; `review_ui.policy_pages` holds the routes.
 
 The form edits what an officer tunes (each kind on or off and its minimum duration in seconds, the
-sensitivity, the looking-away tolerances, the allowed aids) and keeps the rest of the current policy as it is
-(thresholds, merge gaps, weights: the API sets those). A preview re-scores the exam's sessions that applying
-would re-score, from their stored signals through the injected `Rescorer`, and compares with their flags now.
-It costs 1-2 s per hour of recording (24 s for 20 one-hour sessions in `benchmarks/review_ui.py`), so it
-covers the `PREVIEW_SESSIONS` most recently processed and says so when there are more.
+sensitivity, the looking-away tolerances, the allowed aids, the auto-clear) and keeps the rest of the current
+policy as it is (thresholds, merge gaps, weights: the API sets those). A preview re-scores the exam's sessions
+that applying would re-score, from their stored signals through the injected `Rescorer`, and compares with their
+flags now. It costs 1-2 s per hour of recording (24 s for 20 one-hour sessions in `benchmarks/review_ui.py`), so
+it covers the `PREVIEW_SESSIONS` most recently processed and says so when there are more.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from core import audit
-from core.exam_policy import MAX_DURATION_MS, TOLERANCE_FIELDS, AwayTolerances, ExamPolicy, PolicyInvalid
+from core.exam_policy import MAX_DURATION_MS, TOLERANCE_FIELDS, AutoClear, AwayTolerances, ExamPolicy, PolicyInvalid
 from core.policy_changes import SessionLeft, current_version, scored_sessions
 from core.rescoring import (
     FlagSpan,
@@ -85,7 +85,18 @@ def policy_from_form(form: Mapping[str, str], current: ExamPolicy) -> ExamPolicy
         kinds=kinds,
         looking_away=AwayTolerances(**tolerances),
         allowed_aids=form.get("allowed_aids", ""),
+        auto_clear=_auto_clear_from_form(form),
     )
+
+
+def _auto_clear_from_form(form: Mapping[str, str]) -> AutoClear:
+    shares: dict[str, float] = {}
+    for name, label in (("max_risk", "auto-clear: highest risk"), ("qc_sample_rate", "auto-clear: QC sample rate")):
+        share = _seconds(form, f"auto_clear.{name}", label, high=1.0)
+        if share is None:
+            raise PolicyInvalid(label, "is required: a number from 0 to 1", "")
+        shares[name] = share
+    return AutoClear(enabled=form.get("auto_clear.enabled") == "on", **shares)
 
 
 def form_values(policy: ExamPolicy) -> dict[str, str]:
@@ -97,6 +108,9 @@ def form_values(policy: ExamPolicy) -> dict[str, str]:
     for name in TOLERANCE_FIELDS:
         value = getattr(policy.looking_away, name)
         values[f"looking_away.{name}"] = "" if value is None else f"{value:g}"
+    values["auto_clear.enabled"] = "on" if policy.auto_clear.enabled else ""
+    values["auto_clear.max_risk"] = f"{policy.auto_clear.max_risk:g}"
+    values["auto_clear.qc_sample_rate"] = f"{policy.auto_clear.qc_sample_rate:g}"
     return values
 
 

@@ -111,6 +111,7 @@ class QueueRow:
     flag_counts: dict[str, int]
     first_reviewer: str | None = None  # who set a Rules Violation that awaits a second reviewer
     claim_minutes_left: int | None = None  # of a live claim
+    qc_sample: bool = False  # the exam's auto-clear sent it to reviewers as a quality-control sample
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,7 @@ def queue_page(db: Session, scope: Scope, query: QueueFilter, now: datetime) -> 
             claim_minutes_left=-(-int((s.claim_expires_at - now).total_seconds()) // 60)
             if _live_claim(s, now) and s.claim_expires_at
             else None,
+            qc_sample=s.qc_sample,
         )
         for s in sessions
     ]

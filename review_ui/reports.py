@@ -4,7 +4,8 @@ Plain queries in, typed rows out, always within the user's scope. For each flag 
 often reviewers confirmed the detectors' flags (confirmed / decided): the number an officer watches to see
 whether a kind raises too many false flags for an exam, and the first thing to look at before trusting a
 policy. Session lines carry the pseudonymous candidate and attempt ids the platform sent, never more.
-Erased sessions are counted by state but listed nowhere.
+Erased sessions are counted by state but listed nowhere. A report may be cut to the sessions that started
+within a `DateRange` of whole UTC days; `review_ui.report_metrics` charts the same sessions.
 
 Every CSV this UI exports goes through `csv_document`, which neutralises cells a spreadsheet would run as a
 formula (OWASP's CSV injection advice): an export is opened in Excel or LibreOffice by design.
@@ -16,9 +17,9 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, and_, func, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from core.states import SessionState
@@ -31,6 +32,62 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 AWAITING_SECOND_REVIEW = "awaiting second review"
 """What a report shows as the outcome of a Rules Violation that a second reviewer has not yet confirmed."""
 NOT_YET_REVIEWED = "not yet reviewed"
+DATE_FORMAT_HELP = "write dates as YYYY-MM-DD, e.g. 2025-03-31"
+
+
+class BadDateRange(ValueError):
+    """A report's date range that cannot be read; the message says which date and how to write it."""
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """The sessions a report counts by the day they started (UTC): from `first` to `last`, both days included;
+    None leaves that end open."""
+
+    first: date | None = None
+    last: date | None = None
+
+    @classmethod
+    def parse(cls, first: str | None, last: str | None) -> DateRange:
+        """The range a report's form sent (`from`, `to`: empty for an open end); raises `BadDateRange`."""
+        within = cls(_parse_day("from", first), _parse_day("to", last))
+        if within.first and within.last and within.first > within.last:
+            raise BadDateRange(f"the from date {within.first} is after the to date {within.last}; swap them")
+        return within
+
+    def clause(self) -> ColumnElement[bool]:
+        """A WHERE clause on `ExamSession.started_at`: bounds on the column itself, never a function of it."""
+        bounds = []
+        if self.first is not None:
+            bounds.append(ExamSession.started_at >= datetime.combine(self.first, time(), UTC))
+        if self.last is not None:
+            bounds.append(ExamSession.started_at < datetime.combine(self.last + timedelta(days=1), time(), UTC))
+        return and_(true(), *bounds)
+
+    @property
+    def query(self) -> str:
+        """The range as the report's URLs carry it (`from=...&to=...`, the open ends left out)."""
+        ends = (("from", self.first), ("to", self.last))
+        return "&".join(f"{name}={day.isoformat()}" for name, day in ends if day is not None)
+
+    def audit_detail(self) -> dict[str, str | None]:
+        return {"from": _iso(self.first), "to": _iso(self.last)}
+
+
+ALL_DATES = DateRange()
+
+
+def _parse_day(name: str, value: str | None) -> date | None:
+    if not value or not value.strip():
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise BadDateRange(f"the {name} date {value[:40]!r} is not a date: {DATE_FORMAT_HELP}") from None
+
+
+def _iso(day: date | None) -> str | None:
+    return None if day is None else day.isoformat()
 
 
 @dataclass(frozen=True)
@@ -147,47 +204,34 @@ def exam_summaries(db: Session, scope: Scope) -> list[ExamSummary]:
     ]
 
 
-def exam_report(db: Session, scope: Scope, exam_id: str, *, max_sessions: int | None = None) -> ExamReport | None:
-    """The report of one exam, or None where it does not exist or the scope may not see it (no hint which)."""
+def visible_exam(db: Session, scope: Scope, exam_id: str) -> tuple[Exam, str] | None:
+    """The exam and its tenant's slug, or None where it does not exist or the scope may not see it (no hint which)."""
     found = db.execute(_visible_exams(scope).where(Exam.id == exam_id)).first()
+    return None if found is None else (found[0], found[1])
+
+
+def exam_report(
+    db: Session,
+    scope: Scope,
+    exam_id: str,
+    *,
+    within: DateRange = ALL_DATES,
+    max_sessions: int | None = None,
+) -> ExamReport | None:
+    """The report of one exam over the sessions started `within` the range, or None where the exam does not exist
+    or the scope may not see it (no hint which)."""
+    found = visible_exam(db, scope, exam_id)
     if found is None:
         return None
     exam, slug = found
-    in_exam = ExamSession.exam_id == exam.id
-    live = ExamSession.state != SessionState.DELETED.value
+    in_exam = and_(ExamSession.exam_id == exam.id, within.clause())
+    live = and_(in_exam, ExamSession.state != SessionState.DELETED.value)
     states = {
         state: n
         for state, n in db.execute(select(ExamSession.state, func.count()).where(in_exam).group_by(ExamSession.state))
     }
-
-    # What reviewers made of the flags, counted the same way per kind (the exam's tallies) and per session.
-    detector = FlagSegment.source == FlagSource.DETECTOR.value
-    flag_counts = (
-        func.count().filter(detector).label("flags"),
-        func.count(FlagDecision.segment_id)
-        .filter(detector, FlagDecision.decision == Decision.CONFIRMED.value)
-        .label("confirmed"),
-        func.count(FlagDecision.segment_id)
-        .filter(detector, FlagDecision.decision == Decision.DISMISSED.value)
-        .label("dismissed"),
-        func.count().filter(~detector).label("added"),
-    )
-
-    def counted(key: InstrumentedAttribute[str]) -> Select[str, int, int, int, int]:
-        return (
-            select(key, *flag_counts)
-            .join(ExamSession, ExamSession.id == FlagSegment.session_id)
-            .outerjoin(FlagDecision, FlagDecision.segment_id == FlagSegment.id)
-            .where(in_exam, live)
-            .group_by(key)
-        )
-
-    by_kind = {
-        kind: KindTally(kind, flags, confirmed, dismissed, added)
-        for kind, flags, confirmed, dismissed, added in db.execute(counted(FlagSegment.kind))
-    }
-    kinds = [by_kind.pop(k.value, KindTally(k.value, 0, 0, 0, 0)) for k in FlagKind] + list(by_kind.values())
-    per_session = counted(FlagSegment.session_id).subquery()
+    kinds = kind_tallies(db, live)
+    per_session = _flags_counted(FlagSegment.session_id, live).subquery()
     first, second = aliased(User), aliased(User)
     stmt = (
         select(
@@ -204,7 +248,7 @@ def exam_report(db: Session, scope: Scope, exam_id: str, *, max_sessions: int | 
         .outerjoin(first, first.id == SessionReview.reviewer_id)
         .outerjoin(second, second.id == SessionReview.second_reviewer_id)
         .outerjoin(per_session, per_session.c.session_id == ExamSession.id)
-        .where(in_exam, live)
+        .where(live)
         .order_by(ExamSession.risk_score.desc().nulls_last(), ExamSession.started_at, ExamSession.id)
     )
     if max_sessions is not None:
@@ -230,17 +274,58 @@ def exam_report(db: Session, scope: Scope, exam_id: str, *, max_sessions: int | 
         )
         for s, review, reviewer, second_reviewer, flags, confirmed, dismissed, added in db.execute(stmt)
     ]
+    outcomes = outcome_counts(db, live, _live(states))
+    return ExamReport(exam.id, exam.external_id, exam.title, slug, exam.tenant_id, states, outcomes, kinds, lines)
+
+
+def _flags_counted(key: InstrumentedAttribute[str], sessions: ColumnElement[bool]) -> Select[str, int, int, int, int]:
+    """Per `key`: the detectors' flags, how many of them reviewers confirmed and dismissed, and the flags reviewers
+    added, of the sessions that `sessions` selects. The exam's tallies and each session's are counted this way."""
+    detector = FlagSegment.source == FlagSource.DETECTOR.value
+    return (
+        select(
+            key,
+            func.count().filter(detector).label("flags"),
+            func.count(FlagDecision.segment_id)
+            .filter(detector, FlagDecision.decision == Decision.CONFIRMED.value)
+            .label("confirmed"),
+            func.count(FlagDecision.segment_id)
+            .filter(detector, FlagDecision.decision == Decision.DISMISSED.value)
+            .label("dismissed"),
+            func.count().filter(~detector).label("added"),
+        )
+        .join(ExamSession, ExamSession.id == FlagSegment.session_id)
+        .outerjoin(FlagDecision, FlagDecision.segment_id == FlagSegment.id)
+        .where(sessions)
+        .group_by(key)
+    )
+
+
+def kind_tallies(db: Session, sessions: ColumnElement[bool]) -> list[KindTally]:
+    """The flag tallies of the sessions that `sessions` selects: every detector kind (in `FlagKind` order, none left
+    out), then any other kind a flag has (those only reviewers add), by name."""
+    by_kind = {
+        kind: KindTally(kind, flags, confirmed, dismissed, added)
+        for kind, flags, confirmed, dismissed, added in db.execute(_flags_counted(FlagSegment.kind, sessions))
+    }
+    detector_kinds = [by_kind.pop(k.value, KindTally(k.value, 0, 0, 0, 0)) for k in FlagKind]
+    return detector_kinds + sorted(by_kind.values(), key=lambda tally: tally.kind)
+
+
+def outcome_counts(db: Session, sessions: ColumnElement[bool], live: int) -> dict[str, int]:
+    """Sessions per final outcome, `AWAITING_SECOND_REVIEW` and `NOT_YET_REVIEWED`, of the `live` (not erased)
+    sessions that `sessions` selects."""
     outcomes: dict[str, int] = {}
     for outcome, status, n in db.execute(
         select(SessionReview.outcome, SessionReview.status, func.count())
         .join(ExamSession, ExamSession.id == SessionReview.session_id)
-        .where(in_exam, live)
+        .where(sessions)
         .group_by(SessionReview.outcome, SessionReview.status)
     ):
         key = outcome if status == ReviewStatus.FINAL else AWAITING_SECOND_REVIEW
         outcomes[key] = outcomes.get(key, 0) + n
-    outcomes[NOT_YET_REVIEWED] = _live(states) - sum(outcomes.values())
-    return ExamReport(exam.id, exam.external_id, exam.title, slug, exam.tenant_id, states, outcomes, kinds, lines)
+    outcomes[NOT_YET_REVIEWED] = live - sum(outcomes.values())
+    return outcomes
 
 
 def _live(states: dict[str, int]) -> int:

@@ -68,6 +68,11 @@ class OutcomeVersion(BaseModel):
     version: int
     outcome: Outcome
     decided_by: str | None = Field(description="the deciding reviewer's opaque id")
+    decided_by_system: str | None = Field(
+        None,
+        description="set when no person decided: `system:auto_clear` for a session the exam's auto-clear cleared "
+        "(the detectors found nothing in it); `decided_by` is then null",
+    )
     second_by: str | None = Field(description="the opaque id of the reviewer who confirmed a Rules Violation")
     decided_at: datetime
     reopened_by: str | None = Field(description="the opaque id of the integrity officer who reopened it")
@@ -145,6 +150,7 @@ def outcome_history(versions: list[ReviewOutcome]) -> list[OutcomeVersion]:
             version=v.version,
             outcome=Outcome(v.outcome),
             decided_by=v.decided_by,
+            decided_by_system=v.decided_by_system,
             second_by=v.second_by,
             decided_at=v.decided_at,
             reopened_by=v.reopened_by,

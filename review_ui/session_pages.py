@@ -34,6 +34,7 @@ from core.vocabulary import (
     ReviewerFlagKind,
     added_flag_kind,
 )
+from review_ui.bulk_actions import ASSIGNERS, assignable_people, recorded_summary
 from review_ui.decisions import (
     REOPENERS,
     FlagSelection,
@@ -94,10 +95,18 @@ def home(who: Who) -> RedirectResponse:
 
 @router.get("/queue")
 def queue(request: Request, db: DB, who: Who) -> HTMLResponse:
-    """The queue, filtered by the form's fields (status, exam, flag kind, from, to, page); empty fields are "any"."""
+    """The queue, filtered by the form's fields (status, exam, flag kind, from, to, page); empty fields are "any".
+    `bulk` names the audit entry of a bulk action this user just made, whose summary the page shows."""
     query, problems = parse_queue_filter(request.query_params)
     result = queue_page(db, who.scope, query, utcnow())
-    return render(request, "queue.html", who, result=result, query=query, problems=problems, statuses=list(QueueStatus))
+    bulk = request.query_params.get("bulk", "")
+    done_summary = recorded_summary(db, who.scope, who.user, int(bulk)) if bulk.isdigit() and len(bulk) < 16 else None
+    can_assign = who.user.role in ASSIGNERS
+    return render(
+        request, "queue.html", who, result=result, query=query, problems=problems, statuses=list(QueueStatus),
+        bulk_summary=done_summary, can_assign=can_assign,
+        assignees=assignable_people(db, who.scope) if can_assign else [],
+    )  # fmt: skip
 
 
 @router.post("/sessions/{session_id}/claim")
@@ -157,6 +166,7 @@ class OutcomeLine:
     version: int
     outcome: str
     decided_by: str | None
+    decided_by_system: str | None  # "system:auto_clear" where no person decided
     second_by: str | None
     decided_at: datetime
     reopened_by: str | None
@@ -176,6 +186,7 @@ def outcome_lines(db: Session, session_id: str) -> list[OutcomeLine]:
             version=v.version,
             outcome=v.outcome,
             decided_by=names.get(v.decided_by),
+            decided_by_system=v.decided_by_system,
             second_by=names.get(v.second_by),
             decided_at=v.decided_at,
             reopened_by=names.get(v.reopened_by),

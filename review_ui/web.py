@@ -14,7 +14,15 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.rescoring import Rescorer
-from review_ui import incident_report, officer_pages, policy_pages, session_pages, sign_in
+from review_ui import (
+    bulk_actions,
+    incident_report,
+    officer_pages,
+    policy_pages,
+    report_pages,
+    session_pages,
+    sign_in,
+)
 from review_ui.decisions import ReviewRefused
 from review_ui.http import (
     HERE,
@@ -50,7 +58,9 @@ def mount_review(
     for router in (
         sign_in.router,
         session_pages.router,
+        bulk_actions.router,
         officer_pages.router,
+        report_pages.router,
         policy_pages.router,
         incident_report.router,
     ):

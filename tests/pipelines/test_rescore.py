@@ -4,6 +4,7 @@ never over a final review."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from core.context import AppContext
 from core.db import utcnow
-from core.exam_policy import ExamPolicy
+from core.exam_policy import AutoClear, ExamPolicy
 from core.policy_changes import apply_policy
 from core.rescoring import NotRescored, queue_rescores
 from core.tables import Accommodation, AuditEvent, Exam, ExamSession, FlagDecision, FlagSegment, FlagVersion, Job
@@ -195,3 +196,20 @@ def test_a_session_whose_signals_are_gone_fails_its_job_saying_what_to_do(
     assert job is not None and job.state == JobState.FAILED.value, "not retried: the signals will not come back"
     assert job.last_error is not None and "stored signals" in job.last_error and "process it again" in job.last_error
     assert session is not None and session.state == "in_review" and flags(context, open_id) == before
+
+
+def test_a_change_that_raises_no_other_flags_is_a_version_that_rescores_nothing(
+    context: AppContext, no_decoding: None
+) -> None:
+    """Turning auto-clear on, or writing the allowed aids, is a new version (audited) but queues no re-scoring."""
+    exam_id, _, _, _ = world(context)
+    with context.db() as db:
+        exam = db.get(Exam, exam_id)
+        assert exam is not None
+        aids_and_auto_clear = replace(
+            CHANGED, allowed_aids="one page of notes", auto_clear=AutoClear(enabled=True, max_risk=0.1)
+        )
+        assert apply_policy(db, exam, CHANGED, "user:officer", utcnow()).queued == 1
+        applied = apply_policy(db, exam, aids_and_auto_clear, "user:officer", utcnow())
+        db.commit()
+    assert (applied.version, applied.changed, applied.queued, applied.not_rescored) == (2, True, 0, [])

@@ -32,6 +32,7 @@ def routes(world: World) -> tuple[list[str], list[str]]:
         f"{base}/evidence/{flag}/0",
         f"/review/reports/{exam}",
         f"/review/reports/{exam}?format=csv",
+        f"/review/reports/{exam}/metrics/outcomes.csv",
     ]
     forms = [
         "/review/logout",
@@ -53,7 +54,7 @@ def test_every_page_and_form_refuses_an_anonymous_visitor(world: World) -> None:
             assert response.status_code == 303, path
             assert response.headers["location"].startswith("/review/login?next="), path
             assert anonymous.get(path, headers={"Accept": "application/json"}).status_code == 401, path
-        for path in forms:
+        for path in [*forms, "/review/queue/bulk"]:
             assert anonymous.post(path, data={"decision": "confirmed"}).status_code == 401, path
         # A forged cookie is no better than none.
         anonymous.cookies.set("pp_session", "forged-token")
