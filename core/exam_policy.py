@@ -18,7 +18,7 @@ to reviewers instead, to check that this is safe. Off unless an officer or the p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 _Config = TypeVar("_Config", bound="DataclassInstance")
+_Section = TypeVar("_Section")
 
 MAX_DURATION_MS: Final = 3_600_000  # an hour: no longer minimum, merge gap or unknown stretch is meaningful
 MIN_SENSITIVITY: Final = 0.1
@@ -209,9 +210,9 @@ class ExamPolicy:
         return cls(
             sensitivity=_number("sensitivity", data.get("sensitivity", 1.0), MIN_SENSITIVITY, MAX_SENSITIVITY),
             kinds=_kinds(data.get("kinds")),
-            looking_away=_tolerances(data.get("looking_away")),
+            looking_away=_section("looking_away", data.get("looking_away"), TOLERANCE_FIELDS, AwayTolerances),
             allowed_aids=_text("allowed_aids", data.get("allowed_aids") or ""),
-            auto_clear=_auto_clear(data.get("auto_clear")),
+            auto_clear=_section("auto_clear", data.get("auto_clear"), AUTO_CLEAR_FIELDS, AutoClear),
         )
 
 
@@ -251,27 +252,13 @@ def _kinds(data: object) -> dict[FlagKind, KindPolicy]:
     return kinds
 
 
-def _tolerances(data: object) -> AwayTolerances:
+def _section(name: str, data: object, fields: Sequence[str], make: Callable[..., _Section]) -> _Section:
+    """One of the policy's objects (`looking_away`, `auto_clear`) from its JSON: left out, its defaults."""
     if data is None:
-        return AwayTolerances()
+        return make()
     if not isinstance(data, Mapping):
-        raise PolicyInvalid("looking_away", f"must be an object with some of {', '.join(TOLERANCE_FIELDS)}", data)
-    unknown = sorted(set(data) - set(TOLERANCE_FIELDS))
+        raise PolicyInvalid(name, f"must be an object with some of {', '.join(fields)}", data)
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise PolicyInvalid(
-            "looking_away", f"has unknown fields {unknown}; allowed: {', '.join(TOLERANCE_FIELDS)}", show_got=False
-        )
-    return AwayTolerances(**data)
-
-
-def _auto_clear(data: object) -> AutoClear:
-    if data is None:
-        return AutoClear()
-    if not isinstance(data, Mapping):
-        raise PolicyInvalid("auto_clear", f"must be an object with some of {', '.join(AUTO_CLEAR_FIELDS)}", data)
-    unknown = sorted(set(data) - set(AUTO_CLEAR_FIELDS))
-    if unknown:
-        raise PolicyInvalid(
-            "auto_clear", f"has unknown fields {unknown}; allowed: {', '.join(AUTO_CLEAR_FIELDS)}", show_got=False
-        )
-    return AutoClear(**data)
+        raise PolicyInvalid(name, f"has unknown fields {unknown}; allowed: {', '.join(fields)}", show_got=False)
+    return make(**data)

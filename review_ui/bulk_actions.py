@@ -29,16 +29,15 @@ from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from core import audit
 from core.db import utcnow
-from core.states import SessionState
 from core.tables import AuditEvent, Exam, ExamSession, SessionReview, User, UserScope
 from core.vocabulary import Decision, Outcome, ReviewStatus, Role
 from review_ui.accounts import Scope, scope_of
-from review_ui.decisions import REVIEWABLE, Actor, ReviewRefused, claim, set_outcome
+from review_ui.decisions import REVIEWABLE, Actor, ReviewRefused, claim, set_outcome, take_claim
 from review_ui.http import DB, CheckedForm, Who, actor, done, review_app
 from review_ui.queue import parse_queue_filter, visible_session
 from review_ui.results import flags_with_decisions
@@ -114,26 +113,8 @@ def assign(
     holder = _live_holder(session, now)
     if holder is not None and holder != assignee.id:
         raise ReviewRefused(409, f"is claimed by {_username(db, holder)}: release it first, or wait for the claim")
-    won = db.execute(  # one conditional UPDATE, as `claim`: a reviewer claiming it meanwhile wins or loses whole
-        update(ExamSession)
-        .where(
-            ExamSession.id == session.id,
-            ExamSession.state.in_(REVIEWABLE),
-            or_(
-                ExamSession.claimed_by.is_(None),
-                ExamSession.claimed_by == assignee.id,
-                ExamSession.claim_expires_at <= now,
-            ),
-        )
-        .values(claimed_by=assignee.id, claim_expires_at=now + ttl)
-        .execution_options(synchronize_session=False)
-    )
-    if won.rowcount != 1:  # type: ignore[attr-defined]
-        db.rollback()
+    if not take_claim(db, session, assignee.id, now, ttl):  # a reviewer claiming it meanwhile wins or loses whole
         raise ReviewRefused(409, "was claimed by another reviewer a moment ago: reload the queue")
-    db.refresh(session)
-    if session.state == SessionState.PROCESSED.value:
-        db.add(session.move_to(SessionState.IN_REVIEW))
     audit.record(
         db, by.name, "review_assigned", at=now, tenant_id=session.tenant_id, session_id=session.id, ip=by.ip,
         to=f"user:{assignee.username}", until=(now + ttl).isoformat(),

@@ -70,6 +70,15 @@ def claim(db: Session, session: ExamSession, actor: Actor, now: datetime, ttl: t
     review = db.get(SessionReview, session.id)
     if review is not None and review.status == ReviewStatus.AWAITING_SECOND and review.reviewer_id == actor.user.id:
         raise ReviewRefused(403, "you set this Rules Violation; a different reviewer must confirm it (four eyes)")
+    if not take_claim(db, session, actor.user.id, now, ttl):
+        raise ReviewRefused(409, "another reviewer is reviewing this session; pick another one from the queue")
+    audit.record(db, actor.name, "claim", at=now, tenant_id=session.tenant_id, session_id=session.id, ip=actor.ip)
+
+
+def take_claim(db: Session, session: ExamSession, user_id: str, now: datetime, ttl: timedelta) -> bool:
+    """Give `user_id` the session's claim until now + ttl, where it is free, expired or already theirs, and move a
+    processed session into review; False (the transaction rolled back) where someone else holds it. One
+    conditional UPDATE: of two people claiming at once, one wins whole."""
     won = db.execute(
         update(ExamSession)
         .where(
@@ -77,20 +86,20 @@ def claim(db: Session, session: ExamSession, actor: Actor, now: datetime, ttl: t
             ExamSession.state.in_(REVIEWABLE),
             or_(
                 ExamSession.claimed_by.is_(None),
-                ExamSession.claimed_by == actor.user.id,
+                ExamSession.claimed_by == user_id,
                 ExamSession.claim_expires_at <= now,
             ),
         )
-        .values(claimed_by=actor.user.id, claim_expires_at=now + ttl)
+        .values(claimed_by=user_id, claim_expires_at=now + ttl)
         .execution_options(synchronize_session=False)
     )
     if won.rowcount != 1:  # type: ignore[attr-defined]
         db.rollback()
-        raise ReviewRefused(409, "another reviewer is reviewing this session; pick another one from the queue")
+        return False
     db.refresh(session)
     if session.state == SessionState.PROCESSED.value:
         db.add(session.move_to(SessionState.IN_REVIEW))
-    audit.record(db, actor.name, "claim", at=now, tenant_id=session.tenant_id, session_id=session.id, ip=actor.ip)
+    return True
 
 
 def release(db: Session, session: ExamSession, actor: Actor, now: datetime) -> None:
