@@ -174,5 +174,8 @@ class AutoClearer:
                 log.exception("the auto-clear sweep failed; the next one tries again")
             else:
                 if tally.cleared or tally.qc_sampled:
-                    log.info("auto-clear: %d cleared, %d QC samples", tally.cleared, tally.qc_sampled)
+                    log.info(
+                        "auto-clear swept",
+                        extra={"cleared": tally.cleared, "qc_sampled": tally.qc_sampled, "lost": tally.lost},
+                    )
             self.stop.wait(self.interval_s)
