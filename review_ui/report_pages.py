@@ -93,7 +93,8 @@ def report_charts(m: ExamMetrics) -> list[MetricChart]:
             "flags_per_hour",
             "Flags per hour of video",
             bar_chart("Flags per hour of video, by kind", flag_bars),
-            f"Over {m.video_s / HOUR_S:.1f} hours of video. (added): flags reviewers added where no detector flagged.",
+            f"Over {_video_length(m.video_s)} of video. Kinds marked (added) are flags reviewers added where no "
+            "detector flagged.",
         ),
         MetricChart(
             "confirm_rate",
@@ -232,3 +233,8 @@ def _duration(seconds: float | None) -> str:
     if seconds < 2 * 86400:
         return f"{seconds / HOUR_S:.1f} h"
     return f"{seconds / 86400:.1f} d"
+
+
+def _video_length(seconds: float) -> str:
+    """How much video a figure rests on, in the unit that reads best: minutes under two hours, else hours."""
+    return f"{seconds / 60:.0f} minutes" if seconds < 2 * HOUR_S else f"{seconds / HOUR_S:.1f} hours"
