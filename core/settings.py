@@ -67,6 +67,19 @@ class Settings(BaseSettings):
 
     # Processing
     ray_address: str | None = Field(default=None, description="None starts a local Ray; 'auto' or ray://... joins")
+    ray_recording_url_ttl_s: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="lifetime of the presigned URL an actor reads a chunk's recording through (signed per chunk, "
+        "as it is handed out; the actors hold no S3 credentials)",
+    )
+    ray_idle_release_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="a job worker releases its Ray actors after this long without a job (0: keeps them), so the "
+        "cluster can scale down; the next job starts them again",
+    )
     workers: int = Field(default=2, ge=1, description="Ray actors that analyse chunks in parallel")
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     sample_fps: float = Field(default=5.0, gt=0, le=30)

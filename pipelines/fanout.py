@@ -2,8 +2,13 @@
 
 `ChunkWorker` is a plain class: it loads the detectors once and analyses chunks read straight from object
 storage with ranged GETs (MP4 and WebM both seek, so a worker reads only around its own chunk; no shared
-filesystem, no full download). `RayFanout` wraps it in Ray actors that live as long as the fan-out, so
-models load once per worker process, not per task. `LocalFanout` runs the same worker in-process.
+filesystem, no full download). It holds no S3 credentials: what an actor is given travels to the Ray cluster
+and sits in its object store, so this process (the job worker, which holds them) signs a GET URL for the
+recording each time it hands a chunk out (`RecordingUrls`), and the actor reads through that URL alone, which
+grants that one object for `url_ttl_s`. `RayFanout` wraps the worker in Ray actors, so models load once per
+actor, not per task; a pool left without a call for `idle_release_s` is released, so that a Ray autoscaler can
+take its nodes back while the queue is empty, and the next call starts it again (the models load anew).
+`LocalFanout` runs the same worker in-process.
 
 The fan-out heals: an actor that dies is replaced and its chunk retried, so a lost node or a crash costs a
 chunk's time, not the job. A chunk that kills `max_chunk_crashes` actors is the recording's fault (a decoder
@@ -30,12 +35,15 @@ from detectors import Signals
 from pipelines.analysis import AnalysisConfig, ChunkAnalyzer
 from pipelines.decode import Chunk, DecodeError
 from storage.object_store import ObjectStore, S3Location, StorageUnavailable
+from storage.presigned_reader import PresignedObject, PresignedReads
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
 CANCEL_POLL_S = 0.2  # how soon a running analysis notices that it was cancelled
 HEAL_MAX_DELAY_S = 8.0  # the longest pause between tries to rebuild the pool
+RECORDING_URL_TTL_S = 3600  # a chunk's recording URL is signed as the chunk is handed out: it outlives its analysis
+MAX_URL_TTL_S = 7 * 24 * 3600  # the longest that S3 lets a presigned URL live
 
 
 class ChunkFailed(RuntimeError):
@@ -64,24 +72,39 @@ class StorageUnreachable(RuntimeError):
 
 
 class ChunkWorker:
-    """One worker's detectors (loaded once) and its object-store connection."""
+    """One worker's detectors (loaded once) and its HTTP connections; it reads each chunk's recording through the
+    presigned URL that comes with the chunk, and holds no S3 credentials."""
 
-    def __init__(self, config: AnalysisConfig, location: S3Location) -> None:
+    def __init__(self, config: AnalysisConfig) -> None:
         self._analyzer = ChunkAnalyzer(config)
-        self._store = ObjectStore(location)
+        self._reads = PresignedReads()
 
     def versions(self) -> dict[str, str]:
         return dict(self._analyzer.versions)
 
-    def analyze(self, key: str, chunk: Chunk) -> tuple[int, Signals | str]:
+    def analyze(self, recording: PresignedObject, chunk: Chunk) -> tuple[int, Signals | str]:
         """(chunk index, signals), or (chunk index, reason) when the chunk cannot be decoded."""
         try:
-            with self._store.open(key) as recording:
-                return chunk.index, self._analyzer(recording, chunk)
+            with self._reads.open(recording) as source:
+                return chunk.index, self._analyzer(source, chunk)
         except DecodeError as exc:
             return chunk.index, str(exc)
         except StorageUnavailable as exc:
-            raise StorageUnreachable(f"chunk {chunk.index} of {key}: {exc}") from None
+            raise StorageUnreachable(f"chunk {chunk.index} of {recording.key}: {exc}") from None
+
+
+class RecordingUrls:
+    """Signs recordings' GET URLs for the actors, in this process, which holds the S3 credentials. They are signed
+    for `location`'s endpoint, the one this process reaches S3 at and the actors with it, never for the public
+    endpoint that browsers use (the store here is built without it); signing sends no request."""
+
+    def __init__(self, location: S3Location, ttl_s: int) -> None:
+        if not 1 <= ttl_s <= MAX_URL_TTL_S:
+            raise ValueError(f"a recording URL's lifetime must be within 1-{MAX_URL_TTL_S} s (S3's), got {ttl_s}")
+        self._store, self._ttl_s = ObjectStore(location), ttl_s
+
+    def __call__(self, key: str) -> PresignedObject:
+        return PresignedObject(key, self._store.presigned_get(key, self._ttl_s))
 
 
 class Fanout(Protocol):
@@ -125,10 +148,11 @@ def _in_order(results: dict[int, Signals | str], chunks: Sequence[Chunk]) -> lis
 
 
 class LocalFanout:
-    """The same worker, in this process, one chunk after another."""
+    """The same worker, in this process, one chunk after another, reading through the same signed URLs."""
 
-    def __init__(self, config: AnalysisConfig, location: S3Location) -> None:
-        self._worker = ChunkWorker(config, location)
+    def __init__(self, config: AnalysisConfig, location: S3Location, *, url_ttl_s: int = RECORDING_URL_TTL_S) -> None:
+        self._urls = RecordingUrls(location, url_ttl_s)
+        self._worker = ChunkWorker(config)
 
     def versions(self) -> dict[str, str]:
         return self._worker.versions()
@@ -144,7 +168,7 @@ class LocalFanout:
         for chunk in chunks:
             if cancel is not None and cancel.is_set():
                 raise AnalysisCancelled(f"cancelled with {len(results)} of {len(chunks)} chunks analysed")
-            _collect(results, chunks, self._worker.analyze(key, chunk), on_progress)
+            _collect(results, chunks, self._worker.analyze(self._urls(key), chunk), on_progress)
         return _in_order(results, chunks)
 
 
@@ -184,6 +208,8 @@ class RayOptions:
     gpu_per_worker: float = 0.25  # with device="cuda", workers share a GPU in these fractions
     max_chunk_crashes: int = 3  # a chunk that kills this many actors fails for good
     heal_s: float = 120.0  # the longest streak of infrastructure failures one call waits out
+    url_ttl_s: int = RECORDING_URL_TTL_S  # how long the URL an actor reads a chunk's recording through lives
+    idle_release_s: float = 300.0  # release the actors after this long without a call; 0: keep them
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -194,6 +220,8 @@ class RayOptions:
             raise ValueError(f"gpu_per_worker must be within (0, 1], got {self.gpu_per_worker}")
         if self.heal_s < 0:
             raise ValueError(f"heal_s must be >= 0, got {self.heal_s}")
+        if self.idle_release_s < 0:
+            raise ValueError(f"idle_release_s must be >= 0 (0 keeps the actors), got {self.idle_release_s}")
 
     @property
     def client(self) -> bool:
@@ -230,9 +258,11 @@ class _Call:
 
 
 class RayFanout:
-    """A pool of `ChunkWorker` actors that lives as long as this object (for a `proctor worker`, its life). An actor
-    that dies is replaced, and an actor gets chunks only once it is up: a replacement that waits for room on the
-    cluster (its node died and no other has a free CPU) holds up nothing. `worker` is the class each actor runs.
+    """A pool of `ChunkWorker` actors. An actor that dies is replaced, and an actor gets chunks only once it is up:
+    a replacement that waits for room on the cluster (its node died and no other has a free CPU) holds up nothing.
+    `worker` is the class each actor runs; `location` stays in this process, to sign the actors' URLs. The pool
+    lives until `close`, except that `release_if_idle` kills it after `idle_release_s` without a call (a
+    `proctor worker` asks each time it finds the queue empty), and the next call starts it again.
 
     When the infrastructure fails under a call (`infrastructure_failure`), the call pauses (`heal_delay_s`), rebuilds
     the pool, reconnecting first if it reaches Ray through `ray://`, and redoes the chunks that were in flight; the
@@ -248,6 +278,7 @@ class RayFanout:
     ) -> None:
         import ray
 
+        self._urls = RecordingUrls(location, options.url_ttl_s)
         self._ray = ray
         self._options = options
         if not ray.is_initialized():
@@ -272,13 +303,15 @@ class RayFanout:
             "runtime_env": pinned,
             **resources,
         }
-        self._worker, self._config, self._location = worker, config, location
+        self._worker, self._config = worker, config
         self._actor_class: Any = ray.remote(**self._actor_options)(worker)
         self._actors: dict[int, Any] = {}  # slot -> actor
         self._starting: dict[int, Any] = {}  # slot -> its actor's first call, until that answers
         self._replace(range(options.workers))
         self._stale = False  # the infrastructure failed under the last call: start the next on a rebuilt pool
         self._versions: dict[str, str] = dict(ray.get(self._starting[0]))
+        self._busy = threading.Lock()  # held by a call, so the pool is never released under one
+        self._last_call = time.monotonic()  # when the last call ended (or the pool started)
         log.info("ray fan-out ready", extra={"workers": options.workers, "device": device})
 
     def versions(self) -> dict[str, str]:
@@ -292,7 +325,28 @@ class RayFanout:
         cancel: threading.Event | None = None,
     ) -> list[Signals]:
         """Each actor runs one chunk at a time; a chunk whose actor died goes back to the front of the line."""
-        call = _Call(key, chunks, on_progress, cancel)
+        with self._busy:
+            try:
+                return self._analyze(_Call(key, chunks, on_progress, cancel))
+            finally:
+                self._last_call = time.monotonic()
+
+    def release_if_idle(self, now: float) -> bool:
+        """Kill the actors if no call has used them for `idle_release_s` before `now` (`time.monotonic()`'s), so
+        their CPUs and GPUs go back to the cluster; the next call starts them again. True if it released them."""
+        if self._options.idle_release_s <= 0 or not self._busy.acquire(blocking=False):
+            return False
+        try:
+            if not self._actors or now - self._last_call < self._options.idle_release_s:
+                return False
+            self.close()
+            log.info("ray fan-out idle; actors released", extra={"idle_s": round(now - self._last_call, 1)})
+            return True
+        finally:
+            self._busy.release()
+
+    def _analyze(self, call: _Call) -> list[Signals]:
+        key, chunks, cancel = call.key, call.chunks, call.cancel
         failures, streak_started, done_then = 0, 0.0, -1
         while True:
             if call.cancelled:  # nothing is in flight here: the pool is being rebuilt
@@ -300,6 +354,8 @@ class RayFanout:
             try:
                 if self._stale:
                     self._rebuild()
+                elif not self._actors:  # released while idle
+                    self._replace(range(self._options.workers))
                 self._run(call)
                 return _in_order(call.results, chunks)
             except Exception as exc:
@@ -347,7 +403,8 @@ class RayFanout:
                 raise AnalysisCancelled(f"cancelled with {len(call.results)} of {len(call.chunks)} chunks analysed")
             while call.waiting and idle:
                 slot, chunk = idle.pop(), call.waiting.popleft()
-                call.running[self._actors[slot].analyze.remote(call.key, chunk)] = (slot, chunk)
+                recording = self._urls(call.key)  # signed as it is handed out, so it outlives the chunk's analysis
+                call.running[self._actors[slot].analyze.remote(recording, chunk)] = (slot, chunk)
             ready, _ = self._ray.wait([*call.running, *starting], num_returns=1, timeout=CANCEL_POLL_S)
             for task in ready:
                 if task in starting:
@@ -414,7 +471,7 @@ class RayFanout:
             if slot in self._actors:
                 with contextlib.suppress(Exception):  # it may be dead already, or its node gone
                     self._ray.kill(self._actors[slot], no_restart=True)
-            self._actors[slot] = self._actor_class.remote(self._config, self._location)
+            self._actors[slot] = self._actor_class.remote(self._config)
             self._starting[slot] = self._actors[slot].versions.remote()
 
     def close(self) -> None:

@@ -14,7 +14,9 @@ A crash anywhere loses nothing: the lease lapses, another worker claims the job,
 results so that a second run replaces the first.
 
 `WorkerHooks` hear each turn of the loop and the end of each job (`pipelines.metrics` turns those into the
-worker's liveness and its metrics); the worker runs the same without them.
+worker's liveness and its metrics); the worker runs the same without them. `release_idle` hears each turn that
+found no job: the Ray fan-out's `release_if_idle`, which gives its actors back to the cluster once the queue
+has been empty a while, so an autoscaler can shrink it.
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ class Worker:
     config: WorkerConfig = field(default_factory=WorkerConfig)
     worker_id: str = field(default_factory=this_process)  # computed per Worker, in the process that runs it
     hooks: WorkerHooks | None = None
+    release_idle: Callable[[float], bool] | None = None  # called with `time.monotonic()` when no job was found
 
     def run_one(
         self,
@@ -305,6 +308,8 @@ class Worker:
                 self.hooks.tick()
             try:
                 ran = self.run_one(stop=stop)
+                if not ran and self.release_idle is not None:
+                    self.release_idle(time.monotonic())
             except Exception:
                 log.exception("worker loop failed; retrying", extra={"worker": self.worker_id})
                 ran = False

@@ -95,7 +95,7 @@ def worker(log_level: LogLevel = "info") -> None:
 
     configure_logging(log_level)
     settings = Settings()
-    with wiring.s3(settings) as location, ExitStack() as resources:
+    with wiring.worker_s3(settings) as location, ExitStack() as resources:
         context = build_context(settings, location)
         resources.callback(context.close)
         database = Dependency("database", partial(ping_database, context.db))
@@ -127,7 +127,7 @@ def process(
     """Process one session now, with a progress bar (re-processes a processed or failed session)."""
     configure_logging(log_level)
     settings = Settings()
-    with wiring.s3(settings) as location:
+    with wiring.worker_s3(settings) as location:
         context = build_context(settings, location)
         process_with_progress(context, session_id)
         context.close()

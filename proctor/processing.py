@@ -30,6 +30,8 @@ def ray_options(settings: Settings, workers: int | None = None) -> RayOptions:
         workers=workers or settings.workers,
         device=settings.device,
         max_chunk_crashes=settings.chunk_max_crashes,
+        url_ttl_s=settings.ray_recording_url_ttl_s,
+        idle_release_s=settings.ray_idle_release_s,
     )
 
 
@@ -49,4 +51,6 @@ def worker_config(settings: Settings) -> WorkerConfig:
 
 
 def worker(context: AppContext, fanout: RayFanout, queue: JobQueue) -> Worker:
-    return Worker(context.db, context.store, fanout, queue, worker_config(context.settings))
+    """A job worker on `fanout`, which it lets release its actors while the queue stays empty."""
+    config = worker_config(context.settings)
+    return Worker(context.db, context.store, fanout, queue, config, release_idle=fanout.release_if_idle)

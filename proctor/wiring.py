@@ -40,7 +40,7 @@ from review_ui.login_limits import Rate
 from review_ui.web import mount_review
 from review_ui.webhook_destinations import DestinationRules
 from review_ui.webhooks import DeliveryPolicy
-from storage.embedded_s3 import running_embedded_s3, s3_location
+from storage.embedded_s3 import S3Identity, running_embedded_s3, s3_location
 from storage.object_store import ObjectStore, S3Location
 
 
@@ -63,6 +63,16 @@ def configured_s3(settings: Settings) -> S3Location | None:
 def s3(settings: Settings) -> Iterator[S3Location]:
     """The configured S3 service, or the embedded server under the data directory for the block's duration."""
     with s3_location(configured_s3(settings), settings.data_dir, settings.s3_bucket) as location:
+        yield location
+
+
+@contextmanager
+def worker_s3(settings: Settings) -> Iterator[S3Location]:
+    """A job worker's S3: the configured service with the keys this process is given (deploy/ gives the workers keys
+    of their own, which read the bucket and write results), or the embedded server as its worker identity, which
+    may do as much and no more (`storage.embedded_s3.worker_actions`)."""
+    configured = configured_s3(settings)
+    with s3_location(configured, settings.data_dir, settings.s3_bucket, identity=S3Identity.WORKER) as location:
         yield location
 
 

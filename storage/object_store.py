@@ -279,7 +279,8 @@ class ObjectStore:
         info = self.stat(key)
         if info is None:
             raise ObjectNotFound(f"no object at {key!r}")
-        return io.BufferedReader(_RangeReader(self, key, info.size, block_bytes, cached_blocks), buffer_size=64 * 1024)
+        reader = RangeReader(partial(self.read_range, key), key, info.size, block_bytes, cached_blocks)
+        return io.BufferedReader(reader, buffer_size=64 * 1024)
 
     def _get(self, key: str, offset: int, length: int) -> urllib3.BaseHTTPResponse:
         try:
@@ -465,14 +466,14 @@ class _Client(Minio):
         return built, date
 
 
-class _RangeReader(SizedReader):
-    """Raw, seekable reads of one object in aligned blocks, the last few kept (see `ObjectStore.open`)."""
+class RangeReader(SizedReader):
+    """Seekable reads of `fetch(offset, length)` in aligned blocks, the last few kept (see `ObjectStore.open`)."""
 
-    def __init__(self, store: ObjectStore, key: str, size: int, block_bytes: int, cached_blocks: int) -> None:
-        if block_bytes < 1 or cached_blocks < 1:
-            raise ValueError(f"block_bytes and cached_blocks must be >= 1, got {block_bytes} and {cached_blocks}")
-        self._store, self._key, self._size, self._pos = store, key, size, 0
-        self._block_bytes, self._cached_blocks = block_bytes, cached_blocks
+    def __init__(self, fetch: Callable[[int, int], bytes], key: str, size: int, block_bytes: int, cached: int) -> None:
+        if block_bytes < 1 or cached < 1:
+            raise ValueError(f"block_bytes and cached_blocks must be >= 1, got {block_bytes} and {cached}")
+        self._fetch, self._key, self._size, self._pos = fetch, key, size, 0
+        self._block_bytes, self._cached_blocks = block_bytes, cached
         self._blocks: OrderedDict[int, bytes] = OrderedDict()
 
     def readinto(self, buffer: Any) -> int:
@@ -481,7 +482,7 @@ class _RangeReader(SizedReader):
         start = self._pos - self._pos % self._block_bytes
         block = self._blocks.get(start)
         if block is None:
-            block = self._store.read_range(self._key, start, min(self._block_bytes, self._size - start))
+            block = self._fetch(start, min(self._block_bytes, self._size - start))
             self._blocks[start] = block
             if len(self._blocks) > self._cached_blocks:
                 self._blocks.popitem(last=False)

@@ -28,6 +28,7 @@ from pipelines.jobs import JobQueue
 from pipelines.worker import Worker, WorkerConfig
 from proctor.samples import SampleSession, build_sample_session
 from storage.object_store import ObjectStore, S3Location
+from storage.presigned_reader import PresignedObject
 from tests.support.platform import Api
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
@@ -40,14 +41,14 @@ def crash_budget(key: str) -> Path:
 
 
 class CrashingWorker(ChunkWorker):
-    def analyze(self, key: str, chunk: Chunk) -> tuple[int, Signals | str]:
-        budget = crash_budget(key)
+    def analyze(self, recording: PresignedObject, chunk: Chunk) -> tuple[int, Signals | str]:
+        budget = crash_budget(recording.key)
         if chunk.index == DOOMED and budget.exists():
             left = int(budget.read_text())
             if left > 0:
                 budget.write_text(str(left - 1))
                 os._exit(1)
-        return super().analyze(key, chunk)
+        return super().analyze(recording, chunk)
 
 
 @pytest.fixture(scope="module")
