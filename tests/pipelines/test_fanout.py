@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,18 +14,10 @@ from pipelines.analysis import AnalysisConfig
 from pipelines.decode import plan_chunks
 from pipelines.fanout import ChunkFailed, LocalFanout, RayFanout, RayOptions, resolve_device
 from proctor.samples import SampleSession, build_sample_session
-from storage.object_store import ObjectStore, S3Location
+from storage.object_store import S3Location
+from tests.pipelines.conftest import stored_recording
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +26,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleSession:
 
 
 def stored(s3: S3Location, path: Path) -> str:
-    store = ObjectStore(s3)
-    store.ensure_bucket()
-    key = f"t-fanout/e/{uuid.uuid4().hex}/media/webcam"
-    with path.open("rb") as f:
-        store.put_file(key, f, path.stat().st_size)
-    return key
+    return stored_recording(s3, path, "t-fanout")
 
 
 def test_ray_and_the_plain_loop_give_the_same_signals(ray_cluster: None, s3: S3Location, sample: SampleSession) -> None:

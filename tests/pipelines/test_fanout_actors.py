@@ -15,7 +15,6 @@ import socket
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,20 +32,12 @@ from proctor.samples import SampleSession, build_sample_session
 from proctor.wiring import job_queue
 from storage.object_store import ObjectStore, S3Location
 from storage.presigned_reader import PresignedObject
+from tests.pipelines.conftest import RAY_CPUS, stored_recording
 
 pytestmark = pytest.mark.slow
 
-CPUS = 2  # the local cluster's; each actor holds one
+CPUS = RAY_CPUS
 CHUNKS = plan_chunks(10_000, 2000, 4000)
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    import ray
-
-    ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +47,7 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleSession:
 
 @pytest.fixture
 def recording(s3: S3Location, sample: SampleSession) -> Iterator[str]:
-    store = ObjectStore(s3)
-    store.ensure_bucket()
-    key = f"t-actors/e/{uuid.uuid4().hex}/media/webcam"
-    with sample.video_path.open("rb") as f:
-        store.put_file(key, f, sample.video_path.stat().st_size)
+    key = stored_recording(s3, sample.video_path, "t-actors")
     yield key
     shutil.rmtree(arguments_kept(key), ignore_errors=True)
 

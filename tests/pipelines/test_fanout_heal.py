@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,8 +26,9 @@ from pipelines.fanout import ChunkFailed, ChunkWorker, RayFanout, RayOptions
 from pipelines.jobs import JobQueue
 from pipelines.worker import Worker, WorkerConfig
 from proctor.samples import SampleSession, build_sample_session
-from storage.object_store import ObjectStore, S3Location
+from storage.object_store import S3Location
 from storage.presigned_reader import PresignedObject
+from tests.pipelines.conftest import stored_recording
 from tests.support.platform import Api
 
 pytestmark = [pytest.mark.slow, pytest.mark.serial]
@@ -52,26 +52,13 @@ class CrashingWorker(ChunkWorker):
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> SampleSession:
     return build_sample_session(tmp_path_factory.mktemp("heal"), duration_s=12, seed=4)
 
 
 @pytest.fixture
 def recording(s3: S3Location, sample: SampleSession) -> Iterator[str]:
-    store = ObjectStore(s3)
-    store.ensure_bucket()
-    key = f"t-heal/e/{uuid.uuid4().hex}/media/webcam"
-    with sample.video_path.open("rb") as f:
-        store.put_file(key, f, sample.video_path.stat().st_size)
+    key = stored_recording(s3, sample.video_path, "t-heal")
     yield key
     crash_budget(key).unlink(missing_ok=True)
 

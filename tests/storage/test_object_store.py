@@ -22,13 +22,6 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def store(s3: S3Location) -> ObjectStore:
-    store = ObjectStore(s3, retries=2, backoff_s=0.01)
-    store.ensure_bucket()
-    return store
-
-
-@pytest.fixture
 def prefix() -> str:
     return f"t-store/e/{uuid.uuid4().hex}/"
 

@@ -18,13 +18,6 @@ from storage.presigned_reader import PresignedObject, PresignedReads, PresignedU
 
 
 @pytest.fixture
-def store(s3: S3Location) -> ObjectStore:
-    store = ObjectStore(s3, retries=2, backoff_s=0.01)
-    store.ensure_bucket()
-    return store
-
-
-@pytest.fixture
 def prefix() -> str:
     return f"t-presigned/e/{uuid.uuid4().hex}/"
 
