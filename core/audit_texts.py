@@ -105,9 +105,8 @@ def readable_details(db: Session, events: Iterable[AuditEvent]) -> dict[int, dic
     to, or by `ERASED_TEXT` once erased."""
     events = list(events)
     committed = [e.seq for e in events if any(k.endswith(COMMITMENT_SUFFIX) for k in e.detail)]
-    texts = {
-        (t.seq, t.field): t.text for t in db.scalars(select(AuditText).where(AuditText.seq.in_(committed))) if committed
-    }
+    kept: Iterable[AuditText] = db.scalars(select(AuditText).where(AuditText.seq.in_(committed))) if committed else []
+    texts = {(t.seq, t.field): t.text for t in kept}
     readable: dict[int, dict[str, Any]] = {}
     for event in events:
         detail: dict[str, Any] = {}

@@ -73,8 +73,8 @@ def scored_sessions(db: Session, exam_id: str) -> list[tuple[ExamSession, str | 
 
 def flags_differ(before: ExamPolicy, after: ExamPolicy) -> bool:
     """Whether `after` may raise other flags than `before`: what the segmentation reads differs."""
-    flagging = ("sensitivity", "kinds", "looking_away")
-    return any(before.to_json()[name] != after.to_json()[name] for name in flagging)
+    was, now = before.to_json(), after.to_json()
+    return any(was[name] != now[name] for name in ("sensitivity", "kinds", "looking_away"))
 
 
 def apply_policy(

@@ -39,7 +39,7 @@ from core.vocabulary import Decision, Outcome, ReviewStatus, Role
 from review_ui.accounts import Scope, scope_of
 from review_ui.decisions import REVIEWABLE, Actor, ReviewRefused, claim, set_outcome, take_claim
 from review_ui.http import DB, CheckedForm, Who, actor, done, review_app
-from review_ui.queue import parse_queue_filter, visible_session
+from review_ui.queue import live_claimant, parse_queue_filter, visible_session
 from review_ui.results import flags_with_decisions
 
 MAX_SESSIONS: Final = 100
@@ -86,12 +86,6 @@ def summary(result: BulkResult) -> str:
     return f"{head}; skipped {len(result.skipped)}: {reasons}"
 
 
-def _live_holder(session: ExamSession, now: datetime) -> str | None:
-    """The user id of a live claim on the session, if any."""
-    live = session.claimed_by and session.claim_expires_at and session.claim_expires_at > now
-    return session.claimed_by if live else None
-
-
 def _username(db: Session, user_id: str) -> str:
     return db.scalar(select(User.username).where(User.id == user_id)) or "a removed user"
 
@@ -110,7 +104,7 @@ def assign(
     review = db.get(SessionReview, session.id)
     if review is not None and review.status == ReviewStatus.AWAITING_SECOND and review.reviewer_id == assignee.id:
         raise ReviewRefused(409, f"awaits a second reviewer, and {assignee.username} set it: assign someone else")
-    holder = _live_holder(session, now)
+    holder = live_claimant(session, now)
     if holder is not None and holder != assignee.id:
         raise ReviewRefused(409, f"is claimed by {_username(db, holder)}: release it first, or wait for the claim")
     if not take_claim(db, session, assignee.id, now, ttl):  # a reviewer claiming it meanwhile wins or loses whole
@@ -123,7 +117,7 @@ def assign(
 
 def release(db: Session, session: ExamSession, by: Actor, now: datetime) -> None:
     """End the live claim on the session: a reviewer their own, an officer or admin anyone's."""
-    holder = _live_holder(session, now)
+    holder = live_claimant(session, now)
     if holder is None:
         raise ReviewRefused(409, "is not claimed: nothing to release")
     if holder != by.user.id and by.user.role not in ASSIGNERS:
@@ -145,7 +139,7 @@ def mark_clean(db: Session, session: ExamSession, by: Actor, now: datetime, clai
         raise ReviewRefused(409, f"already has an outcome ({review.outcome}, {review.status.replace('_', ' ')})")
     if session.qc_sample:
         raise ReviewRefused(409, "is a QC sample of the exam's auto-clear: open it and review it")
-    holder = _live_holder(session, now)
+    holder = live_claimant(session, now)
     if holder is not None and holder != by.user.id:
         raise ReviewRefused(409, f"is claimed by {_username(db, holder)}")
     claim(db, session, by, now, claim_ttl)  # first: nobody adds or decides a flag while the flags are read

@@ -195,11 +195,11 @@ def queue_page(db: Session, scope: Scope, query: QueueFilter, now: datetime) -> 
             processed_at=s.processed_at,
             duration_s=s.duration_s,
             state=s.state,
-            claimed_by=usernames.get(s.claimed_by or "") if _live_claim(s, now) else None,
+            claimed_by=usernames.get(live_claimant(s, now) or ""),
             flag_counts=flag_counts[s.id],
             first_reviewer=usernames.get(awaiting_second.get(s.id) or ""),
             claim_minutes_left=-(-int((s.claim_expires_at - now).total_seconds()) // 60)
-            if _live_claim(s, now) and s.claim_expires_at
+            if live_claimant(s, now) and s.claim_expires_at
             else None,
             qc_sample=s.qc_sample,
         )
@@ -225,8 +225,10 @@ def _in_queue_order(stmt: Select[ExamSession], status: QueueStatus, now: datetim
     )
 
 
-def _live_claim(session: ExamSession, now: datetime) -> bool:
-    return bool(session.claimed_by and session.claim_expires_at and session.claim_expires_at > now)
+def live_claimant(session: ExamSession, now: datetime) -> str | None:
+    """The user id of the session's claim while it holds (None: unclaimed, or the claim ran out)."""
+    live = session.claimed_by and session.claim_expires_at and session.claim_expires_at > now
+    return session.claimed_by if live else None
 
 
 def timeline_ticks(duration_s: float, most: int = 12) -> list[tuple[float, str]]:
@@ -294,7 +296,7 @@ def session_view(db: Session, session: ExamSession, now: datetime) -> SessionVie
         for seg, decision in flags_with_decisions(db, session.id)
     ]
     review = db.get(SessionReview, session.id)
-    live = session.claimed_by if _live_claim(session, now) else None
+    live = live_claimant(session, now)
     user_ids = {live, review.reviewer_id if review else None, review.second_reviewer_id if review else None} - {None}
     names = dict(db.execute(select(User.id, User.username).where(User.id.in_(user_ids))).all())
     exam = db.get(Exam, session.exam_id)

@@ -32,6 +32,7 @@ from review_ui.reports import (
     AWAITING_SECOND_REVIEW,
     NOT_YET_REVIEWED,
     DateRange,
+    ExamReport,
     KindTally,
     kind_tallies,
     outcome_counts,
@@ -230,16 +231,18 @@ def exam_window(db: Session, scope: Scope, exam_id: str, within: DateRange) -> E
     return ExamWindow(exam.id, exam.external_id, exam.tenant_id, slug, within)
 
 
-def exam_metrics(db: Session, window: ExamWindow) -> ExamMetrics:
-    """Every metric of the window (each query once)."""
+def exam_metrics(db: Session, window: ExamWindow, report: ExamReport | None = None) -> ExamMetrics:
+    """Every metric of the window (each query once). `report`, the exam's report over the same window, lends its
+    flag tallies and outcomes, which it counted the same way, so that a page showing both counts them once."""
     sessions, video_s = live_sessions(db, window)
-    tallies = kind_tallies(db, window.sessions())
+    tallies = report.kinds if report is not None else kind_tallies(db, window.sessions())
+    outcomes = report.outcomes if report is not None else outcome_counts(db, window.sessions(), sessions)
     reviews = _second_reviews(db, window)
     return ExamMetrics(
         window=window,
         sessions=sessions,
         video_s=video_s,
-        outcomes=outcomes_of(outcome_counts(db, window.sessions(), sessions)),
+        outcomes=outcomes_of(outcomes),
         flag_rates=flag_rates(tallies, video_s),
         confirm_rates=confirm_rates(tallies),
         second_reviews=second_review_counts(reviews),

@@ -157,7 +157,7 @@ def exam_report_page(
     if report is None:
         raise ReviewRefused(404, "no such exam")
     window = ExamWindow(report.exam_id, report.external_id, report.tenant_id, report.tenant, within)
-    charts = report_charts(exam_metrics(db, window)) if format == "html" else []
+    charts = report_charts(exam_metrics(db, window, report)) if format == "html" else []
     audit.record(
         db,
         f"user:{who.user.username}",

@@ -7,17 +7,14 @@ adapter wraps `Minio._create_multipart_upload` and friends; `pyproject.toml` pin
 Writes never overwrite silently: unless `overwrite=True`, a PUT or a multipart completion carries
 `If-None-Match: *`, so the server refuses atomically when the key exists (MinIO and SeaweedFS both honour
 it), and `ObjectExists` is raised. Transient failures (connection errors, 5xx, SlowDown) are retried with
-exponential backoff and jitter, then raised as `StorageUnavailable` (the API answers it with a 503);
-everything else surfaces at once.
+exponential backoff and jitter, then raised as `StorageUnavailable` (the API answers it with a 503;
+`storage.retries`); everything else surfaces at once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import logging
-import random
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -31,9 +28,9 @@ from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from storage.public_endpoint import PublicEndpoint
+from storage.retries import ObjectStoreError, StorageUnavailable, retried
 from storage.sized_reader import SizedReader
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _TRANSIENT_S3_CODES = frozenset(
@@ -46,26 +43,6 @@ _TRANSIENT_EXCEPTIONS: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
-
-
-class ObjectStoreError(RuntimeError):
-    """Storage failed for a reason a retry will not fix; the message says which key and why."""
-
-
-class StorageUnavailable(ObjectStoreError):
-    """The S3 server did not answer, or answered with a server-side error (5xx, SlowDown), through every retry.
-
-    Nothing was refused: the same call is expected to succeed once the server is back, so the API answers 503
-    and clients retry later, where an `ObjectStoreError` is a fault to report.
-    """
-
-    def __init__(self, operation: str, key: str, attempts: int, cause: BaseException) -> None:
-        super().__init__(
-            f"{operation} {key!r} failed after {attempts} attempts: {cause}. "
-            "Check that the S3 endpoint is up and reachable."
-        )
-        self.operation = operation
-        self.key = key
 
 
 class ObjectExists(ObjectStoreError):
@@ -145,26 +122,7 @@ class ObjectStore:
 
     # -- retries -----------------------------------------------------------------------------------
     def _call(self, what: str, key: str, fn: Callable[[], T]) -> T:
-        for attempt in range(self._retries + 1):
-            try:
-                return fn()
-            except S3Error as exc:
-                if not _server_side(exc):
-                    raise
-                if attempt == self._retries:
-                    raise StorageUnavailable(what, key, attempt + 1, exc) from exc
-                error: BaseException = exc
-            except _TRANSIENT_EXCEPTIONS as exc:
-                if attempt == self._retries:
-                    raise StorageUnavailable(what, key, attempt + 1, exc) from exc
-                error = exc
-            delay = self._backoff_s * (2**attempt) * (0.5 + random.random())
-            log.warning(
-                "s3 transient error, retrying",
-                extra={"op": what, "key": key, "attempt": attempt + 1, "delay_s": round(delay, 3), "error": str(error)},
-            )
-            time.sleep(delay)
-        raise AssertionError("unreachable: the loop returns or raises")
+        return retried(what, key, fn, retries=self._retries, backoff_s=self._backoff_s, transient=_transient)
 
     # -- bucket ------------------------------------------------------------------------------------
     def ensure_bucket(self) -> None:
@@ -495,6 +453,11 @@ class RangeReader(SizedReader):
         buffer[:count] = block[offset : offset + count]
         self._pos += count
         return count
+
+
+def _transient(error: BaseException) -> bool:
+    """Whether a retry may fix `error`: a connection or protocol failure, or the server's own trouble."""
+    return isinstance(error, _TRANSIENT_EXCEPTIONS) or (isinstance(error, S3Error) and _server_side(error))
 
 
 def _server_side(error: S3Error) -> bool:

@@ -8,26 +8,22 @@ lasts, so `PresignedObject` keeps it out of its repr and every error here names 
 
 Reads are ranged GETs through the same block cache as `ObjectStore.open` (`RangeReader`); the object's size comes
 from the first answer's `Content-Range` (a presigned GET cannot be sent as a HEAD: the signature covers the
-method). Connection errors and the server's own errors (5xx, SlowDown) are retried with backoff, then raised as
-`StorageUnavailable`, as the store's reads are, so a caller still tells an object-store outage from a fault. A
-403 that says the request expired raises `PresignedUrlExpired`, a 404 `ObjectNotFound`.
+method). Connection errors and the server's own errors (5xx, SlowDown) go through the store's own retry loop
+(`storage.retries`), then raise `StorageUnavailable`, so a caller still tells an object-store outage from a fault.
+A 403 that says the request expired raises `PresignedUrlExpired`, a 404 `ObjectNotFound`.
 """
 
 from __future__ import annotations
 
 import io
-import logging
-import random
 import re
-import time
 from dataclasses import dataclass, field
 from functools import partial
 
 import urllib3
 
-from storage.object_store import ObjectNotFound, ObjectStoreError, RangeReader, StorageUnavailable
-
-log = logging.getLogger(__name__)
+from storage.object_store import ObjectNotFound, RangeReader
+from storage.retries import ObjectStoreError, retried
 
 _TOTAL_SIZE = re.compile(r"^bytes (?:\d+-\d+|\*)/(\d+)$")  # Content-Range: "bytes 0-0/2560" or "bytes */0"
 
@@ -67,24 +63,16 @@ class PresignedReads:
         if offset < 0 or length <= 0:
             raise ValueError(f"read_range needs offset >= 0 and length > 0, got offset={offset} length={length}")
         headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
-        for attempt in range(self._retries + 1):
-            try:
-                response = self._http.request("GET", target.url, headers=headers)
-            except urllib3.exceptions.HTTPError as exc:  # connection refused or reset, a timeout, a short body
-                error: BaseException = exc
-            else:
-                if not _server_side(response.status):
-                    return _answer(target, response)
-                error = ObjectStoreError(f"HTTP {response.status}: {_s3_error(response.data)}")
-            if attempt == self._retries:
-                raise StorageUnavailable("presigned GET", target.key, attempt + 1, error) from error
-            delay = self._backoff_s * (2**attempt) * (0.5 + random.random())
-            log.warning(
-                "s3 transient error, retrying",
-                extra={"op": "presigned GET", "key": target.key, "attempt": attempt + 1, "delay_s": round(delay, 3)},
-            )
-            time.sleep(delay)
-        raise AssertionError("unreachable: the loop returns or raises")
+
+        def get() -> tuple[bytes, int]:
+            response = self._http.request("GET", target.url, headers=headers)
+            if _server_side(response.status):
+                raise _ServerTrouble(f"HTTP {response.status}: {_s3_error(response.data)}")
+            return _answer(target, response)
+
+        return retried(
+            "presigned GET", target.key, get, retries=self._retries, backoff_s=self._backoff_s, transient=_transient
+        )
 
     def _bytes(self, target: PresignedObject, offset: int, length: int) -> bytes:
         return self.read_range(target, offset, length)[0]
@@ -111,6 +99,15 @@ def _answer(target: PresignedObject, response: urllib3.BaseHTTPResponse) -> tupl
     if status == 200:
         raise ObjectStoreError(f"{key!r}: the S3 server ignored the Range header; it must support ranged GETs")
     raise ObjectStoreError(f"{key!r}: the presigned GET answered HTTP {status} ({reason})")
+
+
+class _ServerTrouble(ObjectStoreError):
+    """The server answered with its own error (5xx, SlowDown): a retry may fix it."""
+
+
+def _transient(error: BaseException) -> bool:
+    """Whether a retry may fix `error`: a connection refused or reset, a timeout, a short body, or a 5xx."""
+    return isinstance(error, urllib3.exceptions.HTTPError | _ServerTrouble)
 
 
 def _server_side(status: int) -> bool:
