@@ -99,6 +99,7 @@ def build_session(root: Path, name: str, out_dir: Path) -> dict[str, Any]:
         {VIEWS[s.view].media for s in segs if s.view}
         | {VIEWS[s.right.view].media for s in segs if s.right}
         | {POSTERS[s.view][0] for s in segs if s.poster}
+        | {POSTERS[s.picture[0]][0] for s in segs if s.picture}
     )
     truth = {
         "video": f"{name}.mp4",

@@ -53,6 +53,16 @@ def half_label(seg: Seg, j: int) -> tuple[dict[str, Any], float | None]:
             category="no_face",
             note="background of the candidate's own photo beside them: nobody in view",
         )
+    if seg.picture is not None:
+        lab.update(
+            faces=0,
+            looking_away=None,
+            identity=None,
+            glasses=None,
+            category="negative_picture",
+            poster=True,
+            note=f"{v.note}; the candidate has left, only the framed picture behind their seat is in view",
+        )
     if v.category == "candidate" and seg.category != "bg":
         lab["note"] = f"candidate: {lab['note']}"
     return lab, t
@@ -83,6 +93,8 @@ def frame_label(seg: Seg, j: int) -> tuple[dict[str, Any], Any]:
     src = f"{ref(v.media)}"
     if seg.poster:
         keys.append(MEDIA[POSTERS[seg.view][0]].package)
+    if seg.picture is not None:
+        keys.append(MEDIA[POSTERS[seg.picture[0]][0]].package)
     if seg.kind == "pair" and seg.right is not None:
         rl, t2 = half_label(seg.right, j)
         rv = VIEWS[seg.right.view]
@@ -113,6 +125,9 @@ def frame_label(seg: Seg, j: int) -> tuple[dict[str, Any], Any]:
         lab["lighting_detail"] = detail
     if seg.poster:
         extra += f", poster {ref(POSTERS[seg.view][0])} pasted on the wall at {POSTERS[seg.view][1]}"
+    if seg.picture is not None:
+        view, framing = seg.picture
+        extra += f", poster {ref(POSTERS[view][0])} left where {view}'s view ({framing}) shows it"
     return lab, ((seg.view, seg.kind), src + extra, t)
 
 

@@ -68,6 +68,12 @@ def draw_plan(root: Path, rng: random.Random, spec: SessionSpec) -> list[Seg]:
             return [
                 Seg("still", nq(rng.uniform(3.0, 6.0)), spec.phases[phase][0], zoom=rng.uniform(0, 0.04), category="bg")
             ]
+        if kind == "gone":  # the candidate left: their seat's view is taken by an empty room, the poster stays
+            view, framing = spec.phases[phase]
+            if not (spec.poster and poster_visible(root, view, framing)):
+                raise ValueError(f"{token}: the candidate's view {view} ({framing}) shows no poster to leave behind")
+            empty = view_seg(root, rng, arg, nq(rng.uniform(3.0, 7.0)))
+            return [replace(empty, zoom=0.0, picture=(view, framing))]
         if kind == "pair":
             n = nq(rng.uniform(3.0, 7.0))
             view, _ = spec.phases[phase]

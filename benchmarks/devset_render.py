@@ -96,16 +96,35 @@ def crop_rect(root: Path, view: View, framing: str, aspect: float) -> tuple[floa
 
 
 # ----------------------------------------------------------------------------------------------- rendering
-def with_poster(root: Path, im: Image, view_key: str) -> Image:
+def poster_box(root: Path, view_key: str) -> Box:
+    """Where the view's poster is pasted on its picture (source pixels): its slot, less the poster's own aspect."""
     poster, (x, y, w, h) = POSTERS[view_key]
     p = image(root, poster)
     s = min(w / p.shape[1], h / p.shape[0])
-    pw, ph = int(p.shape[1] * s), int(p.shape[0] * s)
+    return x, y, int(p.shape[1] * s), int(p.shape[0] * s)
+
+
+def paste_poster(root: Path, im: Image, poster: str, box: Box) -> Image:
+    """``im`` with the framed poster (a light mount and a thin dark edge) pasted at ``box``."""
+    x, y, pw, ph = box
     out = im.copy()
     cv2.rectangle(out, (x - 3, y - 3), (x + pw + 2, y + ph + 2), (236, 236, 236), -1)
     cv2.rectangle(out, (x - 4, y - 4), (x + pw + 3, y + ph + 3), (60, 60, 60), 1)
-    out[y : y + ph, x : x + pw] = cv2.resize(p, (pw, ph), interpolation=cv2.INTER_AREA)
+    out[y : y + ph, x : x + pw] = cv2.resize(image(root, poster), (pw, ph), interpolation=cv2.INTER_AREA)
     return out
+
+
+def with_poster(root: Path, im: Image, view_key: str) -> Image:
+    return paste_poster(root, im, POSTERS[view_key][0], poster_box(root, view_key))
+
+
+def poster_in_view(root: Path, view_key: str, framing: str, w_out: int = W, h_out: int = H) -> Box:
+    """Where the view's poster lands in an output frame of that framing (zoom 1), output pixels."""
+    px, py, pw, ph = poster_box(root, view_key)
+    x, y, w, h = crop_rect(root, VIEWS[view_key], framing, w_out / h_out)
+    s = min(w_out / w, h_out / h)
+    ox, oy = (w_out - round(w * s)) // 2, (h_out - round(h * s)) // 2
+    return round(ox + (px - x) * s), round(oy + (py - y) * s), max(1, round(pw * s)), max(1, round(ph * s))
 
 
 def relight(pic: Image, light: str, face_xy: tuple[float, float] | None, radius: float) -> Image:
@@ -176,6 +195,7 @@ class Seg:
     poster: bool = False
     category: str = ""
     right: Seg | None = None  # pair: the right half (self is the left half)
+    picture: tuple[str, str] | None = None  # the candidate's (view, framing) whose poster stays once they left
 
     def source_frame(self, root: Path, j: int) -> Image:
         v = VIEWS[self.view]
@@ -200,4 +220,8 @@ class Seg:
         v = VIEWS[self.view]
         rect = BACKGROUNDS[self.view] if self.category == "bg" else crop_rect(root, v, self.framing, w_out / h_out)
         z = 1.0 + self.zoom * j / max(1, self.n - 1)
-        return fit(self.source_frame(root, j), rect, w_out, h_out, z, self.light, v.face)
+        out = fit(self.source_frame(root, j), rect, w_out, h_out, z, self.light, v.face)
+        if self.picture is None:
+            return out
+        view, framing = self.picture
+        return paste_poster(root, out, POSTERS[view][0], poster_in_view(root, view, framing, w_out, h_out))

@@ -51,7 +51,9 @@ class SessionSpec:
     (the camera is moved, or another person takes over). ``required`` interludes all appear once;
     ``extras`` are drawn to fill the target length. Interlude tokens: ``noface:<view>``, ``bg`` (the
     candidate's own background), ``neg:<view>``, ``pair:<view>`` (side by side with the candidate),
-    ``group:<view>``, ``covered`` and ``light:<variant>`` (a candidate stretch under that lighting).
+    ``group:<view>``, ``covered``, ``light:<variant>`` (a candidate stretch under that lighting) and
+    ``gone:<view>`` (the candidate has left: the empty ``<view>`` with the candidate's framed poster where their
+    own view shows it).
     """
 
     family: str
@@ -99,13 +101,16 @@ SESSIONS: dict[str, SessionSpec] = {
                          ("noface:n_office", "group:g_bus", "neg:x_fish"),
                          ("pair:p_bieber", "light:gamma0.25", "covered")),
     "dev12": SessionSpec("posters_pets", (("cap12", "full"),),
-                         ("neg:x_dog", "neg:x_bbb", "neg:x_suzanne", "noface:n_office", "pair:p_connery", "covered"),
+                         ("neg:x_dog", "neg:x_bbb", "neg:x_suzanne", "noface:n_office", "pair:p_connery", "covered",
+                          "gone:n_office"),
                          ("neg:x_baboon", "neg:x_cat"), poster=True),
     "dev13": SessionSpec("posters_pets", (("family_man", "full"),),
-                         ("neg:x_owl", "neg:x_baboon", "neg:x_vendetta", "noface:n_backview", "group:g_s3"),
+                         ("neg:x_owl", "neg:x_baboon", "neg:x_vendetta", "noface:n_backview", "group:g_s3",
+                          "gone:n_office"),
                          ("neg:x_toon_cat", "neg:x_quokka"), poster=True),
     "dev14": SessionSpec("posters_pets", (("afro", "full"),),
-                         ("neg:x_chelsea", "neg:x_ironman", "neg:x_suzanne", "bg", "group:g_couple", "covered"),
+                         ("neg:x_chelsea", "neg:x_ironman", "neg:x_suzanne", "bg", "group:g_couple", "covered",
+                          "gone:n_office"),
                          ("neg:x_fish", "neg:x_wolf"), poster=True),
     "dev15": SessionSpec("lighting_glasses", (("walter", "full"),),
                          (*LIGHTS, "noface:n_office", "group:g_zidane", "covered"), ("neg:x_dog",)),

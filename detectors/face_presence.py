@@ -59,6 +59,10 @@ COLUMNS = {
     "face_y_px": "centre y of the largest counted face, frame pixels; NaN without a face",
     "second_face_x_px": "centre x of the second-largest counted face, frame pixels; NaN with fewer than two",
     "second_face_y_px": "centre y of the second-largest counted face, frame pixels; NaN with fewer than two",
+    "picture_face_x_px": "centre x of the largest face not counted as it sits in a picture frame, frame pixels; NaN "
+    "without one",
+    "picture_face_y_px": "centre y of that framed picture's face, frame pixels; NaN without one",
+    "picture_face_size_px": "size of that framed picture's face; NaN without one",
     "face_too_small": "1 when the largest counted face is below too_small_px, else 0; NaN without a face",
     "small_face_checked": "1 when the full-range (small face) pass ran on this frame, else 0",
 }
@@ -204,8 +208,8 @@ class FacePresenceDetector:
 
     name = "face_presence"
     # 4: plausibility; 5: second face placed; 6: dark frames lifted; 7: RGB-spread colour; 8: lift to 0.5; 9: framed
-    # pictures not counted
-    version = "9"
+    # pictures not counted; 10: framed pictures placed (picture_face_*)
+    version = "10"
 
     def __init__(
         self,
@@ -339,18 +343,19 @@ class FacePresenceDetector:
         extra = small.select(~overlaps(small.boxes, counted.boxes, self.config.merge_overlap))
         return _largest_first(Faces.join([counted, extra])) if len(extra) else counted
 
-    def without_pictures(self, frame: NDArray[np.uint8], counted: Faces) -> Faces:
-        """``counted`` less the faces in a picture frame (``FacePresenceConfig.picture_frames``)."""
+    def split_pictures(self, frame: NDArray[np.uint8], counted: Faces) -> tuple[Faces, Faces]:
+        """``counted`` less the faces in a picture frame (``FacePresenceConfig.picture_frames``), and those faces."""
         rule = self.config.picture_frames
         if rule is None or len(counted) < 2:
-            return counted
-        return counted.select(~pictures(frame, counted, rule))
+            return counted, Faces.empty()
+        framed = pictures(frame, counted, rule)
+        return counted.select(~framed), counted.select(framed)
 
     def faces(self, frame: NDArray[np.uint8]) -> Faces:
         """The counted faces of one still frame (all passes), largest first, with their detection scores."""
         frame = self.lit(frame)
         counted = self.count(frame, self.detect_short(frame), self.detect_full(frame))
-        return self.without_pictures(frame, self.with_small(counted, self.detect_small(frame)))
+        return self.split_pictures(frame, self.with_small(counted, self.detect_small(frame)))[0]
 
     def detect(
         self,
@@ -359,7 +364,18 @@ class FacePresenceDetector:
         tracked: Sequence[Faces] | None = None,
         full: dict[int, Faces] | None = None,
     ) -> list[Faces]:
-        """Per-frame counted faces (boxes, scores, keypoints in frame pixels), largest first.
+        """Per-frame counted faces (boxes, scores, keypoints in frame pixels), largest first; the arguments as in
+        ``detect_with_pictures``."""
+        return [counted for counted, _ in self.detect_with_pictures(batch, short, tracked, full)]
+
+    def detect_with_pictures(
+        self,
+        batch: FrameBatch,
+        short: Sequence[Faces] | None = None,
+        tracked: Sequence[Faces] | None = None,
+        full: dict[int, Faces] | None = None,
+    ) -> list[tuple[Faces, Faces]]:
+        """Per frame: the counted faces, largest first, and the faces not counted as framed pictures.
 
         ``short``: the batch's short-range detections at ``min_score``, when the caller already ran them.
         ``tracked``: per frame, faces the caller's face mesh found there (see ``count``).
@@ -371,7 +387,7 @@ class FacePresenceDetector:
                 raise ValueError(f"{name}: expected one detection per frame ({len(batch)}), found {len(given)}")
         due = rate_mask(batch.timestamps_ms, self.config.full_range_every_ms)
         tile_due = rate_mask(batch.timestamps_ms, self.config.tile_every_ms)
-        out: list[Faces] = []
+        out: list[tuple[Faces, Faces]] = []
         seen = far = small = Faces.empty()
         for i, frame in enumerate(batch.frames):
             found = short[i] if short is not None else self.detect_short(frame)
@@ -386,7 +402,7 @@ class FacePresenceDetector:
                 counted = self.count(frame, found, seen, mine)
             else:
                 counted = self.count_carried(frame, found, seen, far, mine)
-            out.append(self.without_pictures(frame, self.with_small(counted, small)))
+            out.append(self.split_pictures(frame, self.with_small(counted, small)))
         return out
 
     def signals(
@@ -401,8 +417,13 @@ class FacePresenceDetector:
         cols = {name: np.full(n, np.nan) for name in COLUMNS}
         ran = rate_mask(batch.timestamps_ms, self.config.full_range_every_ms)
         cols["small_face_checked"] = ran.astype(np.float64) if self.full is not None else np.zeros(n)
-        for i, counted in enumerate(self.detect(batch, short, tracked, full)):
+        for i, (counted, framed) in enumerate(self.detect_with_pictures(batch, short, tracked, full)):
             cols["face_count"][i] = len(counted)
+            if len(framed):
+                picture = framed.boxes[int(np.argmax(framed.sizes))]
+                cols["picture_face_size_px"][i] = float(framed.sizes.max())
+                cols["picture_face_x_px"][i] = float(picture[0] + picture[2]) / 2
+                cols["picture_face_y_px"][i] = float(picture[1] + picture[3]) / 2
             cols["face_score_max"][i] = float(counted.scores.max()) if len(counted) else 0.0
             if len(counted):
                 size = float(counted.sizes[0])

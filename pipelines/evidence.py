@@ -71,6 +71,13 @@ class Fixtures:
     whole session, also while the candidate sits still (a person who sits down there is not at exactly the
     picture's place and size). It does not help where nothing ever moves: a still candidate in front of a
     still picture (a spliced photo) stays "two faces".
+
+    A face the detector did not count because it sits in a picture's frame (``picture_face_*`` columns,
+    ``detectors.plausibility.framed``) marks its spot the same way once it was seen there on ``framed_min_frames``
+    frames: the frame already told it apart, so it needs no stillness test. That picture left alone in view
+    after the candidate goes is an empty seat, not a candidate. A lone face matches a spot within ``alone_scale``
+    of its size: it may come from another detection pass than the one that placed the spot (the short-range
+    model's box of a small face is ~13% smaller than the full-range model's).
     """
 
     window_ms: int = 4000
@@ -80,6 +87,36 @@ class Fixtures:
     moving_px: float = 8.0
     max_size_ratio: float = 0.6
     min_coverage: float = 0.8
+    framed_min_frames: int = 3
+    alone_scale: float = 1.25
+
+
+def _spots(x: FloatArray, y: FloatArray, size: FloatArray) -> FloatArray:
+    """Distinct (x, y, size) spots, rounded to a pixel: a picture seen on thousands of frames is a few spots."""
+    return np.unique(np.round(np.stack([x, y, size], axis=1)), axis=0) if len(x) else np.zeros((0, 3))
+
+
+def _near(spots: FloatArray, x: float, y: float, size: float, rule: Fixtures, scale: float = 0.0) -> NDArray[np.bool_]:
+    """The spots at the place (within twice ``still`` of their size) and of the size (within ``scale``, by default
+    a little over ``still_scale``)."""
+    near = np.maximum(np.abs(spots[:, 0] - x), np.abs(spots[:, 1] - y)) <= 2 * rule.still * spots[:, 2]
+    same_size = np.abs(np.log(spots[:, 2] / size)) <= np.log(scale or rule.still_scale * 1.05)
+    return np.asarray(near & same_size, dtype=bool)
+
+
+def framed_spots(signals: Signals, rule: Fixtures) -> FloatArray:
+    """Spots where a face was not counted as a framed picture on at least ``framed_min_frames`` frames."""
+    columns = ("picture_face_x_px", "picture_face_y_px", "picture_face_size_px")
+    if not all(c in signals.columns for c in columns):
+        return np.zeros((0, 3))
+    x, y, size = (signals[c] for c in columns)
+    seen = np.isfinite(size) & (size > 0)
+    rounded = np.round(np.stack([x[seen], y[seen], size[seen]], axis=1))
+    if not len(rounded):
+        return np.zeros((0, 3))
+    spots, frames = np.unique(rounded, axis=0, return_counts=True)
+    held = np.array([frames[_near(spots, x, y, s, rule)].sum() >= rule.framed_min_frames for x, y, s in spots])
+    return np.asarray(spots[held], dtype=np.float64)
 
 
 def fixture_frames(signals: Signals, rule: Fixtures) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
@@ -107,21 +144,19 @@ def fixture_frames(signals: Signals, rule: Fixtures) -> tuple[NDArray[np.bool_],
         moving = tracked.sum() >= 2 and max(np.ptp(mx[tracked]), np.ptp(my[tracked])) >= rule.moving_px
         fixed[i] = still and steady and small and moving
     alone = np.zeros(n, bool)
-    if not np.any(fixed):
+    spots = np.concatenate([_spots(sx[fixed], sy[fixed], ss[fixed]), framed_spots(signals, rule)])
+    if not len(spots):
         return fixed, alone
-    spots = np.stack([sx[fixed], sy[fixed], ss[fixed]], axis=1)
 
-    def at_a_spot(x: float, y: float, size: float) -> bool:
-        near = np.maximum(np.abs(spots[:, 0] - x), np.abs(spots[:, 1] - y)) <= 2 * rule.still * spots[:, 2]
-        same_size = np.abs(np.log(spots[:, 2] / size)) <= np.log(rule.still_scale * 1.05)
-        return bool(np.any(near & same_size))
+    def at_a_spot(x: float, y: float, size: float, scale: float = 0.0) -> bool:
+        return bool(np.any(_near(spots, x, y, size, rule, scale)))
 
     for i in np.flatnonzero((faces == 2) & np.isfinite(sx) & ~fixed):
         fixed[i] = at_a_spot(sx[i], sy[i], ss[i])
     if all(c in signals.columns for c in ("face_x_px", "face_y_px")):
         fx, fy = signals["face_x_px"], signals["face_y_px"]
         for i in np.flatnonzero(faces == 1):
-            alone[i] = at_a_spot(fx[i], fy[i], largest[i])
+            alone[i] = at_a_spot(fx[i], fy[i], largest[i], rule.alone_scale)
     return fixed, alone
 
 

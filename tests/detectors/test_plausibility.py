@@ -9,6 +9,7 @@ from numpy.typing import NDArray
 
 from detectors import FaceAnalysisDetector, FacePresenceConfig, FacePresenceDetector, FrameBatch
 from detectors.plausibility import PictureFrameRule, PlausibilityRule, colourful, framed
+from pipelines.evidence import Fixtures, fixture_frames
 
 from .conftest import ASTRONAUT_BOX, GRACE_BOX, Image, face_crop, paste
 
@@ -160,3 +161,24 @@ def test_what_counts_as_a_picture_frame(
 ) -> None:
     frame, face = outlined(box, rect)
     assert framed(frame, face, PictureFrameRule()) is picture
+
+
+def test_a_framed_picture_is_placed_where_it_hangs(astronaut: Image, grace: Image) -> None:
+    """The detector places the picture it did not count (``picture_face_*``), so the flags can know that spot
+    once the candidate has left (``pipelines.evidence.Fixtures``); alone in view, it is the only face found."""
+    poster = small_face(astronaut)
+    seated = with_poster(room_with_candidate(grace), poster)
+    left = with_poster(np.full((480, 640, 3), 115, np.uint8), poster)
+    frames = np.stack([seated] * 10 + [left] * 10)
+    signals = FaceAnalysisDetector(identity=None)(FrameBatch(frames, np.arange(20, dtype=np.int64) * 200))
+    assert signals["face_count"].tolist() == [1] * 20
+    assert np.isfinite(signals["picture_face_size_px"][:10]).all(), "placed while the candidate sat in front of it"
+    assert np.isnan(signals["picture_face_size_px"][10:]).all(), "alone, nothing is larger: it is not judged"
+    for axis in ("x", "y"):
+        placed, alone = signals[f"picture_face_{axis}_px"][5], signals[f"face_{axis}_px"][15]
+        assert abs(placed - alone) <= 0.1 * signals["face_size_px"][15], f"the same place ({axis})"
+    assert 1.0 < signals["picture_face_size_px"][5] / signals["face_size_px"][15] <= Fixtures().alone_scale, (
+        "another pass finds it alone, with a smaller box"
+    )
+    _, alone = fixture_frames(signals, Fixtures())
+    assert alone.tolist() == [False] * 10 + [True] * 10, "alone in view, the picture is an empty seat"

@@ -188,3 +188,39 @@ def test_a_very_dark_picture_with_a_face_is_not_a_covered_lens() -> None:
     assert (evidence[FlagKind.CAMERA_BLOCKED] == 0).all() and (evidence[FlagKind.NO_FACE] == 0).all()
     segments, _ = segment_session(dark, ExamPolicy(), AwayConfig(), duration_ms=n * STEP)
     assert segments == []
+
+
+def framed_then_left(
+    n: int, picture: tuple[float, float, float], framed_frames: int, alone: tuple[float, float, float]
+) -> Signals:
+    """A candidate in front of a framed picture (not counted, placed at ``picture`` on ``framed_frames`` of the
+    first ``n`` frames), who then leaves: a lone face at ``alone`` (x, y, size) for ``n`` frames."""
+    seated = with_second_face(n, candidate_moves=False, second=None)
+    cols = {c: np.concatenate([seated[c], np.full(n, np.nan)]) for c in seated.columns}
+    cols |= {"face_count": np.ones(2 * n), "covered": np.zeros(2 * n), "too_dark": np.zeros(2 * n)}
+    for k, c in enumerate(("face_x_px", "face_y_px", "face_size_px")):
+        cols[c][n:] = alone[k]
+    for k, c in enumerate(("picture_face_x_px", "picture_face_y_px", "picture_face_size_px")):
+        cols[c] = np.full(2 * n, np.nan)
+        cols[c][:framed_frames] = picture[k]
+    return Signals(np.arange(2 * n, dtype=np.int64) * STEP, cols)
+
+
+@pytest.mark.parametrize(
+    ("framed_frames", "alone", "empty"),
+    [
+        (30, (541.0, 119.0, 51.0), True),  # the framed picture, left alone in view
+        (30, (300.0, 240.0, 190.0), False),  # a candidate back in the seat
+        (30, (540.0, 120.0, 80.0), False),  # someone at that spot, but not the picture's size
+        (2, (541.0, 119.0, 51.0), False),  # framed on two frames only: not shown to hang there
+    ],
+)
+def test_a_framed_picture_left_alone_is_an_empty_seat(
+    framed_frames: int, alone: tuple[float, float, float], empty: bool
+) -> None:
+    signals = framed_then_left(30, (540.0, 120.0, 50.0), framed_frames, alone)
+    evidence, _ = flag_evidence(signals, AwayConfig())
+    assert (evidence[FlagKind.NO_FACE][:30] == 0).all()
+    assert (evidence[FlagKind.NO_FACE][30:] == (1 if empty else 0)).all()
+    segments, _ = segment_session(signals, ExamPolicy(), AwayConfig(), duration_ms=60 * STEP)
+    assert (FlagKind.NO_FACE in {s.kind for s in segments}) is empty
