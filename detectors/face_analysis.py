@@ -210,13 +210,18 @@ class FaceAnalysisDetector:
     def _plausible_main(
         self, frame: NDArray[np.uint8], found: Faces, main: MainFace, full_range: dict[int, Faces], i: int
     ) -> bool:
-        """Whether the face the track starts on passes ``detectors.plausibility`` (sure faces always do: only
-        a short-range score below ``tracked_face_below`` is doubtful; its full-range score is looked up then)."""
+        """Whether the face the track starts on is a person's: it must convince the face verifier
+        (``FacePresenceDetector.not_human``) and pass ``detectors.plausibility`` (sure faces always do: only a
+        short-range score below ``tracked_face_below`` is doubtful; its full-range score is looked up then)."""
         rule = self.presence.config.plausibility
         j = main.detection
-        if rule is None or j is None or found.scores[j] >= rule.tracked_face_below:
+        if j is None:
             return True
         face = found.select(np.arange(len(found)) == j)
+        if self.presence.not_human(frame, face)[0]:
+            return False
+        if rule is None or found.scores[j] >= rule.tracked_face_below:
+            return True
         if i not in full_range:  # run once: presence reuses it if its own full-range pass is due on this frame
             full_range[i] = self.presence.detect_full(frame)
         full = full_range[i]

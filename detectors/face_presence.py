@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .blazeface import FULL_RANGE, SHORT_RANGE, BlazeFace, Faces
+from .face_verifier import FaceVerifier, HumanFaceRule
 from .imaging import brightened
 from .mesh import FaceMesh, roi_from_box
 from .plausibility import PictureFrameRule, PlausibilityRule, pictures, plausible
@@ -113,6 +114,10 @@ class FacePresenceConfig:
     picture_frames: PictureFrameRule | None = field(default_factory=PictureFrameRule)
     """A smaller face inside a closed rectangle (a poster, a photo on the wall: ``detectors.plausibility.framed``)
     is not counted. None turns it off."""
+    human_faces: HumanFaceRule | None = field(default_factory=HumanFaceRule)
+    """Counted faces must also convince MTCNN's face/non-face network (``detectors.face_verifier``): a dog's face
+    is not a candidate. Judged on the frames the full-range pass runs on; a face refused there stays refused
+    until the next such frame. None turns it off."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -208,8 +213,8 @@ class FacePresenceDetector:
 
     name = "face_presence"
     # 4: plausibility; 5: second face placed; 6: dark frames lifted; 7: RGB-spread colour; 8: lift to 0.5; 9: framed
-    # pictures not counted; 10: framed pictures placed (picture_face_*)
-    version = "10"
+    # pictures not counted; 10: framed pictures placed (picture_face_*); 11: faces that are not a person's refused
+    version = "11"
 
     def __init__(
         self,
@@ -226,6 +231,8 @@ class FacePresenceDetector:
         self.mesh: FaceMesh | None = None
         if self.config.verify_below > self.config.min_score or self.config.tiled:
             self.mesh = mesh or FaceMesh(runtime)
+        rule = self.config.human_faces
+        self.verifier = FaceVerifier(rule, runtime) if rule is not None else None
 
     def lit(self, frame: NDArray[np.uint8]) -> NDArray[np.uint8]:
         """The frame as the detectors see it: lifted if it is very dark."""
@@ -343,6 +350,12 @@ class FacePresenceDetector:
         extra = small.select(~overlaps(small.boxes, counted.boxes, self.config.merge_overlap))
         return _largest_first(Faces.join([counted, extra])) if len(extra) else counted
 
+    def not_human(self, frame: NDArray[np.uint8], faces: Faces) -> NDArray[np.bool_]:
+        """Per face: True where ``FacePresenceConfig.human_faces`` judges it and it is not a person's face."""
+        if self.verifier is None:
+            return np.zeros(len(faces), dtype=bool)
+        return self.verifier.not_human(frame, faces)
+
     def split_pictures(self, frame: NDArray[np.uint8], counted: Faces) -> tuple[Faces, Faces]:
         """``counted`` less the faces in a picture frame (``FacePresenceConfig.picture_frames``), and those faces."""
         rule = self.config.picture_frames
@@ -355,7 +368,8 @@ class FacePresenceDetector:
         """The counted faces of one still frame (all passes), largest first, with their detection scores."""
         frame = self.lit(frame)
         counted = self.count(frame, self.detect_short(frame), self.detect_full(frame))
-        return self.split_pictures(frame, self.with_small(counted, self.detect_small(frame)))[0]
+        counted = self.with_small(counted, self.detect_small(frame))
+        return self.split_pictures(frame, counted.select(~self.not_human(frame, counted)))[0]
 
     def detect(
         self,
@@ -388,7 +402,7 @@ class FacePresenceDetector:
         due = rate_mask(batch.timestamps_ms, self.config.full_range_every_ms)
         tile_due = rate_mask(batch.timestamps_ms, self.config.tile_every_ms)
         out: list[tuple[Faces, Faces]] = []
-        seen = far = small = Faces.empty()
+        seen = far = small = refused = Faces.empty()
         for i, frame in enumerate(batch.frames):
             found = short[i] if short is not None else self.detect_short(frame)
             mine = tracked[i] if tracked is not None else Faces.empty()
@@ -399,10 +413,13 @@ class FacePresenceDetector:
                 seen = full[i] if full is not None and i in full else self.detect_full(frame)
                 present = Faces.join([self._eligible(found), self._eligible(mine)])
                 far = seen.select(~overlaps(seen.boxes, present.boxes, self.config.merge_overlap))
-                counted = self.count(frame, found, seen, mine)
+                counted = self.with_small(self.count(frame, found, seen, mine), small)
+                refused = counted.select(self.not_human(frame, counted))
             else:
-                counted = self.count_carried(frame, found, seen, far, mine)
-            out.append(self.split_pictures(frame, self.with_small(counted, small)))
+                counted = self.with_small(self.count_carried(frame, found, seen, far, mine), small)
+            if len(refused):  # a face refused on the last full-range frame, where it still is
+                counted = counted.select(~overlaps(counted.boxes, refused.boxes, self.config.merge_overlap))
+            out.append(self.split_pictures(frame, counted))
         return out
 
     def signals(

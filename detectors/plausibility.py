@@ -20,10 +20,8 @@ Where it is not applied, because it fails there:
   half of them in some variants;
 - **turned heads** (BlazeFace keypoint yaw beyond ``max_abs_yaw_deg``): profiles get low full-range and
   mesh scores, and losing them would turn a head turn into "no face".
-What it does not catch: dogs and apes the mesh scores as faces (0.9+), photoreal CGI, masks, paintings and
-posters of real faces (they are faces, to every score we have). Measured for the dogs and the mask and failed
-(docs/detectors.md): the face descriptor's distance to people (the dog sits nearer than other people do), OpenCV's
-Haar cascades and dlib's CNN face detector (both miss many doubtful real faces in poor light).
+What it does not catch: dogs and apes the mesh scores as faces (0.9+: ``detectors.face_verifier`` refuses the
+dogs), photoreal CGI, masks, paintings and posters of real faces (they are faces, to every score we have).
 
 **Pictures in a frame** (``PictureFrameRule``, ``framed``): a poster or a photo on the wall is a real face to
 every model, and ``pipelines.evidence.Fixtures`` tells it apart only once the candidate moves in front of it. What
@@ -32,9 +30,10 @@ sizes across, cutting off the body below the head. A person's head and shoulders
 person in a doorway stands in a frame many face heights tall). So a face that is not the largest one, is at most
 ``max_size_ratio`` of its size, and sits inside such a rectangle is not counted. It runs only where a second,
 smaller face is counted, which is rare, on a window shrunk so the face is ``face_px`` across (0.5-1.3 ms a face).
-What it does not catch: an unframed picture, or one whose frame melts into the wall; a framed picture left alone
-once the candidate has gone (it is the largest face then; and since it was never a second face, ``Fixtures`` has
-not learnt its place either). It takes a person on a screen behind the candidate (a video call) for a picture.
+What it does not catch: an unframed picture, or one whose frame melts into the wall. A framed picture left alone
+once the candidate has gone is the largest face then, so it is not judged here; the detector records where it saw
+framed pictures (``picture_face_*``) and ``pipelines.evidence.Fixtures`` remembers those spots. It takes a person on
+a screen behind the candidate (a video call) for a picture.
 """
 
 from __future__ import annotations
