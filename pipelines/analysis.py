@@ -94,8 +94,10 @@ def segment_session(
     rule = identity or IdentityRule()
     evidence, trace = flag_evidence(signals, away)
     who = identity_evidence(signals, enrolment, rule)
-    evidence[FlagKind.PERSON_CHANGED] = who.person_changed
-    evidence[FlagKind.IDENTITY_MISMATCH] = who.identity_mismatch
+    # An empty seat (no face, a covered lens, or only a picture on the wall left) has no one to identify.
+    empty = evidence[FlagKind.NO_FACE] == 1
+    evidence[FlagKind.PERSON_CHANGED] = np.where(empty, np.nan, who.person_changed)
+    evidence[FlagKind.IDENTITY_MISMATCH] = np.where(empty, np.nan, who.identity_mismatch)
     segments = segment_all(signals.timestamps_ms, evidence, policy, video_end_ms=duration_ms)
     segments = explained(segments, signals.timestamps_ms, trace, away, who, rule, evidence, policy)
     return segments, risk_score(segments, policy, video_end_ms=duration_ms)

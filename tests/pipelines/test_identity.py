@@ -60,6 +60,27 @@ def test_without_descriptors_nothing_is_decided() -> None:
     assert np.isnan(who.person_changed).all() and np.isnan(who.identity_mismatch).all() and who.samples == 0
 
 
+def test_a_picture_left_alone_is_no_one_to_identify() -> None:
+    """The candidate leaves a framed picture of someone else behind: the seat is empty (no_face), and the picture's
+    face is neither a person change nor an identity mismatch."""
+    signals = synthetic([(30, 0, 320), (20, 1, 540)], every=5)
+    n, seated = len(signals), 150
+    left = np.arange(n) >= seated
+    picture = {"x": 540.0, "y": 120.0, "size": 50.0}
+    cols = dict(signals.columns)
+    cols |= {c: np.zeros(n) for c in ("covered", "too_dark", "head_yaw_deg", "head_pitch_deg")}
+    cols |= {c: np.full(n, np.nan) for c in ("eye_gaze_h", "eye_gaze_v", *(f"second_face_{a}_px" for a in "xy"))}
+    cols["second_face_size_px"] = np.full(n, np.nan)
+    for axis in ("x", "y", "size"):
+        cols[f"face_{axis}_px"] = np.where(left, picture[axis], {"x": 320.0, "y": 240.0, "size": 200.0}[axis])
+        cols[f"picture_face_{axis}_px"] = np.where(left, np.nan, picture[axis])  # framed while the candidate sat
+    cols["gaze_face_x_px"] = np.where(left, np.nan, cols["gaze_face_x_px"])
+    both = Signals(signals.timestamps_ms, cols)
+    assert np.all(identity_evidence(both, None, IdentityRule()).person_changed[seated:] == 1), "its face is another"
+    segments, _ = segment_session(both, ExamPolicy(), AwayConfig(), duration_ms=n * STEP)
+    assert {s.kind for s in segments} == {FlagKind.NO_FACE}
+
+
 # -- real faces --------------------------------------------------------------------------------------------
 def portrait(image: Image, box: tuple[float, float, float, float]) -> Image:
     canvas = np.full((480, 640, 3), 120, np.uint8)
