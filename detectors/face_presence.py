@@ -116,8 +116,9 @@ class FacePresenceConfig:
     is not counted. None turns it off."""
     human_faces: HumanFaceRule | None = field(default_factory=HumanFaceRule)
     """Counted faces must also convince MTCNN's face/non-face network (``detectors.face_verifier``): a dog's face
-    is not a candidate. Judged on the frames the full-range pass runs on; a face refused there stays refused
-    until the next such frame. None turns it off."""
+    is not a candidate. Judged on the frames the full-range pass runs on (less the faces a caller tracks and
+    judges itself: ``FaceAnalysisDetector``); a face refused there stays refused until the next such frame.
+    None turns it off."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -414,7 +415,9 @@ class FacePresenceDetector:
                 present = Faces.join([self._eligible(found), self._eligible(mine)])
                 far = seen.select(~overlaps(seen.boxes, present.boxes, self.config.merge_overlap))
                 counted = self.with_small(self.count(frame, found, seen, mine), small)
-                refused = counted.select(self.not_human(frame, counted))
+                # The caller judged its tracked faces where their tracks started and at each re-detection.
+                untracked = counted.select(~overlaps(counted.boxes, mine.boxes, self.config.merge_overlap))
+                refused = untracked.select(self.not_human(frame, untracked))
             else:
                 counted = self.with_small(self.count_carried(frame, found, seen, far, mine), small)
             if len(refused):  # a face refused on the last full-range frame, where it still is
