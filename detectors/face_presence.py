@@ -420,8 +420,10 @@ class FacePresenceDetector:
                 refused = untracked.select(self.not_human(frame, untracked))
             else:
                 counted = self.with_small(self.count_carried(frame, found, seen, far, mine), small)
-            if len(refused):  # a face refused on the last full-range frame, where it still is
-                counted = counted.select(~overlaps(counted.boxes, refused.boxes, self.config.merge_overlap))
+            if len(refused):  # a face refused on the last full-range frame, where it still is (not a tracked one)
+                merge = self.config.merge_overlap
+                gone = overlaps(counted.boxes, refused.boxes, merge) & ~overlaps(counted.boxes, mine.boxes, merge)
+                counted = counted.select(~gone)
             out.append(self.split_pictures(frame, counted))
         return out
 

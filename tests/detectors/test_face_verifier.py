@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from detectors import FaceAnalysisDetector, FacePresenceConfig, FacePresenceDetector, FrameBatch
+from detectors.blazeface import Faces
 from detectors.face_verifier import CROP_PX, FaceVerifier, HumanFaceRule, crop_chroma, face_crop, judged
 
 from .conftest import ASTRONAUT_BOX, Image, paste
@@ -105,3 +106,18 @@ def test_what_is_not_judged(astronaut: Image, unverified: FacePresenceDetector) 
 def test_the_rule_refuses_nonsense() -> None:
     with pytest.raises(ValueError, match="min_probability"):
         HumanFaceRule(min_probability=1.5)
+
+
+def test_a_refused_face_stays_refused_until_judged_again_but_not_over_a_tracked_face(
+    dog: Image, astronaut: Image, presence: FacePresenceDetector
+) -> None:
+    """The verifier runs where the full-range pass runs (once a second); between, a face where the refused one
+    was is refused too, unless the caller tracks it (and judges it itself)."""
+    person = np.zeros((480, 640, 3), np.uint8)
+    paste(person, head_crop(astronaut, ASTRONAUT_BOX), 170, 80, 300)
+    frames = FrameBatch(np.stack([dog, dog, person]), np.array([0, 200, 400], dtype=np.int64))
+    counted = presence.detect(frames)
+    assert [len(c) for c in counted] == [0, 0, 0], "the person where the dog was, untracked, waits for a judgement"
+    tracked = [Faces.empty(), Faces.empty(), presence.detect_short(person)]
+    assert len(tracked[2]) == 1
+    assert [len(c) for c in presence.detect(frames, tracked=tracked)] == [0, 0, 1]
