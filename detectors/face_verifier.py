@@ -34,6 +34,7 @@ from models import resolve_model
 
 from .blazeface import Faces
 from .geometry import pitch_from_keypoints, yaw_from_keypoints
+from .imaging import rgb_spread
 from .runtime import RuntimeConfig, create_session
 
 __all__ = ["CROP_PX", "FaceVerifier", "HumanFaceRule", "crop_chroma", "crop_variants", "face_crop", "judged"]
@@ -79,11 +80,10 @@ def judged(frame: NDArray[np.uint8], faces: Faces, rule: HumanFaceRule) -> NDArr
 
 
 def crop_chroma(crop: NDArray[np.uint8]) -> float:
-    """The median spread between a pixel's largest and smallest of R, G, B, on the crop shrunk to 12x12: 0-3
-    for a grey picture, 20-80 for skin in colour. Shrinking first averages sensor noise out, which otherwise
-    lends a grey picture 6-21 (``plausibility.colourful`` reads it on the full-size box)."""
-    small = cv2.resize(crop, (12, 12), interpolation=cv2.INTER_AREA).astype(np.int16)
-    return float(np.median(small.max(axis=2) - small.min(axis=2)))
+    """``imaging.rgb_spread`` of the crop shrunk to 12x12: 0-3 for a grey picture, 20-80 for skin in colour.
+    Shrinking first averages sensor noise out, which otherwise lends a grey picture 6-21 (``plausibility.colourful``
+    reads it on the full-size box)."""
+    return rgb_spread(np.asarray(cv2.resize(crop, (12, 12), interpolation=cv2.INTER_AREA), dtype=np.uint8))
 
 
 def face_crop(frame: NDArray[np.uint8], box: NDArray[np.float32]) -> NDArray[np.uint8]:

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from models import resolve_model
 
 from .geometry import LEFT_EYE_INNER, LEFT_EYE_OUTER, RIGHT_EYE_INNER, RIGHT_EYE_OUTER
-from .imaging import shrink
+from .imaging import rgb_spread, shrink
 from .runtime import RuntimeConfig, create_session
 
 __all__ = [
@@ -164,11 +164,8 @@ def chip_sharpness(chip: NDArray[np.uint8]) -> float:
 
 
 def chip_chroma(chip: NDArray[np.uint8]) -> float:
-    """Median colourfulness of the chip's centre: the spread between a pixel's largest and smallest of R, G, B
-    (0 for a greyscale picture; skin in colour reads 20-80). Cheaper than a CIELAB conversion, and enough to
-    tell a colour picture from a grey one."""
-    centre = chip[CHIP_CENTRE, CHIP_CENTRE]
-    return float(np.median(centre.max(axis=2).astype(np.int16) - centre.min(axis=2)))
+    """Median colourfulness (``imaging.rgb_spread``) of the chip's centre."""
+    return rgb_spread(chip[CHIP_CENTRE, CHIP_CENTRE])
 
 
 def descriptor_distance(a: NDArray[np.floating[Any]], b: NDArray[np.floating[Any]]) -> FloatArray:

@@ -1,4 +1,4 @@
-"""Image resizing shared by the detectors."""
+"""Image resizing, lifting and colour measures shared by the detectors."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["brightened", "shrink"]
+__all__ = ["brightened", "rgb_spread", "shrink"]
 
 
 def shrink(image: NDArray[np.uint8], width: int, height: int) -> NDArray[np.uint8]:
@@ -43,3 +43,12 @@ def brightened(image: NDArray[np.uint8], below_luma: float, target_luma: float) 
     gamma = min(1.0, max(0.5, float(np.log(target_luma / 255.0) / np.log(max(mean, 1.0) / 255.0))))
     lut = np.clip(255.0 * (np.arange(256) / 255.0) ** gamma, 0, 255).astype(np.uint8)
     return np.asarray(cv2.LUT(image, lut), np.uint8)
+
+
+def rgb_spread(pixels: NDArray[np.uint8]) -> float:
+    """Median colourfulness of an RGB patch: the spread between a pixel's largest and smallest of R, G, B (0 for a
+    greyscale picture; skin in colour reads 20-80). Cheaper than a CIELAB conversion, and enough to tell a colour
+    picture from a grey one."""
+    if pixels.size == 0:
+        return 0.0
+    return float(np.median(pixels.max(axis=2).astype(np.int16) - pixels.min(axis=2)))

@@ -46,6 +46,7 @@ from numpy.typing import NDArray
 
 from .blazeface import Faces
 from .geometry import yaw_from_keypoints
+from .imaging import rgb_spread
 
 __all__ = ["PictureFrameRule", "PlausibilityRule", "colourful", "framed", "pictures", "plausible"]
 
@@ -81,9 +82,7 @@ def colourful(frame: NDArray[np.uint8], box: NDArray[np.float32], min_chroma: fl
     h, w = frame.shape[:2]
     x0, y0, x1, y1 = (round(float(v)) for v in box)
     patch = frame[max(0, y0) : min(h, y1) : 4, max(0, x0) : min(w, x1) : 4]
-    if patch.size == 0:
-        return False
-    return float(np.median(patch.max(axis=2).astype(np.int16) - patch.min(axis=2))) >= min_chroma
+    return patch.size > 0 and rgb_spread(patch) >= min_chroma
 
 
 def plausible(

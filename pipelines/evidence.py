@@ -96,11 +96,10 @@ def _spots(x: FloatArray, y: FloatArray, size: FloatArray) -> FloatArray:
     return np.unique(np.round(np.stack([x, y, size], axis=1)), axis=0) if len(x) else np.zeros((0, 3))
 
 
-def _near(spots: FloatArray, x: float, y: float, size: float, rule: Fixtures, scale: float = 0.0) -> NDArray[np.bool_]:
-    """The spots at the place (within twice ``still`` of their size) and of the size (within ``scale``, by default
-    a little over ``still_scale``)."""
+def _near(spots: FloatArray, x: float, y: float, size: float, rule: Fixtures, scale: float) -> NDArray[np.bool_]:
+    """The spots at the place (within twice ``still`` of their size) and of the size (within the factor ``scale``)."""
     near = np.maximum(np.abs(spots[:, 0] - x), np.abs(spots[:, 1] - y)) <= 2 * rule.still * spots[:, 2]
-    same_size = np.abs(np.log(spots[:, 2] / size)) <= np.log(scale or rule.still_scale * 1.05)
+    same_size = np.abs(np.log(spots[:, 2] / size)) <= np.log(scale)
     return np.asarray(near & same_size, dtype=bool)
 
 
@@ -115,7 +114,10 @@ def framed_spots(signals: Signals, rule: Fixtures) -> FloatArray:
     if not len(rounded):
         return np.zeros((0, 3))
     spots, frames = np.unique(rounded, axis=0, return_counts=True)
-    held = np.array([frames[_near(spots, x, y, s, rule)].sum() >= rule.framed_min_frames for x, y, s in spots])
+    same = rule.still_scale * 1.05
+    held = np.array(
+        [frames[_near(spots, sx, sy, ss, rule, same)].sum() >= rule.framed_min_frames for sx, sy, ss in spots]
+    )
     return np.asarray(spots[held], dtype=np.float64)
 
 
@@ -148,7 +150,7 @@ def fixture_frames(signals: Signals, rule: Fixtures) -> tuple[NDArray[np.bool_],
     if not len(spots):
         return fixed, alone
 
-    def at_a_spot(x: float, y: float, size: float, scale: float = 0.0) -> bool:
+    def at_a_spot(x: float, y: float, size: float, scale: float = rule.still_scale * 1.05) -> bool:
         return bool(np.any(_near(spots, x, y, size, rule, scale)))
 
     for i in np.flatnonzero((faces == 2) & np.isfinite(sx) & ~fixed):

@@ -12,15 +12,10 @@ from detectors import FaceAnalysisDetector, FacePresenceConfig, FacePresenceDete
 from detectors.blazeface import Faces
 from detectors.face_verifier import CROP_PX, FaceVerifier, HumanFaceRule, crop_chroma, face_crop, judged
 
-from .conftest import ASTRONAUT_BOX, Image, paste
+from .conftest import ASTRONAUT_BOX, Image, darkened, paste
 from .conftest import face_crop as head_crop
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def darkened(image: Image, gamma: float) -> Image:
-    lut = np.clip(255.0 * (np.arange(256) / 255.0) ** (1.0 / gamma), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(lut[image])
 
 
 def low_contrast(image: Image) -> Image:

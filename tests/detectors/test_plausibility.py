@@ -11,18 +11,13 @@ from detectors import FaceAnalysisDetector, FacePresenceConfig, FacePresenceDete
 from detectors.plausibility import PictureFrameRule, PlausibilityRule, colourful, framed
 from pipelines.evidence import Fixtures, fixture_frames
 
-from .conftest import ASTRONAUT_BOX, GRACE_BOX, Image, face_crop, paste
+from .conftest import ASTRONAUT_BOX, GRACE_BOX, Image, darkened, face_crop, paste
 
 
 def scene(patch: Image, size: int = 300) -> Image:
     canvas = np.full((480, 640, 3), 115, np.uint8)
     paste(canvas, patch, 170, 80, size)
     return canvas
-
-
-def darkened(image: Image, gamma: float) -> Image:
-    lut = np.clip(255.0 * (np.arange(256) / 255.0) ** (1.0 / gamma), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(lut[image])
 
 
 @pytest.fixture(scope="module")
