@@ -168,8 +168,9 @@ def flag_evidence(
     """Per-frame evidence in [0, 1] for each flag kind (NaN where a frame cannot tell), and the looking-away
     trace it came from (None for a session with no frames).
 
-    A dark camera says nothing about faces, so it is unknown for `no_face` and `multiple_faces`: bad light
-    must not read as "no face". A covered lens (nearly uniform or black, and no face found) is
+    A dark camera cannot show that a face is absent, so it is unknown for `no_face` and, where it shows fewer
+    than two faces, for `multiple_faces`: bad light must not read as "no face", but two faces seen in a dark
+    room are two faces. A covered lens (nearly uniform or black, and no face found) is
     `camera_blocked`, and no face can be seen through it: `no_face` too, once it lasts that flag's minimum.
     A face lost while the head turned away is looking away, not no face (``TurnedAway``).
     """
@@ -194,7 +195,7 @@ def flag_evidence(
     looking_away[only_fixture] = np.nan
     no_face[blind] = np.nan
     no_face[covered] = 1.0
-    multiple[blind] = np.nan
+    multiple[blind & (faces < 2)] = np.nan
     evidence = {
         FlagKind.NO_FACE: no_face,
         FlagKind.MULTIPLE_FACES: multiple,

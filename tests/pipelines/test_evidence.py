@@ -190,6 +190,20 @@ def test_a_very_dark_picture_with_a_face_is_not_a_covered_lens() -> None:
     assert segments == []
 
 
+def test_two_faces_seen_in_a_dark_room_are_a_second_person() -> None:
+    """Darkness hides faces, it does not make them: a dark frame is unknown for multiple_faces only where it
+    shows fewer than two (a side-by-side of two dim stills read as too dark was never flagged)."""
+    n = 30
+    dim = session([0.0] * n, faces=[2] * (n // 2) + [1] * (n - n // 2))
+    dim.columns["too_dark"][:] = 1.0
+    evidence, _ = flag_evidence(dim, AwayConfig())
+    assert (evidence[FlagKind.MULTIPLE_FACES][: n // 2] == 1).all()
+    assert np.isnan(evidence[FlagKind.MULTIPLE_FACES][n // 2 :]).all(), "one face in the dark may hide a second"
+    assert np.isnan(evidence[FlagKind.NO_FACE]).all()
+    segments, _ = segment_session(dim, ExamPolicy(), AwayConfig(), duration_ms=n * STEP)
+    assert [(s.kind, s.start_ms) for s in segments] == [(FlagKind.MULTIPLE_FACES, 0)]
+
+
 def framed_then_left(
     n: int, picture: tuple[float, float, float], framed_frames: int, alone: tuple[float, float, float]
 ) -> Signals:
