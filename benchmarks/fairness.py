@@ -21,7 +21,8 @@ staged and rendered under ``.devset-cache`` when missing) and reuses its cached 
   (default policy and AwayConfig).
 - **Metrics**: face-presence recall (face-present frames outside the cut bands with ``face_count`` >= 1;
   the share with ``face_count`` 0 is 1 - recall); false no_face flags per hour of face-present time and the
-  share of that time under a no_face flag; false looking_away flags per hour of looking_away=false time. A
+  share of that time under a no_face flag; false multiple_faces flags per hour of the same time (one person
+  in view, so any such flag is false); false looking_away flags per hour of looking_away=false time. A
   flag is false when it covers >= 1 s of that time at least ``MARGIN_MS`` from cuts and from other labels,
   and is charged to the identity and condition where it covers most (stricter than ``benchmarks/scoring.py``,
   which excuses a flag that touches a cut or unknown time: a face lost for a whole relit stretch touches both).
@@ -246,6 +247,7 @@ class Tally:
     present_ms: int = 0
     no_face_false: int = 0
     no_face_ms: int = 0
+    multiple_false: int = 0  # a multiple_faces flag over face-present time (one person in view)
     calm_ms: int = 0  # looking_away=false time
     away_false: int = 0
 
@@ -286,11 +288,12 @@ def tally(s: Session, sig: Signals, segments: list[Segment], cond: list[str | No
     present_clear, calm_clear = clear((which >= 0) & ~cut), clear(calm & ~cut)
     for mask, kind, ms_field, false_field in (
         (present_clear, FlagKind.NO_FACE, "present_ms", "no_face_false"),
+        (present_clear, FlagKind.MULTIPLE_FACES, None, "multiple_false"),  # same exposure as no_face
         (calm_clear, FlagKind.LOOKING_AWAY, "calm_ms", "away_false"),
     ):
         exposure = np.bincount(which[mask], minlength=len(ivs)) * GRID_MS
         for i, key in enumerate(keys):
-            if key:
+            if key and ms_field:
                 t = cells.setdefault(key, Tally())
                 setattr(t, ms_field, getattr(t, ms_field) + int(exposure[i]))
         for seg in segments:
@@ -372,7 +375,7 @@ def main() -> None:
     group_of: dict[str, str] = {}
     print("## Identities: skin tone (ITA° on normally lit frames) and face-presence recall\n")
     heads = ["identity", "sessions", "ITA frames (colour/all)", "ITA° median [IQR]", "band", "visual", *CONDITIONS]
-    heads.append("false no_face / looking_away (normal; all conditions)")
+    heads.append("false no_face / multiple_faces / looking_away (normal; all conditions)")
     print(f"| {' | '.join(heads)} |\n" + "|---" * len(heads) + "|")
     for who in sorted(seen, key=lambda w: -np.nanmedian(ita[w]) if np.isfinite(ita[w]).any() else math.inf):
         values = np.array(ita[who])
@@ -384,7 +387,8 @@ def main() -> None:
         recalls = [summed(cells, lambda k, w=who, c=c: k[:2] == (c, w)) for c in CONDITIONS]
         shown = " | ".join(f"{t.found}/{t.frames}" if t.frames else "-" for t in recalls)
         every = summed(cells, lambda k, w=who: k[1] == w)
-        shown += f" | {recalls[0].no_face_false} / {recalls[0].away_false}; {every.no_face_false} / {every.away_false}"
+        flags = [f"{t.no_face_false} / {t.multiple_false} / {t.away_false}" for t in (recalls[0], every)]
+        shown += f" | {flags[0]}; {flags[1]}"
         print(
             f"| {who} | {', '.join(sorted(seen[who]))} | {len(colour)}/{len(values)} | {spread} | {group_of[who]} "
             f"| {VISUAL_OF.get(who, '-')} | {shown} |"
@@ -427,10 +431,10 @@ def group_table(
     """Print one row per condition and group; return the recall of the groups with enough samples."""
     print(
         "| condition | group | identities (>= 5 s) | face recall [95% CI] (found/frames) | face-present min "
-        "| false no_face = per h [95% CI] | time under no_face | looking_away=false min "
-        "| false looking_away = per h [95% CI] | enough samples |"
+        "| false no_face = per h [95% CI] | time under no_face | false multiple_faces = per h [95% CI] "
+        "| looking_away=false min | false looking_away = per h [95% CI] | enough samples |"
     )
-    print("|---" * 10 + "|")
+    print("|---" * 11 + "|")
     recall: dict[str, dict[str, float]] = defaultdict(dict)
     for c in CONDITIONS:
         for g in (*groups, "all"):
@@ -448,7 +452,8 @@ def group_table(
             share = f"{t.no_face_ms / t.present_ms:.3f}" if t.present_ms else "-"
             print(
                 f"| {c} | {g} | {counted} of {len(ids)} | {recall_text(t)} | {t.present_ms / 60000:.1f} "
-                f"| {rate(t.no_face_false, t.present_ms)} | {share} | {t.calm_ms / 60000:.1f} "
+                f"| {rate(t.no_face_false, t.present_ms)} | {share} | {rate(t.multiple_false, t.present_ms)} "
+                f"| {t.calm_ms / 60000:.1f} "
                 f"| {rate(t.away_false, t.calm_ms)} | {verdict if g != 'all' else ''} |"
             )
     print()
