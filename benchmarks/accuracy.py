@@ -53,6 +53,7 @@ from core.vocabulary import FlagKind
 from detectors import AwayConfig, FacePresenceDetector, FrameBatch, GazeDetector
 from detectors.calibration import robust_centre
 from pipelines.evidence import Fixtures, fixture_frames, flag_evidence
+from pipelines.segments import ExamPolicy
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -149,8 +150,13 @@ def flag_table(title: str, sessions: list[Session], scores: dict[str, dict[FlagK
                 f"| {label} | {kind.value} | {k.events} | {k.caught} | {k.recall:.3f} | {k.false_alarms} "
                 f"| {k.fa_per_h:.1f} | {k.time_precision:.2f} |"
             )
-    missed = [m for name in (s.name for s in sessions) for m in scores[name][FlagKind.LOOKING_AWAY].missed]
-    print(f"\nlooking_away events missed: {missed or 'none'}\n")
+    policy = ExamPolicy()
+    print()
+    for kind in KINDS:
+        missed = [m for name in (s.name for s in sessions) for m in scores[name][kind].missed]
+        minimum = policy.for_kind(kind).min_duration_ms / 1000
+        print(f"- {kind.value} events missed (the policy flags {minimum:g} s or more): {missed or 'none'}")
+    print()
 
 
 def cmu_head_pose(gaze: GazeDetector) -> tuple[dict[str, dict[str, int]], int, int, int]:

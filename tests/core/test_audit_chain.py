@@ -171,10 +171,11 @@ def test_anchor_lines_round_trip_and_refuse_a_wrong_or_missing_signature() -> No
 
 
 @pytest.fixture
-def trail_url(database_url: str) -> Iterator[str]:
-    """A database of its own: these tests break the whole trail, and the run's PostgreSQL database is shared."""
+def trail_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database of its own: these tests break the whole trail or migrate from an old revision, the run's
+    PostgreSQL database is shared, and the SQLite one each test gets is already at the newest schema."""
     if database_url.startswith("sqlite"):
-        yield database_url
+        yield f"sqlite:///{tmp_path / 'trail.db'}"
         return
     server = create_engine(database_url, isolation_level="AUTOCOMMIT")
     name = f"proctor_audit_{uuid.uuid4().hex[:10]}"

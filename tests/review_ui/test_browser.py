@@ -474,6 +474,7 @@ def test_the_first_reviewer_of_a_rules_violation_cannot_lock_it_and_locked_flags
     second.click("a[data-status='awaiting_second']")
     second.click(f"tr[data-session='{session_id}'] button.claim")
     expect(second.locator("form.second")).to_be_visible()
+    second.wait_for_load_state("load")  # so the key below reaches review.js's listener and is refused there
     expect(second.locator(".flag-row button.confirm, .flag-row button.dismiss, .flag-row input.note")).to_have_count(0)
     second.keyboard.press("j")
     second.keyboard.press("x")  # flags are locked: the key does nothing
@@ -634,6 +635,7 @@ def test_undo_the_enlarged_evidence_the_time_axis_and_submit_and_next(
     assert first_id is not None
     page.click(f"tr[data-session='{first_id}'] button.claim")
     expect(page).to_have_url(f"{world.url}/review/sessions/{first_id}")
+    page.wait_for_load_state("load")  # review.js sets its keys up by then (see claim_from_queue)
 
     page.keyboard.press("j")
     page.keyboard.press("c")
