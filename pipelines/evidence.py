@@ -30,7 +30,10 @@ class TurnedAway:
     No-face frames that begin within ``within_ms`` of a frame scored as looking away (``from_score``
     tolerances: actually away, not merely drifting) count as looking away, for at most ``max_ms``; after
     that they are no-face again (the candidate may have turned and left). A face that vanishes while the
-    candidate looked at the screen (a cut, someone leaving) stays no face.
+    candidate looked at the screen (a cut, someone leaving) stays no face. A head turning away is a face that
+    was being seen: the turning frame counts only where another frame showed a face at most ``within_ms``
+    before it. A lone detection in an empty scene (a cartoon or a pet read as a turned face for one frame)
+    does not turn the empty seat around it into looking away.
     """
 
     within_ms: int = 600
@@ -45,6 +48,7 @@ def turned_away_losses(
     lost = np.zeros(len(timestamps_ms), bool)
     turning_at: int | None = None  # time of the last frame scored as turning away
     run_start: int | None = None  # start of the no-face run that continues it
+    seen_at: int | None = None  # time of the last frame with a face
     for i, (t, faces, score) in enumerate(zip(timestamps_ms.tolist(), face_count, away_score, strict=True)):
         if faces == 0:
             if run_start is None and turning_at is not None and t - turning_at <= rule.within_ms:
@@ -53,7 +57,9 @@ def turned_away_losses(
                 lost[i] = True
             continue
         run_start = None
-        turning_at = t if np.isfinite(score) and score >= rule.from_score else None
+        followed = seen_at is not None and t - seen_at <= rule.within_ms
+        turning_at = t if followed and np.isfinite(score) and score >= rule.from_score else None
+        seen_at = t
     return lost
 
 

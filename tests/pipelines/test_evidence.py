@@ -40,8 +40,11 @@ NAN = float("nan")
     [
         ([1, 1, 0, 0, 0], [0.2, 1.2, NAN, NAN, NAN], [0, 0, 1, 1, 1]),  # lost while turning: still away
         ([1, 1, 0, 0, 0], [0.2, 0.1, NAN, NAN, NAN], [0, 0, 0, 0, 0]),  # lost while facing the screen: gone
-        ([1, 0, 0, 0, 0, 0, 0, 0], [1.2] + [NAN] * 7, [0, 1, 1, 1, 1, 1, 0, 0]),  # at most max_ms (1 s here)
+        ([1, 1] + [0] * 7, [0.2, 1.2] + [NAN] * 7, [0, 0, 1, 1, 1, 1, 1, 0, 0]),  # at most max_ms (1 s here)
         ([1, 1, 0, 1, 0], [1.2, 0.1, NAN, 0.1, NAN], [0, 0, 0, 0, 0]),  # the turn ended before the loss
+        ([1, 0, 1, 0, 0], [0.2, NAN, 1.2, NAN, NAN], [0, 0, 0, 1, 1]),  # a face flickering as it turns
+        ([0, 0, 1, 0, 0], [NAN, NAN, 1.2, NAN, NAN], [0, 0, 0, 0, 0]),  # one turned detection in an empty scene
+        ([1] + [0] * 6 + [1, 0], [0.2] + [NAN] * 6 + [1.2, NAN], [0] * 9),  # ... also long after the last face
     ],
 )
 def test_a_face_lost_while_turning_away_is_looking_away(
