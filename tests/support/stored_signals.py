@@ -21,6 +21,7 @@ from core.states import SessionState
 from core.tables import Exam, ExamSession, FlagSegment, Media, Tenant
 from core.vocabulary import MediaKind, MediaState
 from detectors import Signals
+from pipelines.analysis import PIPELINE_VERSION
 from pipelines.decode import Chunk
 from pipelines.jobs import JobQueue
 from pipelines.process import review_priority
@@ -70,12 +71,12 @@ def store_processed_session(
         session = ExamSession(
             tenant_id=tenant_id, exam_id=exam.id, candidate_id=candidate_id or f"cand-{uuid.uuid4().hex[:6]}",
             attempt_id=uuid.uuid4().hex[:8], started_at=datetime(2026, 11, 20, 9, tzinfo=UTC), state=state.value,
-            duration_s=duration_ms / 1000, pipeline_version="2", processed_at=utcnow(),
+            duration_s=duration_ms / 1000, pipeline_version=PIPELINE_VERSION, processed_at=utcnow(),
         )  # fmt: skip
         db.add(session)
         db.flush()
         prefix = SessionPrefix(tenant.slug, exam_id, session.id)
-        session.results_prefix = prefix.key("results", "v2", uuid.uuid4().hex) + "/"
+        session.results_prefix = prefix.key("results", f"v{PIPELINE_VERSION}", uuid.uuid4().hex) + "/"
         probe = {
             "container": "webm", "codec": "vp8", "duration_s": duration_ms / 1000, "frame_rate": 25.0, "width": 640,
             "height": 480, "rotation_deg": 0, "has_audio": False, "keyframe_interval_s": 2.0,
@@ -99,7 +100,7 @@ def store_processed_session(
             FlagSegment(
                 session_id=session.id, kind=seg.kind.value, start_ms=seg.start_ms, end_ms=seg.end_ms, score=seg.score,
                 peak_ms=seg.peak_ms, evidence_keys=[], detector_versions={"face_analysis": "test"},
-                pipeline_version="2", details=dict(seg.details) or None,
+                pipeline_version=PIPELINE_VERSION, details=dict(seg.details) or None,
             )
             for seg in segments
         )  # fmt: skip
