@@ -286,16 +286,17 @@ def tally(s: Session, sig: Signals, segments: list[Segment], cond: list[str | No
     for a, b in s.truth.get("ignore", []):
         cut[round(a * 1000) // GRID_MS : round(b * 1000) // GRID_MS + 1] = True
     present_clear, calm_clear = clear((which >= 0) & ~cut), clear(calm & ~cut)
-    for mask, kind, ms_field, false_field in (
-        (present_clear, FlagKind.NO_FACE, "present_ms", "no_face_false"),
-        (present_clear, FlagKind.MULTIPLE_FACES, None, "multiple_false"),  # same exposure as no_face
-        (calm_clear, FlagKind.LOOKING_AWAY, "calm_ms", "away_false"),
-    ):
+    for mask, ms_field in ((present_clear, "present_ms"), (calm_clear, "calm_ms")):
         exposure = np.bincount(which[mask], minlength=len(ivs)) * GRID_MS
         for i, key in enumerate(keys):
-            if key and ms_field:
+            if key:
                 t = cells.setdefault(key, Tally())
                 setattr(t, ms_field, getattr(t, ms_field) + int(exposure[i]))
+    for mask, kind, false_field in (
+        (present_clear, FlagKind.NO_FACE, "no_face_false"),
+        (present_clear, FlagKind.MULTIPLE_FACES, "multiple_false"),  # one person in view: any such flag is false
+        (calm_clear, FlagKind.LOOKING_AWAY, "away_false"),
+    ):
         for seg in segments:
             if seg.kind is not kind:
                 continue

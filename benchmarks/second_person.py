@@ -3,8 +3,9 @@
 Run from the repository root with no arguments: ``python benchmarks/second_person.py``. It reads the same
 sessions as ``benchmarks/accuracy.py`` (``../shared/data`` and the built sessions, staged and rendered under
 ``.devset-cache`` when missing) and takes every stretch labelled with two or more faces, outside the cut bands,
-at the pipeline's 5 fps. Each stretch runs through the detectors (face analysis and frame quality, fresh for the
-stretch) as recorded and under the lighting variants of ``benchmarks.session_signals.lighting_variants``.
+at the pipeline's 5 fps. Each stretch runs through the detectors (face analysis and frame quality, one call a
+stretch: they keep nothing between calls) as recorded and under the lighting variants of
+``benchmarks.session_signals.lighting_variants``.
 
 Per variant it prints the frames where at least two faces were found, and how many of those read as too dark.
 Until 2026-12-06 a too-dark frame made multiple_faces unknown even where two faces were found on it, so the
@@ -70,14 +71,14 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     cv2.setNumThreads(1)
     start = time.perf_counter()
-    quality = FrameQualityDetector()
+    analysis, quality = FaceAnalysisDetector(), FrameQualityDetector()
     variants = lighting_variants()
     counts = {name: Count() for name in variants}
     weakest: list[tuple[float, str]] = []
     for session, begin, ts, frames in stretches():
         for name, change in variants.items():
             batch = FrameBatch(np.stack([np.ascontiguousarray(change(f)) for f in frames]), ts)
-            two = FaceAnalysisDetector()(batch)["face_count"] >= 2
+            two = analysis(batch)["face_count"] >= 2
             dark = quality(batch)["too_dark"] > 0
             c = counts[name]
             c.frames, c.found, c.found_dark = (

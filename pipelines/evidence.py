@@ -96,6 +96,12 @@ class Fixtures:
     framed_min_frames: int = 3
     alone_scale: float = 1.25
 
+    @property
+    def spot_scale(self) -> float:
+        """How far a second face's size may differ from a remembered spot's and still be that picture: a little
+        over ``still_scale``."""
+        return self.still_scale * 1.05
+
 
 def _spots(x: FloatArray, y: FloatArray, size: FloatArray) -> FloatArray:
     """Distinct (x, y, size) spots, rounded to a pixel: a picture seen on thousands of frames is a few spots."""
@@ -120,10 +126,8 @@ def framed_spots(signals: Signals, rule: Fixtures) -> FloatArray:
     if not len(rounded):
         return np.zeros((0, 3))
     spots, frames = np.unique(rounded, axis=0, return_counts=True)
-    same = rule.still_scale * 1.05
-    held = np.array(
-        [frames[_near(spots, sx, sy, ss, rule, same)].sum() >= rule.framed_min_frames for sx, sy, ss in spots]
-    )
+    scale = rule.spot_scale
+    held = np.array([frames[_near(spots, x, y, s, rule, scale)].sum() >= rule.framed_min_frames for x, y, s in spots])
     return np.asarray(spots[held], dtype=np.float64)
 
 
@@ -156,7 +160,7 @@ def fixture_frames(signals: Signals, rule: Fixtures) -> tuple[NDArray[np.bool_],
     if not len(spots):
         return fixed, alone
 
-    def at_a_spot(x: float, y: float, size: float, scale: float = rule.still_scale * 1.05) -> bool:
+    def at_a_spot(x: float, y: float, size: float, scale: float = rule.spot_scale) -> bool:
         return bool(np.any(_near(spots, x, y, size, rule, scale)))
 
     for i in np.flatnonzero((faces == 2) & np.isfinite(sx) & ~fixed):
