@@ -127,7 +127,9 @@ def poster_in_view(root: Path, view_key: str, framing: str, w_out: int = W, h_ou
     return round(ox + (px - x) * s), round(oy + (py - y) * s), max(1, round(pw * s)), max(1, round(ph * s))
 
 
-def relight(pic: Image, light: str, face_xy: tuple[float, float] | None, radius: float) -> Image:
+def relight(pic: Image, light: str, face_xy: tuple[float, float] | None, radius: float, seed: int = 0) -> Image:
+    """``pic`` under a lighting condition; ``seed`` draws the dim room's sensor noise (one per frame, as a camera's
+    noise is new on every frame)."""
     if light in ("gamma0.4", "gamma0.25"):
         g = 0.4 if light == "gamma0.4" else 0.25
         lut = np.clip(255.0 * (np.arange(256) / 255.0) ** (1.0 / g), 0, 255).astype(np.uint8)
@@ -146,7 +148,36 @@ def relight(pic: Image, light: str, face_xy: tuple[float, float] | None, radius:
         dark = f**2.0 * 0.6
         bright = 1.0 - (1.0 - f) * 0.3
         return np.asarray(np.clip((dark * (1 - m) + bright * m) * 255.0, 0, 255), dtype=np.uint8)
+    if light == "dim":
+        return dim_room(pic, seed)
     return pic
+
+
+DIM_LIGHT = 0.03
+"""The dim room's light, as a share of a normally lit scene's (``dim_room``)."""
+DIM_FULL_WELL = 4000.0
+"""Photo-electrons a pixel collects at full scale in normal light: a small webcam sensor's order of magnitude."""
+DIM_READ_NOISE = 0.002
+"""Read noise, as a share of full scale."""
+DIM_JPEG_QUALITY = 60
+
+
+def dim_room(pic: Image, seed: int) -> Image:
+    """The scene at ``DIM_LIGHT`` of its light, with the camera's auto-gain turning it back up: the picture is
+    as bright as before but carries the dim scene's shot noise (Poisson, ``DIM_FULL_WELL``) and read noise,
+    then a webcam's JPEG. Unlike a gamma curve, which darkens a clean picture, this is the grain that a dim room
+    puts on every frame, in which a detector can find faces that are not there. ``seed`` draws the noise."""
+    rng = np.random.default_rng(seed)
+    linear = (pic.astype(np.float32) / 255.0) ** 2.2
+    electrons = rng.poisson(linear * DIM_LIGHT * DIM_FULL_WELL).astype(np.float32)
+    signal = electrons / (DIM_LIGHT * DIM_FULL_WELL) + rng.normal(0, DIM_READ_NOISE / DIM_LIGHT, pic.shape)
+    noisy = (np.clip(signal, 0, 1) ** (1 / 2.2) * 255.0).round().astype(np.uint8)
+    ok, jpeg = cv2.imencode(
+        ".jpg", cv2.cvtColor(noisy, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, DIM_JPEG_QUALITY]
+    )
+    if not ok:
+        raise RuntimeError("dim_room: OpenCV could not encode a JPEG")
+    return np.asarray(cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
 def fit(

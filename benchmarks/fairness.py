@@ -14,8 +14,10 @@ staged and rendered under ``.devset-cache`` when missing) and reuses its cached 
   Greyscale pictures have no ITA (group "no colour").
 - **Lighting**: the built sessions' own labelled intervals (gamma 0.4 / 0.25, backlit, low contrast) and the
   same transforms (``devset.relight``) applied here to every normally lit candidate stretch of the built
-  sessions and of ``RELIT_SHARED`` ("relit"). The backlight ellipse is centred on the face that the
-  normal-light run found (``face_cx``, ``face_cy``, radius ``face_size_px``/2). Frames are sampled at the
+  sessions and of ``RELIT_SHARED`` ("relit"), and there alone a "dim room" (``devset_render.dim_room``: 3% of
+  the light with the camera's gain, its shot and read noise and a webcam's JPEG, new noise on every frame: the
+  grain in which detectors find faces and eye movements that are not there). The backlight ellipse is centred
+  on the face that the normal-light run found (``face_cx``, ``face_cy``, radius ``face_size_px``/2). Frames are sampled at the
   pipeline's 5 fps; relit stretches run through the pipeline's detectors in batches of at most the
   pipeline's size and replace those rows of the normal run, then the pipeline segments the whole session
   (default policy and AwayConfig).
@@ -51,6 +53,7 @@ import logging
 import math
 import re
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -82,11 +85,20 @@ SHARED_CANDIDATES = {  # session number -> candidate, from ../shared/data/README
 RELIT_SHARED = (1, 2, 3, 14, 15)
 """Shared sessions relit here: the Proctoring-AI man's 11 sessions reuse the same 29 s of footage, so three of
 them; both Pexels sessions. The CMU candidates are greyscale stills with no ITA, so they are not relit."""
-CONDITIONS = ("normal", "gamma 0.4", "gamma 0.25", "backlit", "low contrast")
+CONDITIONS = ("normal", "gamma 0.4", "gamma 0.25", "backlit", "low contrast", "dim room")
 DARKEST = "gamma 0.25"
-RELIGHT = {"gamma 0.4": "gamma0.4", "gamma 0.25": "gamma0.25", "backlit": "backlit", "low contrast": "lowcontrast"}
+RELIGHT = {
+    "gamma 0.4": "gamma0.4",
+    "gamma 0.25": "gamma0.25",
+    "backlit": "backlit",
+    "low contrast": "lowcontrast",
+    "dim room": "dim",
+}
+"""Conditions applied here, and ``devset.relight``'s name for each. The built sessions label the first four on
+their own intervals; "dim room" (``devset_render.dim_room``: 3% of the light, the camera's gain, its noise and
+JPEG) is only applied here."""
 GROUPS = (*(name for _, name in BANDS), "no colour")
-VARIANT_VERSION = "1"
+VARIANT_VERSION = "2"
 ITA_EVERY = 5  # every fifth sampled frame: 1 per second
 MIN_IDENTITIES = 3
 MIN_IDENTITY_FRAMES = 25  # 5 s of a person before they count toward a group's identities
@@ -203,7 +215,8 @@ def decode_pass(det: Detectors, s: Session, normal: Signals) -> tuple[list[tuple
         for v, light in RELIGHT.items():
             if s.relit and s.relightable(i):
                 centre, radius = face_at(normal, k, rows_of[i]) if light == "backlit" else (None, 0.0)
-                pending[v].append((k, np.ascontiguousarray(devset.relight(img, light, centre, radius))))
+                seed = zlib.crc32(f"{s.name} {t_ms}".encode())  # the dim room's noise: new on every frame
+                pending[v].append((k, np.ascontiguousarray(devset.relight(img, light, centre, radius, seed))))
                 if len(pending[v]) == CHUNK:
                     flush(v)
             else:
