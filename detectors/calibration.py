@@ -84,6 +84,11 @@ class AwayConfig:
     ~1.6x the geometric ratio)."""
     hold_gaze_ms: int = 400
     """Eye gaze is measured at a lower rate; hold each measurement this long."""
+    steady_gaze_ms: int = 1000
+    """Each eye-gaze measurement is replaced by the median of itself and the measurements just before and after
+    it, where they are at most this far away (``steady_gaze``). In a dim room's sensor noise a single iris read
+    jumps by 0.1 eye widths, a whole tolerance, while the head pose holds still; a real look holds over several
+    measurements (2.5 a second). 0 takes each measurement as it is."""
     min_frames: int = 20
     """Fewer usable frames than this in the whole session and nothing can be judged: every score is NaN."""
     placement: PlacementRule = field(default_factory=PlacementRule)
@@ -108,10 +113,10 @@ class AwayConfig:
                 continue
             if not getattr(self, name) > 0:
                 raise ValueError(f"AwayConfig.{name}: expected > 0, found {getattr(self, name)}")
-        if self.hold_gaze_ms < 0 or self.min_frames < 1:
+        if self.hold_gaze_ms < 0 or self.steady_gaze_ms < 0 or self.min_frames < 1:
             raise ValueError(
-                f"AwayConfig: expected hold_gaze_ms >= 0 and min_frames >= 1, "
-                f"found {self.hold_gaze_ms} and {self.min_frames}"
+                f"AwayConfig: expected hold_gaze_ms >= 0, steady_gaze_ms >= 0 and min_frames >= 1, "
+                f"found {self.hold_gaze_ms}, {self.steady_gaze_ms} and {self.min_frames}"
             )
         if self.min_calibration_ms < 0 or self.drift_window_ms < 1 or self.drift_step_ms < 1:
             raise ValueError(
@@ -172,6 +177,23 @@ def hold_last(timestamps_ms: NDArray[np.int64], values: FloatArray, hold_ms: int
             last_t, last_v = t, v
         elif last_t is not None and t - last_t <= hold_ms:
             out[i] = last_v
+    return out
+
+
+def steady_gaze(timestamps_ms: NDArray[np.int64], values: FloatArray, within_ms: int) -> FloatArray:
+    """Each finite value replaced by the median of itself and the finite values just before and after it that are
+    at most ``within_ms`` away (the mean of two where only one neighbour is that close); NaNs stay NaN. A median
+    of three keeps a step where it is (a look away that holds moves no edge) and removes a lone spike."""
+    out = values.copy()
+    at = np.flatnonzero(np.isfinite(values))
+    if within_ms <= 0 or len(at) < 2:
+        return out
+    t, v = timestamps_ms[at], values[at]
+    before = np.full(len(at), np.nan)
+    after = np.full(len(at), np.nan)
+    before[1:] = np.where(t[1:] - t[:-1] <= within_ms, v[:-1], np.nan)
+    after[:-1] = np.where(t[1:] - t[:-1] <= within_ms, v[1:], np.nan)
+    out[at] = np.nanmedian(np.vstack([before, v, after]), axis=0)
     return out
 
 
@@ -292,7 +314,7 @@ def away_trace(signals: Signals, config: AwayConfig | None = None) -> AwayTrace:
     yaw_dev = signals["head_yaw_deg"] - cal.yaw_deg
     yaw = np.abs(yaw_dev) / tol_yaw
     pitch = np.abs(signals["head_pitch_deg"] - cal.pitch_deg) / tol_pitch
-    held = hold_last(ts, signals["eye_gaze_h"], cfg.hold_gaze_ms)
+    held = hold_last(ts, steady_gaze(ts, signals["eye_gaze_h"], cfg.steady_gaze_ms), cfg.hold_gaze_ms)
     gaze_dev = held - cal.gaze_h
     gaze_h = np.abs(gaze_dev) / (cfg.gaze_h * cal.tolerance_scale)
     # Where the eyes point sideways is head yaw plus eye-in-head rotation: a head turned just under its
@@ -300,7 +322,7 @@ def away_trace(signals: Signals, config: AwayConfig | None = None) -> AwayTrace:
     sideways = np.abs(yaw_dev + cfg.eye_deg_per_width * gaze_dev) / tol_yaw
     parts = [yaw, pitch, gaze_h, sideways]
     if cfg.gaze_v is not None:
-        held_v = hold_last(ts, signals["eye_gaze_v"], cfg.hold_gaze_ms)
+        held_v = hold_last(ts, steady_gaze(ts, signals["eye_gaze_v"], cfg.steady_gaze_ms), cfg.hold_gaze_ms)
         parts.append(np.abs(held_v - cal.gaze_v) / (cfg.gaze_v * cal.tolerance_scale))
     stacked = np.vstack(parts)
     head_known = np.isfinite(yaw) & np.isfinite(pitch)
