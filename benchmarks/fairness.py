@@ -17,9 +17,9 @@ staged and rendered under ``.devset-cache`` when missing) and reuses its cached 
   sessions and of ``RELIT_SHARED`` ("relit"), and there alone a "dim room" (``devset_render.dim_room``: 3% of
   the light with the camera's gain, its shot and read noise and a webcam's JPEG, new noise on every frame: the
   grain in which detectors find faces and eye movements that are not there). The backlight ellipse is centred
-  on the face that the normal-light run found (``face_cx``, ``face_cy``, radius ``face_size_px``/2). Frames are sampled at the
-  pipeline's 5 fps; relit stretches run through the pipeline's detectors in batches of at most the
-  pipeline's size and replace those rows of the normal run, then the pipeline segments the whole session
+  on the face that the normal-light run found (``face_cx``, ``face_cy``, radius ``face_size_px``/2). Frames are
+  sampled at the pipeline's 5 fps; relit stretches run through the pipeline's detectors in batches of at most
+  the pipeline's size and replace those rows of the normal run, then the pipeline segments the whole session
   (default policy and AwayConfig).
 - **Metrics**: face-presence recall (face-present frames outside the cut bands with ``face_count`` >= 1;
   the share with ``face_count`` 0 is 1 - recall); false no_face flags per hour of face-present time and the
