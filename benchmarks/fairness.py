@@ -65,6 +65,7 @@ from numpy.typing import NDArray
 from scipy.stats import chi2
 
 from benchmarks import devset
+from benchmarks.scoring import KindScore, score_session, total
 from benchmarks.session_signals import CHUNK, Detectors, ignored, measured, sampled_frames
 from benchmarks.skin_tone import BANDS, band, ita_degrees, skin_pixels
 from core.vocabulary import FlagKind
@@ -368,6 +369,7 @@ def main() -> None:
     cells: dict[Key, Tally] = {}
     ita: dict[str, list[float]] = defaultdict(list)
     seen: dict[str, set[str]] = defaultdict(set)
+    flag_scores: dict[str, list[dict[FlagKind, KindScore]]] = defaultdict(list)  # condition -> relit sessions
     for s in sessions:
         # the lighting flag accuracy.py uses for this family, so its cache entries are reused
         normal = measured(det, s.video, s.truth, CACHE, lighting=s.family == "shared").signals
@@ -379,9 +381,11 @@ def main() -> None:
         for name in RELIGHT:
             if name in variants:
                 runs.append((variants[name], [name if s.relightable(i) else None for i in range(len(s.who))]))
-        for signals, cond in runs:
+        for (signals, cond), name in zip(runs, ("normal", *variants), strict=True):
             segments, _ = segment_session(signals, ExamPolicy(), AwayConfig(), duration_ms=duration_ms)
             tally(s, signals, segments, cond, cells)
+            if s.relit:
+                flag_scores[name].append(score_session(s.truth, segments))
         for w in {w for w in s.who if w}:
             seen[w].add(s.name.split(".")[0])
         logging.getLogger("fairness").info("%s done (%.0f s)", s.name, time.perf_counter() - start)
@@ -418,6 +422,7 @@ def main() -> None:
     for c in CONDITIONS:
         parts = [recall_text(summed(cells, lambda k, c=c, s=s: (k[0], k[2]) == (c, s))) for s in ("labelled", "relit")]
         print(f"| {c} | {parts[0]} | {parts[1]} |")
+    flag_table(flag_scores)
     print(f"\nRecall gaps between groups with enough samples (the target is at most 3 points; {DARKEST} is darkest):")
     for label, table in (("ITA band", recall), ("visual estimate", visual)):
         for c in CONDITIONS:
@@ -437,6 +442,18 @@ def main() -> None:
         f"RESULT fairness groups={len(lit)} face_recall_min={low:.3f} face_recall_gap={gap:.3f} "
         f"dark_recall_gap={dark_gap:.3f}"
     )
+
+
+def flag_table(flags: dict[str, list[dict[FlagKind, KindScore]]]) -> None:
+    """Every flag kind's events caught and false alarms on the relit sessions, in normal light and each relit
+    condition (``benchmarks/scoring.py``'s rules): what a condition costs in flags, not only in faces."""
+    kinds = (FlagKind.NO_FACE, FlagKind.MULTIPLE_FACES, FlagKind.LOOKING_AWAY)
+    print("\n## Flags on the relit sessions by condition (events caught / events, false alarms)\n")
+    print(f"| condition | sessions | {' | '.join(str(k) for k in kinds)} |\n" + "|---" * (len(kinds) + 2) + "|")
+    for name, scores in flags.items():
+        summed_scores = total(scores)
+        cells = [f"{summed_scores[k].caught}/{summed_scores[k].events}, {summed_scores[k].false_alarms}" for k in kinds]
+        print(f"| {name} | {len(scores)} | {' | '.join(cells)} |")
 
 
 def group_table(
