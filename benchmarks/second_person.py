@@ -4,8 +4,9 @@ Run from the repository root with no arguments: ``python benchmarks/second_perso
 sessions as ``benchmarks/accuracy.py`` (``../shared/data`` and the built sessions, staged and rendered under
 ``.devset-cache`` when missing) and takes every stretch labelled with two or more faces, outside the cut bands,
 at the pipeline's 5 fps. Each stretch runs through the detectors (face analysis and frame quality, one call a
-stretch: they keep nothing between calls) as recorded and under the lighting variants of
-``benchmarks.session_signals.lighting_variants``.
+stretch: they keep nothing between calls) as recorded, under the lighting variants of
+``benchmarks.session_signals.lighting_variants`` and in ``benchmarks/fairness.py``'s dim room (the camera's gain
+turning the sensor noise of a dim scene up: ``devset_render.dim_room``).
 
 Per variant it prints the frames where at least two faces were found, and how many of those read as too dark.
 Until 2026-12-06 a too-dark frame made multiple_faces unknown even where two faces were found on it, so the
@@ -27,6 +28,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import itertools
 import logging
 import time
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks import devset
 from benchmarks.accuracy import built_sessions, shared_sessions
 from benchmarks.session_signals import ignored, lighting_variants, sampled_frames
 from detectors import FrameBatch, FrameQualityDetector
@@ -72,7 +75,8 @@ def main() -> None:
     cv2.setNumThreads(1)
     start = time.perf_counter()
     analysis, quality = FaceAnalysisDetector(), FrameQualityDetector()
-    variants = lighting_variants()
+    counter = itertools.count()  # the dim room's noise: a new draw for every frame
+    variants = lighting_variants() | {"dim room": lambda x: devset.relight(x, "dim", None, 0.0, next(counter))}
     counts = {name: Count() for name in variants}
     weakest: list[tuple[float, str]] = []
     for session, begin, ts, frames in stretches():
