@@ -127,9 +127,11 @@ def poster_in_view(root: Path, view_key: str, framing: str, w_out: int = W, h_ou
     return round(ox + (px - x) * s), round(oy + (py - y) * s), max(1, round(pw * s)), max(1, round(ph * s))
 
 
-def relight(pic: Image, light: str, face_xy: tuple[float, float] | None, radius: float, seed: int = 0) -> Image:
-    """``pic`` under a lighting condition; ``seed`` draws the dim room's sensor noise (one per frame, as a camera's
-    noise is new on every frame)."""
+def relight(
+    pic: Image, light: str, face_xy: tuple[float, float] | None, radius: float, seed: int | None = None
+) -> Image:
+    """``pic`` under a lighting condition; ``seed`` draws the dim room's sensor noise and is required for it (give
+    every frame its own, as a camera's noise is new on every frame)."""
     if light in ("gamma0.4", "gamma0.25"):
         g = 0.4 if light == "gamma0.4" else 0.25
         lut = np.clip(255.0 * (np.arange(256) / 255.0) ** (1.0 / g), 0, 255).astype(np.uint8)
@@ -149,6 +151,8 @@ def relight(pic: Image, light: str, face_xy: tuple[float, float] | None, radius:
         bright = 1.0 - (1.0 - f) * 0.3
         return np.asarray(np.clip((dark * (1 - m) + bright * m) * 255.0, 0, 255), dtype=np.uint8)
     if light == "dim":
+        if seed is None:
+            raise ValueError("relight: the dim room needs a seed for its noise; pass one per frame (seed=...)")
         return dim_room(pic, seed)
     return pic
 
@@ -160,13 +164,16 @@ DIM_FULL_WELL = 4000.0
 DIM_READ_NOISE = 0.002
 """Read noise, as a share of full scale."""
 DIM_JPEG_QUALITY = 60
+"""The webcam's JPEG quality: its compression smears the grain into blocks, as a real webcam's does."""
 
 
 def dim_room(pic: Image, seed: int) -> Image:
     """The scene at ``DIM_LIGHT`` of its light, with the camera's auto-gain turning it back up: the picture is
     as bright as before but carries the dim scene's shot noise (Poisson, ``DIM_FULL_WELL``) and read noise,
     then a webcam's JPEG. Unlike a gamma curve, which darkens a clean picture, this is the grain that a dim room
-    puts on every frame, in which a detector can find faces that are not there. ``seed`` draws the noise."""
+    puts on every frame, in which a detector can find faces that are not there. ``seed`` draws the noise. Light
+    is taken as gamma 2.2 (close to sRGB). There is no black level and no denoising, so shadows turn into grey
+    speckle: harsher than many webcams, which denoise before they encode."""
     rng = np.random.default_rng(seed)
     linear = (pic.astype(np.float32) / 255.0) ** 2.2
     electrons = rng.poisson(linear * DIM_LIGHT * DIM_FULL_WELL).astype(np.float32)

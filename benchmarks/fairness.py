@@ -28,7 +28,9 @@ staged and rendered under ``.devset-cache`` when missing) and reuses its cached 
   flag is false when it covers >= 1 s of that time at least ``MARGIN_MS`` from cuts and from other labels,
   and is charged to the identity and condition where it covers most (stricter than ``benchmarks/scoring.py``,
   which excuses a flag that touches a cut or unknown time: a face lost for a whole relit stretch touches both).
-  95% intervals: Wilson (proportions), Garwood (Poisson counts). Groups by ITA band, and as a cross-check by
+  95% intervals: Wilson (proportions), Garwood (Poisson counts). A last table scores the no_face, multiple_faces
+  and looking_away events of the relit sessions per condition with ``benchmarks/scoring.py`` (events caught,
+  false alarms). Groups by ITA band, and as a cross-check by
   the visual estimate of docs/devset.md.
 
 Last line: ``RESULT fairness groups=<n> face_recall_min=<..> face_recall_gap=<..> dark_recall_gap=<..>``
@@ -377,11 +379,12 @@ def main() -> None:
         for who, value in samples:
             ita[who].append(value)
         duration_ms = round(float(s.truth["duration_s"]) * 1000)
-        runs: list[tuple[Signals, list[str | None]]] = [(normal, list(s.light))]
+        runs: list[tuple[str, Signals, list[str | None]]] = [("normal", normal, list(s.light))]
         for name in RELIGHT:
             if name in variants:
-                runs.append((variants[name], [name if s.relightable(i) else None for i in range(len(s.who))]))
-        for (signals, cond), name in zip(runs, ("normal", *variants), strict=True):
+                relit = [name if s.relightable(i) else None for i in range(len(s.who))]
+                runs.append((name, variants[name], relit))
+        for name, signals, cond in runs:
             segments, _ = segment_session(signals, ExamPolicy(), AwayConfig(), duration_ms=duration_ms)
             tally(s, signals, segments, cond, cells)
             if s.relit:
@@ -445,15 +448,16 @@ def main() -> None:
 
 
 def flag_table(flags: dict[str, list[dict[FlagKind, KindScore]]]) -> None:
-    """Every flag kind's events caught and false alarms on the relit sessions, in normal light and each relit
-    condition (``benchmarks/scoring.py``'s rules): what a condition costs in flags, not only in faces."""
+    """The no_face, multiple_faces and looking_away events caught and false alarms on the relit sessions, in normal
+    light and each relit condition, by ``benchmarks/scoring.py``'s rules (which excuse a flag that touches unknown
+    time, unlike this report's false-flag counts): what a condition costs in flags, not only in faces."""
     kinds = (FlagKind.NO_FACE, FlagKind.MULTIPLE_FACES, FlagKind.LOOKING_AWAY)
     print("\n## Flags on the relit sessions by condition (events caught / events, false alarms)\n")
     print(f"| condition | sessions | {' | '.join(str(k) for k in kinds)} |\n" + "|---" * (len(kinds) + 2) + "|")
     for name, scores in flags.items():
-        summed_scores = total(scores)
-        cells = [f"{summed_scores[k].caught}/{summed_scores[k].events}, {summed_scores[k].false_alarms}" for k in kinds]
-        print(f"| {name} | {len(scores)} | {' | '.join(cells)} |")
+        totals = total(scores)
+        row = [f"{totals[k].caught}/{totals[k].events}, {totals[k].false_alarms}" for k in kinds]
+        print(f"| {name} | {len(scores)} | {' | '.join(row)} |")
 
 
 def group_table(

@@ -102,10 +102,11 @@ def main() -> None:
         + ", ".join(f"{where} ({share:.2f})" for share, where in sorted(weakest)[:5])
     )
     print(f"\n(ran in {time.perf_counter() - start:.0f} s)")
-    lit, dim = counts["original"], counts[DARKEST]
+    lit, darkest = counts["original"], counts[DARKEST]
     print(
         f"RESULT second_person frames={lit.frames} found={lit.found / lit.frames:.3f} "
-        f"found_dark={dim.found / dim.frames:.3f} dark_share={dim.found_dark / max(dim.found, 1):.3f}"
+        f"found_dark={darkest.found / darkest.frames:.3f} "
+        f"dark_share={darkest.found_dark / max(darkest.found, 1):.3f}"
     )
 
 

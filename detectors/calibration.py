@@ -46,6 +46,7 @@ __all__ = [
     "calibrate",
     "hold_last",
     "looking_away_score",
+    "steady_gaze",
 ]
 
 FloatArray = NDArray[np.float64]
@@ -85,10 +86,10 @@ class AwayConfig:
     hold_gaze_ms: int = 400
     """Eye gaze is measured at a lower rate; hold each measurement this long."""
     steady_gaze_ms: int = 1000
-    """Each eye-gaze measurement is replaced by the median of itself and the measurements just before and after
-    it, where they are at most this far away (``steady_gaze``). In a dim room's sensor noise a single iris read
-    jumps by 0.1 eye widths, a whole tolerance, while the head pose holds still; a real look holds over several
-    measurements (2.5 a second). 0 takes each measurement as it is."""
+    """An eye-gaze measurement counts only where the measurements just before or after it, at most this far away,
+    agree (``steady_gaze``: the median of three, the smaller of two, nothing from one alone). In a dim room's sensor
+    noise a single iris read jumps by 0.1 eye widths, a whole tolerance, while the head pose holds still; a real
+    look holds over several measurements (2.5 a second). 0 takes each measurement as it is."""
     min_frames: int = 20
     """Fewer usable frames than this in the whole session and nothing can be judged: every score is NaN."""
     placement: PlacementRule = field(default_factory=PlacementRule)
@@ -180,20 +181,27 @@ def hold_last(timestamps_ms: NDArray[np.int64], values: FloatArray, hold_ms: int
     return out
 
 
-def steady_gaze(timestamps_ms: NDArray[np.int64], values: FloatArray, within_ms: int) -> FloatArray:
-    """Each finite value replaced by the median of itself and the finite values just before and after it that are
-    at most ``within_ms`` away (the mean of two where only one neighbour is that close); NaNs stay NaN. A median
-    of three keeps a step where it is (a look away that holds moves no edge) and removes a lone spike."""
-    out = values.copy()
-    at = np.flatnonzero(np.isfinite(values))
-    if within_ms <= 0 or len(at) < 2:
+def steady_gaze(timestamps_ms: NDArray[np.int64], deviation: FloatArray, within_ms: int) -> FloatArray:
+    """Each finite eye-gaze deviation (from the calibrated centre) confirmed by its neighbours, the finite values just
+    before and after it that are at most ``within_ms`` away: the median of the three where both are there, the
+    smaller of the two in size where only one is, NaN where neither is (one read alone is not evidence). So a look
+    counts where at least two reads in a row agree, and keeps its start and end; a lone spike is gone. NaNs stay
+    NaN; ``within_ms`` <= 0 takes every read as it is."""
+    out = deviation.copy()
+    at = np.flatnonzero(np.isfinite(deviation))
+    if within_ms <= 0 or not len(at):
         return out
-    t, v = timestamps_ms[at], values[at]
-    before = np.full(len(at), np.nan)
-    after = np.full(len(at), np.nan)
-    before[1:] = np.where(t[1:] - t[:-1] <= within_ms, v[:-1], np.nan)
-    after[:-1] = np.where(t[1:] - t[:-1] <= within_ms, v[1:], np.nan)
-    out[at] = np.nanmedian(np.vstack([before, v, after]), axis=0)
+    t, v = timestamps_ms[at], deviation[at]
+    close = t[1:] - t[:-1] <= within_ms
+    before, after = np.full(len(at), np.nan), np.full(len(at), np.nan)
+    before[1:] = np.where(close, v[:-1], np.nan)
+    after[:-1] = np.where(close, v[1:], np.nan)
+    both = np.isfinite(before) & np.isfinite(after)
+    one = np.where(np.isfinite(before), before, after)
+    smaller = np.where(np.abs(one) < np.abs(v), one, v)
+    steady = np.where(np.isfinite(one), smaller, np.nan)
+    steady[both] = np.median(np.vstack([before[both], v[both], after[both]]), axis=0)
+    out[at] = steady
     return out
 
 
@@ -314,16 +322,15 @@ def away_trace(signals: Signals, config: AwayConfig | None = None) -> AwayTrace:
     yaw_dev = signals["head_yaw_deg"] - cal.yaw_deg
     yaw = np.abs(yaw_dev) / tol_yaw
     pitch = np.abs(signals["head_pitch_deg"] - cal.pitch_deg) / tol_pitch
-    held = hold_last(ts, steady_gaze(ts, signals["eye_gaze_h"], cfg.steady_gaze_ms), cfg.hold_gaze_ms)
-    gaze_dev = held - cal.gaze_h
+    gaze_dev = hold_last(ts, steady_gaze(ts, signals["eye_gaze_h"] - cal.gaze_h, cfg.steady_gaze_ms), cfg.hold_gaze_ms)
     gaze_h = np.abs(gaze_dev) / (cfg.gaze_h * cal.tolerance_scale)
     # Where the eyes point sideways is head yaw plus eye-in-head rotation: a head turned just under its
     # tolerance with the eyes further the same way is away.
     sideways = np.abs(yaw_dev + cfg.eye_deg_per_width * gaze_dev) / tol_yaw
     parts = [yaw, pitch, gaze_h, sideways]
     if cfg.gaze_v is not None:
-        held_v = hold_last(ts, steady_gaze(ts, signals["eye_gaze_v"], cfg.steady_gaze_ms), cfg.hold_gaze_ms)
-        parts.append(np.abs(held_v - cal.gaze_v) / (cfg.gaze_v * cal.tolerance_scale))
+        gaze_v_dev = steady_gaze(ts, signals["eye_gaze_v"] - cal.gaze_v, cfg.steady_gaze_ms)
+        parts.append(np.abs(hold_last(ts, gaze_v_dev, cfg.hold_gaze_ms)) / (cfg.gaze_v * cal.tolerance_scale))
     stacked = np.vstack(parts)
     head_known = np.isfinite(yaw) & np.isfinite(pitch)
     score = nan.copy()

@@ -134,16 +134,18 @@ def test_away_events_refuses_inverted_hysteresis() -> None:
 @pytest.mark.parametrize(
     ("values", "within", "expected"),
     [
-        (
+        (  # a lone spike among reads 400 ms apart is gone
             [0.0, np.nan, 0.0, np.nan, 0.12, np.nan, 0.0, np.nan, 0.0],
             1000,
             [0.0, np.nan, 0.0, np.nan, 0.0, np.nan, 0.0, np.nan, 0.0],
         ),
         ([0.0, 0.0, 0.12, 0.12, 0.12], 1000, [0.0, 0.0, 0.12, 0.12, 0.12]),  # a step stays where it is
-        ([0.0, 0.1], 1000, [0.05, 0.05]),  # one neighbour: the mean of two
-        ([0.0, 0.12, 0.0], 100, [0.0, 0.12, 0.0]),  # neighbours too far away: taken as it is
-        ([0.0, 0.12, 0.0], 0, [0.0, 0.12, 0.0]),
-        ([np.nan, 0.3], 1000, [np.nan, 0.3]),
+        ([-0.12, -0.12, 0.0], 1000, [-0.12, -0.12, 0.0]),  # one neighbour: the smaller of the two in size
+        ([0.0, 0.2], 1000, [0.0, 0.0]),  # two reads that disagree: no look
+        ([0.0, 0.12, 0.0], 200, [0.0, 0.0, 0.0]),  # a neighbour exactly within_ms away counts
+        ([0.0, 0.12, 0.0], 199, [np.nan, np.nan, np.nan]),  # reads with no neighbour close enough: unknown
+        ([np.nan, 0.3], 1000, [np.nan, np.nan]),
+        ([0.0, 0.12, 0.0], 0, [0.0, 0.12, 0.0]),  # 0: every read as it is
     ],
 )
 def test_steady_gaze(values: list[float], within: int, expected: list[float]) -> None:
@@ -166,6 +168,8 @@ def test_one_noisy_iris_read_is_not_a_look_away() -> None:
 
 
 def test_eyes_held_away_count_from_their_first_read() -> None:
+    """A look that holds keeps its start and end (a mean of neighbours would score its first read 0.89 and
+    shorten it)."""
     n = 150
     gaze = np.full(n, np.nan)
     gaze[::3] = 0.0
