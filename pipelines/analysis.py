@@ -32,7 +32,7 @@ PIPELINE_VERSION = "4"
 """Bumped when the same signals would give other flags: 2 added the placement-following calibration, the
 evidence rules (turned away, covered lens, fixtures), identity flags and per-flag explanations; 3 counts two
 faces in a dark frame as two, asks a head turning away to continue a face seen just before, and gives an
-empty seat no identity evidence; 4 takes eye gaze as the median of each iris read and its neighbours
+empty seat no identity evidence; 4 counts an iris read only where its neighbours agree
 (``AwayConfig.steady_gaze_ms``)."""
 
 
