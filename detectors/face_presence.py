@@ -214,8 +214,9 @@ class FacePresenceDetector:
 
     name = "face_presence"
     # 4: plausibility; 5: second face placed; 6: dark frames lifted; 7: RGB-spread colour; 8: lift to 0.5; 9: framed
-    # pictures not counted; 10: framed pictures placed (picture_face_*); 11: faces that are not a person's refused
-    version = "11"
+    # pictures not counted; 10: framed pictures placed (picture_face_*); 11: faces that are not a person's refused;
+    # 12: the face verifier also scores smoothed crops (a dim room's grain)
+    version = "12"
 
     def __init__(
         self,
