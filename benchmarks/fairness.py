@@ -215,10 +215,10 @@ def decode_pass(det: Detectors, s: Session, normal: Signals) -> tuple[list[tuple
             if mains[0].points is not None:
                 ita = ita_degrees(skin_pixels(img, mains[0].points))
                 samples.append((str(s.who[i]), math.nan if ita is None else ita))
+        seed = zlib.crc32(f"{s.name} {t_ms}".encode())  # the dim room's noise: new on every frame
         for v, light in RELIGHT.items():
             if s.relit and s.relightable(i):
                 centre, radius = face_at(normal, k, rows_of[i]) if light == "backlit" else (None, 0.0)
-                seed = zlib.crc32(f"{s.name} {t_ms}".encode())  # the dim room's noise: new on every frame
                 pending[v].append((k, np.ascontiguousarray(devset.relight(img, light, centre, radius, seed))))
                 if len(pending[v]) == CHUNK:
                     flush(v)

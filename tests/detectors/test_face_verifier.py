@@ -18,6 +18,11 @@ from .conftest import face_crop as head_crop
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def with_noise(image: Image, sigma: float, seed: int) -> Image:
+    """``image`` with Gaussian sensor noise of ``sigma`` grey levels."""
+    return np.clip(image + np.random.default_rng(seed).normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
+
+
 def low_contrast(image: Image) -> Image:
     return np.clip(118.0 + (image.astype(np.float32) - 128.0) * 0.3, 0, 255).astype(np.uint8)
 
@@ -96,10 +101,7 @@ def test_a_face_in_heavy_grain_is_still_a_person(
     )
     faces = unverified.faces(canvas)
     clean = face_crop(canvas, faces.boxes[0])
-    grainy = [
-        np.clip(clean + np.random.default_rng(seed).normal(0, 80, clean.shape), 0, 255).astype(np.uint8)
-        for seed in range(10)
-    ]
+    grainy = [with_noise(clean, 80, seed) for seed in range(10)]
     unsmoothed = [max(verifier.probabilities(np.stack([c, *lifted(c)]))) for c in grainy]
     assert sum(p >= 0.5 for p in unsmoothed) <= 6  # 3 and 5 of 10 when written
     assert sum(verifier.best_of_crops([c])[0] >= 0.5 for c in grainy) >= 9  # 10 and 10
@@ -110,8 +112,7 @@ def test_a_dog_in_heavy_grain_is_still_not_a_person(
 ) -> None:
     clean = face_crop(dog, unverified.faces(dog).boxes[0])
     for seed in range(10):
-        grainy = np.clip(clean + np.random.default_rng(seed).normal(0, 80, clean.shape), 0, 255).astype(np.uint8)
-        assert verifier.best_of_crops([grainy])[0] < 0.5
+        assert verifier.best_of_crops([with_noise(clean, 80, seed)])[0] < 0.5
 
 
 def test_what_is_not_judged(astronaut: Image, unverified: FacePresenceDetector) -> None:
@@ -121,7 +122,7 @@ def test_what_is_not_judged(astronaut: Image, unverified: FacePresenceDetector) 
     rule = HumanFaceRule()
     assert judged(canvas, faces, rule).tolist() == [True]
     grey = np.repeat(cv2.cvtColor(canvas, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
-    noisy = np.clip(grey + np.random.default_rng(0).normal(0, 20, grey.shape), 0, 255).astype(np.uint8)
+    noisy = with_noise(grey, 20, 0)
     for picture in (grey, noisy):
         crop = face_crop(picture, faces.boxes[0])
         assert crop_chroma(crop) < rule.min_chroma, "a grey picture, also with sensor noise, is not judged"
