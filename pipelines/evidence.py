@@ -64,6 +64,46 @@ def turned_away_losses(
 
 
 @dataclass(frozen=True)
+class UnreadableHead:
+    """A lone candidate whose head pose cannot be read for a while has turned too far to read: looking away.
+
+    The seat is not empty (one face is counted), but neither the face mesh nor BlazeFace's short-range keypoints
+    give a head pose: the head is tilted far up or down, or turned past where the landmarks hold. A head tilted
+    far back in sunglasses is found by the full-range model alone, and the mesh scores it 0.02-0.09. A face
+    turned to the screen and large enough for the short-range model is read, so a run of such frames lasting at
+    least ``min_ms`` counts as looking away. A shorter run (the mesh losing a frame or two) stays unknown, and
+    so does a face too small to read (``face_too_small``) or a frame too dark to see it. A candidate whose head
+    is read on less than ``min_read_share`` of the session's one-face frames is one the detectors cannot read
+    (a face always cut by the edge of the view, a camera far below it, a covered face): their unread frames
+    stay unknown rather than a session-long flag.
+    """
+
+    min_ms: int = 1000
+    min_read_share: float = 0.5
+
+
+def unreadable_heads(
+    timestamps_ms: NDArray[np.int64],
+    face_count: FloatArray,
+    head_read: NDArray[np.bool_],
+    readable_size: NDArray[np.bool_],
+    rule: UnreadableHead,
+) -> NDArray[np.bool_]:
+    """Frames in runs of at least ``rule.min_ms`` where one face of a readable size is counted and its head pose
+    was not read, in a session whose head is read often enough (see ``UnreadableHead``)."""
+    one = face_count == 1
+    unread = one & ~head_read & readable_size
+    out = np.zeros(len(timestamps_ms), bool)
+    if not one.any() or np.mean(head_read[one]) < rule.min_read_share:
+        return out
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], unread.astype(np.int8), [0]])))
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        if timestamps_ms[stop - 1] - timestamps_ms[start] >= rule.min_ms:
+            out[start:stop] = True
+    return out
+
+
+@dataclass(frozen=True)
 class Fixtures:
     """A face that never moves while the candidate does is a picture on the wall, not a second person.
 
@@ -173,7 +213,11 @@ def fixture_frames(signals: Signals, rule: Fixtures) -> tuple[NDArray[np.bool_],
 
 
 def flag_evidence(
-    signals: Signals, away: AwayConfig, turned: TurnedAway | None = None, fixtures: Fixtures | None = None
+    signals: Signals,
+    away: AwayConfig,
+    turned: TurnedAway | None = None,
+    fixtures: Fixtures | None = None,
+    unreadable: UnreadableHead | None = None,
 ) -> tuple[dict[FlagKind, FloatArray], AwayTrace | None]:
     """Per-frame evidence in [0, 1] for each flag kind (NaN where a frame cannot tell), and the looking-away
     trace it came from (None for a session with no frames).
@@ -182,7 +226,8 @@ def flag_evidence(
     than two faces, for `multiple_faces`: bad light must not read as "no face", but two faces seen in a dark
     room are two faces. A covered lens (nearly uniform or black, and no face found) is
     `camera_blocked`, and no face can be seen through it: `no_face` too, once it lasts that flag's minimum.
-    A face lost while the head turned away is looking away, not no face (``TurnedAway``).
+    A face lost while the head turned away is looking away, not no face (``TurnedAway``), and so is a lone face
+    whose head pose cannot be read for a while (``UnreadableHead``).
     """
     n = len(signals)
     if n == 0:
@@ -199,6 +244,15 @@ def flag_evidence(
     turned_lost = turned_away_losses(signals.timestamps_ms, faces, trace.score, turned or TurnedAway()) & ~blind
     no_face[turned_lost] = np.nan
     looking_away[turned_lost] = 1.0
+    head_read = np.isfinite(signals["head_yaw_deg"])
+    if "head_yaw_coarse_deg" in signals.columns:
+        head_read |= np.isfinite(signals["head_yaw_coarse_deg"])
+    # Without the size column nothing says the face was large enough to read, so no frame counts.
+    readable_size = (signals["face_too_small"] == 0) if "face_too_small" in signals.columns else np.zeros(n, bool)
+    unread = unreadable_heads(
+        signals.timestamps_ms, faces, head_read, readable_size & ~blind, unreadable or UnreadableHead()
+    )
+    looking_away[unread] = 1.0
     fixed, only_fixture = fixture_frames(signals, fixtures or Fixtures())
     multiple[fixed] = 0.0
     no_face[only_fixture] = 1.0  # the candidate left: only the picture is there
@@ -220,10 +274,16 @@ def _rounded(value: float, digits: int = 2) -> float | None:
 
 
 def explain_looking_away(
-    segment: Segment, timestamps_ms: NDArray[np.int64], trace: AwayTrace, away: AwayConfig
+    segment: Segment,
+    timestamps_ms: NDArray[np.int64],
+    trace: AwayTrace,
+    away: AwayConfig,
+    no_face: FloatArray | None = None,
 ) -> dict[str, Any]:
     """What made a looking-away flag fire: the reference it was judged against, the tolerances, which signal
-    went furthest, and the score over time (1.0 = one tolerance, the threshold)."""
+    went furthest, and the score over time (1.0 = one tolerance, the threshold). Frames without a score are
+    counted apart: a face lost (``TurnedAway``), or, where ``no_face`` evidence shows a face, a head that could not
+    be read (``UnreadableHead``); the driver is "head unreadable" where those are most of the flag."""
     inside = (timestamps_ms >= segment.start_ms) & (timestamps_ms < segment.end_ms)
     cal = trace.calibration
     frames = np.flatnonzero(inside)
@@ -246,7 +306,12 @@ def explain_looking_away(
     step = max(1, frames.size // TRACE_POINTS + (frames.size % TRACE_POINTS > 0))
     points = frames[::step]
     scale = float(cal.tolerance_scale[ref])
-    lost = int(np.sum(inside & ~np.isfinite(trace.score)))
+    unscored = inside & ~np.isfinite(trace.score)
+    face_seen = no_face == 0 if no_face is not None else np.zeros(len(timestamps_ms), bool)
+    unread = int(np.sum(unscored & face_seen))
+    lost = int(np.sum(unscored & ~face_seen))
+    if 2 * unread >= frames.size:
+        driver = "head unreadable"
     return {
         "driver": driver,
         "reference": {
@@ -263,6 +328,7 @@ def explain_looking_away(
         },
         "peak_score": _rounded(np.nanmax(trace.score[frames]) if np.any(np.isfinite(trace.score[frames])) else np.nan),
         "face_lost_frames": lost,
+        "head_unreadable_frames": unread,
         "trace": [[int(timestamps_ms[i]), _rounded(trace.score[i])] for i in points],
     }
 
@@ -321,7 +387,8 @@ def explained(
     out = []
     for seg in segments:
         if seg.kind is FlagKind.LOOKING_AWAY and trace is not None:
-            seg = replace(seg, details=explain_looking_away(seg, timestamps_ms, trace, away))
+            no_face = evidence.get(FlagKind.NO_FACE) if evidence is not None else None
+            seg = replace(seg, details=explain_looking_away(seg, timestamps_ms, trace, away, no_face))
         elif seg.kind in (FlagKind.PERSON_CHANGED, FlagKind.IDENTITY_MISMATCH):
             seg = replace(seg, details=explain_identity(seg, timestamps_ms, who, rule))
         elif seg.kind in PRESENCE_KINDS and evidence is not None and policy is not None and seg.kind in evidence:

@@ -46,11 +46,21 @@ def looking_away_why(details: Mapping[str, Any] | None) -> Why | None:
     else:
         against = "looking into the camera (this placement was too brief to calibrate, so the tolerances are wider)"
     peak = details.get("peak_score")
-    text = (
-        f"{details.get('driver', 'the head pose')} went furthest, peaking at "
-        f"{'an unknown' if peak is None else f'{peak:.1f}'} tolerances from {against}. "
-        f"Tolerances: yaw {tol['yaw_deg']}°, pitch {tol['pitch_deg']}°, eye gaze {tol['gaze_h']} eye widths."
-    )
+    tolerances = f"Tolerances: yaw {tol['yaw_deg']}°, pitch {tol['pitch_deg']}°, eye gaze {tol['gaze_h']} eye widths."
+    unread = details.get("head_unreadable_frames", 0)
+    if details.get("driver") == "head unreadable":
+        text = (
+            f"The face stayed in view, but its head pose could not be read on {unread} frames: a head turned or "
+            f"tilted further than the landmark models read counts as looking away. Judged against {against}. "
+            f"{tolerances}"
+        )
+    else:
+        text = (
+            f"{details.get('driver', 'the head pose')} went furthest, peaking at "
+            f"{'an unknown' if peak is None else f'{peak:.1f}'} tolerances from {against}. {tolerances}"
+        )
+        if unread:
+            text += f" The head pose could not be read on {unread} frames."
     if details.get("face_lost_frames"):
         text += f" The face was lost on {details['face_lost_frames']} frames while turned away."
     trace = [(t, s) for t, s in details.get("trace", []) if s is not None]

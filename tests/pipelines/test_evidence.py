@@ -8,7 +8,7 @@ import pytest
 from core.vocabulary import FlagKind
 from detectors import AwayConfig, Signals
 from pipelines.analysis import segment_session
-from pipelines.evidence import TurnedAway, flag_evidence, turned_away_losses
+from pipelines.evidence import TurnedAway, UnreadableHead, flag_evidence, turned_away_losses, unreadable_heads
 from pipelines.segments import AwayTolerances, ExamPolicy
 
 STEP = 200
@@ -54,6 +54,39 @@ def test_a_face_lost_while_turning_away_is_looking_away(
     rule = TurnedAway(within_ms=1000, from_score=0.7, max_ms=1000)
     lost = turned_away_losses(ts, np.array(faces, float), np.array(score), rule)
     assert lost.astype(int).tolist() == expected
+
+
+@pytest.mark.parametrize(
+    ("faces", "read", "readable_size", "expected"),
+    [
+        ([1] * 12, [1] * 4 + [0] * 5 + [1] * 3, [1] * 12, [0] * 4 + [1] * 5 + [0] * 3),  # 0.8 s unread: away
+        ([1] * 12, [1] * 5 + [0] * 4 + [1] * 3, [1] * 12, [0] * 12),  # 0.6 s: a frame or two lost, unknown
+        ([1] * 12, [1] * 4 + [0] * 5 + [1] * 3, [1] * 4 + [0] * 5 + [1] * 3, [0] * 12),  # too small to read
+        ([1] * 4 + [2] * 5 + [1] * 3, [1] * 4 + [0] * 5 + [1] * 3, [1] * 12, [0] * 12),  # two faces: not this rule
+        ([1] * 4 + [0] * 5 + [1] * 3, [1] * 4 + [0] * 5 + [1] * 3, [1] * 12, [0] * 12),  # no face: not this rule
+        ([1] * 12, [1] * 2 + [0] * 10, [1] * 12, [0] * 12),  # a head read on 2 of 12 frames: the detectors, not them
+    ],
+)
+def test_a_lone_face_whose_head_cannot_be_read_is_looking_away(
+    faces: list[int], read: list[int], readable_size: list[int], expected: list[int]
+) -> None:
+    ts = np.arange(len(faces), dtype=np.int64) * STEP
+    rule = UnreadableHead(min_ms=800, min_read_share=0.5)
+    away = unreadable_heads(ts, np.array(faces, float), np.array(read, bool), np.array(readable_size, bool), rule)
+    assert away.astype(int).tolist() == expected
+
+
+def test_a_head_tilted_too_far_to_read_raises_looking_away_not_nothing() -> None:
+    """A candidate tilting their head far back in sunglasses: the face is still found, but no model reads its
+    pose. Unknown would hide it; it is a look away, and the flag says the head could not be read."""
+    yaw = [0.0] * 100 + [NAN] * 15 + [0.0] * 100
+    signals = session(yaw)
+    signals.columns["face_too_small"] = np.zeros(len(yaw))
+    (flag,), _ = segment_session(signals, ExamPolicy(), AwayConfig(), duration_ms=len(yaw) * STEP)
+    assert (flag.kind, flag.start_ms, flag.end_ms) == (FlagKind.LOOKING_AWAY, 20_000, 23_000)
+    assert flag.details["driver"] == "head unreadable" and flag.details["head_unreadable_frames"] == 15
+    signals.columns["too_dark"][100:115] = 1.0
+    assert segment_session(signals, ExamPolicy(), AwayConfig(), duration_ms=len(yaw) * STEP)[0] == []
 
 
 def test_turning_out_of_view_raises_looking_away_not_no_face() -> None:

@@ -34,6 +34,14 @@ def test_an_uncalibrated_placement_says_so() -> None:
     assert why is not None and "looking into the camera" in why.text
 
 
+def test_a_head_that_could_not_be_read_says_so() -> None:
+    details = DETAILS | {"driver": "head unreadable", "peak_score": None, "head_unreadable_frames": 15}
+    why = looking_away_why(details | {"trace": []})
+    assert why is not None and why.points == ""
+    assert why.text.startswith("The face stayed in view, but its head pose could not be read on 15 frames")
+    assert "calibrated from 1:12" in why.text
+
+
 def test_flags_without_details_have_no_explanation() -> None:
     assert looking_away_why(None) is None and looking_away_why({}) is None
 
