@@ -21,6 +21,11 @@ is counted up to that long late; faces the short-range model finds are still loo
 frame. Frames that only carry a result report ``small_face_checked = 0``; ``full_range_every_ms = 0``
 runs the pass on every frame.
 
+A full-range face scoring just under its threshold (0.5-0.6) counts where two other models are sure of it: the
+face mesh (0.5 or more) and the face verifier (judged, and accepted). On the development sessions, one frame a
+second, such faces were a man in three-quarter view beside another (mesh 0.99-1.0, verifier 0.975-0.984) and,
+refused, crowd and background patches (mesh 0.03 or less, verifier 0.23 or less).
+
 A third, tiled pass looks for faces too small for either whole-frame pass: the full-range model on 2x2
 overlapping tiles (faces magnified ~1.8x), keeping only faces below ``tile_max_face_px`` that the face
 mesh confirms. On 640x480 composites the whole-frame passes missed a second face of 26-58 px in 8 of 11
@@ -77,6 +82,12 @@ class FacePresenceConfig:
     """A short-range detection counts as a face at or above this score (after verification)."""
     full_range_min_score: float = 0.6
     """A full-range detection counts as a face at or above this score (MediaPipe's default)."""
+    full_range_confirmed_score: float | None = 0.5
+    """A full-range detection scoring from this up to ``full_range_min_score`` also counts where two other models
+    are sure it is a person's face: the face mesh (``confirm_min_landmark_score``) and the face verifier (judged,
+    and accepted; a face it cannot judge, grey or small or turned far, does not count). None turns it off."""
+    confirm_min_landmark_score: float = 0.5
+    """The face mesh score that confirms such a face (the gaze path's own "landmarks usable")."""
     verify_below: float = 0.7
     """Short-range-only faces scoring below this need the face mesh to confirm them."""
     verify_min_landmark_score: float = 0.02
@@ -126,12 +137,19 @@ class FacePresenceConfig:
             "full_range_min_score",
             "verify_below",
             "verify_min_landmark_score",
+            "confirm_min_landmark_score",
             "nms_iou",
             "merge_overlap",
         ):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"FacePresenceConfig.{name}: expected a value in (0, 1], found {value}")
+        confirmed = self.full_range_confirmed_score
+        if confirmed is not None and not 0.0 < confirmed <= self.full_range_min_score:
+            raise ValueError(
+                "FacePresenceConfig.full_range_confirmed_score: expected a value in (0, full_range_min_score = "
+                f"{self.full_range_min_score}], or None, found {confirmed}"
+            )
         if self.min_face_px < 0 or self.too_small_px < 0:
             raise ValueError(
                 f"FacePresenceConfig: expected non-negative sizes, found min_face_px={self.min_face_px}, "
@@ -215,8 +233,9 @@ class FacePresenceDetector:
     name = "face_presence"
     # 4: plausibility; 5: second face placed; 6: dark frames lifted; 7: RGB-spread colour; 8: lift to 0.5; 9: framed
     # pictures not counted; 10: framed pictures placed (picture_face_*); 11: faces that are not a person's refused;
-    # 12: the face verifier also scores smoothed crops (a dim room's grain)
-    version = "12"
+    # 12: the face verifier also scores smoothed crops (a dim room's grain); 13: full-range faces from 0.5 that the
+    # face mesh and the verifier confirm
+    version = "13"
 
     def __init__(
         self,
@@ -283,12 +302,27 @@ class FacePresenceDetector:
         return np.array([self.mesh(frame, roi).score for roi in rois], dtype=np.float64)
 
     def detect_full(self, frame: NDArray[np.uint8]) -> Faces:
-        """The full-range pass alone (empty when it is off): what ``count`` takes as ``full``."""
+        """The full-range pass alone (empty when it is off): what ``count`` takes as ``full``. Faces below
+        ``full_range_min_score`` count only where the face mesh and the face verifier confirm them
+        (``full_range_confirmed_score``)."""
         if self.full is None or not self.config.full_range:
             return Faces.empty()
         cfg = self.config
-        full = self.full.detect([frame], cfg.full_range_min_score, cfg.nms_iou)[0]
-        return full.select(full.sizes >= cfg.min_face_px)
+        lowest = min(cfg.full_range_confirmed_score or cfg.full_range_min_score, cfg.full_range_min_score)
+        full = self.full.detect([frame], lowest, cfg.nms_iou)[0]
+        full = full.select(full.sizes >= cfg.min_face_px)
+        unsure = full.scores < cfg.full_range_min_score
+        if np.any(unsure):
+            doubtful = full.select(unsure)
+            confirmed = np.zeros(len(doubtful), dtype=bool)
+            if self.mesh is not None and self.verifier is not None:
+                confirmed = self._mesh_scores(frame, doubtful) >= cfg.confirm_min_landmark_score
+                if np.any(confirmed):
+                    confirmed[confirmed] = self.verifier.human(frame, doubtful.select(confirmed))
+            keep = ~unsure
+            keep[unsure] = confirmed
+            full = full.select(keep)
+        return full
 
     def count(self, frame: NDArray[np.uint8], short: Faces, full: Faces, tracked: Faces | None = None) -> Faces:
         """The counted faces of one frame, largest first, from both passes run on it.

@@ -155,9 +155,21 @@ class FaceVerifier:
 
     def not_human(self, frame: NDArray[np.uint8], faces: Faces) -> NDArray[np.bool_]:
         """Per face: True where the rule judges it (``judged``, and a crop in colour) and it is not a person's."""
-        refused = np.zeros(len(faces), dtype=bool)
+        judgeable, probability = self._judge(frame, faces)
+        return judgeable & (probability < self.rule.min_probability)
+
+    def human(self, frame: NDArray[np.uint8], faces: Faces) -> NDArray[np.bool_]:
+        """Per face: True only where the rule judges it and it is a person's (a face it cannot judge is not)."""
+        judgeable, probability = self._judge(frame, faces)
+        return judgeable & (probability >= self.rule.min_probability)
+
+    def _judge(self, frame: NDArray[np.uint8], faces: Faces) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+        """Per face: whether the rule judges it (``judged``, and a crop in colour), and its best probability there."""
+        judgeable = np.zeros(len(faces), dtype=bool)
+        probability = np.zeros(len(faces))
         crops = {int(k): face_crop(frame, faces.boxes[k]) for k in np.flatnonzero(judged(frame, faces, self.rule))}
         coloured = [k for k, crop in crops.items() if crop_chroma(crop) >= self.rule.min_chroma]
         if coloured:
-            refused[coloured] = self.best_of_crops([crops[k] for k in coloured]) < self.rule.min_probability
-        return refused
+            judgeable[coloured] = True
+            probability[coloured] = self.best_of_crops([crops[k] for k in coloured])
+        return judgeable, probability

@@ -151,3 +151,23 @@ def test_a_refused_face_stays_refused_until_judged_again_but_not_over_a_tracked_
     tracked = [Faces.empty(), Faces.empty(), presence.detect_short(person)]
     assert len(tracked[2]) == 1
     assert [len(c) for c in presence.detect(frames, tracked=tracked)] == [0, 0, 1]
+
+
+def test_a_doubtful_full_range_face_counts_only_where_the_mesh_and_the_verifier_agree(
+    astronaut: Image, dog: Image
+) -> None:
+    """Every full-range face made doubtful (the sure score set out of reach): the astronaut in colour is confirmed
+    by both other models; the dog (the verifier refuses it) and the astronaut in grey (it cannot judge) are not."""
+    grey = np.ascontiguousarray(np.repeat(cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2))
+    sure = FacePresenceDetector(FacePresenceConfig(full_range_min_score=0.3, full_range_confirmed_score=None))
+    assert all(len(sure.detect_full(image)) == 1 for image in (astronaut, dog, grey)), "each is a full-range face"
+    doubtful = FacePresenceDetector(FacePresenceConfig(full_range_min_score=0.999, full_range_confirmed_score=0.3))
+    assert len(doubtful.detect_full(astronaut)) == 1
+    assert len(doubtful.detect_full(dog)) == 0 and len(doubtful.detect_full(grey)) == 0
+    off = FacePresenceDetector(FacePresenceConfig(full_range_min_score=0.999, full_range_confirmed_score=None))
+    assert len(off.detect_full(astronaut)) == 0
+
+
+def test_the_confirmed_band_lies_below_the_sure_score() -> None:
+    with pytest.raises(ValueError, match="full_range_confirmed_score"):
+        FacePresenceConfig(full_range_min_score=0.6, full_range_confirmed_score=0.7)
