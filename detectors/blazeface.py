@@ -220,8 +220,14 @@ class BlazeFace:
         min_score: float,
         iou_threshold: float,
         offsets: list[tuple[float, float]] | None = None,
+        *,
+        sure_score: float | None = None,
     ) -> list[Faces]:
-        """Detect faces in each image (any size); ``offsets`` shift results for tiles of a larger frame."""
+        """Detect faces in each image (any size); ``offsets`` shift results for tiles of a larger frame.
+
+        With ``sure_score`` (above ``min_score``), anchors at or above it and anchors below it are merged apart:
+        the faces at or above it are exactly those ``detect`` finds with ``min_score = sure_score`` (weaker anchors
+        never move their boxes), and the weaker faces come after them, each scored below ``sure_score``."""
         if not images:
             return []
         size = self.spec.input_size
@@ -236,7 +242,11 @@ class BlazeFace:
         out: list[Faces] = []
         for i, (scale, px, py) in enumerate(geometry):
             b, s, k = decode(raw_boxes[i], raw_scores[i], self.anchors, size, min_score)
-            b, s, k = weighted_nms(b, s, k, iou_threshold)
+            if sure_score is None:
+                b, s, k = weighted_nms(b, s, k, iou_threshold)
+            else:
+                parts = [weighted_nms(b[m], s[m], k[m], iou_threshold) for m in (s >= sure_score, s < sure_score)]
+                b, s, k = (np.concatenate(arrays) for arrays in zip(*parts, strict=True))
             ox, oy = offsets[i] if offsets is not None else (0.0, 0.0)
             b = b * size
             b[:, [0, 2]] = (b[:, [0, 2]] - px) / scale + ox

@@ -85,7 +85,10 @@ class FacePresenceConfig:
     full_range_confirmed_score: float | None = 0.5
     """A full-range detection scoring from this up to ``full_range_min_score`` also counts where two other models
     are sure it is a person's face: the face mesh (``confirm_min_landmark_score``) and the face verifier (judged,
-    and accepted; a face it cannot judge, grey or small or turned far, does not count). None turns it off."""
+    and accepted; a face it cannot judge, grey or small or turned far, does not count). Such faces are merged apart
+    from the sure ones, so they never move a sure face's box, and one overlapping a sure face is that face. None
+    turns it off; so does a detector without the face mesh or the verifier (``human_faces=None``), as nothing
+    could confirm them."""
     confirm_min_landmark_score: float = 0.5
     """The face mesh score that confirms such a face (the gaze path's own "landmarks usable")."""
     verify_below: float = 0.7
@@ -234,8 +237,8 @@ class FacePresenceDetector:
     # 4: plausibility; 5: second face placed; 6: dark frames lifted; 7: RGB-spread colour; 8: lift to 0.5; 9: framed
     # pictures not counted; 10: framed pictures placed (picture_face_*); 11: faces that are not a person's refused;
     # 12: the face verifier also scores smoothed crops (a dim room's grain); 13: full-range faces from 0.5 that the
-    # face mesh and the verifier confirm
-    version = "13"
+    # face mesh and the verifier confirm; 14: those merged apart from the sure faces
+    version = "14"
 
     def __init__(
         self,
@@ -308,21 +311,21 @@ class FacePresenceDetector:
         if self.full is None or not self.config.full_range:
             return Faces.empty()
         cfg = self.config
-        lowest = min(cfg.full_range_confirmed_score or cfg.full_range_min_score, cfg.full_range_min_score)
-        full = self.full.detect([frame], lowest, cfg.nms_iou)[0]
-        full = full.select(full.sizes >= cfg.min_face_px)
-        unsure = full.scores < cfg.full_range_min_score
-        if np.any(unsure):
-            doubtful = full.select(unsure)
-            confirmed = np.zeros(len(doubtful), dtype=bool)
-            if self.mesh is not None and self.verifier is not None:
-                confirmed = self._mesh_scores(frame, doubtful) >= cfg.confirm_min_landmark_score
-                if np.any(confirmed):
-                    confirmed[confirmed] = self.verifier.human(frame, doubtful.select(confirmed))
-            keep = ~unsure
-            keep[unsure] = confirmed
-            full = full.select(keep)
-        return full
+        band = cfg.full_range_confirmed_score
+        if band is None or band >= cfg.full_range_min_score or self.mesh is None or self.verifier is None:
+            full = self.full.detect([frame], cfg.full_range_min_score, cfg.nms_iou)[0]
+            return full.select(full.sizes >= cfg.min_face_px)
+        found = self.full.detect([frame], band, cfg.nms_iou, sure_score=cfg.full_range_min_score)[0]
+        found = found.select(found.sizes >= cfg.min_face_px)
+        is_sure = found.scores >= cfg.full_range_min_score
+        sure, doubtful = found.select(is_sure), found.select(~is_sure)
+        doubtful = doubtful.select(~overlaps(doubtful.boxes, sure.boxes, cfg.merge_overlap))
+        if not len(doubtful):
+            return sure
+        confirmed = self._mesh_scores(frame, doubtful) >= cfg.confirm_min_landmark_score
+        if np.any(confirmed):
+            confirmed[confirmed] = self.verifier.human(frame, doubtful.select(confirmed))
+        return Faces.join([sure, doubtful.select(confirmed)])
 
     def count(self, frame: NDArray[np.uint8], short: Faces, full: Faces, tracked: Faces | None = None) -> Faces:
         """The counted faces of one frame, largest first, from both passes run on it.

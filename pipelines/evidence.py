@@ -67,40 +67,65 @@ def turned_away_losses(
 class UnreadableHead:
     """A lone candidate whose head pose cannot be read for a while has turned too far to read: looking away.
 
-    The seat is not empty (one face is counted), but neither the face mesh nor BlazeFace's short-range keypoints
-    give a head pose: the head is tilted far up or down, or turned past where the landmarks hold. A head tilted
-    far back in sunglasses is found by the full-range model alone, and the mesh scores it 0.02-0.09. A face
-    turned to the screen and large enough for the short-range model is read, so a run of such frames lasting at
-    least ``min_ms`` counts as looking away. A shorter run (the mesh losing a frame or two) stays unknown, and
-    so does a face too small to read (``face_too_small``) or a frame too dark to see it. A candidate whose head
-    is read on less than ``min_read_share`` of the session's one-face frames is one the detectors cannot read
-    (a face always cut by the edge of the view, a camera far below it, a covered face): their unread frames
-    stay unknown rather than a session-long flag.
+    The seat is not empty (one face is counted), but neither the face mesh nor BlazeFace's keypoints give a head
+    pose: the head is tilted far up or down, or turned past where the landmarks hold. A head tilted far back in
+    sunglasses is found by the full-range model alone, and the mesh scores it 0.02-0.09. Every head pose starts
+    from the short-range model, which finds a face turned to the screen once it is about a tenth of the frame's
+    longer side; so only a face of at least ``min_face_share`` of that side (half as large again) is taken as
+    one that should have been read, and a run of such frames lasting at least ``min_ms`` counts as looking
+    away. A shorter run (the mesh losing a frame or two) stays unknown, and so does a smaller face (a candidate
+    leaning back from an HD webcam), a frame too dark to see it, or a picture left alone in view. A candidate
+    whose head is read on less than ``min_read_share`` of the session's one-face frames is one the detectors
+    cannot read (a face always cut by the edge of the view, a camera far below it, a covered face): their
+    unread frames stay unknown rather than a session-long flag.
+
+    What it cannot tell apart: a face the gaze path refused as not a person's (``FaceAnalysisDetector``) while
+    face presence counted it, and a face only counted through ``FacePresenceConfig.full_range_confirmed_score``
+    (the face mesh read it there, but the gaze path starts from the short-range model). Neither was seen alone
+    on the development sessions; both read as "head unreadable" in the flag's explanation.
     """
 
     min_ms: int = 1000
     min_read_share: float = 0.5
+    min_face_share: float = 0.15
 
 
 def unreadable_heads(
     timestamps_ms: NDArray[np.int64],
-    face_count: FloatArray,
+    one_face: NDArray[np.bool_],
     head_read: NDArray[np.bool_],
-    readable_size: NDArray[np.bool_],
+    readable: NDArray[np.bool_],
     rule: UnreadableHead,
 ) -> NDArray[np.bool_]:
-    """Frames in runs of at least ``rule.min_ms`` where one face of a readable size is counted and its head pose
-    was not read, in a session whose head is read often enough (see ``UnreadableHead``)."""
-    one = face_count == 1
-    unread = one & ~head_read & readable_size
+    """Frames in runs of at least ``rule.min_ms`` where the one face in view (``one_face``) could have been read
+    (``readable``: large enough, light enough) and its head pose was not (``head_read``), in a session whose head
+    is read on at least ``rule.min_read_share`` of its one-face frames (see ``UnreadableHead``)."""
+    unread = one_face & ~head_read & readable
     out = np.zeros(len(timestamps_ms), bool)
-    if not one.any() or np.mean(head_read[one]) < rule.min_read_share:
+    if not one_face.any() or np.mean(head_read[one_face]) < rule.min_read_share:
         return out
     edges = np.flatnonzero(np.diff(np.concatenate([[0], unread.astype(np.int8), [0]])))
     for start, stop in zip(edges[::2], edges[1::2], strict=True):
         if timestamps_ms[stop - 1] - timestamps_ms[start] >= rule.min_ms:
             out[start:stop] = True
     return out
+
+
+def large_enough_to_read(signals: Signals, rule: UnreadableHead) -> NDArray[np.bool_]:
+    """Frames whose largest face is at least ``rule.min_face_share`` of the frame's longer side (the frame's size is
+    the face's centre in pixels over its centre in frame widths and heights); False where that is not known."""
+    n = len(signals)
+    needed = ("face_size_px", "face_x_px", "face_y_px", "face_cx", "face_cy")
+    if not all(c in signals.columns for c in needed):
+        return np.zeros(n, bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        width = signals["face_x_px"] / signals["face_cx"]
+        height = signals["face_y_px"] / signals["face_cy"]
+    longer = np.fmax(width, height)
+    known = np.isfinite(longer) & (longer > 0) & np.isfinite(signals["face_size_px"])
+    large = np.zeros(n, bool)
+    large[known] = signals["face_size_px"][known] >= rule.min_face_share * longer[known]
+    return large
 
 
 @dataclass(frozen=True)
@@ -244,16 +269,15 @@ def flag_evidence(
     turned_lost = turned_away_losses(signals.timestamps_ms, faces, trace.score, turned or TurnedAway()) & ~blind
     no_face[turned_lost] = np.nan
     looking_away[turned_lost] = 1.0
-    head_read = np.isfinite(signals["head_yaw_deg"])
-    if "head_yaw_coarse_deg" in signals.columns:
-        head_read |= np.isfinite(signals["head_yaw_coarse_deg"])
-    # Without the size column nothing says the face was large enough to read, so no frame counts.
-    readable_size = (signals["face_too_small"] == 0) if "face_too_small" in signals.columns else np.zeros(n, bool)
-    unread = unreadable_heads(
-        signals.timestamps_ms, faces, head_read, readable_size & ~blind, unreadable or UnreadableHead()
-    )
-    looking_away[unread] = 1.0
     fixed, only_fixture = fixture_frames(signals, fixtures or Fixtures())
+    # Read as the trace reads it: a mesh pose (yaw and pitch), or either keypoint angle.
+    head_read = np.isfinite(signals["head_yaw_deg"]) & np.isfinite(signals["head_pitch_deg"])
+    for column in ("head_yaw_coarse_deg", "head_pitch_coarse_deg"):
+        if column in signals.columns:
+            head_read |= np.isfinite(signals[column])
+    rule = unreadable or UnreadableHead()
+    readable = large_enough_to_read(signals, rule) & ~blind
+    looking_away[unreadable_heads(signals.timestamps_ms, (faces == 1) & ~only_fixture, head_read, readable, rule)] = 1.0
     multiple[fixed] = 0.0
     no_face[only_fixture] = 1.0  # the candidate left: only the picture is there
     looking_away[only_fixture] = np.nan

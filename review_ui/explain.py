@@ -51,8 +51,8 @@ def looking_away_why(details: Mapping[str, Any] | None) -> Why | None:
     if details.get("driver") == "head unreadable":
         text = (
             f"The face stayed in view, but its head pose could not be read on {unread} frames: a head turned or "
-            f"tilted further than the landmark models read counts as looking away. Judged against {against}. "
-            f"{tolerances}"
+            f"tilted further than the landmark models read counts as looking away. Where it could be read, it "
+            f"was judged against {against}. {tolerances}"
         )
     else:
         text = (

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from detectors import FacePresenceConfig, FacePresenceDetector, FrameBatch
-from detectors.blazeface import FULL_RANGE, SHORT_RANGE, decode, letterbox, ssd_anchors, weighted_nms
+from detectors.blazeface import FULL_RANGE, SHORT_RANGE, BlazeFace, decode, letterbox, ssd_anchors, weighted_nms
 from detectors.face_presence import overlaps, rate_mask, tile_boxes
 from detectors.imaging import shrink
+from detectors.runtime import RuntimeConfig
 
 from .conftest import ASTRONAUT_BOX, GRACE_BOX, Image, batch_of, face_crop, paste
 
@@ -25,6 +26,34 @@ def iou(a: Any, b: Any) -> float:
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = iw * ih
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+class FixedOutput:
+    """Stands in for a BlazeFace ONNX session: the same raw boxes and score logits for any input."""
+
+    def __init__(self, boxes: np.ndarray, logits: np.ndarray) -> None:
+        self.outputs = [boxes, logits]
+
+    def run(self, _names: Any, _feed: Any) -> list[np.ndarray]:
+        return self.outputs
+
+
+def test_weaker_anchors_never_move_a_sure_face() -> None:
+    """With ``sure_score``, anchors below it are merged apart: a sure face keeps the box it has without them."""
+    detector = BlazeFace(SHORT_RANGE, RuntimeConfig())
+    n = len(detector.anchors)
+    boxes, logits = np.zeros((1, n, 16), np.float32), np.full((1, n, 1), -10.0, np.float32)
+    boxes[0, :2, 2:4] = 40.0  # two 40 px boxes on the first cell's two anchors
+    boxes[0, 1, 0] = 6.0  # the second 6 px to the right (IoU 0.74: one cluster)
+    logits[0, 0, 0], logits[0, 1, 0] = 3.0, 0.2  # scores 0.95 and 0.55
+    detector.session = FixedOutput(boxes, logits)  # type: ignore[assignment]
+    image = np.zeros((128, 128, 3), np.uint8)
+    mixed = detector.detect([image], 0.5, 0.3)[0]
+    sure = detector.detect([image], 0.6, 0.3)[0]
+    split = detector.detect([image], 0.5, 0.3, sure_score=0.6)[0]
+    assert len(mixed) == 1 and mixed.boxes[0, 0] > sure.boxes[0, 0] + 1, "merged, the weak anchor drags the box"
+    assert len(split) == 2 and split.scores[1] < 0.6
+    np.testing.assert_array_equal(split.boxes[:1], sure.boxes)
 
 
 @pytest.mark.parametrize(("spec", "count"), [(SHORT_RANGE, 896), (FULL_RANGE, 2304)])

@@ -72,7 +72,8 @@ def test_a_lone_face_whose_head_cannot_be_read_is_looking_away(
 ) -> None:
     ts = np.arange(len(faces), dtype=np.int64) * STEP
     rule = UnreadableHead(min_ms=800, min_read_share=0.5)
-    away = unreadable_heads(ts, np.array(faces, float), np.array(read, bool), np.array(readable_size, bool), rule)
+    one_face = np.array(faces) == 1
+    away = unreadable_heads(ts, one_face, np.array(read, bool), np.array(readable_size, bool), rule)
     assert away.astype(int).tolist() == expected
 
 
@@ -80,13 +81,50 @@ def test_a_head_tilted_too_far_to_read_raises_looking_away_not_nothing() -> None
     """A candidate tilting their head far back in sunglasses: the face is still found, but no model reads its
     pose. Unknown would hide it; it is a look away, and the flag says the head could not be read."""
     yaw = [0.0] * 100 + [NAN] * 15 + [0.0] * 100
-    signals = session(yaw)
-    signals.columns["face_too_small"] = np.zeros(len(yaw))
-    (flag,), _ = segment_session(signals, ExamPolicy(), AwayConfig(), duration_ms=len(yaw) * STEP)
+    n = len(yaw)
+    signals = with_face_at(session(yaw), size_px=np.full(n, 120.0))  # a fifth of a 640x480 frame's width
+    (flag,), _ = segment_session(signals, ExamPolicy(), AwayConfig(), duration_ms=n * STEP)
     assert (flag.kind, flag.start_ms, flag.end_ms) == (FlagKind.LOOKING_AWAY, 20_000, 23_000)
     assert flag.details["driver"] == "head unreadable" and flag.details["head_unreadable_frames"] == 15
     signals.columns["too_dark"][100:115] = 1.0
-    assert segment_session(signals, ExamPolicy(), AwayConfig(), duration_ms=len(yaw) * STEP)[0] == []
+    assert segment_session(signals, ExamPolicy(), AwayConfig(), duration_ms=n * STEP)[0] == []
+
+
+def test_a_head_too_small_for_the_frame_to_be_read_is_not_looking_away() -> None:
+    """A candidate leaning back from an HD webcam: 90 px is a face the short-range model misses in a 1280x720
+    frame (a fourteenth of its width) and finds in a 640x480 one, so only the latter's unread head is away."""
+    yaw = [0.0] * 100 + [NAN] * 15 + [0.0] * 100
+    n = len(yaw)
+    small = np.where(np.isnan(yaw), 90.0, 200.0)
+    hd = with_face_at(session(yaw), size_px=small, width=1280, height=720)
+    assert segment_session(hd, ExamPolicy(), AwayConfig(), duration_ms=n * STEP)[0] == []
+    vga = with_face_at(session(yaw), size_px=small * 1.5)
+    assert [s.kind for s in segment_session(vga, ExamPolicy(), AwayConfig(), duration_ms=n * STEP)[0]] == [
+        FlagKind.LOOKING_AWAY
+    ]
+
+
+def with_face_at(signals: Signals, size_px: np.ndarray, width: int = 640, height: int = 480) -> Signals:
+    """``signals`` with the largest face of ``size_px`` in the middle of a ``width`` x ``height`` frame."""
+    n = len(signals)
+    signals.columns.update({
+        "face_size_px": size_px, "face_x_px": np.full(n, width / 2), "face_y_px": np.full(n, height / 2),
+        "face_cx": np.full(n, 0.5), "face_cy": np.full(n, 0.5),
+    })  # fmt: skip
+    return signals
+
+
+def test_a_picture_left_alone_is_not_an_unreadable_head() -> None:
+    """The candidate's head goes unread on their last two frames, then only the framed picture (large enough to
+    read) is left: the seat is empty, and the picture's frames do not lengthen that run into a look away."""
+    signals = framed_then_left(30, (500.0, 150.0, 100.0), 30, (501.0, 149.0, 101.0))
+    signals.columns["head_yaw_deg"][:30] = 0.0
+    signals.columns["head_pitch_deg"][:30] = 0.0
+    signals.columns["head_yaw_deg"][28:30] = np.nan
+    signals.columns["face_cx"] = signals["face_x_px"] / 640
+    signals.columns["face_cy"] = signals["face_y_px"] / 480
+    evidence, _ = flag_evidence(signals, AwayConfig(), unreadable=UnreadableHead(min_ms=400, min_read_share=0.3))
+    assert not np.any(evidence[FlagKind.LOOKING_AWAY] == 1.0)
 
 
 def test_turning_out_of_view_raises_looking_away_not_no_face() -> None:
