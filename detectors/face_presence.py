@@ -148,10 +148,10 @@ class FacePresenceConfig:
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"FacePresenceConfig.{name}: expected a value in (0, 1], found {value}")
         confirmed = self.full_range_confirmed_score
-        if confirmed is not None and not 0.0 < confirmed <= self.full_range_min_score:
+        if confirmed is not None and not 0.0 < confirmed < self.full_range_min_score:
             raise ValueError(
                 "FacePresenceConfig.full_range_confirmed_score: expected a value in (0, full_range_min_score = "
-                f"{self.full_range_min_score}], or None, found {confirmed}"
+                f"{self.full_range_min_score}), or None to turn the band off, found {confirmed}"
             )
         if self.min_face_px < 0 or self.too_small_px < 0:
             raise ValueError(
@@ -312,7 +312,7 @@ class FacePresenceDetector:
             return Faces.empty()
         cfg = self.config
         band = cfg.full_range_confirmed_score
-        if band is None or band >= cfg.full_range_min_score or self.mesh is None or self.verifier is None:
+        if band is None or self.mesh is None or self.verifier is None:
             full = self.full.detect([frame], cfg.full_range_min_score, cfg.nms_iou)[0]
             return full.select(full.sizes >= cfg.min_face_px)
         found = self.full.detect([frame], band, cfg.nms_iou, sure_score=cfg.full_range_min_score)[0]
