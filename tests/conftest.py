@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -27,6 +28,7 @@ from proctor.local_server import BackgroundServer
 from proctor.samples import write_filler_video
 from proctor.wiring import platform_app
 from proctor.wiring import uploads as build_uploads
+from review_ui import accounts, sign_in
 from storage.embedded_s3 import EmbeddedS3
 from storage.object_store import S3Location
 from tests.support import media as mf
@@ -46,6 +48,19 @@ def root_logging_restored() -> Iterator[None]:
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+FAST_PASSWORD_HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2id at the shipped profile (64 MiB, 3 passes) costs about 0.14 s a hash and as much a sign-in, and
+    the suite makes thousands: tests hash with 1 MiB and one pass, as Django's test settings swap in a fast
+    hasher. Hashes carry their parameters, so either kind verifies. tests/review_ui/test_login_limits.py checks
+    the shipped profile; a command run as a subprocess keeps it."""
+    monkeypatch.setattr(accounts, "password_hasher", lambda: FAST_PASSWORD_HASHER)
+    monkeypatch.setattr(sign_in, "password_hasher", lambda: FAST_PASSWORD_HASHER)
 
 
 @pytest.fixture(scope="session")

@@ -106,6 +106,15 @@ def killed_if_stuck(seconds: float, roots: set[int]) -> Iterator[threading.Event
         timer.cancel()
 
 
+@pytest.fixture
+def database_url(tmp_path: Path, migrated_sqlite: Path) -> str:
+    """Browser flows run on SQLite alone (as the recorder's do): every route they click through is tested over
+    HTTP on SQLite and PostgreSQL (test_review.py and the rest of this folder), and a flow costs 5-15 s a run."""
+    database = tmp_path / "proctor.db"
+    shutil.copyfile(migrated_sqlite, database)
+    return f"sqlite:///{database}"
+
+
 @dataclass
 class Chromium:
     browser: Browser

@@ -10,10 +10,11 @@ from sqlalchemy import select
 
 from core.tables import ExamSession, SessionReview, User
 from tests.review_ui.conftest import World
-from tests.review_ui.test_browser import assert_accessible, chromium, new_page, shot, sign_in
+from tests.review_ui.test_browser import assert_accessible, chromium, database_url, new_page, shot, sign_in
 from tests.review_ui.test_bulk_actions import add_session, candidate
 
-__all__ = ["chromium", "new_page"]  # the browser fixtures this module uses, as test_browser.py defines them
+# The browser fixtures this module uses, as test_browser.py defines them (SQLite alone, one Chromium a module).
+__all__ = ["chromium", "database_url", "new_page"]
 
 
 def test_a_reviewer_marks_two_sessions_clean_and_an_officer_assigns_one(

@@ -19,7 +19,8 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
+from argon2.profiles import RFC_9106_LOW_MEMORY
 from sqlalchemy import select
 
 from core.context import AppContext
@@ -35,6 +36,7 @@ from review_ui.accounts import (
     Passwords,
     add_user,
     authenticate,
+    password_hasher,
 )
 from review_ui.login_limits import Limit, LoginLimits, Rate, Throttled
 from review_ui.sign_in import LoginGate
@@ -120,6 +122,18 @@ def test_idle_keys_are_forgotten() -> None:
 def test_a_rate_refuses_nonsense(attempts: int, window_s: float) -> None:
     with pytest.raises(ValueError, match="attempts >= 1 and window_s > 0"):
         Rate(attempts, window_s)
+
+
+def test_passwords_are_hashed_with_argon2id_at_rfc_9106s_low_memory_profile(context: AppContext) -> None:
+    """What ships: the suite hashes faster (tests/conftest.py), but the function imported before that swap is the
+    service's own, and a stored hash carries its parameters."""
+    assert extract_parameters(password_hasher().hash(PASSWORD)) == RFC_9106_LOW_MEMORY
+    username = new_user(context, "profile")
+    with context.db() as db:
+        stored = db.scalar(select(User.password_hash).where(User.username == username))
+    assert stored is not None and extract_parameters(stored).memory_cost < RFC_9106_LOW_MEMORY.memory_cost, (
+        "the suite's users are hashed with the fast test hasher"
+    )
 
 
 # --- the account-wide backstop, in the database (SQLite and PostgreSQL) ------------------------------------------

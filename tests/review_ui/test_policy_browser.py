@@ -24,10 +24,11 @@ from core.db import utcnow
 from core.tables import ExamSession, FlagSegment
 from review_ui.webhooks import WebhookSender, new_secret, verify
 from tests.review_ui.conftest import World, set_webhook, webhook_policy
-from tests.review_ui.test_browser import assert_accessible, chromium, new_page, shot, sign_in
+from tests.review_ui.test_browser import assert_accessible, chromium, database_url, new_page, shot, sign_in
 from tests.support.stored_signals import episode_signals, run_queued_jobs, store_processed_session
 
-__all__ = ["chromium", "new_page"]  # the browser fixtures this module uses, as test_browser.py defines them
+# The browser fixtures this module uses, as test_browser.py defines them (SQLite alone, one Chromium a module).
+__all__ = ["chromium", "database_url", "new_page"]
 
 APPEAL = "the candidate appeals: the second face at 40 s was the invigilator's"
 NEW_OUTCOME_NOTE = "away from the screen for 5 s at 20 s; the second face was the invigilator"
