@@ -237,8 +237,8 @@ class FacePresenceDetector:
     # 4: plausibility; 5: second face placed; 6: dark frames lifted; 7: RGB-spread colour; 8: lift to 0.5; 9: framed
     # pictures not counted; 10: framed pictures placed (picture_face_*); 11: faces that are not a person's refused;
     # 12: the face verifier also scores smoothed crops (a dim room's grain); 13: full-range faces from 0.5 that the
-    # face mesh and the verifier confirm; 14: those merged apart from the sure faces
-    version = "14"
+    # face mesh and the verifier confirm; 14: those merged apart from the sure faces; 15: picture frames turned
+    version = "15"
 
     def __init__(
         self,

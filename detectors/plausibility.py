@@ -125,7 +125,8 @@ class PictureFrameRule:
     edge_high: float = 120.0
     """Canny thresholds: a frame's edge against a wall is a strong, straight step."""
     min_fill: float = 0.85
-    """The outline's area over its bounding box's: a rectangle (a rounded head outline fills less)."""
+    """The outline's area over that of the smallest rectangle around it, turned as the outline is: a rectangle,
+    upright or turned by a crooked hanging or a camera on a tilted lid (a rounded head outline fills less)."""
     margin_px: float = 3.0
     """The rectangle must lie this far inside the camera's view: the view's own edges are not a picture frame."""
     max_view_share: float = 0.12
@@ -138,7 +139,8 @@ class PictureFrameRule:
 def framed(frame: NDArray[np.uint8], box: NDArray[np.float32], rule: PictureFrameRule) -> bool:
     """Whether the face in ``box`` sits inside a closed rectangle (a picture's edge) of ``min_frame_ratio`` to
     ``max_frame_ratio`` face sizes, wholly inside the frame: edges of a window around the face, whose outlines
-    simplified to four corners make a convex, nearly rectangular shape that encloses the face box."""
+    simplified to four corners make a convex, nearly rectangular shape, upright or turned, that encloses the face
+    box."""
     h, w = frame.shape[:2]
     x0, y0, x1, y1 = (float(v) for v in box)
     size = max(x1 - x0, y1 - y0)
@@ -162,18 +164,21 @@ def framed(frame: NDArray[np.uint8], box: NDArray[np.float32], rule: PictureFram
         corners = cv2.approxPolyDP(outline, 0.03 * perimeter, True)
         if len(corners) != 4 or not cv2.isContourConvex(corners):
             continue
+        area = cv2.contourArea(corners)
+        (_, _), (side_a, side_b), _ = cv2.minAreaRect(corners)  # turned with the picture or the camera
+        if area < rule.min_fill * side_a * side_b:
+            continue
+        if any(cv2.pointPolygonTest(corners, (x, y), False) < 0 for x in (fx0, fx1) for y in (fy0, fy1)):
+            continue
+        longer, shorter = max(side_a, side_b), min(side_a, side_b)
+        if longer > rule.max_frame_ratio * rule.face_px or shorter < rule.min_frame_ratio * rule.face_px:
+            continue
         bx, by, bw, bh = cv2.boundingRect(corners)
-        if cv2.contourArea(corners) < rule.min_fill * bw * bh:
-            continue
-        if not (bx <= fx0 and by <= fy0 and bx + bw >= fx1 and by + bh >= fy1):
-            continue
-        if max(bw, bh) > rule.max_frame_ratio * rule.face_px or min(bw, bh) < rule.min_frame_ratio * rule.face_px:
-            continue
         left, top = wx0 + bx / f, wy0 + by / f
         right, bottom = wx0 + (bx + bw) / f, wy0 + (by + bh) / f
         m = rule.margin_px
         inside = left >= m and top >= m and right <= w - m and bottom <= h - m
-        if inside and (right - left) * (bottom - top) <= rule.max_view_share * w * h:
+        if inside and area / (f * f) <= rule.max_view_share * w * h:
             return True
     return False
 

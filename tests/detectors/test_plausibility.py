@@ -158,6 +158,15 @@ def test_what_counts_as_a_picture_frame(
     assert framed(frame, face, PictureFrameRule()) is picture
 
 
+@pytest.mark.parametrize("degrees", [8.0, 15.0, -25.0])
+def test_a_crooked_picture_frame_is_still_a_picture_frame(degrees: float) -> None:
+    """The portrait's frame of the first case above, turned: hung crooked, or seen by a camera on a tilted lid."""
+    canvas = np.full((480, 640, 3), 140, np.uint8)
+    corners = cv2.boxPoints(((140.0, 145.0), (120.0, 150.0), degrees)).round().astype(np.int32)
+    cv2.polylines(canvas, [corners], True, (30, 30, 30), 2)
+    assert framed(canvas, np.array((120, 100, 160, 140), np.float32), PictureFrameRule())
+
+
 def test_a_framed_picture_is_placed_where_it_hangs(astronaut: Image, grace: Image) -> None:
     """The detector places the picture it did not count (``picture_face_*``), so the flags can know that spot
     once the candidate has left (``pipelines.evidence.Fixtures``); alone in view, it is the only face found."""
