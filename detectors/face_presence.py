@@ -237,8 +237,9 @@ class FacePresenceDetector:
     # 4: plausibility; 5: second face placed; 6: dark frames lifted; 7: RGB-spread colour; 8: lift to 0.5; 9: framed
     # pictures not counted; 10: framed pictures placed (picture_face_*); 11: faces that are not a person's refused;
     # 12: the face verifier also scores smoothed crops (a dim room's grain); 13: full-range faces from 0.5 that the
-    # face mesh and the verifier confirm; 14: those merged apart from the sure faces; 15: picture frames turned
-    version = "15"
+    # face mesh and the verifier confirm; 14: those merged apart from the sure faces; 15: picture frames turned;
+    # 16: frames also looked for in the edges as found (thickened, a frame touching another line merged with it)
+    version = "16"
 
     def __init__(
         self,

@@ -154,8 +154,13 @@ def framed(frame: NDArray[np.uint8], box: NDArray[np.float32], rule: PictureFram
     f = rule.face_px / size
     grey = cv2.cvtColor(np.ascontiguousarray(frame[wy0:wy1, wx0:wx1]), cv2.COLOR_RGB2GRAY)
     grey = cv2.resize(grey, None, fx=f, fy=f, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
-    edges = cv2.dilate(cv2.Canny(grey, rule.edge_low, rule.edge_high), np.ones((2, 2), np.uint8))
-    outlines, _ = cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    edges = cv2.Canny(grey, rule.edge_low, rule.edge_high)
+    # Thickened, the edges close small gaps in a frame's outline; as found, they keep a frame whose corner touches
+    # another line (a shelf, a turned wall's edge) from merging into one outline with it. Either may show it.
+    outlines = [
+        *cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)[0],
+        *cv2.findContours(cv2.dilate(edges, np.ones((2, 2), np.uint8)), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)[0],
+    ]
     fx0, fy0, fx1, fy1 = (x0 - wx0) * f, (y0 - wy0) * f, (x1 - wx0) * f, (y1 - wy0) * f
     for outline in outlines:
         perimeter = cv2.arcLength(outline, True)

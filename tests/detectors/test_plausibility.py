@@ -120,6 +120,37 @@ def test_a_framed_picture_behind_the_candidate_is_not_a_second_person(astronaut:
     assert len(FacePresenceDetector().faces(scene)) == 1
 
 
+def hung_crooked(room: Image, picture: Image, degrees: float, x: int = 40, y: int = 40) -> Image:
+    """``picture`` in the mount of ``with_poster``, turned ``degrees`` about its centre and hung at (x, y)."""
+    h, w = picture.shape[:2]
+    mounted = np.full((h + 8, w + 8, 3), 60, np.uint8)
+    mounted[1:-1, 1:-1] = 236
+    mounted[4 : 4 + h, 4 : 4 + w] = picture
+    side = int(np.hypot(h + 8, w + 8)) + 2
+    turn = cv2.getRotationMatrix2D(((w + 8) / 2, (h + 8) / 2), degrees, 1.0)
+    turn[:, 2] += ((side - w - 8) / 2, (side - h - 8) / 2)
+    patch = cv2.warpAffine(mounted, turn, (side, side))
+    inside = cv2.warpAffine(np.full((h + 8, w + 8), 255, np.uint8), turn, (side, side)) > 127
+    out = room.copy()
+    out[y : y + side, x : x + side][inside] = patch[inside]
+    return out
+
+
+@pytest.mark.parametrize("degrees", [5.0, 15.0, -15.0])
+def test_a_picture_hung_crooked_is_not_a_second_person(astronaut: Image, grace: Image, degrees: float) -> None:
+    """Until face presence version 15 the frame had to be upright: each of these counted two faces."""
+    scene = hung_crooked(room_with_candidate(grace), small_face(astronaut), degrees)
+    assert len(FacePresenceDetector().faces(scene)) == 1
+
+
+def test_a_picture_whose_frame_touches_a_shelf_is_not_a_second_person(astronaut: Image, grace: Image) -> None:
+    """A line meeting the frame's corner merged with it into one outline once the edges were thickened, so no
+    rectangle was left (two faces until face presence version 16, which also reads the edges as found)."""
+    scene = with_poster(room_with_candidate(grace), small_face(astronaut))
+    cv2.line(scene, (173, 36), (230, 36), (50, 50, 50), 2)  # a shelf from the poster's top right corner
+    assert len(FacePresenceDetector().faces(scene)) == 1
+
+
 def test_a_second_person_without_a_frame_still_counts(astronaut: Image, grace: Image) -> None:
     scene = with_person(room_with_candidate(grace), small_face(astronaut))
     assert len(FacePresenceDetector().faces(scene)) == 2
