@@ -70,6 +70,7 @@ RECORDED = "as recorded"
 LOW_BITRATE = 100_000
 """Bits a second at the 5 fps sampled: 20 kbit a frame, as 300 kbit/s at 15 fps."""
 KEYFRAME_EVERY = 50
+"""Frames between keyframes: one every 10 s at 5 fps, as a recorder's encoder might."""
 TILT_DEG = 15.0
 Frames = list[NDArray[np.uint8]]
 
@@ -187,6 +188,7 @@ def report(entries: list[tuple[Path, dict[str, Any], str, str]], signals: Callab
     out = Report([], {}, [], [])
     for video, truth, source, family in entries:
         outcome = signals(video)
+        # No baseline detector here: its column is zeros, and only ours is read.
         m = Measured(outcome.signals, np.zeros(len(outcome.signals.timestamps_ms), np.int64), {})
         out.frames += frame_rows(truth, m)
         out.negatives += negative_mistakes(truth, m)
