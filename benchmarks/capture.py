@@ -40,10 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import hashlib
 import io
-import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,7 +56,16 @@ from numpy.typing import NDArray
 
 from benchmarks.accuracy import CACHE, KINDS, built_sessions, frame_rows, negative_mistakes, shared_sessions
 from benchmarks.scoring import KindScore, total
-from benchmarks.session_signals import Detectors, Measured, measured, sampled_frames
+from benchmarks.session_signals import (
+    CHUNK,
+    Detectors,
+    Measured,
+    load_signals,
+    md5_of,
+    measured,
+    sampled_frames,
+    save_signals,
+)
 from benchmarks.tuning import Session, evaluate
 from core.vocabulary import FlagKind
 from detectors import AwayConfig, FrameBatch, Signals
@@ -141,33 +148,21 @@ class Outcome:
 
 def changed(det: Detectors, video: Path, *, condition: str) -> Outcome:
     """The detectors' answers on the session under ``condition``, from the cache when measured before."""
-    key = f"{hashlib.md5(video.read_bytes()).hexdigest()} {det.versions} {condition} v{CAPTURE_VERSION}"
+    key = f"{md5_of(video)} {det.versions} {condition} v{CAPTURE_VERSION}"
     stored = CAPTURE_CACHE / f"{video.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
     if stored.is_file():
-        with np.load(stored) as archive:
-            columns = json.loads(str(archive["columns"]))
-            signals = Signals(archive["timestamps_ms"], {c: archive[f"col_{c}"] for c in columns})
-            return Outcome(signals, float(archive["bits_per_s"]))
+        signals, (bits_per_s,) = load_signals(stored, "bits_per_s")
+        return Outcome(signals, float(bits_per_s))
     fps = round(DecodeOptions().sample_fps)
     sampled = list(sampled_frames(video, fps))
     result = CONDITIONS[condition]([f for _, f in sampled], fps)
     stamps = np.array([t for t, _ in sampled], np.int64)
-    chunk = DecodeOptions().batch_size
-    parts = []
-    for at in range(0, len(stamps), chunk):
-        batch = FrameBatch(np.stack(result.frames[at : at + chunk]), stamps[at : at + chunk])
-        parts.append(Signals.merge([det.analysis(batch), det.quality(batch)]))
+    parts = [
+        det.signals(FrameBatch(np.stack(result.frames[at : at + CHUNK]), stamps[at : at + CHUNK]))
+        for at in range(0, len(stamps), CHUNK)
+    ]
     outcome = Outcome(Signals.concat(parts), result.bits_per_s)
-    CAPTURE_CACHE.mkdir(parents=True, exist_ok=True)
-    partial = stored.with_suffix(f".{os.getpid()}.partial.npz")
-    np.savez_compressed(
-        partial,
-        timestamps_ms=outcome.signals.timestamps_ms,
-        columns=np.array(json.dumps(list(outcome.signals.columns))),
-        bits_per_s=np.array(outcome.bits_per_s),
-        **{f"col_{c}": v for c, v in outcome.signals.columns.items()},
-    )
-    os.replace(partial, stored)
+    save_signals(stored, outcome.signals, bits_per_s=np.array(outcome.bits_per_s))
     return outcome
 
 

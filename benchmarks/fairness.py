@@ -203,7 +203,7 @@ def decode_pass(det: Detectors, s: Session, normal: Signals) -> tuple[list[tuple
         if pending[v]:
             rows = [k for k, _ in pending[v]]
             batch = FrameBatch(np.stack([f for _, f in pending[v]]), np.array([stamps[k] for k in rows], np.int64))
-            replaced[v].append((rows, Signals.merge([det.analysis(batch), det.quality(batch)])))
+            replaced[v].append((rows, det.signals(batch)))
             pending[v].clear()
 
     for k, (t_ms, img) in enumerate(sampled_frames(s.video, DecodeOptions().sample_fps)):

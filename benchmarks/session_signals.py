@@ -101,6 +101,10 @@ class Detectors:
     def versions(self) -> str:
         return f"{self.analysis.name}{self.analysis.version}+{self.quality.name}{self.quality.version}"
 
+    def signals(self, batch: FrameBatch) -> Signals:
+        """The pipeline's detectors on one batch (at most ``CHUNK`` frames, as the pipeline sends them)."""
+        return Signals.merge([self.analysis(batch), self.quality(batch)])
+
     def measure(self, path: Path, truth: dict[str, Any], *, lighting: bool) -> Measured:
         frames: list[np.ndarray] = []
         stamps: list[int] = []
@@ -110,8 +114,7 @@ class Detectors:
 
         def flush() -> None:
             if frames:
-                batch = FrameBatch(np.stack(frames), np.array(stamps, np.int64))
-                parts.append(Signals.merge([self.analysis(batch), self.quality(batch)]))
+                parts.append(self.signals(FrameBatch(np.stack(frames), np.array(stamps, np.int64))))
                 frames.clear()
                 stamps.clear()
 
@@ -134,31 +137,42 @@ class Detectors:
         return Measured(Signals.concat(parts), np.array(baseline), {k: np.array(v) for k, v in light.items()})
 
 
-def _md5(path: Path) -> str:
+def md5_of(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def save_signals(stored: Path, signals: Signals, **extra: np.ndarray) -> None:
+    """``signals`` and ``extra`` arrays in one ``.npz``, written whole and then renamed: another benchmark reading
+    the cache at the same time never sees half a file."""
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    partial = stored.with_suffix(f".{os.getpid()}.partial.npz")
+    np.savez_compressed(
+        partial,
+        timestamps_ms=signals.timestamps_ms,
+        columns=np.array(json.dumps(list(signals.columns))),
+        **{f"col_{c}": v for c, v in signals.columns.items()},
+        **extra,
+    )
+    os.replace(partial, stored)
+
+
+def load_signals(stored: Path, *extra: str) -> tuple[Signals, list[np.ndarray]]:
+    """What ``save_signals`` wrote: the signals, and the ``extra`` arrays named."""
+    with np.load(stored) as archive:
+        columns = json.loads(str(archive["columns"]))
+        signals = Signals(archive["timestamps_ms"], {c: archive[f"col_{c}"] for c in columns})
+        return signals, [archive[name] for name in extra]
 
 
 def measured(detectors: Detectors, path: Path, truth: dict[str, Any], cache: Path, *, lighting: bool) -> Measured:
     """The session's answers, from the cache when this video was measured by these detector versions."""
-    key = hashlib.sha256(f"{_md5(path)} {detectors.versions} lighting={lighting}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{md5_of(path)} {detectors.versions} lighting={lighting}".encode()).hexdigest()[:16]
     stored = cache / "signals" / f"{path.stem}-{key}.npz"
+    lights = [f"light_{i}" for i in range(len(detectors.variants))]
     if stored.is_file():
-        with np.load(stored) as archive:
-            columns = json.loads(str(archive["columns"]))
-            signals = Signals(archive["timestamps_ms"], {c: archive[f"col_{c}"] for c in columns})
-            light = {name: archive[f"light_{i}"] for i, name in enumerate(detectors.variants)}
-            return Measured(signals, archive["baseline_count"], light)
+        signals, (baseline, *light) = load_signals(stored, "baseline_count", *lights)
+        return Measured(signals, baseline, dict(zip(detectors.variants, light, strict=True)))
     result = detectors.measure(path, truth, lighting=lighting)
-    stored.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {f"col_{c}": v for c, v in result.signals.columns.items()}
-    arrays |= {f"light_{i}": result.light[name] for i, name in enumerate(detectors.variants)}
-    partial = stored.with_suffix(f".{os.getpid()}.partial.npz")  # written whole, then renamed: another
-    np.savez_compressed(  # benchmark reading the cache at the same time never sees half a file
-        partial,
-        timestamps_ms=result.signals.timestamps_ms,
-        columns=np.array(json.dumps(list(result.signals.columns))),
-        baseline_count=result.baseline_count,
-        **arrays,
-    )
-    os.replace(partial, stored)
+    light_arrays = {key: result.light[name] for key, name in zip(lights, detectors.variants, strict=True)}
+    save_signals(stored, result.signals, baseline_count=result.baseline_count, **light_arrays)
     return result

@@ -154,15 +154,28 @@ def framed(frame: NDArray[np.uint8], box: NDArray[np.float32], rule: PictureFram
     f = rule.face_px / size
     grey = cv2.cvtColor(np.ascontiguousarray(frame[wy0:wy1, wx0:wx1]), cv2.COLOR_RGB2GRAY)
     grey = cv2.resize(grey, None, fx=f, fy=f, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
-    edges = cv2.Canny(grey, rule.edge_low, rule.edge_high)
-    # Thickened, the edges close small gaps in a frame's outline; as found, they keep a frame whose corner touches
-    # another line (a shelf, a turned wall's edge) from merging into one outline with it. Either may show it.
-    outlines = [
-        *cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)[0],
-        *cv2.findContours(cv2.dilate(edges, np.ones((2, 2), np.uint8)), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)[0],
-    ]
-    fx0, fy0, fx1, fy1 = (x0 - wx0) * f, (y0 - wy0) * f, (x1 - wx0) * f, (y1 - wy0) * f
-    for outline in outlines:
+    edges = np.asarray(cv2.Canny(grey, rule.edge_low, rule.edge_high), dtype=np.uint8)
+    face = ((x0 - wx0) * f, (y0 - wy0) * f, (x1 - wx0) * f, (y1 - wy0) * f)
+    # As found, the edges keep a frame whose corner touches another line (a shelf, a turned wall's edge) apart
+    # from it; thickened, they close small gaps in a frame's outline. Either may show it: the second only if needed.
+    return _encloses_face(edges, face, (wx0, wy0, f), (w, h), rule) or _encloses_face(
+        np.asarray(cv2.dilate(edges, np.ones((2, 2), np.uint8)), dtype=np.uint8), face, (wx0, wy0, f), (w, h), rule
+    )
+
+
+def _encloses_face(
+    edges: NDArray[np.uint8],
+    face: tuple[float, float, float, float],
+    window: tuple[int, int, float],
+    view: tuple[int, int],
+    rule: PictureFrameRule,
+) -> bool:
+    """``framed`` on one edge map of the shrunk window: ``face`` in window pixels, ``window`` its origin in the
+    frame and its scale, ``view`` the frame's width and height."""
+    fx0, fy0, fx1, fy1 = face
+    wx0, wy0, f = window
+    w, h = view
+    for outline in cv2.findContours(edges, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)[0]:
         perimeter = cv2.arcLength(outline, True)
         if perimeter < 4 * rule.min_frame_ratio * rule.face_px:
             continue
