@@ -16,7 +16,13 @@ batches, and segmented with the default exam policy and ``AwayConfig``:
   (a browser's ``MediaRecorder`` on a poor uplink); the bitrate x264 reached is printed;
 - **tilted 15 deg**: each frame turned 15 degrees about its centre and shrunk to 0.76 so that all of it stays in
   view, the corners filled by replicating its edges (a laptop lid at an angle, or a head resting on a hand:
-  head roll is not looking away). Turned at full size, a poster near the edge of the view left it (dev13).
+  head roll is not looking away). Turned at full size, a poster near the edge of the view left it (dev13);
+- **farther back**: each frame shrunk to ``FARTHER`` about its centre, the border filled by replicating its
+  edges: the camera farther away or wider-angled, every face 0.6 times as wide (a pet on the chair included: a
+  face the detectors refuse at one size must be refused at another);
+- **mirrored**: each frame flipped left to right, as a recorder that keeps the mirrored preview delivers it. No
+  label changes, so every difference is an asymmetry of the detectors (a model that finds faces turned one way
+  better than the other, a sign convention that only holds one way round).
 
 Per condition it prints the face count accuracy (as ``accuracy.frame_rows``), the flags scored per kind
 (``benchmarks/scoring.py``: events caught, false alarms, false alarms per hour), the negatives counted as a person
@@ -79,12 +85,29 @@ LOW_BITRATE = 100_000
 KEYFRAME_EVERY = 50
 """Frames between keyframes: one every 10 s at 5 fps, as a recorder's encoder might."""
 TILT_DEG = 15.0
+FARTHER = 0.6
 Frames = list[NDArray[np.uint8]]
 
 
 def half_size(frames: Frames) -> Frames:
     half = [cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2), interpolation=cv2.INTER_AREA) for f in frames]
     return [np.asarray(f, dtype=np.uint8) for f in half]
+
+
+def farther(frames: Frames) -> Frames:
+    """Each frame shrunk to ``FARTHER`` about its centre, the border filled by replicating its edges."""
+    out = []
+    for f in frames:
+        h, w = f.shape[:2]
+        small = cv2.resize(f, (round(w * FARTHER), round(h * FARTHER)), interpolation=cv2.INTER_AREA)
+        top, left = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
+        bottom, right = h - small.shape[0] - top, w - small.shape[1] - left
+        out.append(np.asarray(cv2.copyMakeBorder(small, top, bottom, left, right, cv2.BORDER_REPLICATE), np.uint8))
+    return out
+
+
+def mirrored(frames: Frames) -> Frames:
+    return [np.ascontiguousarray(f[:, ::-1]) for f in frames]
 
 
 def tilted(frames: Frames) -> Frames:
@@ -137,6 +160,8 @@ CONDITIONS: dict[str, Callable[[Frames, int], Encoded]] = {
     "320x240": unencoded(half_size),
     "low bitrate": low_bitrate,
     f"tilted {TILT_DEG:g} deg": unencoded(tilted),
+    f"farther back ({FARTHER:g})": unencoded(farther),
+    "mirrored": unencoded(mirrored),
 }
 
 

@@ -27,13 +27,18 @@ TRACE_POINTS = 48
 class TurnedAway:
     """A face lost while the head was turning away is a head turned too far to track, not an empty seat.
 
-    No-face frames that begin within ``within_ms`` of a frame scored as looking away (``from_score``
-    tolerances: actually away, not merely drifting) count as looking away, for at most ``max_ms``; after
-    that they are no-face again (the candidate may have turned and left). A face that vanishes while the
-    candidate looked at the screen (a cut, someone leaving) stays no face. A head turning away is a face that
-    was being seen: the turning frame counts only where another frame showed a face at most ``within_ms``
-    before it. A lone detection in an empty scene (a cartoon or a pet read as a turned face for one frame)
-    does not turn the empty seat around it into looking away.
+    No-face frames that begin within ``within_ms`` of a frame whose head pose scored as looking away
+    (``from_score`` tolerances: actually away, not merely drifting) count as looking away, for at most
+    ``max_ms``; after that they are no-face again (the candidate may have turned and left). A face that vanishes
+    while the candidate looked at the screen (a cut, someone leaving) stays no face. A head turning away is a
+    face that was being seen: the turning frame counts only where another frame showed a face at most
+    ``within_ms`` before it. A lone detection in an empty scene (a cartoon or a pet read as a turned face for one
+    frame) does not turn the empty seat around it into looking away.
+
+    Only the head counts (``AwayTrace.head``): eyes to the side do not make the detectors lose a face, and a
+    candidate who glanced aside as they got up has left. Mirrored (``benchmarks/capture.py``), dev09's candidate
+    did that, the eye gaze 1.07 tolerances off and the head 0.25, and the empty seat that followed read as a
+    head turned away.
     """
 
     within_ms: int = 600
@@ -133,15 +138,14 @@ class Fixtures:
     """A face that never moves while the candidate does is a picture on the wall, not a second person.
 
     A real person, however still they sit, shifts over seconds; a poster or a photo does not move at all while
-    the candidate in front of it does. So a second face whose centre stays within ``still`` of its own size
-    (re-detections of a small face jitter by a pixel or two) and whose size stays within ``still_scale`` (or
-    ``still_px``) over ``window_ms``, while the tracked face moved at least ``moving_px``, and which is at most
-    ``max_size_ratio`` of the largest face's size (a picture behind the candidate, not someone beside them),
-    is a fixture: it does not make the frame "multiple faces", and when it is the only face left, the seat is
-    empty. Once a spot is shown to hold a fixture, a face at that spot and size is the same picture for the
-    whole session, also while the candidate sits still (a person who sits down there is not at exactly the
-    picture's place and size). It does not help where nothing ever moves: a still candidate in front of a
-    still picture (a spliced photo) stays "two faces".
+    the candidate in front of it does. So a second face whose centre stays within ``still`` of its own size (or
+    ``jitter_px``) and whose size stays within ``still_scale`` (or ``still_px``) over ``window_ms``, while the
+    tracked face moved at least ``moving_px``, and which is at most ``max_size_ratio`` of the largest face's size
+    (a picture behind the candidate, not someone beside them), is a fixture: it does not make the frame "multiple
+    faces", and when it is the only face left, the seat is empty. Once a spot is shown to hold a fixture, a face
+    at that spot and size is the same picture for the whole session, also while the candidate sits still (a
+    person who sits down there is not at exactly the picture's place and size). It does not help where nothing
+    ever moves: a still candidate in front of a still picture (a spliced photo) stays "two faces".
 
     A face the detector did not count because it sits in a picture's frame (``picture_face_*`` columns,
     ``detectors.plausibility.framed``) marks its spot the same way once it was seen there on ``framed_min_frames``
@@ -155,6 +159,11 @@ class Fixtures:
     still: float = 0.15
     still_scale: float = 1.03
     still_px: float = 2.0
+    jitter_px: float = 4.0
+    """Re-detections of a picture's face move its box by a model pixel or two whatever the face's size: a face
+    under 64 px is found by the tiled pass, which sees a 400 px tile of a 640x480 frame at 192 px, so two of its
+    pixels are about 4 frame pixels. Without this floor a picture 18 px across (dev12's poster with the camera
+    farther back, ``benchmarks/capture.py``) jittered 2.7 px, over ``still`` of its size, and was a second person."""
     moving_px: float = 8.0
     max_size_ratio: float = 0.6
     min_coverage: float = 0.8
@@ -174,8 +183,11 @@ def _spots(x: FloatArray, y: FloatArray, size: FloatArray) -> FloatArray:
 
 
 def _near(spots: FloatArray, x: float, y: float, size: float, rule: Fixtures, scale: float) -> NDArray[np.bool_]:
-    """The spots at the place (within twice ``still`` of their size) and of the size (within the factor ``scale``)."""
-    near = np.maximum(np.abs(spots[:, 0] - x), np.abs(spots[:, 1] - y)) <= 2 * rule.still * spots[:, 2]
+    """The spots at the place (within twice ``still`` of their size, or ``jitter_px``) and of the size (within the
+    factor ``scale``)."""
+    near = np.maximum(np.abs(spots[:, 0] - x), np.abs(spots[:, 1] - y)) <= 2 * np.maximum(
+        rule.still * spots[:, 2], rule.jitter_px
+    )
     same_size = np.abs(np.log(spots[:, 2] / size)) <= np.log(scale)
     return np.asarray(near & same_size, dtype=bool)
 
@@ -214,7 +226,7 @@ def fixture_frames(signals: Signals, rule: Fixtures) -> tuple[NDArray[np.bool_],
         if both.sum() < rule.min_coverage * around.sum() or both.sum() < 3:
             continue
         low, high = ss[both].min(), ss[both].max()
-        still = max(np.ptp(sx[both]), np.ptp(sy[both])) <= rule.still * low
+        still = max(np.ptp(sx[both]), np.ptp(sy[both])) <= max(rule.still * low, rule.jitter_px)
         steady = high <= max(rule.still_scale * low, low + rule.still_px)
         small = np.nanmedian(ss[both]) <= rule.max_size_ratio * np.nanmedian(largest[both])
         tracked = both & np.isfinite(mx)
@@ -266,7 +278,7 @@ def flag_evidence(
     multiple = np.where(faces >= 2, 1.0, 0.0)
     # A score of 1 is one tolerance off the calibrated "at the screen": evidence 0.5 = the policy's `enter`.
     looking_away = np.clip(trace.score / 2.0, 0.0, 1.0)
-    turned_lost = turned_away_losses(signals.timestamps_ms, faces, trace.score, turned or TurnedAway()) & ~blind
+    turned_lost = turned_away_losses(signals.timestamps_ms, faces, trace.head, turned or TurnedAway()) & ~blind
     no_face[turned_lost] = np.nan
     looking_away[turned_lost] = 1.0
     fixed, only_fixture = fixture_frames(signals, fixtures or Fixtures())
