@@ -90,12 +90,6 @@ class AwayConfig:
     agree (``steady_gaze``: the median of three, the smaller of two, nothing from one alone). In a dim room's sensor
     noise a single iris read jumps by 0.1 eye widths, a whole tolerance, while the head pose holds still; a real
     look holds over several measurements (2.5 a second). 0 takes each measurement as it is."""
-    both_eyes: bool = True
-    """An eye-gaze measurement counts only where both eyes moved the same way: where the two eyes' readings moved
-    apart (``eye_gaze_h_split``, from its own centre) by more than their mean moved (from the calibrated centre),
-    one eye moved more than three times the other, or against it, and that is a bad iris read (glare on glasses,
-    a lid, noise), not a look: eyes turn together. On ``benchmarks/capture.py``'s mirrored dev15 (a candidate in
-    glasses) one eye read 0.05-0.08 eye widths off for 2 s while the other held, and raised a false flag."""
     min_frames: int = 20
     """Fewer usable frames than this in the whole session and nothing can be judged: every score is NaN."""
     placement: PlacementRule = field(default_factory=PlacementRule)
@@ -155,8 +149,6 @@ class Calibration:
     pitch_deg: FloatArray
     gaze_h: FloatArray
     gaze_v: FloatArray
-    gaze_h_split: FloatArray
-    """Where the two eyes' horizontal readings sit apart when both eyes agree (NaN without the column)."""
     tolerance_scale: FloatArray
     group: NDArray[np.int64]
     references: tuple[Reference, ...]
@@ -248,8 +240,7 @@ def calibrate(signals: Signals, config: AwayConfig) -> Calibration:
     yaw, pitch, gaze_h = signals["head_yaw_deg"], signals["head_pitch_deg"], signals["eye_gaze_h"]
     gaze_v = signals["eye_gaze_v"]
     usable = np.isfinite(yaw)
-    split = signals["eye_gaze_h_split"] if "eye_gaze_h_split" in signals.columns else np.full(n, np.nan)
-    out = {name: np.full(n, np.nan) for name in ("yaw", "pitch", "gaze_h", "gaze_v", "gaze_h_split")}
+    out = {name: np.full(n, np.nan) for name in ("yaw", "pitch", "gaze_h", "gaze_v")}
     scale = np.ones(n)
     placement = placement_of(signals)
     if placement is None:
@@ -261,10 +252,7 @@ def calibrate(signals: Signals, config: AwayConfig) -> Calibration:
         if faces is not None:
             group = same_person_groups(group, stretch_ids, faces, config.same_person_distance)
     if int(usable.sum()) < config.min_frames:
-        return Calibration(
-            out["yaw"], out["pitch"], out["gaze_h"], out["gaze_v"], out["gaze_h_split"], scale, group, (),
-            int(usable.sum()),
-        )  # fmt: skip
+        return Calibration(out["yaw"], out["pitch"], out["gaze_h"], out["gaze_v"], scale, group, (), int(usable.sum()))
     step = int(np.median(np.diff(ts))) if n > 1 else 0
     groups = np.unique(group)
     dominant = int(groups[np.argmax([np.sum(usable & (group == g)) for g in groups])])
@@ -275,11 +263,8 @@ def calibrate(signals: Signals, config: AwayConfig) -> Calibration:
         # The placement with the most face time is the candidate at their desk: it always calibrates itself
         # (as one session-wide centre did); any other needs enough time of its own.
         calibrated = g == dominant or usable_ms >= config.min_calibration_ms
-        t = ts[frames]
-        # How far apart the two eyes read is the person's and the landmarks' own, wherever the screen is: every
-        # group has its own, even one too short to calibrate where the screen lies.
-        out["gaze_h_split"][frames] = _rolling_centre(t, split[frames], config.gaze_h, config)
         if calibrated:
+            t = ts[frames]
             out["yaw"][frames] = _rolling_centre(t, yaw[frames], config.yaw_deg, config)
             out["pitch"][frames] = _rolling_centre(t, pitch[frames], config.pitch_deg, config)
             out["gaze_h"][frames] = _rolling_centre(t, gaze_h[frames], config.gaze_h, config)
@@ -306,9 +291,8 @@ def calibrate(signals: Signals, config: AwayConfig) -> Calibration:
             )
         )
     return Calibration(
-        out["yaw"], out["pitch"], out["gaze_h"], out["gaze_v"], out["gaze_h_split"], scale, group, tuple(references),
-        int(usable.sum()),
-    )  # fmt: skip
+        out["yaw"], out["pitch"], out["gaze_h"], out["gaze_v"], scale, group, tuple(references), int(usable.sum())
+    )
 
 
 @dataclass(frozen=True)
@@ -345,11 +329,7 @@ def away_trace(signals: Signals, config: AwayConfig | None = None) -> AwayTrace:
     yaw_dev = signals["head_yaw_deg"] - cal.yaw_deg
     yaw = np.abs(yaw_dev) / tol_yaw
     pitch = np.abs(signals["head_pitch_deg"] - cal.pitch_deg) / tol_pitch
-    gaze_read = signals["eye_gaze_h"] - cal.gaze_h
-    if cfg.both_eyes and "eye_gaze_h_split" in signals.columns:
-        apart = np.abs(signals["eye_gaze_h_split"] - cal.gaze_h_split)
-        gaze_read = np.where(apart > np.abs(gaze_read), np.nan, gaze_read)  # NaN > x is False: kept
-    gaze_dev = hold_last(ts, steady_gaze(ts, gaze_read, cfg.steady_gaze_ms), cfg.hold_gaze_ms)
+    gaze_dev = hold_last(ts, steady_gaze(ts, signals["eye_gaze_h"] - cal.gaze_h, cfg.steady_gaze_ms), cfg.hold_gaze_ms)
     gaze_h = np.abs(gaze_dev) / (cfg.gaze_h * cal.tolerance_scale)
     # Where the eyes point sideways is head yaw plus eye-in-head rotation: a head turned just under its
     # tolerance with the eyes further the same way is away.

@@ -31,7 +31,7 @@ from .blazeface import SHORT_RANGE, BlazeFace, Faces
 from .face_presence import rate_mask
 from .geometry import (
     EYE_CORNERS,
-    eye_gaze_each,
+    eye_gaze,
     eye_openness,
     head_pose,
     map_points,
@@ -54,8 +54,6 @@ COLUMNS = {
     "head_roll_deg": "head roll, degrees, > 0 when the head tilts clockwise in the image",
     "eye_gaze_h": "iris offset from the eye centre along the eye, in eye widths, > 0 toward image right",
     "eye_gaze_v": "iris offset across the eye, in eye widths, > 0 up",
-    "eye_gaze_h_split": "the image-right eye's eye_gaze_h minus the image-left eye's: steady while both eyes move "
-    "together, as eyes do; it moves when one eye's iris read moves alone (glare on glasses, a lid, noise)",
     "eye_openness": "lid gap over eye width, both eyes averaged (open ~0.3, closed < 0.1)",
     "eye_detail": "Laplacian variance over intensity variance of the 64x64 eye crops (both eyes); "
     "NaN where iris did not run. Below min_eye_detail the eye gaze is NaN",
@@ -186,7 +184,7 @@ class GazeDetector:
     """
 
     name = "gaze"
-    version = "4"  # 3: the tracked face's placement (gaze_face_x_px, gaze_face_y_px); 4: eye_gaze_h_split
+    version = "3"  # 3: the tracked face's placement (gaze_face_x_px, gaze_face_y_px)
 
     def __init__(
         self,
@@ -327,7 +325,5 @@ class GazeDetector:
                 irises, detail = self.run_iris(frame, lm, cfg.min_eye_detail)
                 cols["eye_detail"][i] = detail
                 if irises is not None:
-                    (h_left, v_left), (h_right, v_right) = eye_gaze_each(lm, irises)
-                    cols["eye_gaze_h"][i], cols["eye_gaze_v"][i] = (h_left + h_right) / 2, (v_left + v_right) / 2
-                    cols["eye_gaze_h_split"][i] = h_right - h_left
+                    cols["eye_gaze_h"][i], cols["eye_gaze_v"][i] = eye_gaze(lm, irises)
         return Signals(batch.timestamps_ms, cols), found

@@ -25,7 +25,6 @@ __all__ = [
     "EYE_CORNERS",
     "crop_to_image",
     "eye_gaze",
-    "eye_gaze_each",
     "eye_openness",
     "head_pose",
     "map_points",
@@ -107,30 +106,24 @@ def head_pose(landmarks: FloatArray) -> tuple[float, float, float]:
 
 
 def eye_gaze(landmarks: FloatArray, irises: FloatArray) -> tuple[float, float]:
-    """Mean iris position inside both eyes: (h, v), 0 when centred, in eye widths (``eye_gaze_each``, averaged)."""
-    (h_left, v_left), (h_right, v_right) = eye_gaze_each(landmarks, irises)
-    return (h_left + h_right) / 2, (v_left + v_right) / 2
-
-
-def eye_gaze_each(landmarks: FloatArray, irises: FloatArray) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Iris position inside each eye, the image-left eye first: (h, v), 0 when centred, in eye widths.
+    """Mean iris position inside both eyes: (h, v), 0 when centred, in eye widths.
 
     ``irises`` is (2, 2): the iris centre of the image-left eye, then of the image-right eye.
     ``h`` is the offset along the corner-to-corner line from its midpoint (the data README's
-    ``r - 0.5``); ``v`` is the offset perpendicular to it, positive up. NaN for both eyes where an eye has
-    no width.
+    ``r - 0.5``); ``v`` is the offset perpendicular to it, positive up.
     """
     lm = np.asarray(landmarks, np.float64)[:, :2]
-    out: list[tuple[float, float]] = []
+    hs, vs = [], []
     for (a, b), iris in zip(EYE_CORNERS, np.asarray(irises, np.float64), strict=True):
         axis = lm[b] - lm[a]
         width2 = float(np.dot(axis, axis))
         if width2 <= 1e-9:
-            return (float("nan"), float("nan")), (float("nan"), float("nan"))
+            return float("nan"), float("nan")
         rel = iris - (lm[a] + lm[b]) / 2
+        hs.append(float(np.dot(rel, axis)) / width2)
         normal_up = np.array([axis[1], -axis[0]])
-        out.append((float(np.dot(rel, axis)) / width2, float(np.dot(rel, normal_up)) / width2))
-    return out[0], out[1]
+        vs.append(float(np.dot(rel, normal_up)) / width2)
+    return float(np.mean(hs)), float(np.mean(vs))
 
 
 def eye_openness(landmarks: FloatArray) -> float:

@@ -116,21 +116,50 @@ def unreadable_heads(
     return out
 
 
-def large_enough_to_read(signals: Signals, rule: UnreadableHead) -> NDArray[np.bool_]:
-    """Frames whose largest face is at least ``rule.min_face_share`` of the frame's longer side (the frame's size is
-    the face's centre in pixels over its centre in frame widths and heights); False where that is not known."""
+def face_share(signals: Signals) -> FloatArray:
+    """Per frame, the largest face's size over the frame's longer side (the frame's size is the face's centre in
+    pixels over its centre in frame widths and heights); NaN where that is not known."""
     n = len(signals)
     needed = ("face_size_px", "face_x_px", "face_y_px", "face_cx", "face_cy")
     if not all(c in signals.columns for c in needed):
-        return np.zeros(n, bool)
+        return np.full(n, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         width = signals["face_x_px"] / signals["face_cx"]
         height = signals["face_y_px"] / signals["face_cy"]
     longer = np.fmax(width, height)
     known = np.isfinite(longer) & (longer > 0) & np.isfinite(signals["face_size_px"])
-    large = np.zeros(n, bool)
-    large[known] = signals["face_size_px"][known] >= rule.min_face_share * longer[known]
-    return large
+    share = np.full(n, np.nan)
+    share[known] = signals["face_size_px"][known] / longer[known]
+    return share
+
+
+def large_enough_to_read(signals: Signals, rule: UnreadableHead) -> NDArray[np.bool_]:
+    """Frames whose largest face is at least ``rule.min_face_share`` of the frame's longer side (``face_share``);
+    False where that is not known."""
+    share = face_share(signals)
+    return np.asarray(np.isfinite(share) & (share >= rule.min_face_share), dtype=bool)
+
+
+@dataclass(frozen=True)
+class EmptySeat:
+    """A lone face too small to be anyone at the desk leaves the seat empty.
+
+    The candidate sits at their webcam. A face under ``max_face_share`` of the frame's longer side is a head
+    (about 15 cm wide) some 2.5 m or more from a webcam with a 65 degree field of view: someone across the room, a
+    picture, or the tiled pass's small-face detector firing on the scene. Alone in view, it is not the candidate:
+    the frame is no face. On the development sessions the smallest candidate face was 0.14 of that side (and 0.085
+    with the camera farther back, ``benchmarks/capture.py``), while mirrored empty offices showed "faces" of 0.035
+    that the tiled pass carried for 2 s, splitting no_face stretches that should have been flagged. With other
+    faces in view nothing changes: a small second face still counts.
+    """
+
+    max_face_share: float = 0.05
+
+
+def far_alone_frames(signals: Signals, rule: EmptySeat) -> NDArray[np.bool_]:
+    """Frames whose one face is too small to be anyone at the desk (``EmptySeat``)."""
+    share = face_share(signals)
+    return np.asarray((signals["face_count"] == 1) & np.isfinite(share) & (share < rule.max_face_share), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -255,6 +284,7 @@ def flag_evidence(
     turned: TurnedAway | None = None,
     fixtures: Fixtures | None = None,
     unreadable: UnreadableHead | None = None,
+    seat: EmptySeat | None = None,
 ) -> tuple[dict[FlagKind, FloatArray], AwayTrace | None]:
     """Per-frame evidence in [0, 1] for each flag kind (NaN where a frame cannot tell), and the looking-away
     trace it came from (None for a session with no frames).
@@ -264,7 +294,8 @@ def flag_evidence(
     room are two faces. A covered lens (nearly uniform or black, and no face found) is
     `camera_blocked`, and no face can be seen through it: `no_face` too, once it lasts that flag's minimum.
     A face lost while the head turned away is looking away, not no face (``TurnedAway``), and so is a lone face
-    whose head pose cannot be read for a while (``UnreadableHead``).
+    whose head pose cannot be read for a while (``UnreadableHead``). A picture left alone (``Fixtures``) or a lone
+    face too small to be anyone at the desk (``EmptySeat``) is an empty seat.
     """
     n = len(signals)
     if n == 0:
@@ -282,6 +313,7 @@ def flag_evidence(
     no_face[turned_lost] = np.nan
     looking_away[turned_lost] = 1.0
     fixed, only_fixture = fixture_frames(signals, fixtures or Fixtures())
+    seat_empty = only_fixture | far_alone_frames(signals, seat or EmptySeat())
     # Read as the trace reads it: a mesh pose (yaw and pitch), or either keypoint angle.
     head_read = np.isfinite(signals["head_yaw_deg"]) & np.isfinite(signals["head_pitch_deg"])
     for column in ("head_yaw_coarse_deg", "head_pitch_coarse_deg"):
@@ -289,10 +321,10 @@ def flag_evidence(
             head_read |= np.isfinite(signals[column])
     rule = unreadable or UnreadableHead()
     readable = large_enough_to_read(signals, rule) & ~blind
-    looking_away[unreadable_heads(signals.timestamps_ms, (faces == 1) & ~only_fixture, head_read, readable, rule)] = 1.0
+    looking_away[unreadable_heads(signals.timestamps_ms, (faces == 1) & ~seat_empty, head_read, readable, rule)] = 1.0
     multiple[fixed] = 0.0
-    no_face[only_fixture] = 1.0  # the candidate left: only the picture is there
-    looking_away[only_fixture] = np.nan
+    no_face[seat_empty] = 1.0  # the candidate left: only a picture, or a face far across the room, is there
+    looking_away[seat_empty] = np.nan
     no_face[blind] = np.nan
     no_face[covered] = 1.0
     multiple[blind & (faces < 2)] = np.nan

@@ -64,30 +64,6 @@ def test_eyes_only_aversion_counts() -> None:
     assert len(away_events(s.timestamps_ms, score)) == 1
 
 
-@pytest.mark.parametrize(
-    ("left", "right", "away"),
-    [
-        (0.12, 0.12, True),  # both eyes to the side: a look
-        (0.16, 0.06, True),  # both, one read a little short
-        (0.24, 0.0, False),  # one eye alone: glare on a lens, a lid, not a look
-        (0.3, -0.06, False),  # the eyes apart: a bad read
-    ],
-)
-def test_a_look_needs_both_eyes(left: float, right: float, away: bool) -> None:
-    """Eyes turn together. The mean of two reads where one eye moved alone (in glasses, one iris read 0.05-0.08
-    off for 2 s while the other held) is not a look, however far it went; where both moved it is."""
-    rng = np.random.default_rng(1)
-    h_left, h_right = 0.02 + rng.normal(0, 0.01, 300), -0.03 + rng.normal(0, 0.01, 300)  # each eye's own offset
-    h_left[100:150] += left
-    h_right[100:150] += right
-    s = session(np.zeros(300), gaze_h=(h_left + h_right) / 2)
-    s.columns["eye_gaze_h_split"] = h_right - h_left
-    score = looking_away_score(s)
-    assert len(away_events(s.timestamps_ms, score)) == int(away)
-    assert bool(np.nanmax(score[110:140]) >= 1) is away
-    assert len(away_events(s.timestamps_ms, looking_away_score(s, AwayConfig(both_eyes=False)))) == 1
-
-
 def test_no_face_is_unknown_not_away() -> None:
     yaw = np.zeros(100)
     yaw[40:60] = np.nan

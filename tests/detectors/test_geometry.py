@@ -7,16 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from detectors.geometry import (
-    EYE_CORNERS,
-    crop_to_image,
-    eye_gaze,
-    eye_gaze_each,
-    map_points,
-    pitch_from_keypoints,
-    rect_from_points,
-    yaw_from_keypoints,
-)
+from detectors.geometry import crop_to_image, map_points, pitch_from_keypoints, rect_from_points, yaw_from_keypoints
 
 
 def keypoints(nose_x: float, eye_dx: float = 1.0, nose_y: float = 0.5, mouth_y: float = 1.0) -> np.ndarray:
@@ -77,16 +68,3 @@ def test_pitch_from_keypoints(nose_y: float, mouth_y: float, expected: float) ->
         assert math.isnan(got)
     else:
         assert got == pytest.approx(expected, abs=0.1)
-
-
-def test_each_eye_is_read_on_its_own() -> None:
-    """Two eyes 40 px wide: the image-left iris a quarter width to the right and 4 px up, the other centred."""
-    landmarks = np.zeros((468, 3))
-    (a, b), (c, d) = EYE_CORNERS
-    landmarks[[a, b, c, d], :2] = [[100, 200], [140, 200], [180, 200], [220, 200]]
-    irises = np.array([[130.0, 196.0], [200.0, 200.0]])
-    (h_left, v_left), (h_right, v_right) = eye_gaze_each(landmarks, irises)
-    assert (h_left, v_left, h_right, v_right) == pytest.approx((0.25, 0.1, 0.0, 0.0))
-    assert eye_gaze(landmarks, irises) == pytest.approx((0.125, 0.05))
-    landmarks[b, :2] = landmarks[a, :2]  # an eye with no width
-    assert all(math.isnan(x) for pair in eye_gaze_each(landmarks, irises) for x in pair)

@@ -121,6 +121,21 @@ def test_a_head_too_small_for_the_frame_to_be_read_is_not_looking_away() -> None
     ]
 
 
+@pytest.mark.parametrize(("far_px", "flagged"), [(22.0, True), (60.0, False)])
+def test_a_tiny_face_alone_in_view_is_not_someone_at_the_desk(far_px: float, flagged: bool) -> None:
+    """The candidate leaves for 4 s; on half of that the tiled pass finds a 22 px "face" in the empty office (a
+    head that small is 3 m from the webcam). The seat is empty all along. A candidate leaning back to 60 px (0.09
+    of the frame, as a camera farther back shows them) is still there."""
+    yaw = [0.0] * 100 + [NAN] * 20 + [0.0] * 100
+    faces = [1] * 100 + [0] * 5 + [1] * 10 + [0] * 5 + [1] * 100
+    size = np.array([200.0] * 100 + [far_px] * 20 + [200.0] * 100)
+    signals = with_face_at(session(yaw, faces=faces), size_px=size)
+    segments, _ = segment_session(signals, ExamPolicy(), AwayConfig(), duration_ms=len(yaw) * STEP)
+    assert [(s.kind, s.start_ms, s.end_ms) for s in segments] == (
+        [(FlagKind.NO_FACE, 20_000, 24_000)] if flagged else []
+    )
+
+
 def with_face_at(signals: Signals, size_px: np.ndarray, width: int = 640, height: int = 480) -> Signals:
     """``signals`` with the largest face of ``size_px`` in the middle of a ``width`` x ``height`` frame."""
     n = len(signals)
