@@ -52,7 +52,7 @@ from benchmarks.tuning import Session, Tuned, describe, tune
 from core.vocabulary import FlagKind
 from detectors import AwayConfig, FacePresenceDetector, FrameBatch, GazeDetector
 from detectors.calibration import robust_centre
-from pipelines.evidence import EmptySeat, Fixtures, far_alone_frames, fixture_frames, flag_evidence
+from pipelines.evidence import EmptySeat, Fixtures, flag_evidence, not_people
 from pipelines.segments import ExamPolicy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -100,10 +100,10 @@ def built_sessions() -> list[tuple[Path, dict[str, Any], str, str]]:
 def frame_rows(truth: dict[str, Any], m: Measured) -> list[tuple[int, int, int]]:
     """(label, ours, baseline) per sampled frame outside the ignore bands, counts capped at 2. Ours counts
     people, as the flags do: a face judged a picture on the wall (``pipelines.evidence.fixture_frames``) is
-    not one, nor is a lone face too small to be anyone at the desk (``pipelines.evidence.EmptySeat``); the labels
+    not one, nor is a lone face too small to be anyone at the desk (``pipelines.evidence.not_people``); the labels
     count people too (a poster is "1 face")."""
-    fixed, alone = fixture_frames(m.signals, Fixtures())
-    people = m.signals["face_count"] - fixed - (alone | far_alone_frames(m.signals, EmptySeat()))
+    fixed, empty_seat = not_people(m.signals, Fixtures(), EmptySeat())
+    people = m.signals["face_count"] - fixed - empty_seat
     rows = []
     for t, ours, base in zip(m.signals.timestamps_ms.tolist(), people, m.baseline_count, strict=True):
         if not ignored(truth, t):

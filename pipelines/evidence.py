@@ -162,6 +162,13 @@ def far_alone_frames(signals: Signals, rule: EmptySeat) -> NDArray[np.bool_]:
     return np.asarray((signals["face_count"] == 1) & np.isfinite(share) & (share < rule.max_face_share), dtype=bool)
 
 
+def not_people(signals: Signals, fixtures: Fixtures, seat: EmptySeat) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """The counted faces that are not people, as the flags read them: (frames whose second face is a picture on the
+    wall, frames whose only face is a picture left alone or too small to be anyone at the desk: an empty seat)."""
+    fixed, only_fixture = fixture_frames(signals, fixtures)
+    return fixed, only_fixture | far_alone_frames(signals, seat)
+
+
 @dataclass(frozen=True)
 class Fixtures:
     """A face that never moves while the candidate does is a picture on the wall, not a second person.
@@ -312,8 +319,7 @@ def flag_evidence(
     turned_lost = turned_away_losses(signals.timestamps_ms, faces, trace.head, turned or TurnedAway()) & ~blind
     no_face[turned_lost] = np.nan
     looking_away[turned_lost] = 1.0
-    fixed, only_fixture = fixture_frames(signals, fixtures or Fixtures())
-    seat_empty = only_fixture | far_alone_frames(signals, seat or EmptySeat())
+    fixed, seat_empty = not_people(signals, fixtures or Fixtures(), seat or EmptySeat())
     # Read as the trace reads it: a mesh pose (yaw and pitch), or either keypoint angle.
     head_read = np.isfinite(signals["head_yaw_deg"]) & np.isfinite(signals["head_pitch_deg"])
     for column in ("head_yaw_coarse_deg", "head_pitch_coarse_deg"):
