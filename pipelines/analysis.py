@@ -28,13 +28,16 @@ from pipelines.segments import ExamPolicy, Segment, risk_score, segment_all
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = "5"
+PIPELINE_VERSION = "6"
 """Bumped when the same signals would give other flags: 2 added the placement-following calibration, the
 evidence rules (turned away, covered lens, fixtures), identity flags and per-flag explanations; 3 counts two
 faces in a dark frame as two, asks a head turning away to continue a face seen just before, and gives an
 empty seat no identity evidence; 4 counts an iris read only where its neighbours agree
 (``AwayConfig.steady_gaze_ms``); 5 counts a lone face whose head pose cannot be read for a second as looking away
-(``pipelines.evidence.UnreadableHead``)."""
+(``pipelines.evidence.UnreadableHead``); 6 lets a picture's re-detections jitter by a few pixels and stay a picture
+(``Fixtures.jitter_px``), explains a face lost by a head turned away only where the head scored away (not the eyes),
+and reads a lone face too small for anyone at the desk, for this session's camera, as an empty seat
+(``pipelines.evidence.EmptySeat``)."""
 
 
 @dataclass(frozen=True)

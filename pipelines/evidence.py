@@ -151,15 +151,29 @@ class EmptySeat:
     with the camera farther back, ``benchmarks/capture.py``), while mirrored empty offices showed "faces" of 0.035
     that the tiled pass carried for 2 s, splitting no_face stretches that should have been flagged. With other
     faces in view nothing changes: a small second face still counts.
+
+    The geometry assumes a webcam at the desk. A wide-angle camera, or one set back on a shelf, shows the candidate
+    themselves that small for the whole session. So the size is also read against the session's own: a lone face
+    is an empty seat only where it is also under ``max_share_of_seated`` of the size the candidate has when seated
+    (the ``seated_percentile`` of the largest face's share over the frames that show a face; the candidate is in
+    view for most of an exam, a far face or a picture only while they are away).
     """
 
     max_face_share: float = 0.05
+    max_share_of_seated: float = 0.5
+    seated_percentile: float = 90.0
 
 
 def far_alone_frames(signals: Signals, rule: EmptySeat) -> NDArray[np.bool_]:
-    """Frames whose one face is too small to be anyone at the desk (``EmptySeat``)."""
+    """Frames whose one face is too small to be anyone at the desk (``EmptySeat``): under the rule's share of the
+    frame, and under its share of the candidate's own size when seated."""
     share = face_share(signals)
-    return np.asarray((signals["face_count"] == 1) & np.isfinite(share) & (share < rule.max_face_share), dtype=bool)
+    seen = (signals["face_count"] >= 1) & np.isfinite(share)
+    if not np.any(seen):
+        return np.zeros(len(signals), dtype=bool)
+    seated = float(np.percentile(share[seen], rule.seated_percentile))
+    limit = min(rule.max_face_share, rule.max_share_of_seated * seated)
+    return np.asarray((signals["face_count"] == 1) & np.isfinite(share) & (share < limit), dtype=bool)
 
 
 def not_people(signals: Signals, fixtures: Fixtures, seat: EmptySeat) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:

@@ -136,6 +136,22 @@ def test_a_tiny_face_alone_in_view_is_not_someone_at_the_desk(far_px: float, fla
     )
 
 
+@pytest.mark.parametrize("far_px", [None, 12.0])
+def test_a_candidate_a_wide_angle_camera_shows_small_is_at_the_desk(far_px: float | None) -> None:
+    """A wide-angle webcam shows the candidate 28 px across (0.044 of the frame) all session: that is where they
+    sit, not an empty seat. They leave for 4 s, and on half of that a 12 px "face" is found in the empty room:
+    that is still an empty seat."""
+    yaw = [0.0] * 100 + [NAN] * 20 + [0.0] * 100
+    faces = [1] * 100 + [0] * 20 + [1] * 100
+    size = np.full(len(yaw), 28.0)
+    if far_px is not None:
+        faces[105:115] = [1] * 10
+        size[105:115] = far_px
+    signals = with_face_at(session(yaw, faces=faces), size_px=size)
+    segments, _ = segment_session(signals, ExamPolicy(), AwayConfig(), duration_ms=len(yaw) * STEP)
+    assert [(s.kind, s.start_ms, s.end_ms) for s in segments] == [(FlagKind.NO_FACE, 20_000, 24_000)]
+
+
 def with_face_at(signals: Signals, size_px: np.ndarray, width: int = 640, height: int = 480) -> Signals:
     """``signals`` with the largest face of ``size_px`` in the middle of a ``width`` x ``height`` frame."""
     n = len(signals)
