@@ -41,6 +41,46 @@ def test_quality_does_not_depend_on_resolution(grace: Image) -> None:
     assert big["sharpness"][0] == pytest.approx(small["sharpness"][0], rel=0.25)
 
 
+def boxed(img: Image, width: int, height: int) -> Image:
+    """``img`` shrunk to fit ``width`` x ``height`` and centred on black, as a player letterboxes or pillarboxes it."""
+    scale = min(width / img.shape[1], height / img.shape[0])
+    w, h = round(img.shape[1] * scale), round(img.shape[0] * scale)
+    out = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - h) // 2, (width - w) // 2
+    out[top : top + h, left : left + w] = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    return out
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 720), (640, 1280)], ids=["pillarboxed", "letterboxed"])
+def test_black_bars_around_a_lit_picture_are_not_a_dark_room(astronaut: Image, width: int, height: int) -> None:
+    """A portrait phone video in a 16:9 recording (or a landscape one in a portrait recording) is mostly black bars:
+    the frame's mean luma is under the dark threshold, the picture's is not, and nor is it a covered lens."""
+    picture = astronaut[:, 96:416] if width > height else cv2.resize(astronaut, (512, 256))
+    portrait = (picture * 0.8).astype(np.uint8)  # a room lit as indoors, not as a studio
+    frame = boxed(portrait, width, height)
+    assert float(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).mean()) < QualityConfig().dark_luma
+    s = FrameQualityDetector()(batch_of(frame))
+    assert (s["covered"][0], s["too_dark"][0]) == (0, 0)
+    assert s["brightness"][0] == pytest.approx(FrameQualityDetector()(batch_of(portrait))["brightness"][0], abs=3)
+
+
+def test_a_dark_room_black_at_one_edge_is_still_dark(astronaut: Image) -> None:
+    """Black only at one edge (a shadow, a dark doorway) is not a bar: the whole frame is measured."""
+    dark = (astronaut * 0.25).astype(np.uint8)
+    dark[:, :200] = 0
+    s = FrameQualityDetector()(batch_of(dark))
+    assert s["too_dark"][0] == 1
+
+
+def test_a_covered_lens_in_a_boxed_recording_is_covered(astronaut: Image) -> None:
+    """A hand over the lens of a pillarboxed recording: the picture inside the bars is dark and uniform."""
+    frame = boxed(astronaut[:, 96:416], 1280, 720)
+    inside = frame[:, 320:960]
+    inside[:] = (40, 8, 8)
+    s = FrameQualityDetector()(batch_of(frame))
+    assert s["covered"][0] == 1
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [({"analysis_width": 8}, "analysis_width"), ({"dark_luma": -1.0}, "dark_luma")],
