@@ -77,14 +77,24 @@ def _bars(black: NDArray[np.bool_], slack: int, min_inside: int) -> slice:
 def picture_area(grey: NDArray[np.uint8], config: QualityConfig) -> tuple[slice, slice]:
     """(rows, columns) of the picture inside letterbox or pillarbox bars of ``grey``; the whole frame where it has
     none (see ``QualityConfig``)."""
-    h, w = grey.shape
-    rows = _bars(
-        np.percentile(grey, 95, axis=1) <= config.bar_luma, config.bar_slack, round(h * config.min_picture_share)
-    )
-    cols = _bars(
-        np.percentile(grey, 95, axis=0) <= config.bar_luma, config.bar_slack, round(w * config.min_picture_share)
-    )
-    return rows, cols
+    return _span(grey, 1, config), _span(grey, 0, config)
+
+
+def _span(grey: NDArray[np.uint8], axis: int, config: QualityConfig) -> slice:
+    """The picture's span along the rows (``axis`` 1: each row is a line) or the columns (``axis`` 0)."""
+    lines = grey if axis == 1 else grey.T
+    n = len(lines)
+
+    def black(line: NDArray[np.uint8]) -> bool:
+        # Where as many values are lit as lie at or above the 95th percentile's rank, it is lit: no sort needed.
+        if np.count_nonzero(line > config.bar_luma) >= len(line) - int(0.95 * (len(line) - 1)):
+            return False
+        return bool(np.percentile(line, 95) <= config.bar_luma)
+
+    if not (black(lines[0]) and black(lines[-1])):  # most frames: no bars, and two short lines looked at
+        return slice(0, n)
+    profile = np.percentile(grey, 95, axis=axis) <= config.bar_luma
+    return _bars(profile, config.bar_slack, round(n * config.min_picture_share))
 
 
 class FrameQualityDetector:
