@@ -156,11 +156,13 @@ def unencoded(change: Callable[[Frames], Frames]) -> Callable[[Frames, int], Enc
     return lambda frames, _: Encoded(change(frames), float("nan"))
 
 
+TILTED = f"tilted {TILT_DEG:g} deg"
+FARTHER_BACK = f"farther back ({FARTHER:g})"
 CONDITIONS: dict[str, Callable[[Frames, int], Encoded]] = {
     "320x240": unencoded(half_size),
     "low bitrate": low_bitrate,
-    f"tilted {TILT_DEG:g} deg": unencoded(tilted),
-    f"farther back ({FARTHER:g})": unencoded(farther),
+    TILTED: unencoded(tilted),
+    FARTHER_BACK: unencoded(farther),
     "mirrored": unencoded(mirrored),
 }
 

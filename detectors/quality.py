@@ -29,9 +29,10 @@ __all__ = ["COLUMNS", "FrameQualityDetector", "QualityConfig", "picture_area"]
 COLUMNS = {
     "brightness": "mean luma of the picture (inside any letterbox or pillarbox bars), 0..255",
     "contrast": "standard deviation of the picture's luma, 0..~128",
-    "sharpness": "variance of the Laplacian of the picture scaled to analysis_width (higher = sharper)",
+    "sharpness": "variance of the Laplacian of the picture on the analysis_width grey copy, bars cropped, not "
+    "rescaled (higher = sharper)",
     "too_dark": "1 when brightness < dark_luma, else 0",
-    "covered": "1 when the frame is nearly uniform (contrast < covered_contrast) or black "
+    "covered": "1 when the picture is nearly uniform (contrast < covered_contrast) or black "
     "(brightness < covered_luma): lens covered or camera off",
     "too_blurry": "1 when sharpness < blur_sharpness and the frame is not covered, else 0",
 }
@@ -62,9 +63,11 @@ class QualityConfig:
         for name in ("dark_luma", "covered_luma", "covered_contrast", "blur_sharpness", "bar_luma", "bar_slack"):
             if getattr(self, name) < 0:
                 raise ValueError(f"QualityConfig.{name}: expected >= 0, found {getattr(self, name)}")
+        if not 0 < self.min_picture_share <= 1:
+            raise ValueError(f"QualityConfig.min_picture_share: expected in (0, 1], found {self.min_picture_share}")
 
 
-def _bars(black: NDArray[np.bool_], slack: int, min_inside: int) -> slice:
+def _between_bars(black: NDArray[np.bool_], slack: int, min_inside: int) -> slice:
     """The span between equal runs of black lines at both ends of ``black`` (one flag per row or column)."""
     n = len(black)
     lead = n if black.all() else int(np.argmin(black))
@@ -94,7 +97,7 @@ def _span(grey: NDArray[np.uint8], axis: int, config: QualityConfig) -> slice:
     if not (black(lines[0]) and black(lines[-1])):  # most frames: no bars, and two short lines looked at
         return slice(0, n)
     profile = np.percentile(grey, 95, axis=axis) <= config.bar_luma
-    return _bars(profile, config.bar_slack, round(n * config.min_picture_share))
+    return _between_bars(profile, config.bar_slack, round(n * config.min_picture_share))
 
 
 class FrameQualityDetector:

@@ -35,7 +35,7 @@ faces in a dark frame as two, asks a head turning away to continue a face seen j
 empty seat no identity evidence; 4 counts an iris read only where its neighbours agree
 (``AwayConfig.steady_gaze_ms``); 5 counts a lone face whose head pose cannot be read for a second as looking away
 (``pipelines.evidence.UnreadableHead``); 6 lets a picture's re-detections jitter by a few pixels and stay a picture
-(``Fixtures.jitter_px``), explains a face lost by a head turned away only where the head scored away (not the eyes),
+(``Fixtures.jitter_px``), counts a face lost as a head turned away only where the head scored away (not the eyes),
 and reads a lone face too small for anyone at the desk, for this session's camera, as an empty seat
 (``pipelines.evidence.EmptySeat``)."""
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from detectors import FrameQualityDetector, QualityConfig
+from detectors.quality import picture_area
 
 from .conftest import Image, batch_of
 
@@ -65,25 +66,53 @@ def test_black_bars_around_a_lit_picture_are_not_a_dark_room(astronaut: Image, w
 
 
 def test_a_dark_room_black_at_one_edge_is_still_dark(astronaut: Image) -> None:
-    """Black only at one edge (a shadow, a dark doorway) is not a bar: the whole frame is measured."""
-    dark = (astronaut * 0.25).astype(np.uint8)
+    """Black only at one edge (a shadow, a dark doorway) is not a bar: the whole frame is measured (the lit part
+    alone would not read as dark)."""
+    dark = (astronaut * 0.4).astype(np.uint8)
     dark[:, :200] = 0
+    grey = cv2.cvtColor(cv2.resize(dark, (160, 160), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+    assert picture_area(grey, QualityConfig()) == (slice(0, 160), slice(0, 160))
+    assert float(cv2.cvtColor(dark[:, 200:], cv2.COLOR_RGB2GRAY).mean()) >= QualityConfig().dark_luma
     s = FrameQualityDetector()(batch_of(dark))
     assert s["too_dark"][0] == 1
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "top", "bottom", "inside"),
+    [
+        (30, 32, 0, 0, (slice(0, 100), slice(30, 128))),  # bars 2 columns apart: a centred picture, rounded
+        (30, 33, 0, 0, (slice(0, 100), slice(0, 160))),  # 3 apart: not letterboxing
+        (60, 60, 0, 0, (slice(0, 100), slice(60, 100))),  # a picture of exactly a quarter of the width
+        (61, 61, 0, 0, (slice(0, 100), slice(0, 160))),  # less than a quarter: a black frame with a lit stripe
+        (20, 20, 10, 10, (slice(10, 90), slice(20, 140))),  # boxed on all four sides
+    ],
+)
+def test_the_picture_inside_its_bars(left: int, right: int, top: int, bottom: int, inside: tuple[slice, slice]) -> None:
+    grey = np.zeros((100, 160), np.uint8)
+    grey[top : 100 - bottom, left : 160 - right] = 120
+    assert picture_area(grey, QualityConfig()) == inside
+
+
+def test_a_black_frame_has_no_bars() -> None:
+    assert picture_area(np.zeros((100, 160), np.uint8), QualityConfig()) == (slice(0, 100), slice(0, 160))
 
 
 def test_a_covered_lens_in_a_boxed_recording_is_covered(astronaut: Image) -> None:
     """A hand over the lens of a pillarboxed recording: the picture inside the bars is dark and uniform."""
     frame = boxed(astronaut[:, 96:416], 1280, 720)
-    inside = frame[:, 320:960]
-    inside[:] = (40, 8, 8)
+    inside = frame[:, 416:864]
+    inside[:] = (60, 25, 25)  # lit above the bars' black, so the bars are found and the picture alone is measured
     s = FrameQualityDetector()(batch_of(frame))
     assert s["covered"][0] == 1
 
 
 @pytest.mark.parametrize(
     ("kwargs", "error"),
-    [({"analysis_width": 8}, "analysis_width"), ({"dark_luma": -1.0}, "dark_luma")],
+    [
+        ({"analysis_width": 8}, "analysis_width"),
+        ({"dark_luma": -1.0}, "dark_luma"),
+        ({"min_picture_share": 0.0}, "min_picture_share"),
+    ],
 )
 def test_config_validation(kwargs: dict[str, Any], error: str) -> None:
     with pytest.raises(ValueError, match=error):
