@@ -22,7 +22,10 @@ batches, and segmented with the default exam policy and ``AwayConfig``:
   face the detectors refuse at one size must be refused at another);
 - **mirrored**: each frame flipped left to right, as a recorder that keeps the mirrored preview delivers it. No
   label changes, so every difference is an asymmetry of the detectors (a model that finds faces turned one way
-  better than the other, a sign convention that only holds one way round).
+  better than the other, a sign convention that only holds one way round);
+- **boxed in the other shape**: each frame centred on black in the other common shape, a 4:3 picture pillarboxed
+  to 16:9 and a 16:9 one letterboxed to 4:3, as a recorder or a platform's transcoder delivers a camera of another
+  shape. Faces keep their pixels; the frame grows around them, and its bars are not a dark room.
 
 Per condition it prints the face count accuracy (as ``accuracy.frame_rows``), the flags scored per kind
 (``benchmarks/scoring.py``: events caught, false alarms, false alarms per hour), the negatives counted as a person
@@ -106,6 +109,20 @@ def farther(frames: Frames) -> Frames:
     return out
 
 
+def boxed(frames: Frames) -> Frames:
+    """Each frame centred on black in the other common shape: narrower than 16:9, pillarboxed to 16:9; else
+    letterboxed to 4:3."""
+    out = []
+    for f in frames:
+        h, w = f.shape[:2]
+        pad_x = 2 * round(h * 16 / 9 / 2) - w if w * 9 < h * 16 else 0
+        pad_y = 0 if pad_x else 2 * round(w * 3 / 4 / 2) - h
+        left, top = pad_x // 2, pad_y // 2
+        border = cv2.copyMakeBorder(f, top, pad_y - top, left, pad_x - left, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        out.append(np.asarray(border, np.uint8))
+    return out
+
+
 def mirrored(frames: Frames) -> Frames:
     return [np.ascontiguousarray(f[:, ::-1]) for f in frames]
 
@@ -164,6 +181,7 @@ CONDITIONS: dict[str, Callable[[Frames, int], Encoded]] = {
     TILTED: unencoded(tilted),
     FARTHER_BACK: unencoded(farther),
     "mirrored": unencoded(mirrored),
+    "boxed in the other shape": unencoded(boxed),
 }
 
 
