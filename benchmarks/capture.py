@@ -241,22 +241,40 @@ def report(entries: list[tuple[Path, dict[str, Any], str, str]], signals: Callab
     return out
 
 
+@dataclass
+class DevSessions:
+    """The accuracy benchmark's 38 sessions, and the detectors' answers on them as recorded or under a condition."""
+
+    det: Detectors
+    entries: list[tuple[Path, dict[str, Any], str, str]]
+    lit: set[Path]  # the accuracy benchmark measures these with its lighting table, and caches them so
+
+    def signals(self, video: Path, truth: dict[str, Any], condition: str | None) -> Signals:
+        if condition is None:
+            return measured(self.det, video, truth, CACHE, lighting=video in self.lit).signals
+        return changed(self.det, video, condition=condition).signals
+
+
+def dev_sessions() -> DevSessions:
+    """The sessions, staged and rendered on first use, with the pipeline's detectors loaded."""
+    shared = shared_sessions()
+    return DevSessions(Detectors(), shared + built_sessions(), {video for video, *_ in shared})
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     cv2.setNumThreads(1)
     start = time.perf_counter()
-    det = Detectors()
-    shared = shared_sessions()
-    entries = shared + built_sessions()
+    sessions = dev_sessions()
+    entries = sessions.entries
     truths = {video: truth for video, truth, *_ in entries}
-    lit = {video for video, *_ in shared}  # the accuracy benchmark measures these with its lighting table
 
     def recorded_signals(video: Path) -> Outcome:
-        return Outcome(measured(det, video, truths[video], CACHE, lighting=video in lit).signals, float("nan"))
+        return Outcome(sessions.signals(video, truths[video], None), float("nan"))
 
     reports = {RECORDED: report(entries, recorded_signals)}
     for condition in CONDITIONS:
-        reports[condition] = report(entries, partial(changed, det, condition=condition))
+        reports[condition] = report(entries, partial(changed, sessions.det, condition=condition))
         logging.getLogger("capture").warning("%s measured after %.0f s", condition, time.perf_counter() - start)
 
     print(f"## Flags per capture condition ({len(entries)} sessions, default policy)\n")

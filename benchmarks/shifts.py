@@ -44,10 +44,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from benchmarks.accuracy import CACHE, KINDS, built_sessions, shared_sessions
-from benchmarks.capture import FARTHER_BACK, TILTED, changed
+from benchmarks.accuracy import KINDS
+from benchmarks.capture import FARTHER_BACK, TILTED, dev_sessions
 from benchmarks.scoring import KindScore, total
-from benchmarks.session_signals import Detectors, measured
 from benchmarks.tuning import Session, evaluate
 from core.vocabulary import FlagKind
 from detectors import AwayConfig, Signals
@@ -136,17 +135,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     cv2.setNumThreads(1)
     start = time.perf_counter()
-    det = Detectors()
-    shared = shared_sessions()
-    entries = shared + built_sessions()
-    lit = {video for video, *_ in shared}
+    sessions = dev_sessions()
 
     def part(video: Path, truth: dict[str, Any], condition: str | None) -> Part:
-        if condition is None:
-            signals = measured(det, video, truth, CACHE, lighting=video in lit).signals
-        else:
-            signals = changed(det, video, condition=condition).signals
-        return Part(video.name, truth, signals)
+        return Part(video.name, truth, sessions.signals(video, truth, condition))
 
     changes: dict[str, list[Session]] = {}
     camera: dict[str, tuple[str | None, str | None]] = {
@@ -156,8 +148,10 @@ def main() -> None:
     }
     for change, (before, after) in camera.items():
         changes[change] = [
-            spliced(part(video, truth, before), part(video, truth, after), video.name) for video, truth, *_ in entries
+            spliced(part(video, truth, before), part(video, truth, after), video.name)
+            for video, truth, *_ in sessions.entries
         ]
+    shared = [entry for entry in sessions.entries if entry[0] in sessions.lit]
     same_size = [
         (part(video, truth, None), candidate) for video, truth, candidate, _ in shared if truth["width"] == 640
     ]
