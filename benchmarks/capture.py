@@ -97,15 +97,21 @@ def half_size(frames: Frames) -> Frames:
     return [np.asarray(f, dtype=np.uint8) for f in half]
 
 
+def centred(picture: NDArray[np.uint8], height: int, width: int, border: int) -> NDArray[np.uint8]:
+    """``picture`` in the middle of a ``height`` x ``width`` frame, the rest filled as ``border`` (an OpenCV
+    border type: replicated edges, or black)."""
+    top, left = (height - picture.shape[0]) // 2, (width - picture.shape[1]) // 2
+    bottom, right = height - picture.shape[0] - top, width - picture.shape[1] - left
+    return np.asarray(cv2.copyMakeBorder(picture, top, bottom, left, right, border, value=(0, 0, 0)), np.uint8)
+
+
 def farther(frames: Frames) -> Frames:
     """Each frame shrunk to ``FARTHER`` about its centre, the border filled by replicating its edges."""
     out = []
     for f in frames:
         h, w = f.shape[:2]
         small = cv2.resize(f, (round(w * FARTHER), round(h * FARTHER)), interpolation=cv2.INTER_AREA)
-        top, left = (h - small.shape[0]) // 2, (w - small.shape[1]) // 2
-        bottom, right = h - small.shape[0] - top, w - small.shape[1] - left
-        out.append(np.asarray(cv2.copyMakeBorder(small, top, bottom, left, right, cv2.BORDER_REPLICATE), np.uint8))
+        out.append(centred(np.asarray(small, np.uint8), h, w, cv2.BORDER_REPLICATE))
     return out
 
 
@@ -115,11 +121,10 @@ def boxed(frames: Frames) -> Frames:
     out = []
     for f in frames:
         h, w = f.shape[:2]
-        pad_x = 2 * round(h * 16 / 9 / 2) - w if w * 9 < h * 16 else 0
-        pad_y = 0 if pad_x else 2 * round(w * 3 / 4 / 2) - h
-        left, top = pad_x // 2, pad_y // 2
-        border = cv2.copyMakeBorder(f, top, pad_y - top, left, pad_x - left, cv2.BORDER_CONSTANT, value=(0, 0, 0))
-        out.append(np.asarray(border, np.uint8))
+        if w * 9 < h * 16:
+            out.append(centred(f, h, 2 * round(h * 16 / 9 / 2), cv2.BORDER_CONSTANT))
+        else:
+            out.append(centred(f, 2 * round(w * 3 / 4 / 2), w, cv2.BORDER_CONSTANT))
     return out
 
 
@@ -247,7 +252,7 @@ class DevSessions:
 
     det: Detectors
     entries: list[tuple[Path, dict[str, Any], str, str]]
-    lit: set[Path]  # the accuracy benchmark measures these with its lighting table, and caches them so
+    lit: set[Path]  # measured (and cached) with the accuracy benchmark's lighting table
 
     def signals(self, video: Path, truth: dict[str, Any], condition: str | None) -> Signals:
         if condition is None:
