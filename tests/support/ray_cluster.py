@@ -63,6 +63,15 @@ def _session_processes(sid: int) -> list[int]:
     return found
 
 
+def unused_ports(count: int, taken: set[int]) -> list[int]:
+    """``count`` ports free now and not in ``taken``, which they join. ``free_ports`` releases its ports when it
+    returns, so a later call may hand one out again: a node's worker port once came back as the head's dashboard
+    port, and Ray refused to start the head."""
+    ports = [p for p in free_ports(count + len(taken)) if p not in taken][:count]
+    taken.update(ports)
+    return ports
+
+
 @dataclass(frozen=True)
 class NodePorts:
     """The ports one node listens on; a node started again reuses them."""
@@ -76,8 +85,10 @@ class NodePorts:
     workers: tuple[int, ...]
 
     @classmethod
-    def pick(cls) -> NodePorts:
-        node_manager, object_manager, agent, agent_grpc, runtime_env, metrics, *workers = free_ports(6 + WORKER_PORTS)
+    def pick(cls, taken: set[int]) -> NodePorts:
+        node_manager, object_manager, agent, agent_grpc, runtime_env, metrics, *workers = unused_ports(
+            6 + WORKER_PORTS, taken
+        )
         return cls(node_manager, object_manager, agent, agent_grpc, runtime_env, metrics, tuple(workers))
 
     def args(self) -> list[str]:
@@ -99,8 +110,8 @@ class HeadPorts:
     dashboard: int
 
     @classmethod
-    def pick(cls) -> HeadPorts:
-        gcs, client, dashboard = free_ports(3)
+    def pick(cls, taken: set[int]) -> HeadPorts:
+        gcs, client, dashboard = unused_ports(3, taken)
         return cls(gcs, client, dashboard)
 
 
@@ -147,12 +158,14 @@ class LocalRayCluster:
     startup_timeout_s: float = 90.0
     head: RayNode | None = field(default=None, init=False)
     workers: list[RayNode] = field(default_factory=list, init=False)
-    _head_ports: HeadPorts = field(default_factory=HeadPorts.pick, init=False)
+    _taken_ports: set[int] = field(default_factory=set, init=False)
+    _head_ports: HeadPorts = field(init=False)
     _owns_root: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
             raise ValueError(f"a cluster needs at least its head node, got nodes={self.nodes}")
+        self._head_ports = HeadPorts.pick(self._taken_ports)
         if self.root is None:
             self.root = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))
             self._owns_root = True
@@ -176,7 +189,7 @@ class LocalRayCluster:
         return f"ray://127.0.0.1:{self._head_ports.client}"
 
     def start(self) -> LocalRayCluster:
-        self.head = self._start_head(NodePorts.pick())
+        self.head = self._start_head(NodePorts.pick(self._taken_ports))
         for _ in range(self.nodes - 1):
             self.add_node()
         return self
@@ -186,7 +199,7 @@ class LocalRayCluster:
         node = self._start(
             f"w{index}",
             ["--address", self.gcs_address],
-            ports or NodePorts.pick(),
+            ports or NodePorts.pick(self._taken_ports),
         )
         self.workers.append(node)
         return node
