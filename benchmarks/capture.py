@@ -20,6 +20,9 @@ batches, and segmented with the default exam policy and ``AwayConfig``:
 - **farther back**: each frame shrunk to ``FARTHER`` about its centre, the border filled by replicating its
   edges: the camera farther away or wider-angled, every face 0.6 times as wide (a pet on the chair included: a
   face the detectors refuse at one size must be refused at another);
+- **far back**: the same at ``FAR``, faces 50-70 px across in 640x480 (about 3 m from a webcam, or a candidate
+  leaning back from a 1280x720 one): under the short-range face model's reach, so every head pose starts from the
+  full-range model;
 - **mirrored**: each frame flipped left to right, as a recorder that keeps the mirrored preview delivers it. No
   label changes, so every difference is an asymmetry of the detectors (a model that finds faces turned one way
   better than the other, a sign convention that only holds one way round);
@@ -89,6 +92,7 @@ KEYFRAME_EVERY = 50
 """Frames between keyframes: one every 10 s at 5 fps, as a recorder's encoder might."""
 TILT_DEG = 15.0
 FARTHER = 0.6
+FAR = 0.35
 Frames = list[NDArray[np.uint8]]
 
 
@@ -105,12 +109,12 @@ def centred(picture: NDArray[np.uint8], height: int, width: int, border: int) ->
     return np.asarray(cv2.copyMakeBorder(picture, top, bottom, left, right, border, value=(0, 0, 0)), np.uint8)
 
 
-def farther(frames: Frames) -> Frames:
-    """Each frame shrunk to ``FARTHER`` about its centre, the border filled by replicating its edges."""
+def shrunk(frames: Frames, scale: float) -> Frames:
+    """Each frame shrunk to ``scale`` about its centre, the border filled by replicating its edges."""
     out = []
     for f in frames:
         h, w = f.shape[:2]
-        small = cv2.resize(f, (round(w * FARTHER), round(h * FARTHER)), interpolation=cv2.INTER_AREA)
+        small = cv2.resize(f, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         out.append(centred(np.asarray(small, np.uint8), h, w, cv2.BORDER_REPLICATE))
     return out
 
@@ -180,11 +184,13 @@ def unencoded(change: Callable[[Frames], Frames]) -> Callable[[Frames, int], Enc
 
 TILTED = f"tilted {TILT_DEG:g} deg"
 FARTHER_BACK = f"farther back ({FARTHER:g})"
+FAR_BACK = f"far back ({FAR:g})"
 CONDITIONS: dict[str, Callable[[Frames, int], Encoded]] = {
     "320x240": unencoded(half_size),
     "low bitrate": low_bitrate,
     TILTED: unencoded(tilted),
-    FARTHER_BACK: unencoded(farther),
+    FARTHER_BACK: unencoded(partial(shrunk, scale=FARTHER)),
+    FAR_BACK: unencoded(partial(shrunk, scale=FAR)),
     "mirrored": unencoded(mirrored),
     "boxed in the other shape": unencoded(boxed),
 }

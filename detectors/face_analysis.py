@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from .blazeface import SHORT_RANGE, BlazeFace, Faces
 from .face_presence import COLUMNS as PRESENCE_COLUMNS
-from .face_presence import FacePresenceConfig, FacePresenceDetector, overlaps
+from .face_presence import FacePresenceConfig, FacePresenceDetector, overlaps, rate_mask
 from .gaze import COLUMNS as GAZE_COLUMNS
 from .gaze import GazeConfig, GazeDetector, MainFace
 from .identity import DESCRIPTOR_SIZE, FaceEmbedder, IdentityConfig, chip_chroma, chip_sharpness
@@ -121,7 +121,8 @@ class FaceAnalysisDetector:
     tracked face's descriptor on a few frames."""
 
     name = "face_analysis"
-    version = f"8+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"  # 8: judged below 0.8
+    # 9: a track also starts on a face only the full-range pass finds
+    version = f"9+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
 
     def __init__(
         self,
@@ -150,18 +151,30 @@ class FaceAnalysisDetector:
                 found = detections[i] = self._short.detect([batch.frames[i]], self._min_score, cfg.nms_iou)[0]
             return found
 
-        gaze, mains = self.gaze.run(batch, detect)
+        full: dict[int, Faces] = {}  # full-range passes already run, by frame
+        full_due = rate_mask(batch.timestamps_ms, cfg.full_range_every_ms)
+
+        def detect_far(i: int) -> Faces:
+            """Where face presence runs its full-range pass: the faces it finds that the face verifier does
+            not refuse (the pass already confirmed its doubtful ones), for a track on a face too small for the
+            short-range model. Face presence reuses the pass, so this costs no detection of its own."""
+            if not full_due[i]:
+                return Faces.empty()
+            if i not in full:
+                full[i] = self.presence.detect_full(batch.frames[i])
+            return full[i].select(~self.presence.not_human(batch.frames[i], full[i]))
+
+        gaze, mains = self.gaze.run(batch, detect, detect_far)
         short: list[Faces] = []
         tracked: list[Faces] = []
         last: TrackedFace | None = None
         not_a_person = np.zeros(len(batch), dtype=bool)  # frames whose tracked face failed the plausibility check
-        full: dict[int, Faces] = {}  # full-range passes already run, by frame
         refuted = False  # the current track's face failed it where the track started
         for i, main in enumerate(mains):
             roi = main.landmarks
             if main.detection is not None:
                 refuted = not self._plausible_main(batch.frames[i], detect(i), main, full, i)
-            elif roi is None:
+            elif roi is None or main.far is not None:
                 refuted = False
             if refuted and (roi is not None or main.detection is not None):
                 not_a_person[i] = True
@@ -233,6 +246,8 @@ class FaceAnalysisDetector:
     def _split(self, found: Faces, main: MainFace) -> tuple[Faces, Faces]:
         """A frame's detections as (the main face, confirmed by the gaze path's face mesh; the rest)."""
         cfg = self.presence.config
+        if main.far is not None:  # the short-range pass found no main face here; the track started on this one
+            return main.far, found
         j = main.detection
         if j is None and main.landmarks is not None:
             j = main_detection(found, main.landmarks, cfg.merge_overlap)

@@ -170,7 +170,10 @@ class MainFace:
     landmarks: Roi | None = None
     """The ROI its landmarks span, where the face mesh was usable."""
     detection: int | None = None
-    """Its index among the frame's detections, where the mesh ran on a detection on this frame."""
+    """Its index among the frame's short-range detections, where the mesh ran on one on this frame."""
+    far: Faces | None = None
+    """The far pass's detection (one face) the mesh ran on this frame, where the short-range pass found no main
+    face (``GazeDetector.run``'s ``detect_far``)."""
     mesh_score: float = float("nan")
     """The face mesh score on that detection (NaN where the mesh ran on the track, or not at all)."""
     points: NDArray[np.float64] | None = None
@@ -263,11 +266,21 @@ class GazeDetector:
         """The ``COLUMNS`` of a batch."""
         return self.run(batch)[0]
 
-    def run(self, batch: FrameBatch, detect: Callable[[int], Faces] | None = None) -> tuple[Signals, list[MainFace]]:
+    def run(
+        self,
+        batch: FrameBatch,
+        detect: Callable[[int], Faces] | None = None,
+        detect_far: Callable[[int], Faces] | None = None,
+    ) -> tuple[Signals, list[MainFace]]:
         """The ``COLUMNS`` of a batch, and per frame what was found of the main face.
 
         ``detect(i)``: frame ``i``'s short-range BlazeFace faces (at a score at or below ``min_face_score``, NMS
         IoU 0.3), when the caller runs that pass itself; it is only called on frames the track does not cover.
+        ``detect_far(i)``: frame ``i``'s faces from a pass that finds faces too small for the short-range model
+        (empty where it does not run on that frame); it is only called where ``detect`` gives no main face. The
+        short-range model finds a face once it is about an eighth of the frame's width (80 px in 640x480, 150 px
+        in 1280x720): a candidate leaning back from an HD webcam, or a wide-angle one, is smaller, and the track
+        started from the full-range model reads their head within 1-2 degrees of the same frames at full size.
         """
         cfg = self.config
         n = len(batch)
@@ -293,11 +306,18 @@ class GazeDetector:
                 track = None
                 faces = detect_faces(i)
                 main = self.main_face(faces)
+                far = main is None and detect_far is not None
+                if far:
+                    faces = detect_far(i)  # type: ignore[misc]
+                    main = self.main_face(faces)
                 mesh = None
                 if main is not None:
                     detected = roi_from_box(faces.boxes[main], faces.keypoints[main, :2])
                     mesh = self.mesh(frame, detected)
-                    found[i] = MainFace(detection=main, mesh_score=mesh.score)
+                    if far:
+                        found[i] = MainFace(far=faces.select(np.arange(len(faces)) == main), mesh_score=mesh.score)
+                    else:
+                        found[i] = MainFace(detection=main, mesh_score=mesh.score)
                     if mesh.score < cfg.min_landmark_score:
                         cols["landmark_score"][i] = mesh.score
                         keypoints = faces.keypoints[main].astype(np.float64)

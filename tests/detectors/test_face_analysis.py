@@ -114,6 +114,27 @@ def test_a_candidate_who_leaves_ends_the_track_at_once(analysis: FaceAnalysisDet
     assert passes == 5  # the first frame, the two empty ones (track lost), the return, the next second (1 s)
 
 
+def test_a_candidate_too_small_for_the_short_range_model_has_a_head_pose(
+    analysis: FaceAnalysisDetector, astronaut: Image
+) -> None:
+    """A face of ~110 px in 1280x720 (a candidate leaning back from an HD webcam) is under the short-range
+    model's reach there; the track starts on the full-range pass's face, and reads the head as the same face
+    does at that size in 640x480, where the short-range model finds it."""
+    crop = face_crop(astronaut, ASTRONAUT_BOX)
+    hd = np.full((720, 1280, 3), 110, np.uint8)
+    paste(hd, crop, 520, 200, 240)
+    vga = np.full((480, 640, 3), 110, np.uint8)
+    paste(vga, crop, 200, 120, 240)
+    times = np.arange(6, dtype=np.int64) * 200
+    assert not len(analysis.presence.detect_short(hd)), "the short-range model must not find the HD face"
+    small = analysis(FrameBatch(np.stack([hd] * 6), times))
+    usual = analysis(FrameBatch(np.stack([vga] * 6), times))
+    assert small["face_count"].tolist() == [1] * 6
+    for column in ("head_yaw_deg", "head_pitch_deg"):
+        assert np.isfinite(small[column]).all(), column
+        np.testing.assert_allclose(small[column], usual[column], atol=3.0, err_msg=column)
+
+
 @pytest.mark.parametrize(
     ("every_ms", "counts", "checked"),
     [
