@@ -281,6 +281,8 @@ class GazeDetector:
         short-range model finds a face once it is about an eighth of the frame's width (80 px in 640x480, 150 px
         in 1280x720): a candidate leaning back from an HD webcam, or a wide-angle one, is smaller, and the track
         started from the full-range model reads their head within 1-2 degrees of the same frames at full size.
+        Where the mesh cannot read a face from that pass, its keypoints give no coarse pose: a pass that runs once a
+        second would only break a run of unreadable head (``pipelines.evidence.UnreadableHead``) into pieces.
         """
         cfg = self.config
         n = len(batch)
@@ -320,9 +322,10 @@ class GazeDetector:
                         found[i] = MainFace(detection=main, mesh_score=mesh.score)
                     if mesh.score < cfg.min_landmark_score:
                         cols["landmark_score"][i] = mesh.score
-                        keypoints = faces.keypoints[main].astype(np.float64)
-                        cols["head_yaw_coarse_deg"][i] = yaw_from_keypoints(keypoints)
-                        cols["head_pitch_coarse_deg"][i] = pitch_from_keypoints(keypoints)
+                        if not far:
+                            keypoints = faces.keypoints[main].astype(np.float64)
+                            cols["head_yaw_coarse_deg"][i] = yaw_from_keypoints(keypoints)
+                            cols["head_pitch_coarse_deg"][i] = pitch_from_keypoints(keypoints)
                         mesh = None
                     else:
                         current = landmarks_roi(mesh.landmarks)
