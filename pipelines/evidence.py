@@ -74,20 +74,21 @@ class UnreadableHead:
 
     The seat is not empty (one face is counted), but neither the face mesh nor BlazeFace's keypoints give a head
     pose: the head is tilted far up or down, or turned past where the landmarks hold. A head tilted far back in
-    sunglasses is found by the full-range model alone, and the mesh scores it 0.02-0.09. Every head pose starts
-    from the short-range model, which finds a face turned to the screen once it is about a tenth of the frame's
-    longer side; so only a face of at least ``min_face_share`` of that side (half as large again) is taken as
-    one that should have been read, and a run of such frames lasting at least ``min_ms`` counts as looking
-    away. A shorter run (the mesh losing a frame or two) stays unknown, and so does a smaller face (a candidate
-    leaning back from an HD webcam), a frame too dark to see it, or a picture left alone in view. A candidate
-    whose head is read on less than ``min_read_share`` of the session's one-face frames is one the detectors
-    cannot read (a face always cut by the edge of the view, a camera far below it, a covered face): their
-    unread frames stay unknown rather than a session-long flag.
+    sunglasses is found by the full-range model alone, and the mesh scores it 0.02-0.09. The short-range model,
+    run on every frame the track does not cover, finds a face turned to the screen once it is about a tenth of
+    the frame's longer side; a smaller face is found again only by the full-range pass, once a second, so a
+    track it lost stays unread for up to a second whatever the head does. Only a face of at least
+    ``min_face_share`` of that side (half as large again) is taken as one that should have been read, and a run
+    of such frames lasting at least ``min_ms`` counts as looking away. A shorter run (the mesh losing a frame or
+    two) stays unknown, and so does a smaller face (a candidate leaning back from an HD webcam), a frame too dark
+    to see it, or a picture left alone in view. A candidate whose head is read on less than ``min_read_share`` of
+    the session's one-face frames is one the detectors cannot read (a face always cut by the edge of the view, a
+    camera far below it, a covered face): their unread frames stay unknown rather than a session-long flag.
 
     What it cannot tell apart: a face the gaze path refused as not a person's (``FaceAnalysisDetector``) while
-    face presence counted it, and a face only counted through ``FacePresenceConfig.full_range_confirmed_score``
-    (the face mesh read it there, but the gaze path starts from the short-range model). Neither was seen alone
-    on the development sessions; both read as "head unreadable" in the flag's explanation.
+    face presence counted it. That was not seen alone on the development sessions; it reads as "head unreadable"
+    in the flag's explanation. (A face counted only by the full-range pass is read: the gaze path starts a track
+    on it where that pass runs.)
     """
 
     min_ms: int = 1000
