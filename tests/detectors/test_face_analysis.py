@@ -3,6 +3,8 @@ it detects on every frame, the same counts a second late at most when it tracks.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -133,6 +135,19 @@ def test_a_candidate_too_small_for_the_short_range_model_has_a_head_pose(
     for column in ("head_yaw_deg", "head_pitch_deg"):
         assert np.isfinite(small[column]).all(), column
         np.testing.assert_allclose(small[column], usual[column], atol=3.0, err_msg=column)
+
+
+def test_a_small_face_the_mesh_cannot_read_is_still_counted_between_full_range_passes(astronaut: Image) -> None:
+    """The gaze path's mesh refuses the HD face the full-range pass found (as it does a head tilted far back):
+    no track starts on it, and face presence counts it from its own pass and carries it to the frames between."""
+    hd = np.full((720, 1280, 3), 110, np.uint8)
+    paste(hd, face_crop(astronaut, ASTRONAUT_BOX), 520, 200, 240)
+    analysis = FaceAnalysisDetector()
+    mesh = analysis.gaze.mesh
+    analysis.gaze.mesh = lambda frame, roi: replace(mesh(frame, roi), score=0.0)  # type: ignore[method-assign]
+    signals = analysis(FrameBatch(np.stack([hd] * 6), np.arange(6, dtype=np.int64) * 200))
+    assert signals["face_count"].tolist() == [1] * 6
+    assert not np.isfinite(signals["head_yaw_deg"]).any()
 
 
 @pytest.mark.parametrize(
