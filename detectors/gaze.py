@@ -187,7 +187,7 @@ class GazeDetector:
     """
 
     name = "gaze"
-    version = "3"  # 3: the tracked face's placement (gaze_face_x_px, gaze_face_y_px)
+    version = "4"  # 4: gaze_face_size_px from the landmarks, not the crop; 3: gaze_face_x_px, gaze_face_y_px
 
     def __init__(
         self,
@@ -342,8 +342,7 @@ class GazeDetector:
             cols["head_pitch_deg"][i] = pitch
             cols["head_roll_deg"][i] = roll
             cols["eye_openness"][i] = eye_openness(lm)
-            cols["gaze_face_size_px"][i] = mesh.roi_size
-            (cols["gaze_face_x_px"][i], cols["gaze_face_y_px"][i]), _, _ = current
+            (cols["gaze_face_x_px"][i], cols["gaze_face_y_px"][i]), cols["gaze_face_size_px"][i], _ = current
             if self.iris is not None and iris_due[i]:
                 irises, detail = self.run_iris(frame, lm, cfg.min_eye_detail)
                 cols["eye_detail"][i] = detail

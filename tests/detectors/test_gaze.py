@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from detectors import GazeConfig, GazeDetector
+from detectors.blazeface import Faces
 from detectors.gaze import Track, landmarks_roi, track_jumped
 from detectors.geometry import eye_gaze, head_pose
 
@@ -127,6 +128,23 @@ def test_tracking_and_iris_rate_over_a_sequence(astronaut: Image) -> None:
     # iris at the first frame of each 200 ms bucket that has a face
     assert np.isfinite(s["eye_gaze_h"]).tolist() == [True, False, False, True, False]
     assert np.nanstd(s["head_yaw_deg"]) < 2.0
+
+
+def test_the_face_size_comes_from_the_landmarks_not_the_box_that_started_the_track(
+    gaze: GazeDetector, astronaut: Image
+) -> None:
+    """The placement of a session's stretches compares face sizes, so a face must measure about the same whichever
+    detector boxed it (the full-range model's boxes are taller than the short-range model's). With a box 30%
+    larger, the crop's side differs by 30%; the landmarks' extent by 9% (the mesh frames a face a little
+    differently in a looser crop)."""
+    found = gaze.detector.detect([astronaut], 0.5, 0.3)[0]
+    wider = Faces(found.boxes.copy(), found.scores, found.keypoints)
+    (x0, y0, x1, y1) = found.boxes[0]
+    wider.boxes[0] = (x0 - 0.15 * (x1 - x0), y0 - 0.15 * (y1 - y0), x1 + 0.15 * (x1 - x0), y1 + 0.15 * (y1 - y0))
+    batch = batch_of(astronaut, astronaut, astronaut)
+    sizes = [gaze.run(batch, lambda i, faces=faces: faces)[0]["gaze_face_size_px"] for faces in (found, wider)]
+    assert np.isfinite(sizes[0]).all()
+    np.testing.assert_allclose(sizes[1], sizes[0], rtol=0.12)
 
 
 @pytest.mark.parametrize(
