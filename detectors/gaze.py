@@ -3,7 +3,8 @@
 The path follows MediaPipe's face mesh graph: a BlazeFace detection gives a rotated square ROI, the
 192x192 crop goes through the landmark model, and the mesh's 3D geometry gives the head pose (see
 ``geometry``). From then on the previous frame's landmarks place the next crop (``track``), and
-BlazeFace runs again only where the track is lost, or once per ``redetect_every_ms``. Where the mesh
+BlazeFace runs again only where the track is lost, or once per ``redetect_every_ms``. A caller that runs the
+full-range model may offer its faces too, for faces too small for the short-range one (``run``). Where the mesh
 is unusable (near profile, tilted far up) but BlazeFace found the face, its keypoints give a
 coarse yaw and pitch instead.
 
@@ -308,9 +309,9 @@ class GazeDetector:
                 track = None
                 faces = detect_faces(i)
                 main = self.main_face(faces)
-                far = main is None and detect_far is not None
-                if far:
-                    faces = detect_far(i)  # type: ignore[misc]
+                far = False
+                if main is None and detect_far is not None:
+                    faces, far = detect_far(i), True
                     main = self.main_face(faces)
                 mesh = None
                 if main is not None:
