@@ -121,8 +121,8 @@ class FaceAnalysisDetector:
     tracked face's descriptor on a few frames."""
 
     name = "face_analysis"
-    # 10: such a face carried between full-range passes; 9: a track also starts on a face only that pass finds
-    version = f"10+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
+    # 9: a track also starts on a face only the full-range pass finds
+    version = f"9+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
 
     def __init__(
         self,
@@ -191,9 +191,7 @@ class FaceAnalysisDetector:
                 continue
             confirmed, rest = self._split(detect(i), main)
             last = TrackedFace(confirmed, rest, roi) if len(confirmed) and roi is not None else None
-            # A track started on a face of the full-range pass: face presence counts it from that pass here, and
-            # carries it from there to the frames before the next pass where the track loses it (a head turned).
-            tracked.append(Faces.empty() if main.far is not None else confirmed)
+            tracked.append(confirmed)
             short.append(rest)
         if np.any(not_a_person):
             # An animal's or a cartoon's "head pose" is no evidence of where a candidate looks.
@@ -248,7 +246,9 @@ class FaceAnalysisDetector:
     def _split(self, found: Faces, main: MainFace) -> tuple[Faces, Faces]:
         """A frame's detections as (the main face, confirmed by the gaze path's face mesh; the rest)."""
         cfg = self.presence.config
-        if main.far is not None:  # the short-range pass found no main face here; the track starts on this one
+        if main.far is not None:
+            # The short-range pass found no main face here; a track starts on this one if the mesh read it. One the
+            # mesh did not read is left to face presence, which counts it from its own pass and carries it on.
             return (main.far, found) if main.landmarks is not None else (Faces.empty(), found)
         j = main.detection
         if j is None and main.landmarks is not None:

@@ -19,7 +19,6 @@ from detectors import (
     Signals,
 )
 from detectors.face_analysis import DESCRIPTOR_COLUMNS
-from detectors.mesh import MeshResult, Roi
 
 from .conftest import ASTRONAUT_BOX, GRACE_BOX, Image, face_crop, paste
 
@@ -149,26 +148,6 @@ def test_a_small_face_the_mesh_cannot_read_is_still_counted_between_full_range_p
     signals = analysis(FrameBatch(np.stack([hd] * 6), np.arange(6, dtype=np.int64) * 200))
     assert signals["face_count"].tolist() == [1] * 6
     assert not np.isfinite(signals["head_yaw_deg"]).any()
-
-
-def test_a_small_face_whose_track_is_lost_is_carried_to_the_next_full_range_pass(astronaut: Image) -> None:
-    """The track starts on the HD face the full-range pass found, and the mesh loses it on the next frame (a head
-    turned past what it reads): face presence still counts the face until its next pass, as it counts any face
-    that only that pass finds."""
-    hd = np.full((720, 1280, 3), 110, np.uint8)
-    paste(hd, face_crop(astronaut, ASTRONAUT_BOX), 520, 200, 240)
-    analysis = FaceAnalysisDetector()
-    mesh, calls = analysis.gaze.mesh, []
-
-    def reads_once(frame: Image, roi: Roi) -> MeshResult:
-        calls.append(roi)
-        result = mesh(frame, roi)
-        return result if len(calls) == 1 else replace(result, score=0.0)
-
-    analysis.gaze.mesh = reads_once  # type: ignore[method-assign]
-    signals = analysis(FrameBatch(np.stack([hd] * 6), np.arange(6, dtype=np.int64) * 200))
-    assert np.isfinite(signals["head_yaw_deg"]).tolist() == [True, False, False, False, False, False]
-    assert signals["face_count"].tolist() == [1] * 6
 
 
 @pytest.mark.parametrize(
