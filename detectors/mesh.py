@@ -30,11 +30,10 @@ Roi = tuple[tuple[float, float], float, float]
 
 @dataclass(frozen=True)
 class MeshResult:
-    """One frame's face mesh in frame pixels: (468, 3) landmarks, face score (0..1), ROI side."""
+    """One frame's face mesh in frame pixels: (468, 3) landmarks and face score (0..1)."""
 
     landmarks: NDArray[np.float64]
     score: float
-    roi_size: float
 
 
 def roi_from_box(box: NDArray[np.float32], eyes: NDArray[np.float32]) -> Roi:
@@ -75,4 +74,4 @@ class FaceMesh:
         xy = map_points(affine, pts[:, :2])
         landmarks = np.concatenate([xy, pts[:, 2:3] * roi[1]], axis=1)
         logit = float(np.clip(flag.reshape(-1)[0], -50.0, 50.0))
-        return MeshResult(landmarks, float(1.0 / (1.0 + np.exp(-logit))), roi[1])
+        return MeshResult(landmarks, float(1.0 / (1.0 + np.exp(-logit))))
