@@ -246,10 +246,10 @@ class FaceAnalysisDetector:
     def _split(self, found: Faces, main: MainFace) -> tuple[Faces, Faces]:
         """A frame's detections as (the main face, confirmed by the gaze path's face mesh; the rest)."""
         cfg = self.presence.config
-        if main.far is not None:
-            # The short-range pass found no main face here; a track starts on this one if the mesh read it. One the
-            # mesh did not read is left to face presence, which counts it from its own pass and carries it on.
-            return (main.far, found) if main.landmarks is not None else (Faces.empty(), found)
+        if main.far is not None and main.landmarks is not None:
+            # The short-range pass found no main face here and the track starts on this one. One the mesh did not
+            # read falls through to no main face: face presence counts it from its own pass and carries it on.
+            return main.far, found
         j = main.detection
         if j is None and main.landmarks is not None:
             j = main_detection(found, main.landmarks, cfg.merge_overlap)
