@@ -156,9 +156,8 @@ def test_a_track_started_on_eye_keypoints_that_lie_off_the_eye_line_reads_the_sa
     mesh reads Grace Hopper's yaw 8-11 degrees, her pitch 10 and her roll 14-17 off. A track's first crop is turned
     to the landmarks' own eye line before the pose is read."""
     found = gaze.detector.detect([grace], 0.5, 0.3)[0]
-    (x0, y0, x1, y1) = found.boxes[0]
-    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2], np.float32)
-    turn = cv2.getRotationMatrix2D((float(centre[0]), float(centre[1])), -degrees, 1.0)
+    (x0, y0, x1, y1) = (float(v) for v in found.boxes[0])
+    turn = cv2.getRotationMatrix2D(((x0 + x1) / 2, (y0 + y1) / 2), -degrees, 1.0)
     keypoints = found.keypoints.copy()
     keypoints[0] = keypoints[0] @ turn[:, :2].T + turn[:, 2]
     tilted = Faces(found.boxes, found.scores, keypoints.astype(np.float32))
