@@ -25,6 +25,7 @@ import ctypes.util
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -73,6 +74,17 @@ def worker_actions(bucket: str) -> list[str]:
 
 class EmbeddedS3Error(RuntimeError):
     """The embedded S3 server could not start; the message includes the tail of its log."""
+
+
+class _PortTaken(EmbeddedS3Error):
+    """SeaweedFS could not bind a port it was given: another process took it between `free_ports` and the bind."""
+
+
+START_ATTEMPTS = 3
+"""Starts on fresh ports before giving up, where SeaweedFS loses a port to another process. A port that is free
+when `free_ports` checks it can be taken before SeaweedFS binds it (an outgoing connection's ephemeral port comes
+from the same range): the test suite on two workers saw its filer's gRPC port taken so."""
+ADDRESS_IN_USE = "address already in use"
 
 
 def _weed_binary() -> str:
@@ -183,6 +195,37 @@ class EmbeddedS3:
         config = self.root / "s3-identities.json"
         config.write_text(json.dumps({"identities": identities}))
         config.chmod(0o600)
+        log_path = self.root / "weed.log"
+        for attempt in range(1, START_ATTEMPTS + 1):
+            log_start = log_path.stat().st_size if log_path.exists() else 0
+            s3 = self._spawn(config, log_path)
+            try:
+                self._wait_healthy(s3, log_path, log_start)
+                break
+            except _PortTaken as taken:
+                if attempt == START_ATTEMPTS:
+                    raise EmbeddedS3Error(
+                        f"SeaweedFS lost its ports to other processes {START_ATTEMPTS} times running during start-up "
+                        f"({taken}); free some ephemeral ports (or stop what binds them) and start again"
+                    ) from taken
+                log.warning("embedded s3 port taken; starting again on fresh ports", extra={"reason": str(taken)})
+        assert self._process is not None  # set by _spawn
+        endpoint = f"127.0.0.1:{s3}"
+        self.location = S3Location(endpoint, *keys[S3Identity.SERVICE], self.bucket)
+        self.worker_location = S3Location(endpoint, *keys[S3Identity.WORKER], self.bucket)
+        try:
+            ObjectStore(self.location).ensure_bucket()  # the worker identity may not create it
+        except BaseException:
+            self.stop()
+            raise
+        (self.root / "server.json").write_text(
+            json.dumps({"pid": self._process.pid, "endpoint": endpoint, "bucket": self.bucket})
+        )
+        log.info("embedded s3 started", extra={"endpoint": self.location.endpoint, "dir": str(self.root)})
+        return self.location
+
+    def _spawn(self, config: Path, log_path: Path) -> int:
+        """Start SeaweedFS on free ports; its S3 port."""
         master, volume, filer, s3, *grpc = free_ports(8)
         command = [
             _weed_binary(),
@@ -207,7 +250,6 @@ class EmbeddedS3:
             "-volume.max=0",
             "-volume.preStopSeconds=0",
         ]
-        log_path = self.root / "weed.log"
         with log_path.open("ab") as log_file:
             self._process = subprocess.Popen(
                 command,
@@ -217,29 +259,20 @@ class EmbeddedS3:
                 start_new_session=True,  # its own process group: stopped as a whole, and spared the terminal's Ctrl-C
                 preexec_fn=_die_with_parent(),
             )
-        self._wait_healthy(s3, log_path)
-        endpoint = f"127.0.0.1:{s3}"
-        self.location = S3Location(endpoint, *keys[S3Identity.SERVICE], self.bucket)
-        self.worker_location = S3Location(endpoint, *keys[S3Identity.WORKER], self.bucket)
-        try:
-            ObjectStore(self.location).ensure_bucket()  # the worker identity may not create it
-        except BaseException:
-            self.stop()
-            raise
-        (self.root / "server.json").write_text(
-            json.dumps({"pid": self._process.pid, "endpoint": endpoint, "bucket": self.bucket})
-        )
-        log.info("embedded s3 started", extra={"endpoint": self.location.endpoint, "dir": str(self.root)})
-        return self.location
+        return s3
 
-    def _wait_healthy(self, port: int, log_path: Path) -> None:
+    def _wait_healthy(self, port: int, log_path: Path, log_start: int) -> None:
+        """Wait for the S3 gateway to answer; `log_start`: where this start's lines begin in the log."""
         assert self._process is not None
         deadline = time.monotonic() + self.startup_timeout_s
         url = f"http://127.0.0.1:{port}/healthz"
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
+                fatal = _fatal_line(log_path, log_start)
+                if ADDRESS_IN_USE in fatal:
+                    raise _PortTaken(fatal)
                 raise EmbeddedS3Error(
-                    f"SeaweedFS exited with code {self._process.returncode} during start-up; "
+                    f"SeaweedFS exited with code {self._process.returncode} during start-up: {fatal}; "
                     f"last log lines:\n{_tail(log_path)}"
                 )
             with (
@@ -278,6 +311,17 @@ class EmbeddedS3:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def _fatal_line(path: Path, start: int) -> str:
+    """The first fatal line (glog's `F<mmdd> ...`) SeaweedFS logged from byte `start` of its log, or a placeholder."""
+    try:
+        with path.open("rb") as f:
+            f.seek(start)
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return next((line for line in lines if re.match(r"F\d{4} ", line)), "(no fatal line logged)")
 
 
 def _tail(path: Path, lines: int = 15) -> str:
