@@ -193,10 +193,9 @@ class GazeDetector:
     """
 
     name = "gaze"
-    # 7: that only where the detection is where the track expected its face; 6: a re-detection's crop turned as the
-    # previous frame's landmarks lay; 5: a track's first crop turned to its landmarks (started); 4: gaze_face_size_px
-    # from the landmarks, not the crop; 3: gaze_face_x_px, gaze_face_y_px
-    version = "7"
+    # 6: a re-detection's crop turned as the previous frame's landmarks lay; 5: a track's first crop turned to its
+    # landmarks (started); 4: gaze_face_size_px from the landmarks, not the crop; 3: gaze_face_x_px, gaze_face_y_px
+    version = "6"
 
     def __init__(
         self,
@@ -240,10 +239,9 @@ class GazeDetector:
         by the previous frame's landmarks, so it does not lean; neither does a started one turned as its own
         landmarks lie. A pass whose mesh is unusable is not taken.
 
-        ``run`` turns the crop of a detection where the live track expected its face (the re-detection once a
-        second) to the eye line of the previous frame's landmarks, which is within a degree or two of this frame's:
-        most re-detections then need no second pass. A detection elsewhere (a cut, another face) keeps the crop its
-        keypoints give, and the passes here turn it as for any start.
+        ``run`` turns a re-detection's crop (once a second on a live track) to the eye line of the previous frame's
+        landmarks, which is within a degree or two of this frame's: most re-detections then need no second pass.
+        Where that guess is wrong (a cut to another face), the passes here turn the crop as for any start.
         """
         mesh = self.mesh(frame, detected)
         for _ in range(REFRAME_PASSES):
@@ -338,8 +336,6 @@ class GazeDetector:
         previous: Roi | None = None  # where the main face's landmarks were on the previous frame
         for i, frame in enumerate(batch.frames):
             mesh = current = None
-            # where the main face should be on this frame if the track still holds it (a detection's framing)
-            expected = track.follow(previous) if track is not None and previous is not None else None
             if track is not None and previous is not None and not redetect[i]:
                 mesh = self.mesh(frame, track.follow(previous))
                 current = landmarks_roi(mesh.landmarks)
@@ -356,9 +352,8 @@ class GazeDetector:
                 mesh = None
                 if main is not None:
                     detected = roi_from_box(faces.boxes[main], faces.keypoints[main, :2])
-                    if expected is not None and not track_jumped(expected, detected):
-                        # the track's own face, detected again: its eye line is where its landmarks just were
-                        detected = (detected[0], detected[1], expected[2])
+                    if previous is not None:  # a re-detection: the face's eye line is where its landmarks just were
+                        detected = (detected[0], detected[1], previous[2])
                     mesh, detected = self.started(frame, detected)
                     if far:
                         found[i] = MainFace(far=faces.select(np.arange(len(faces)) == main), mesh_score=mesh.score)

@@ -179,10 +179,17 @@ def test_a_re_detection_of_a_live_track_needs_no_second_mesh_pass(
     """Once a second the track's face is detected again; its crop is turned as the last frame's landmarks lay, so
     keypoints that lie 30 degrees off cost no extra mesh pass there, as they do where the track starts."""
     tilted = keypoints_turned(gaze.detector.detect([grace], 0.5, 0.3)[0], 30)
-    mesh_runs = mesh_runs_counted(gaze, monkeypatch)
+    mesh_runs = 0
+    mesh = gaze.mesh
+
+    def counted(*args: Any) -> Any:
+        nonlocal mesh_runs
+        mesh_runs += 1
+        return mesh(*args)
+
+    monkeypatch.setattr(gaze, "mesh", counted)
     gaze.run(batch_of(grace), lambda i: tilted)
-    start_runs = len(mesh_runs)
-    mesh_runs.clear()
+    start_runs, mesh_runs = mesh_runs, 0
     assert start_runs > 1  # the start turns its crop
     frames = FrameBatch(np.stack([grace] * 8), np.arange(8, dtype=np.int64) * 200)  # re-detected on frame 5
     detected: list[int] = []
@@ -193,40 +200,9 @@ def test_a_re_detection_of_a_live_track_needs_no_second_mesh_pass(
 
     signals, _ = gaze.run(frames, detect)
     assert detected == [0, 5]
-    assert len(mesh_runs) == start_runs + 7
+    assert mesh_runs == start_runs + 7
     for column in ("head_yaw_deg", "head_pitch_deg", "head_roll_deg"):
         assert signals[column][5] == pytest.approx(signals[column][4], abs=1.0), column
-
-
-def test_a_re_detection_that_finds_a_face_elsewhere_takes_its_own_keypoints(
-    gaze: GazeDetector, grace: Image, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A cut once the track is live: the face detected on the re-detection frame is not where the track's face
-    was, so its crop is turned as its own keypoints lie (here, right), not as the track's face lay (20 degrees)."""
-    h, w = grace.shape[:2]
-    turned = cv2.warpAffine(grace, cv2.getRotationMatrix2D((w / 2, h / 2), 20, 1.0), (w, h))
-    moved = cv2.warpAffine(grace, np.float32([[1, 0, w / 4], [0, 1, 0]]), (w, h))
-    mesh_runs = mesh_runs_counted(gaze, monkeypatch)
-    stamps = np.arange(6, dtype=np.int64) * 200  # re-detected on frame 5
-    gaze.run(FrameBatch(np.stack([turned] * 5), stamps[:5]))
-    tracked_runs = len(mesh_runs)
-    mesh_runs.clear()
-    signals, _ = gaze.run(FrameBatch(np.stack([turned] * 5 + [moved]), stamps))
-    assert len(mesh_runs) == tracked_runs + 1  # the moved face's start needs no second pass
-    assert signals["head_roll_deg"][5] == pytest.approx(signals["head_roll_deg"][0] + 20, abs=2.0)
-
-
-def mesh_runs_counted(gaze: GazeDetector, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """``gaze``'s face mesh runs from here on, one item each (``clear`` starts the count again)."""
-    runs: list[int] = []
-    mesh = gaze.mesh
-
-    def counted(*args: Any) -> Any:
-        runs.append(1)
-        return mesh(*args)
-
-    monkeypatch.setattr(gaze, "mesh", counted)
-    return runs
 
 
 @pytest.mark.parametrize(
