@@ -193,9 +193,9 @@ class GazeDetector:
     """
 
     name = "gaze"
-    # 6: a re-detection's crop turned as the previous frame's landmarks lay; 5: a track's first crop turned to its
-    # landmarks (started); 4: gaze_face_size_px from the landmarks, not the crop; 3: gaze_face_x_px, gaze_face_y_px
-    version = "6"
+    # 5: a track's first crop turned to its landmarks (started); 4: gaze_face_size_px from the landmarks, not the
+    # crop; 3: gaze_face_x_px, gaze_face_y_px
+    version = "5"
 
     def __init__(
         self,
@@ -238,10 +238,6 @@ class GazeDetector:
         (dev17 with the camera far back), once a second, at every re-detection. A tracked frame's crop is turned
         by the previous frame's landmarks, so it does not lean; neither does a started one turned as its own
         landmarks lie. A pass whose mesh is unusable is not taken.
-
-        ``run`` turns a re-detection's crop (once a second on a live track) to the eye line of the previous frame's
-        landmarks, which is within a degree or two of this frame's: most re-detections then need no second pass.
-        Where that guess is wrong (a cut to another face), the passes here turn the crop as for any start.
         """
         mesh = self.mesh(frame, detected)
         for _ in range(REFRAME_PASSES):
@@ -351,10 +347,7 @@ class GazeDetector:
                     main = self.main_face(faces)
                 mesh = None
                 if main is not None:
-                    detected = roi_from_box(faces.boxes[main], faces.keypoints[main, :2])
-                    if previous is not None:  # a re-detection: the face's eye line is where its landmarks just were
-                        detected = (detected[0], detected[1], previous[2])
-                    mesh, detected = self.started(frame, detected)
+                    mesh, detected = self.started(frame, roi_from_box(faces.boxes[main], faces.keypoints[main, :2]))
                     if far:
                         found[i] = MainFace(far=faces.select(np.arange(len(faces)) == main), mesh_score=mesh.score)
                     else:

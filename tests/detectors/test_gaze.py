@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from detectors import FrameBatch, GazeConfig, GazeDetector
+from detectors import GazeConfig, GazeDetector
 from detectors.blazeface import Faces
 from detectors.gaze import Track, landmarks_roi, track_jumped
 from detectors.geometry import eye_gaze, head_pose
@@ -121,6 +121,7 @@ def test_no_face_is_unknown_not_away(gaze: GazeDetector, no_face: Image) -> None
 def test_tracking_and_iris_rate_over_a_sequence(astronaut: Image) -> None:
     detector = GazeDetector(GazeConfig(iris_every_ms=200, track=True))
     frames = np.stack([astronaut, astronaut, np.zeros_like(astronaut), astronaut, astronaut])
+    from detectors import FrameBatch
 
     s = detector(FrameBatch(frames, np.array([0, 66, 133, 200, 266])))
     assert np.isfinite(s["head_yaw_deg"]).tolist() == [True, True, False, True, True]
@@ -155,54 +156,16 @@ def test_a_track_started_on_eye_keypoints_that_lie_off_the_eye_line_reads_the_sa
     mesh reads Grace Hopper's yaw 8-11 degrees, her pitch 10 and her roll 14-17 off. A track's first crop is turned
     to the landmarks' own eye line before the pose is read."""
     found = gaze.detector.detect([grace], 0.5, 0.3)[0]
-    batch = batch_of(grace)
-    (truth, _), (started, _) = (
-        gaze.run(batch, lambda i, faces=faces: faces) for faces in (found, keypoints_turned(found, degrees))
-    )
-    for column in ("head_yaw_deg", "head_pitch_deg", "head_roll_deg"):
-        assert started[column][0] == pytest.approx(truth[column][0], abs=2.5), column
-    assert started["eye_gaze_h"][0] == pytest.approx(truth["eye_gaze_h"][0], abs=0.03)
-
-
-def keypoints_turned(found: Faces, degrees: float) -> Faces:
-    """``found`` (one face) with its keypoints turned ``degrees`` about its box's centre."""
     (x0, y0, x1, y1) = (float(v) for v in found.boxes[0])
     turn = cv2.getRotationMatrix2D(((x0 + x1) / 2, (y0 + y1) / 2), -degrees, 1.0)
     keypoints = found.keypoints.copy()
     keypoints[0] = keypoints[0] @ turn[:, :2].T + turn[:, 2]
-    return Faces(found.boxes, found.scores, keypoints.astype(np.float32))
-
-
-def test_a_re_detection_of_a_live_track_needs_no_second_mesh_pass(
-    gaze: GazeDetector, grace: Image, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Once a second the track's face is detected again; its crop is turned as the last frame's landmarks lay, so
-    keypoints that lie 30 degrees off cost no extra mesh pass there, as they do where the track starts."""
-    tilted = keypoints_turned(gaze.detector.detect([grace], 0.5, 0.3)[0], 30)
-    mesh_runs = 0
-    mesh = gaze.mesh
-
-    def counted(*args: Any) -> Any:
-        nonlocal mesh_runs
-        mesh_runs += 1
-        return mesh(*args)
-
-    monkeypatch.setattr(gaze, "mesh", counted)
-    gaze.run(batch_of(grace), lambda i: tilted)
-    start_runs, mesh_runs = mesh_runs, 0
-    assert start_runs > 1  # the start turns its crop
-    frames = FrameBatch(np.stack([grace] * 8), np.arange(8, dtype=np.int64) * 200)  # re-detected on frame 5
-    detected: list[int] = []
-
-    def detect(i: int) -> Faces:
-        detected.append(i)
-        return tilted
-
-    signals, _ = gaze.run(frames, detect)
-    assert detected == [0, 5]
-    assert mesh_runs == start_runs + 7
+    tilted = Faces(found.boxes, found.scores, keypoints.astype(np.float32))
+    batch = batch_of(grace)
+    (truth, _), (started, _) = (gaze.run(batch, lambda i, faces=faces: faces) for faces in (found, tilted))
     for column in ("head_yaw_deg", "head_pitch_deg", "head_roll_deg"):
-        assert signals[column][5] == pytest.approx(signals[column][4], abs=1.0), column
+        assert started[column][0] == pytest.approx(truth[column][0], abs=2.5), column
+    assert started["eye_gaze_h"][0] == pytest.approx(truth["eye_gaze_h"][0], abs=0.03)
 
 
 @pytest.mark.parametrize(
@@ -248,6 +211,7 @@ def test_a_track_that_jumps_is_dropped(x0: float, side: float, jumped: bool) -> 
     ("config", "detections"), [(GazeConfig(), 2), (GazeConfig(redetect_every_ms=0), 8), (GazeConfig(track=False), 8)]
 )
 def test_tracking_detects_once_a_second(astronaut: Image, config: GazeConfig, detections: int) -> None:
+    from detectors import FrameBatch
 
     h, w = astronaut.shape[:2]
     frames = np.stack([cv2.warpAffine(astronaut, np.float32([[1, 0, 3 * i], [0, 1, 0]]), (w, h)) for i in range(8)])
