@@ -27,7 +27,7 @@ staged and rendered under ``.devset-cache`` when missing) and reuses its cached 
   in view, so any such flag is false); false looking_away flags per hour of looking_away=false time. A
   flag is false when it covers >= 1 s of that time at least ``MARGIN_MS`` from cuts and from other labels,
   and is charged to the identity and condition where it covers most (stricter than ``benchmarks/scoring.py``,
-  which excuses a flag that touches a cut or unknown time: a face lost for a whole relit stretch touches both).
+  which counts 1 s outside the cut bands, without the margin).
   95% intervals: Wilson (proportions), Garwood (Poisson counts). A last table scores the no_face, multiple_faces
   and looking_away events of the relit sessions per condition with ``benchmarks/scoring.py`` (events caught,
   false alarms). Groups by ITA band, and as a cross-check by

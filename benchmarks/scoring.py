@@ -3,8 +3,11 @@
 Labels are the development sets' JSON (``intervals`` tiling the video with ``faces`` 0/1/2 and
 ``looking_away`` true/false/null, ``ignore`` bands around cuts; the built sessions add ``covered``). Per
 flag kind, a labelled **event** is a merged run of positive intervals; it is **caught** when a segment of
-that kind overlaps it (0.5 s slack). A segment is a **false alarm** when it overlaps no positive or
-unknown run and covers at least 1 s of negative time. **Time precision** is the share of flagged time
+that kind overlaps it (0.5 s slack). A segment is a **false alarm** when it catches no event (overlaps no
+positive run, with the same slack) and covers at least 1 s of negative time outside the ignore bands. Touching
+unknown time or a cut's ignore band does not excuse it: until 2026-12-07 it did, and flags that began in a cut's
+band and then lay 3-15 s on time labelled otherwise (a candidate at the screen flagged as looking away, a face in
+view flagged as no face) were not counted. **Time precision** is the share of flagged time
 that lies in positive or unknown time. False alarms per hour are per hour of that kind's negative time.
 
 Pure functions: a label dict and segments in, counts out. Used by ``benchmarks/accuracy.py`` and
@@ -84,6 +87,14 @@ def overlap(a: Span, b: Span) -> int:
     return max(0, min(a[1], b[1]) - max(a[0], b[0]))
 
 
+def minus(spans: list[Span], holes: list[Span]) -> list[Span]:
+    """The parts of ``spans`` outside every one of ``holes``."""
+    out = spans
+    for h0, h1 in holes:
+        out = [piece for a, b in out for piece in ((a, min(b, h0)), (max(a, h1), b)) if piece[0] < piece[1]]
+    return out
+
+
 def _covered(i: Interval) -> bool:
     return bool(i.get("covered"))
 
@@ -108,6 +119,7 @@ def score_kind(truth: dict[str, Any], kind: FlagKind, segments: Iterable[Segment
     neg = runs(intervals, negative)
     unknown = runs(intervals, lambda i: not positive(i) and not negative(i)) + ignore
     spans = [(s.start_ms, s.end_ms) for s in segments if s.kind is kind]
+    scored_neg = minus(neg, ignore)
     score = KindScore(events=len(pos), negative_ms=sum(b - a for a, b in neg))
     for a, b in pos:
         if any(overlap((a - SLACK_MS, b + SLACK_MS), span) > 0 for span in spans):
@@ -119,9 +131,9 @@ def score_kind(truth: dict[str, Any], kind: FlagKind, segments: Iterable[Segment
         right = min(length, sum(overlap(span, r) for r in pos + unknown))
         score.flagged_ms += length
         score.flagged_right_ms += right
-        if any(overlap(span, r) > 0 for r in pos + unknown):
+        if any(overlap((a - SLACK_MS, b + SLACK_MS), span) > 0 for a, b in pos):
             continue
-        if sum(overlap(span, r) for r in neg) >= MIN_FALSE_MS:
+        if sum(overlap(span, r) for r in scored_neg) >= MIN_FALSE_MS:
             score.false_alarms += 1
     return score
 
