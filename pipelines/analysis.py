@@ -28,7 +28,7 @@ from pipelines.segments import ExamPolicy, Segment, risk_score, segment_all
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = "6"
+PIPELINE_VERSION = "7"
 """Bumped when the same signals would give other flags: 2 added the placement-following calibration, the
 evidence rules (turned away, covered lens, fixtures), identity flags and per-flag explanations; 3 counts two
 faces in a dark frame as two, asks a head turning away to continue a face seen just before, and gives an
@@ -37,7 +37,9 @@ empty seat no identity evidence; 4 counts an iris read only where its neighbours
 (``pipelines.evidence.UnreadableHead``); 6 lets a picture's re-detections jitter by a few pixels and stay a picture
 (``Fixtures.jitter_px``), counts a face lost as a head turned away only where the head scored away (not the eyes),
 and reads a lone face too small for anyone at the desk, for this session's camera, as an empty seat
-(``pipelines.evidence.EmptySeat``)."""
+(``pipelines.evidence.EmptySeat``); 7 measures a jump of the face's placement over the last second, not only
+between two frames, so a tracker that slid onto a new face after a cut starts a new calibration stretch
+(``PlacementRule.step_ms``)."""
 
 
 @dataclass(frozen=True)

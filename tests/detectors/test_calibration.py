@@ -285,6 +285,17 @@ def test_a_camera_moved_mid_session_is_calibrated_again() -> None:
     assert flagged > 50, "without placement one centre flags the whole minute after the move"
 
 
+def test_a_camera_moved_while_the_tracker_held_the_face_is_calibrated_again() -> None:
+    """No frame without a face: the tracker slid from the old placement to the new one over four frames (a cut in
+    a recording, or a laptop picked up and set down). Seen from the new place, the screen is 25 degrees lower."""
+    moved = (300.0, 150.0, 212.0)
+    slide = [Take(0.2, (325.0, 205.0 - 12 * k, 341.0 - 32 * k), pitch=-6.0 * k) for k in range(1, 5)]
+    s = footage(Take(120, (325.0, 205.0, 341.0)), *slide, Take(60, moved, pitch=-25), Take(3, moved, pitch=-70))
+    assert [round(a) for a, _ in events_s(s)] == [181]  # only the real look down, at the end
+    cal = calibrate(s, AwayConfig())
+    assert [r.calibrated for r in cal.references] == [True, True]
+
+
 def test_a_stranger_looking_into_the_camera_is_not_away() -> None:
     """The candidate's camera sits to the side (yaw -20 at the screen). Someone else appears for 8 s, looking
     straight into the camera: judged against the frontal prior, not against the candidate's reference."""

@@ -36,10 +36,26 @@ def test_stretches_start_at_discontinuities(
     assert stretches(placement(*frames), PlacementRule()).tolist() == expected
 
 
+def test_leaning_back_within_a_second_does_not_split() -> None:
+    """A candidate leaning back in a development video: 264 to 198 px (1.33x) in a second."""
+    frames = [(320.0, 290.0, 264.0 / 1.33 ** (k / 5)) for k in range(6)] + [(320.0, 300.0, 198.0)] * 4
+    assert set(stretches(placement(*frames), PlacementRule()).tolist()) == {0}
+
+
 def test_continuous_movement_never_splits() -> None:
     """Leaning in over notes: 120 px down and 40 % bigger, in small steps."""
     frames = [(320.0, 240.0 + 10 * k, 200.0 * 1.03**k) for k in range(12)]
     assert set(stretches(placement(*frames), PlacementRule()).tolist()) == {0}
+
+
+def test_a_tracker_sliding_onto_a_new_face_after_a_cut_starts_a_stretch() -> None:
+    """Across a cut the face tracker slides onto the new face over a few frames, each step under the jump (the
+    sizes of a camera move in the development sessions): within a second the face is 1.6x smaller."""
+    sizes = [341.0, 341.0, 341.0, 313.0, 279.0, 248.0, 223.0, 212.0, 212.0, 212.0]  # 1.53x from 0.2 s to 1.2 s
+    frames = [(325.0, 205.0 - (0 if k < 7 else 50), size) for k, size in enumerate(sizes)]
+    assert stretches(placement(*frames), PlacementRule()).tolist() == [0] * 6 + [1] * 4
+    frame_to_frame = PlacementRule(step_ms=0)
+    assert set(stretches(placement(*frames), frame_to_frame).tolist()) == {0}
 
 
 def test_stretches_at_the_same_place_form_one_group() -> None:
@@ -50,7 +66,15 @@ def test_stretches_at_the_same_place_form_one_group() -> None:
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("break_ms", -1), ("jump_face_sizes", 0.0), ("jump_scale", 1.0), ("same_place_scale", 0.9)]
+    ("field", "value"),
+    [
+        ("break_ms", -1),
+        ("step_ms", -1),
+        ("jump_face_sizes", 0.0),
+        ("jump_scale", 1.0),
+        ("step_scale", 1.0),
+        ("same_place_scale", 0.9),
+    ],
 )
 def test_rule_validation(field: str, value: float) -> None:
     with pytest.raises(ValueError, match=field):
