@@ -9,8 +9,9 @@ One centre for the whole session assumes one person and one camera placement fro
 sessions break that (the laptop is moved, the candidate sits back, someone else sits down), and a
 reference taken from the dominant pose then flags everyone else who looks straight at the camera. So the
 reference follows the session (``detectors.placement`` has the rule for where it may change):
-- the session is cut into stretches at discontinuities of the face track, and stretches at the same
-  place and of the same person (face descriptors, where the detectors embedded the face) form a group;
+- the session is cut into stretches at discontinuities of the face track and where the face descriptors
+  (where the detectors embedded the face) change person, and stretches at the same place and of the same
+  person form a group;
   each group is calibrated on its own frames;
 - within a group the centre is a rolling robust centre over ``drift_window_ms`` on each side, so a
   slow drift in posture is followed while a minute of reading notes (a minority of the window) is not;
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from .placement import Placement, PlacementRule, placement_groups, same_person_groups, stretches
+from .placement import Placement, PlacementRule, person_splits, placement_groups, same_person_groups, stretches
 from .seams import Signals
 
 __all__ = [
@@ -96,7 +97,8 @@ class AwayConfig:
     """Where the reference may change (``detectors.placement``)."""
     same_person_distance: float = 0.55
     """Stretches of one placement whose face descriptors are farther apart than this are different people,
-    calibrated apart (``detectors.placement.same_person_groups``)."""
+    calibrated apart (``detectors.placement.same_person_groups``); two successive descriptors of one stretch this far
+    apart split it where the face moved most between them (``detectors.placement.person_splits``)."""
     min_calibration_ms: int = 12_000
     """A placement group with less usable face time than this is judged against the frontal prior."""
     drift_window_ms: int = 120_000
@@ -247,8 +249,10 @@ def calibrate(signals: Signals, config: AwayConfig) -> Calibration:
         group = np.zeros(n, np.int64)
     else:
         stretch_ids = stretches(placement, config.placement)
-        group = placement_groups(placement, stretch_ids, config.placement)
         faces = _descriptors(signals)
+        if faces is not None:
+            stretch_ids = person_splits(placement, stretch_ids, faces, config.same_person_distance)
+        group = placement_groups(placement, stretch_ids, config.placement)
         if faces is not None:
             group = same_person_groups(group, stretch_ids, faces, config.same_person_distance)
     if int(usable.sum()) < config.min_frames:

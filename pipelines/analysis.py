@@ -39,7 +39,8 @@ empty seat no identity evidence; 4 counts an iris read only where its neighbours
 and reads a lone face too small for anyone at the desk, for this session's camera, as an empty seat
 (``pipelines.evidence.EmptySeat``); 7 measures a jump of the face's placement over the last second, not only
 between two frames, so a tracker that slid onto a new face after a cut starts a new calibration stretch
-(``PlacementRule.step_ms``)."""
+(``PlacementRule.step_ms``), and splits a stretch where two successive face descriptors are of different people
+(``detectors.placement.person_splits``)."""
 
 
 @dataclass(frozen=True)

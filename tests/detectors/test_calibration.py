@@ -296,6 +296,22 @@ def test_a_camera_moved_while_the_tracker_held_the_face_is_calibrated_again() ->
     assert [r.calibrated for r in cal.references] == [True, True]
 
 
+def test_a_person_change_without_a_break_in_the_track_is_calibrated_on_its_own() -> None:
+    """The next candidate, framed like the first, after a cut the tracker slid across: nothing in the placement
+    shows the change, the face descriptors do. Their camera sits to the side (yaw 28 at the screen), and their
+    40 s are a minority of the rolling centre's window."""
+    s = footage(Take(240, yaw=-5), Take(40, (330.0, 245.0, 205.0), yaw=28))
+    assert events_s(s), "judged against the first candidate's centre, the second looks away throughout"
+    descriptors = np.full((len(s), 128), np.nan)
+    first, second = np.zeros(128), np.full(128, 0.1)  # 1.13 apart
+    embedded = np.arange(0, len(s), 25)  # every 5 s
+    descriptors[embedded] = np.where((embedded < 1200)[:, None], first, second)
+    columns = {f"face_descriptor_{k:03d}": descriptors[:, k] for k in range(128)}
+    with_faces = Signals(s.timestamps_ms, {**s.columns, **columns})
+    assert events_s(with_faces) == []
+    assert [r.calibrated for r in calibrate(with_faces, AwayConfig()).references] == [True, True]
+
+
 def test_a_stranger_looking_into_the_camera_is_not_away() -> None:
     """The candidate's camera sits to the side (yaw -20 at the screen). Someone else appears for 8 s, looking
     straight into the camera: judged against the frontal prior, not against the candidate's reference."""

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from detectors import Placement, PlacementRule, placement_groups, stretches
-from detectors.placement import same_person_groups
+from detectors.placement import person_splits, same_person_groups
 
 N = np.nan
 HERE, NEAR, ELSEWHERE, SMALLER = (320, 240, 200), (345, 250, 210), (480, 200, 200), (320, 240, 140)
@@ -92,3 +92,18 @@ def test_two_people_framed_alike_are_calibrated_apart() -> None:
     faces = np.full((len(ids), 128), np.nan)
     faces[0], faces[12], faces[24] = a, b, a + 0.001
     assert same_person_groups(groups, ids, faces, 0.6).tolist() == [0] * 12 + [1] * 12 + [0] * 3
+
+
+def test_a_person_change_the_tracker_slid_across_splits_the_stretch_at_the_cut() -> None:
+    """One unbroken track (the tracker slid from one candidate to the next, framed alike); the descriptors before
+    and after are 1.13 apart, different people. The stretch splits at the frame the face moved most."""
+    frames = [HERE] * 6 + [NEAR] * 6
+    p = placement(*frames)
+    ids = stretches(p, PlacementRule())
+    assert set(ids.tolist()) == {0}
+    faces = np.full((12, 128), np.nan)
+    faces[1], faces[4], faces[8], faces[11] = np.zeros(128), np.zeros(128), np.full(128, 0.1), np.full(128, 0.1)
+    assert person_splits(p, ids, faces, 0.55).tolist() == [0] * 6 + [1] * 6
+    same = faces.copy()
+    same[8], same[11] = np.full(128, 0.01), np.full(128, 0.01)  # 0.11 apart: the same person
+    assert person_splits(p, ids, same, 0.55).tolist() == [0] * 12
