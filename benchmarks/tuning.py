@@ -73,11 +73,13 @@ def _rank(config: AwayConfig, scores: Scores) -> tuple[int, float, float, int]:
 
 def steps_from_defaults(config: AwayConfig) -> int:
     """How many grid steps each tuned parameter lies from the shipped default, summed."""
-    defaults = AwayConfig()
-    return sum(
-        abs(list(values).index(getattr(config, name)) - list(values).index(getattr(defaults, name)))
-        for name, values in GRID.items()
-    )
+    steps = 0
+    for name, values in GRID.items():
+        grid, default = list(values), getattr(AwayConfig(), name)
+        if default not in grid:
+            raise ValueError(f"tuning GRID[{name!r}] = {grid} lacks the shipped default {default}: add it to the grid")
+        steps += abs(grid.index(getattr(config, name)) - grid.index(default))
+    return steps
 
 
 def choose(configs: Sequence[AwayConfig], table: dict[int, dict[str, Scores]], sessions: Iterable[str]) -> int:

@@ -17,8 +17,8 @@ The rule, and why:
 - The size step over a second is there because, carried across a cut, the face tracker slides onto the new
   face over a few frames, each step under the jump: at a camera move in the development sessions, 341, 313,
   279, 248 and 223 px in 0.8 s. It is wider than the jump between two frames because real movement adds up
-  over a second: a candidate leaning back went from 264 to 198 px (1.33x) in one, the tracker's first second
-  on a face from 379 to 522 px (1.38x).
+  over a second: a candidate leaning back went from 264 to 198 px (1.33x) in one, and the tracker settling on
+  a face from 379 to 522 px (1.38x).
 - Stretches whose median placement agrees (centre within ``same_place_face_sizes`` face sizes, size
   within ``same_place_scale``) form one **placement group**: the candidate who left and came back to the
   same chair is calibrated on all of their time together.

@@ -37,9 +37,9 @@ empty seat no identity evidence; 4 counts an iris read only where its neighbours
 (``pipelines.evidence.UnreadableHead``); 6 lets a picture's re-detections jitter by a few pixels and stay a picture
 (``Fixtures.jitter_px``), counts a face lost as a head turned away only where the head scored away (not the eyes),
 and reads a lone face too small for anyone at the desk, for this session's camera, as an empty seat
-(``pipelines.evidence.EmptySeat``); 7 measures a jump of the face's placement over the last second, not only
-between two frames, so a tracker that slid onto a new face after a cut starts a new calibration stretch
-(``PlacementRule.step_ms``), and splits a stretch where two successive face descriptors are of different people
+(``pipelines.evidence.EmptySeat``); 7 also starts a calibration stretch where the face's size changed by more than
+1.5x within a second, as a tracker that slid onto a new face after a cut does (``PlacementRule.step_scale``), and
+splits a stretch where two successive face descriptors are of different people
 (``detectors.placement.person_splits``)."""
 
 
