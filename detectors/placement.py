@@ -126,13 +126,30 @@ def stretches(placement: Placement, rule: PlacementRule) -> IntArray:
     return ids
 
 
+CUT_STANDS_OUT = 3.0
+"""The largest frame-to-frame move between two descriptors marks the cut only where it is this many times the next
+largest: the face of a still jitters by 0.001-0.013 (log size change plus centre shift in face sizes) and dev09's
+cut between two photos of its candidate moved it 0.079."""
+
+
+def _cut_between(seen: list[int], moves: list[float], later: int) -> int:
+    """The frame of the move that stands out (``CUT_STANDS_OUT``), or the later descriptor's frame where none does:
+    the first frame sure to show the new person."""
+    if not moves:
+        return later
+    order = np.argsort(moves)
+    largest = moves[int(order[-1])]
+    runner_up = moves[int(order[-2])] if len(moves) > 1 else 0.0
+    return seen[1 + int(order[-1])] if largest > 0 and largest >= CUT_STANDS_OUT * runner_up else later
+
+
 def person_splits(
     placement: Placement, stretch_ids: IntArray, descriptors: NDArray[np.float64], match_distance: float
 ) -> IntArray:
     """Stretches split where the person changes inside them: between two successive face descriptors of one
     stretch (rows of ``descriptors``, NaN where a frame was not embedded) that are ``match_distance`` or more
     apart, a new stretch starts at the frame where the face's placement changed most from the frame before
-    (the cut). Stretches are numbered again in order.
+    (the cut), or at the later descriptor where no move stands out. Stretches are numbered again in order.
 
     A swap that keeps the placement, or one the tracker slid across, leaves the face track unbroken, and the
     new person would be judged against the one before: a tracker carried from one candidate to another after
@@ -156,8 +173,7 @@ def person_splits(
             / max(placement.size_px[k], placement.size_px[j])
             for j, k in itertools.pairwise(seen)
         ]
-        cut = seen[1 + int(np.argmax(moves))] if moves else b
-        ids[cut:] += 1
+        ids[_cut_between(seen, moves, b) :] += 1
     _, renumbered = np.unique(ids, return_inverse=True)
     return renumbered.astype(np.int64)
 

@@ -7,9 +7,11 @@ Pure functions over a session's signals. The detectors embed the tracked face no
   reference for ``person_changed``, which needs no enrolment;
 - the **enrolment template** (the candidate's reference photo or clip), for ``identity_mismatch``.
 
-A person only changes across a discontinuity of the face track (someone must leave the frame for someone
-else to sit down), so each embedded frame decides for the whole stretch around it: from the stretch's
-start, or the previous embedding in it, to the next one. Frames with no face carry no evidence. One
+A person changes across a discontinuity of the face track (someone must leave the frame for someone else to
+sit down), or, in a recording cut together or a swap the tracker slid across, between two descriptors of
+different people (``detectors.placement.person_splits``, as the calibration splits them). So each embedded
+frame decides for the whole stretch around it: from the stretch's start, or the previous embedding in it, to
+the next one. Frames with no face carry no evidence. One
 descriptor far from the reference raises a short run of evidence; the flag's minimum duration (5 s by
 default, two samples ``every_ms`` apart) keeps a single blurred or turned sample from becoming a flag.
 
@@ -29,6 +31,7 @@ from detectors import AwayConfig, Signals, stretches
 from detectors.calibration import placement_of
 from detectors.face_analysis import DESCRIPTOR_COLUMNS
 from detectors.identity import descriptor_distance, template
+from detectors.placement import person_splits
 
 FloatArray = NDArray[np.float64]
 
@@ -84,12 +87,18 @@ def descriptors(signals: Signals) -> tuple[NDArray[np.int64], NDArray[np.float64
     return rows, matrix[rows]
 
 
-def _stretch_ids(signals: Signals) -> NDArray[np.int64]:
+def _stretch_ids(
+    signals: Signals, rows: NDArray[np.int64], found: NDArray[np.float64], rule: IdentityRule
+) -> NDArray[np.int64]:
+    """The calibration's stretches: split at discontinuities of the face track and where two successive
+    descriptors are of different people (a takeover the tracker slid across), so a decision never spreads
+    back over the frames of the person before."""
     placement = placement_of(signals)
-    if placement is None:
+    if placement is None or not len(signals):
         return np.zeros(len(signals), np.int64)
-    rule = AwayConfig().placement
-    return stretches(placement, rule) if len(signals) else np.zeros(0, np.int64)
+    faces = np.full((len(signals), found.shape[1]), np.nan)
+    faces[rows] = found
+    return person_splits(placement, stretches(placement, AwayConfig().placement), faces, rule.match_distance)
 
 
 def session_reference(
@@ -133,7 +142,7 @@ def identity_evidence(signals: Signals, enrolment: NDArray[np.float32] | None, r
     rows, found = descriptors(signals)
     if len(rows) == 0:
         return Identity(nan, nan.copy(), nan.copy(), nan.copy(), None, 0)
-    stretch_ids = _stretch_ids(signals)
+    stretch_ids = _stretch_ids(signals, rows, found, rule)
     present = signals["face_count"] >= 1 if "face_count" in signals.columns else np.ones(n, bool)
     reference, reference_row = session_reference(rows, found, stretch_ids, rule)
     assert reference is not None

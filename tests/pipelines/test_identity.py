@@ -53,6 +53,18 @@ def test_a_takeover_is_evidence_from_the_switch_on() -> None:
     assert np.all(who.person_changed[150:] == 1), "from the first frame of the new stretch, not the first sample"
 
 
+def test_a_takeover_the_tracker_slid_across_is_evidence_from_the_cut_on() -> None:
+    """The face moves 0.125 face sizes at the cut, under a jump: the descriptors split the stretch there, so the
+    new person is evidence from the cut, not only from their first sample 2 s later. Where the face does not
+    move at all, the evidence starts at that sample and the frames before it keep the first person's."""
+    who = identity_evidence(synthetic([(31, 0, 320), (29, 1, 345)]), None, IdentityRule())
+    assert np.nanmax(who.person_changed[:155]) == 0
+    assert np.all(who.person_changed[155:] == 1)
+    still = identity_evidence(synthetic([(31, 0, 320), (29, 1, 320)]), None, IdentityRule())
+    assert np.nanmax(still.person_changed[:165]) == 0
+    assert np.all(still.person_changed[165:] == 1)
+
+
 def test_without_descriptors_nothing_is_decided() -> None:
     n = 10
     bare = Signals(np.arange(n, dtype=np.int64) * STEP, {"face_count": np.ones(n)})
