@@ -157,6 +157,9 @@ def flag_table(title: str, sessions: list[Session], scores: dict[str, dict[FlagK
         missed = [m for name in (s.name for s in sessions) for m in scores[name][kind].missed]
         minimum = policy.for_kind(kind).min_duration_ms / 1000
         print(f"- {kind.value} events missed (the policy flags {minimum:g} s or more): {missed or 'none'}")
+    for kind in KINDS:
+        false = [f for name in (s.name for s in sessions) for f in scores[name][kind].false]
+        print(f"- {kind.value} false alarms: {false or 'none'}")
     print()
 
 

@@ -312,11 +312,11 @@ def main() -> None:
         for name, scores in r.scores.items():
             for kind in KINDS:
                 lost = sorted(set(scores[kind].missed) - set(recorded.scores[name][kind].missed))
-                extra = scores[kind].false_alarms - recorded.scores[name][kind].false_alarms
+                raised = sorted(set(scores[kind].false) - set(recorded.scores[name][kind].false))
                 for miss in lost:
                     print(f"- {name} {kind.value} missed: {miss}")
-                if extra:
-                    print(f"- {name} {kind.value}: {extra:+d} false alarms")
+                for false in raised:
+                    print(f"- {kind.value} false alarm: {false}")
         print()
     print(f"(ran in {time.perf_counter() - start:.0f} s)")
     worse = [r for c, r in reports.items() if c != RECORDED]

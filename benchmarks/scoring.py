@@ -40,6 +40,8 @@ class KindScore:
     flagged_ms: int = 0
     flagged_right_ms: int = 0
     missed: list[str] = field(default_factory=list)
+    false: list[str] = field(default_factory=list)
+    """Where each false alarm lies ("dev12.mp4 49.4-51.8 s")."""
 
     def __add__(self, other: KindScore) -> KindScore:
         return KindScore(
@@ -50,6 +52,7 @@ class KindScore:
             self.flagged_ms + other.flagged_ms,
             self.flagged_right_ms + other.flagged_right_ms,
             self.missed + other.missed,
+            self.false + other.false,
         )
 
     @property
@@ -135,6 +138,7 @@ def score_kind(truth: dict[str, Any], kind: FlagKind, segments: Iterable[Segment
             continue
         if sum(overlap(span, r) for r in scored_neg) >= MIN_FALSE_MS:
             score.false_alarms += 1
+            score.false.append(f"{truth['video']} {span[0] / 1000:.1f}-{span[1] / 1000:.1f} s")
     return score
 
 

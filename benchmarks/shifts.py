@@ -175,12 +175,12 @@ def main() -> None:
     print()
     for change, per_session in scored.items():
         print(f"### {change}\n")
-        for name, scores in per_session.items():
+        for scores in per_session.values():
             for kind in KINDS:
                 for miss in scores[kind].missed:
                     print(f"- {kind.value} missed: {miss}")
-                if scores[kind].false_alarms:
-                    print(f"- {name} {kind.value}: {scores[kind].false_alarms} false alarms")
+                for false in scores[kind].false:
+                    print(f"- {kind.value} false alarm: {false}")
         print()
     every = [s for sessions in changes.values() for s in sessions]
     summed = total(scores for per_session in scored.values() for scores in per_session.values())
