@@ -199,7 +199,11 @@ def _died(status: int, ready: bool, sandbox: Sandbox, stderr: IO[bytes]) -> dict
         raise SandboxExceeded("cpu", f"used more than {sandbox.cpu_s} s of CPU")
     if status < 0:
         raise SandboxCrashed(signal.Signals(-status).name)
-    raise SandboxBroken(f"the probe process exited ({status}) without an answer: {_tail(stderr)}")
+    tail = _tail(stderr)
+    if tail.rstrip().endswith("MemoryError"):
+        # PyAV drops an exception raised in its read callback and prints it: the child ran out of memory there.
+        raise SandboxExceeded("memory", f"needed more than {sandbox.memory_bytes / GIB:.2f} GiB: {tail[-300:]}")
+    raise SandboxBroken(f"the probe process exited ({status}) without an answer: {tail}")
 
 
 def _tail(stderr: IO[bytes]) -> str:
@@ -242,14 +246,24 @@ class _RemoteFile(SizedReader):
 
     def __init__(self, requests: IO[bytes], replies: IO[bytes], size: int) -> None:
         self._requests, self._replies, self._size, self._pos = requests, replies, size, 0
+        # A read ran out of memory. PyAV drops an exception raised in its read callback, so the handler may
+        # return as if the file ended; the answer must still be the memory limit. The reply it was reading is
+        # left half read in the pipe, so no further read is asked for.
+        self.out_of_memory = False
 
     def readinto(self, buffer: Any) -> int:
+        if self.out_of_memory:
+            raise OSError("an earlier read ran out of memory: the pipe is out of step")
         wanted = min(len(buffer), self._size - self._pos, MAX_READ)
         if wanted <= 0:
             return 0
         _message(self._requests, b"R", _READ.pack(self._pos, wanted))
-        length = _read_exact(self._replies, _FRAME.size)
-        data = _read_exact(self._replies, _FRAME.unpack(length)[0]) if length is not None else None
+        try:
+            length = _read_exact(self._replies, _FRAME.size)
+            data = _read_exact(self._replies, _FRAME.unpack(length)[0]) if length is not None else None
+        except MemoryError:
+            self.out_of_memory = True
+            raise
         if data is None:
             raise OSError("the parent process closed the pipe")
         buffer[: len(data)] = data
@@ -283,13 +297,14 @@ def child_main(handler: Callable[[Path | BinaryIO, Any], dict[str, Any]]) -> Non
     resource.setrlimit(resource.RLIMIT_CPU, (sandbox.cpu_s, sandbox.cpu_s + 1))
     resource.setrlimit(resource.RLIMIT_AS, (sandbox.memory_bytes, sandbox.memory_bytes))
     _message(requests, b"K", b"")
-    source: Path | BinaryIO = (
-        Path(path) if path is not None else io.BufferedReader(_RemoteFile(requests, replies, size), MAX_READ)
-    )
+    remote = _RemoteFile(requests, replies, size) if path is None else None
+    source: Path | BinaryIO = Path(path) if remote is None else io.BufferedReader(remote, MAX_READ)
     try:
         answer = handler(source, request)
     except MemoryError:
         answer = {"exceeded": "memory"}
     except Exception:
         answer = {"failed": traceback.format_exc(limit=-8)}
+    if remote is not None and remote.out_of_memory:
+        answer = {"exceeded": "memory"}
     _message(requests, b"A", json.dumps(answer).encode())
