@@ -168,7 +168,7 @@ def _serve(
         status = child.wait(timeout=5)
     except subprocess.TimeoutExpired:
         raise SandboxBroken("the probe process closed its output but did not exit") from None
-    return _died(status, ready, sandbox, stderr)
+    return exit_verdict(status, ready, sandbox, stderr)
 
 
 def _parsed(payload: bytes) -> dict[str, Any]:
@@ -189,7 +189,9 @@ def _verdict(answer: dict[str, Any], sandbox: Sandbox) -> dict[str, Any]:
     return answer
 
 
-def _died(status: int, ready: bool, sandbox: Sandbox, stderr: IO[bytes]) -> dict[str, Any]:
+def exit_verdict(status: int, ready: bool, sandbox: Sandbox, stderr: IO[bytes]) -> dict[str, Any]:
+    """Why a child that exited without an answer did: always raises (a limit exceeded, a crash, or a broken
+    sandbox), from its exit status and the tail of its stderr."""
     if not ready:
         raise SandboxBroken(
             f"the probe process exited ({status}) before it started: {_tail(stderr)}; check that this Python can "
@@ -241,7 +243,7 @@ def near_memory_limit(sandbox: Sandbox) -> bool:
 # -- the child ------------------------------------------------------------------------------------------
 
 
-class _RemoteFile(SizedReader):
+class RemoteFile(SizedReader):
     """The parent's stream, read through the pipe. Seeking is local: only reads cross the pipe."""
 
     def __init__(self, requests: IO[bytes], replies: IO[bytes], size: int) -> None:
@@ -297,7 +299,7 @@ def child_main(handler: Callable[[Path | BinaryIO, Any], dict[str, Any]]) -> Non
     resource.setrlimit(resource.RLIMIT_CPU, (sandbox.cpu_s, sandbox.cpu_s + 1))
     resource.setrlimit(resource.RLIMIT_AS, (sandbox.memory_bytes, sandbox.memory_bytes))
     _message(requests, b"K", b"")
-    remote = _RemoteFile(requests, replies, size) if path is None else None
+    remote = RemoteFile(requests, replies, size) if path is None else None
     source: Path | BinaryIO = Path(path) if remote is None else io.BufferedReader(remote, MAX_READ)
     try:
         answer = handler(source, request)

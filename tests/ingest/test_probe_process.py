@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from ingest.probe_process import Sandbox, SandboxExceeded, _died, _RemoteFile
+from ingest.probe_process import RemoteFile, Sandbox, SandboxExceeded, exit_verdict
 
 
 class StarvedPipe(io.RawIOBase):
@@ -22,7 +22,7 @@ class StarvedPipe(io.RawIOBase):
 def test_a_read_that_runs_out_of_memory_is_remembered_and_asks_for_nothing_more() -> None:
     """PyAV drops an exception raised in its read callback; the child must still answer "memory"."""
     requests = io.BytesIO()
-    remote = _RemoteFile(requests, StarvedPipe(), size=1000)
+    remote = RemoteFile(requests, StarvedPipe(), size=1000)
     with pytest.raises(MemoryError):
         remote.readinto(bytearray(100))
     assert remote.out_of_memory
@@ -39,5 +39,5 @@ def test_a_child_that_exited_after_pyav_printed_a_memory_error_went_over_its_mem
         b"    chunk = pipe.read(n - len(data))\nMemoryError\n"
     )
     with pytest.raises(SandboxExceeded) as exceeded:
-        _died(0, True, Sandbox(memory_bytes=256 << 20, cpu_s=120, wall_s=600.0), stderr)  # type: ignore[arg-type]
+        exit_verdict(0, True, Sandbox(memory_bytes=256 << 20, cpu_s=120, wall_s=600.0), stderr)  # type: ignore[arg-type]
     assert exceeded.value.limit == "memory"
