@@ -36,7 +36,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Literal
+from typing import IO, Any, BinaryIO, Literal, NoReturn
 
 from storage.sized_reader import SizedReader
 
@@ -168,7 +168,7 @@ def _serve(
         status = child.wait(timeout=5)
     except subprocess.TimeoutExpired:
         raise SandboxBroken("the probe process closed its output but did not exit") from None
-    return exit_verdict(status, ready, sandbox, stderr)
+    exit_verdict(status, ready, sandbox, stderr)
 
 
 def _parsed(payload: bytes) -> dict[str, Any]:
@@ -189,7 +189,7 @@ def _verdict(answer: dict[str, Any], sandbox: Sandbox) -> dict[str, Any]:
     return answer
 
 
-def exit_verdict(status: int, ready: bool, sandbox: Sandbox, stderr: IO[bytes]) -> dict[str, Any]:
+def exit_verdict(status: int, ready: bool, sandbox: Sandbox, stderr: IO[bytes]) -> NoReturn:
     """Why a child that exited without an answer did: always raises (a limit exceeded, a crash, or a broken
     sandbox), from its exit status and the tail of its stderr."""
     if not ready:
