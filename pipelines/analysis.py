@@ -28,7 +28,7 @@ from pipelines.segments import ExamPolicy, Segment, risk_score, segment_all
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = "7"
+PIPELINE_VERSION = "8"
 """Bumped when the same signals would give other flags: 2 added the placement-following calibration, the
 evidence rules (turned away, covered lens, fixtures), identity flags and per-flag explanations; 3 counts two
 faces in a dark frame as two, asks a head turning away to continue a face seen just before, and gives an
@@ -40,7 +40,8 @@ and reads a lone face too small for anyone at the desk, for this session's camer
 (``pipelines.evidence.EmptySeat``); 7 also starts a calibration stretch where the face's size changed by more than
 1.5x within a second, as a tracker that slid onto a new face after a cut does (``PlacementRule.step_scale``), and
 splits a stretch where two successive face descriptors are of different people
-(``detectors.placement.person_splits``)."""
+(``detectors.placement.person_splits``); 8 never lets a looking-away flag span two placement groups, so evidence
+after a cut, a camera move or another person must reach the threshold and last on its own (``pipelines.segments``)."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,9 @@ def segment_session(
     empty = evidence[FlagKind.NO_FACE] == 1
     evidence[FlagKind.PERSON_CHANGED] = np.where(empty, np.nan, who.person_changed)
     evidence[FlagKind.IDENTITY_MISMATCH] = np.where(empty, np.nan, who.identity_mismatch)
-    segments = segment_all(signals.timestamps_ms, evidence, policy, video_end_ms=duration_ms)
+    # Looking away is judged against the calibration of its placement group: a flag never spans two.
+    references = {FlagKind.LOOKING_AWAY: trace.calibration.group} if trace is not None else None
+    segments = segment_all(signals.timestamps_ms, evidence, policy, video_end_ms=duration_ms, references=references)
     segments = explained(segments, signals.timestamps_ms, trace, away, who, rule, evidence, policy)
     return segments, risk_score(segments, policy, video_end_ms=duration_ms)
 

@@ -7,6 +7,16 @@ unknown frames for at most `max_unknown_ms`, then is merged with a neighbour clo
 and dropped if shorter than `min_duration_ms`. A false flag can cost a learner their credit, so short or
 uncertain evidence is dropped here rather than shown to a reviewer as a finding.
 
+Evidence judged against a reference (looking away: the calibrated "at the screen" of one placement group) comes
+with the reference per frame, and a segment never spans two: a run still open where the reference changes closes
+there, and runs on either side of a change are not merged. Holding between the thresholds, bridging unknown frames
+and merging across a short gap join one face's look away into one event. Across a cut, a camera move or another
+person, the evidence after the change is judged against another reference: it must reach `enter` and last
+`min_duration_ms` on its own. Weak evidence on both sides of a change is not one strong event. Measured on the
+development sessions: a cartoon read as a turned head for a second just before a cut, and the candidate's own
+half-second look 1.2 s after it, had made one 2.4 s flag (dev12, ``benchmarks/accuracy.py``). And a flag's
+explanation names the one reference it was judged against.
+
 Times are milliseconds from the start of the recording. A frame sampled at `t` stands for
 `[t, t + frame_ms)`, so a segment ends where its last flagged frame's time span ends, clipped to the video.
 """
@@ -58,17 +68,25 @@ def segment_kind(
     policy: KindPolicy,
     *,
     video_end_ms: int,
+    references: NDArray[np.int64] | None = None,
 ) -> list[Segment]:
-    """Segments of one kind; they never overlap, are sorted, and lie within [0, video_end_ms]."""
+    """Segments of one kind; they never overlap, are sorted, and lie within [0, video_end_ms]. ``references``:
+    per frame, the reference the evidence was judged against; a segment never spans two (see the module
+    docstring). None: one reference throughout."""
     if timestamps_ms.shape != evidence.shape or timestamps_ms.ndim != 1:
         raise ValueError(
             f"timestamps_ms and evidence must be 1-D of one length, got {timestamps_ms.shape} and {evidence.shape}"
         )
+    if references is not None and references.shape != timestamps_ms.shape:
+        raise ValueError(
+            f"references must give one reference per frame: {timestamps_ms.shape[0]} frames, found {references.shape}"
+        )
     if not policy.enabled or len(timestamps_ms) == 0:
         return []
     frame_ms = frame_duration_ms(timestamps_ms)
-    runs = _hysteresis_runs(timestamps_ms, evidence, policy)
-    merged = _merge(runs, timestamps_ms, policy.merge_gap_ms, frame_ms)
+    reference = references if references is not None else np.zeros(len(timestamps_ms), np.int64)
+    runs = _hysteresis_runs(timestamps_ms, evidence, policy, reference)
+    merged = _merge(runs, timestamps_ms, policy.merge_gap_ms, frame_ms, reference)
     segments = []
     for first, last in merged:
         start = max(0, int(timestamps_ms[first]))
@@ -91,12 +109,16 @@ def segment_kind(
 
 
 def _hysteresis_runs(
-    timestamps_ms: NDArray[np.int64], evidence: NDArray[np.float64], policy: KindPolicy
+    timestamps_ms: NDArray[np.int64], evidence: NDArray[np.float64], policy: KindPolicy, reference: NDArray[np.int64]
 ) -> list[tuple[int, int]]:
-    """(first, last) frame indices of runs that open at `enter` and hold above `exit`, bridging unknowns."""
+    """(first, last) frame indices of runs that open at `enter` and hold above `exit`, bridging unknowns, each
+    within one reference: a run still open where the reference changes closes there."""
     runs: list[tuple[int, int]] = []
     first = last = -1
     for i, value in enumerate(evidence):
+        if first >= 0 and reference[i] != reference[first]:
+            runs.append((first, last))
+            first = -1
         if first < 0:
             if not math.isnan(value) and value >= policy.enter:
                 first = last = i
@@ -117,12 +139,18 @@ def _hysteresis_runs(
 
 
 def _merge(
-    runs: list[tuple[int, int]], timestamps_ms: NDArray[np.int64], gap_ms: int, frame_ms: int
+    runs: list[tuple[int, int]],
+    timestamps_ms: NDArray[np.int64],
+    gap_ms: int,
+    frame_ms: int,
+    reference: NDArray[np.int64],
 ) -> list[tuple[int, int]]:
-    """Join runs separated by at most `gap_ms` of unflagged time."""
+    """Join runs separated by at most `gap_ms` of unflagged time, where no change of reference lies between."""
+    changes = np.concatenate([[0], np.cumsum(reference[1:] != reference[:-1])])
     merged: list[tuple[int, int]] = []
     for first, last in runs:
-        if merged and timestamps_ms[first] - (timestamps_ms[merged[-1][1]] + frame_ms) <= gap_ms:
+        close = bool(merged) and timestamps_ms[first] - (timestamps_ms[merged[-1][1]] + frame_ms) <= gap_ms
+        if close and changes[first] == changes[merged[-1][1]]:
             merged[-1] = (merged[-1][0], last)
         else:
             merged.append((first, last))
@@ -135,11 +163,20 @@ def segment_all(
     policy: ExamPolicy,
     *,
     video_end_ms: int,
+    references: Mapping[FlagKind, NDArray[np.int64]] | None = None,
 ) -> list[Segment]:
-    """Every kind's segments, sorted by start time."""
+    """Every kind's segments, sorted by start time. ``references``: for the kinds whose evidence was judged against
+    a reference, that reference per frame (see ``segment_kind``)."""
     found: list[Segment] = []
     for kind, series in evidence.items():
-        found += segment_kind(kind, timestamps_ms, series, policy.for_kind(kind), video_end_ms=video_end_ms)
+        found += segment_kind(
+            kind,
+            timestamps_ms,
+            series,
+            policy.for_kind(kind),
+            video_end_ms=video_end_ms,
+            references=(references or {}).get(kind),
+        )
     return sorted(found, key=lambda s: (s.start_ms, s.kind))
 
 

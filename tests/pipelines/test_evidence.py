@@ -223,6 +223,45 @@ def test_a_looking_away_flag_says_why() -> None:
     assert AwayTolerances().applied_to(AwayConfig()) == AwayConfig()
 
 
+def cut_from_a_cartoon(look_frames: int) -> Signals:
+    """30 s of the candidate at the screen, 3 s of an empty scene, 1 s of a cartoon elsewhere in the frame read as a
+    head turned away, one empty frame (a cut), then the candidate again, who after 0.6 s looks aside
+    (``look_frames`` frames at 35 degrees, 1.2 tolerances) and back."""
+    yaw = [5.0] * 150 + [NAN] * 15 + [40.0] * 5 + [NAN] + [5.0] * 3 + [35.0] * look_frames + [5.0] * 100
+    faces = [1] * 150 + [0] * 15 + [1] * 5 + [0] + [1] * (3 + look_frames + 100)
+    signals = session(yaw, faces=faces)
+    n = len(yaw)
+    cartoon = np.zeros(n, bool)
+    cartoon[165:170] = True
+    face = np.asarray(faces) == 1
+    signals.columns.update({
+        "gaze_face_x_px": np.where(face, np.where(cartoon, 100.0, 320.0), np.nan),
+        "gaze_face_y_px": np.where(face, np.where(cartoon, 300.0, 240.0), np.nan),
+        "gaze_face_size_px": np.where(face, np.where(cartoon, 80.0, 150.0), np.nan),
+    })  # fmt: skip
+    return signals
+
+
+def test_a_look_after_a_cut_is_not_joined_to_a_turned_face_before_it() -> None:
+    """The cartoon's turned head (1.2 s with the frame after it) and the candidate's glance (0.8 s) are each too
+    short to flag, 0.6 s apart. They were judged against different references, so they are not one event."""
+    signals = cut_from_a_cartoon(look_frames=4)
+    evidence, trace = flag_evidence(signals, AwayConfig())
+    assert trace is not None and trace.calibration.group[167] != trace.calibration.group[175]
+    away = evidence[FlagKind.LOOKING_AWAY]
+    assert np.all(away[165:171] >= 0.5) and np.all(away[174:178] >= 0.5)
+    segments, _ = segment_session(signals, ExamPolicy(), AwayConfig(), duration_ms=len(signals) * STEP)
+    assert [s for s in segments if s.kind is FlagKind.LOOKING_AWAY] == []
+
+
+def test_a_look_after_a_cut_long_enough_is_flagged_from_where_it_starts() -> None:
+    signals = cut_from_a_cartoon(look_frames=12)
+    segments, _ = segment_session(signals, ExamPolicy(), AwayConfig(), duration_ms=len(signals) * STEP)
+    (flag,) = [s for s in segments if s.kind is FlagKind.LOOKING_AWAY]
+    assert (flag.start_ms, flag.end_ms) == (174 * STEP, 186 * STEP)
+    assert flag.details["reference"]["calibrated"] is True
+
+
 def with_second_face(
     n: int, *, candidate_moves: bool, second: tuple[float, float, float] | None, wobble: float = 0.0
 ) -> Signals:

@@ -80,6 +80,89 @@ def test_segment_table(name: str, values: list[float], policy: KindPolicy, expec
     assert run(values, policy) == expected, name
 
 
+def run_judged(values: list[float], references: list[int], policy: KindPolicy) -> list[tuple[int, int]]:
+    ts = np.arange(len(values), dtype=np.int64) * FRAME_MS
+    found = segment_kind(
+        FlagKind.LOOKING_AWAY,
+        ts,
+        np.array(values, dtype=np.float64),
+        policy,
+        video_end_ms=len(values) * FRAME_MS,
+        references=np.array(references, dtype=np.int64),
+    )
+    return [(s.start_ms, s.end_ms) for s in found]
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "references", "policy", "expected"),
+    [
+        ("one reference: as without", [0, 0.6, 0.4, 0.4, 0], [0] * 5, LOOSE, [(200, 800)]),
+        ("a change closes a held run", [0, 0.6, 0.4, 0.4, 0], [0, 0, 0, 1, 1], LOOSE, [(200, 600)]),
+        ("the new reference must reach enter", [0.6, 0.6, 0.4, 0.4], [0, 0, 1, 1], LOOSE, [(0, 400)]),
+        ("and may at once", [0.6, 0.6, 0.6, 0.6], [0, 0, 1, 1], LOOSE, [(0, 400), (400, 800)]),
+        ("a change opens nothing", [0.4, 0.4, 0.4, 0.4], [0, 0, 1, 1], LOOSE, []),
+        (
+            "unknown frames do not carry a run into the next",
+            [1, N, 0.4, 0.4],
+            [0, 0, 1, 1],
+            KindPolicy(min_duration_ms=0, merge_gap_ms=0, max_unknown_ms=400),
+            [(0, 200)],
+        ),
+        (
+            "no merge across a change",
+            [1, 1, 0, 1, 1],
+            [0, 0, 0, 1, 1],
+            KindPolicy(min_duration_ms=0, merge_gap_ms=400),
+            [(0, 400), (600, 1000)],
+        ),
+        (
+            "nor where the change lies inside the gap",
+            [1, 1, 0, 0, 1],
+            [0, 0, 0, 1, 1],
+            KindPolicy(min_duration_ms=0, merge_gap_ms=400),
+            [(0, 400), (800, 1000)],
+        ),
+        (
+            "merge within one",
+            [1, 1, 0, 1, 1],
+            [0, 0, 0, 0, 0],
+            KindPolicy(min_duration_ms=0, merge_gap_ms=400),
+            [(0, 1000)],
+        ),
+        (
+            "two short runs stay short",
+            [1, 1, 0, 1, 1],
+            [0, 0, 1, 1, 1],
+            KindPolicy(min_duration_ms=600, merge_gap_ms=400),
+            [],
+        ),
+        (
+            "nor where another reference came between",
+            [1, 1, 0, 1, 1],
+            [0, 0, 1, 0, 0],
+            KindPolicy(min_duration_ms=0, merge_gap_ms=400),
+            [(0, 400), (600, 1000)],
+        ),
+    ],
+)
+def test_a_segment_never_spans_two_references(
+    name: str, values: list[float], references: list[int], policy: KindPolicy, expected: list[tuple[int, int]]
+) -> None:
+    assert run_judged(values, references, policy) == expected, name
+
+
+def test_references_must_match_the_frames() -> None:
+    with pytest.raises(ValueError, match="one reference per frame"):
+        segment_kind(
+            FlagKind.LOOKING_AWAY,
+            np.arange(3, dtype=np.int64),
+            np.ones(3),
+            LOOSE,
+            video_end_ms=1000,
+            references=np.zeros(2, dtype=np.int64),
+        )
+
+
 def test_score_and_peak() -> None:
     ts = np.arange(6, dtype=np.int64) * FRAME_MS
     ev = np.array([0, 0.6, 0.9, N, 0.7, 0])
@@ -185,3 +268,26 @@ def test_segments_never_overlap_and_stay_inside_the_video(
         assert 0.0 <= seg.score <= 1.0 and seg.start_ms <= seg.peak_ms < seg.end_ms
     for a, b in itertools.pairwise(segments):
         assert a.end_ms <= b.start_ms, "segments of one kind never overlap"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(evidence_values, min_size=1, max_size=120),
+    changes=st.lists(st.booleans(), min_size=120, max_size=120),
+    enter=st.floats(0.05, 1),
+    hysteresis=st.floats(0, 1),
+    min_duration=st.integers(0, 3000),
+    gap=st.integers(0, 3000),
+)
+def test_references_only_ever_split_or_drop_flags(
+    values: list[float], changes: list[bool], enter: float, hysteresis: float, min_duration: int, gap: int
+) -> None:
+    """A change of reference never adds flagged time, and a segment lies within one reference."""
+    references = np.cumsum(changes[: len(values)]).astype(np.int64)
+    policy = KindPolicy(
+        enter=enter, exit=enter * hysteresis, min_duration_ms=min_duration, merge_gap_ms=gap, max_unknown_ms=400
+    )
+    alone = run(values, policy, FlagKind.LOOKING_AWAY)
+    for start, end in run_judged(values, references.tolist(), policy):
+        assert any(a <= start and end <= b for a, b in alone), "a reference added flagged time"
+        assert len(set(references[start // FRAME_MS : end // FRAME_MS].tolist())) == 1, "a segment spans two"
