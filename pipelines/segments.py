@@ -14,7 +14,7 @@ and merging across a short gap join one face's look away into one event. Across 
 person, the evidence after the change is judged against another reference: it must reach `enter` and last
 `min_duration_ms` on its own. Weak evidence on both sides of a change is not one strong event. Measured on the
 development sessions: a cartoon read as a turned head for a second just before a cut, and the candidate's own
-half-second look 1.2 s after it, had made one 2.4 s flag (dev12, ``benchmarks/accuracy.py``). And a flag's
+0.4 s look 1.2 s after it, had made one 2.4 s flag (dev12, ``benchmarks/accuracy.py``). And a flag's
 explanation names the one reference it was judged against.
 
 Times are milliseconds from the start of the recording. A frame sampled at `t` stands for
