@@ -41,7 +41,8 @@ and reads a lone face too small for anyone at the desk, for this session's camer
 1.5x within a second, as a tracker that slid onto a new face after a cut does (``PlacementRule.step_scale``), and
 splits a stretch where two successive face descriptors are of different people
 (``detectors.placement.person_splits``); 8 never lets a looking-away flag span two placement groups, so evidence
-after a cut, a camera move or another person must reach the threshold and last on its own (``pipelines.segments``)."""
+after a cut, a camera move or another person must reach the threshold and last on its own (``pipelines.segments``),
+and leaves a face lost after a head turn no face where it comes back in another group (``TurnedAway``)."""
 
 
 @dataclass(frozen=True)

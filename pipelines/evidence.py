@@ -39,6 +39,12 @@ class TurnedAway:
     candidate who glanced aside as they got up has left. Mirrored (``benchmarks/capture.py``), dev09's candidate
     did that, the eye gaze 1.07 tolerances off and the head 0.25, and the empty seat that followed read as a
     head turned away.
+
+    A head turned too far to track comes back where it was. Where the next face seen belongs to another placement
+    group than the turning one (``detectors.calibration``: it came back elsewhere, at another size, or as another
+    person), the face was lost to a cut, a camera moved or the candidate leaving, and those frames stay no face. On
+    the tilted camera (``benchmarks/capture.py``) Big Buck Bunny, read as a head turned away on two frames, made 3.6 s
+    of dev12's empty scene after it "looking away"; the candidate came back leaning back, another group.
     """
 
     within_ms: int = 600
@@ -47,9 +53,30 @@ class TurnedAway:
 
 
 def turned_away_losses(
+    timestamps_ms: NDArray[np.int64],
+    face_count: FloatArray,
+    away_score: FloatArray,
+    rule: TurnedAway,
+    groups: NDArray[np.int64] | None = None,
+) -> NDArray[np.bool_]:
+    """Frames with no face that continue a head turn (see ``TurnedAway``). With ``groups`` (the calibration's
+    placement group per frame), a loss after which the face comes back in another group than the turning frame's is
+    not one."""
+    lost = _turned_away_losses(timestamps_ms, face_count, away_score, rule)
+    if groups is None:
+        return lost
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], lost.astype(np.int8), [0]])))
+    seen = np.flatnonzero(face_count > 0)
+    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+        after = seen[seen >= stop]
+        if start > 0 and len(after) and groups[after[0]] != groups[start - 1]:
+            lost[start:stop] = False
+    return lost
+
+
+def _turned_away_losses(
     timestamps_ms: NDArray[np.int64], face_count: FloatArray, away_score: FloatArray, rule: TurnedAway
 ) -> NDArray[np.bool_]:
-    """Frames with no face that continue a head turn (see ``TurnedAway``)."""
     lost = np.zeros(len(timestamps_ms), bool)
     turning_at: int | None = None  # time of the last frame scored as turning away
     run_start: int | None = None  # start of the no-face run that continues it
@@ -331,7 +358,9 @@ def flag_evidence(
     multiple = np.where(faces >= 2, 1.0, 0.0)
     # A score of 1 is one tolerance off the calibrated "at the screen": evidence 0.5 = the policy's `enter`.
     looking_away = np.clip(trace.score / 2.0, 0.0, 1.0)
-    turned_lost = turned_away_losses(signals.timestamps_ms, faces, trace.head, turned or TurnedAway()) & ~blind
+    turned_lost = turned_away_losses(
+        signals.timestamps_ms, faces, trace.head, turned or TurnedAway(), trace.calibration.group
+    ) & ~blind
     no_face[turned_lost] = np.nan
     looking_away[turned_lost] = 1.0
     fixed, seat_empty = not_people(signals, fixtures or Fixtures(), seat or EmptySeat())
