@@ -77,6 +77,7 @@ def turned_away_losses(
 def _turned_away_losses(
     timestamps_ms: NDArray[np.int64], face_count: FloatArray, away_score: FloatArray, rule: TurnedAway
 ) -> NDArray[np.bool_]:
+    """No-face frames within ``rule`` of a face seen turning away, wherever the face comes back."""
     lost = np.zeros(len(timestamps_ms), bool)
     turning_at: int | None = None  # time of the last frame scored as turning away
     run_start: int | None = None  # start of the no-face run that continues it
