@@ -2,8 +2,9 @@
 
 No decoding: the signals the processing run stored (`signals.npz`, and `descriptors.npz` for identity flags)
 go through the same last step as processing (`pipelines.analysis.segment_session`) under the exam's policy
-with the attempt's accommodation. What changes is published as the session's next flag version, by the rules
-of `core.rescoring`: flags of the same kind and span keep their rows and their decisions; new ones come in
+with the attempt's accommodation, by this code: the session, its flags and the audit entry carry this
+`PIPELINE_VERSION`, whichever version processed it. What changes is published as the session's next flag version,
+by the rules of `core.rescoring`: flags of the same kind and span keep their rows and their decisions; new ones come in
 undecided (with the evidence frames of a removed flag of theirs whose peak they cover, since no frame can be
 cut without decoding); removed ones go, and their decisions are kept in the version and the audit trail.
 
@@ -131,6 +132,7 @@ def rescore_session(
             return RescoreOutcome(session_id, why or NotRescored.NOT_PROCESSED)
         diff, version = _publish(s, session, segments, policy_version)
         session.risk_score, session.review_priority = risk, review_priority(risk).value
+        session.pipeline_version = PIPELINE_VERSION  # its flags are this pipeline's now, from the same signals
         s.commit()
     log.info(
         "session re-scored",
@@ -171,6 +173,7 @@ def _publish(
     for span in diff.kept:  # same flag: the row (and its decision) stays, with this scoring's numbers
         row, seg = old[span].pop(), new[span].pop()
         row.score, row.peak_ms, row.details = seg.score, seg.peak_ms, dict(seg.details) or None
+        row.pipeline_version = PIPELINE_VERSION
     removed = [old[span].pop() for span in diff.removed]
     decisions = {
         d.segment_id: d
@@ -191,7 +194,7 @@ def _publish(
             FlagSegment(
                 session_id=session.id, kind=seg.kind.value, start_ms=seg.start_ms, end_ms=seg.end_ms,
                 score=seg.score, peak_ms=seg.peak_ms, evidence_keys=_evidence_of(seg, removed),
-                detector_versions=versions, pipeline_version=session.pipeline_version or PIPELINE_VERSION,
+                detector_versions=versions, pipeline_version=PIPELINE_VERSION,
                 details=dict(seg.details) or None,
             )
         )  # fmt: skip
@@ -211,7 +214,8 @@ def _publish(
     )  # fmt: skip
     audit.record(
         s, RESCORE_ACTOR, "flags_rescored", at=utcnow(), tenant_id=session.tenant_id, session_id=session.id,
-        version=version, policy_version=policy_version or None, added=[_json(f) for f in diff.added],
+        version=version, policy_version=policy_version or None, pipeline_version=PIPELINE_VERSION,
+        added=[_json(f) for f in diff.added],
         removed=[_json(f) for f in diff.removed], kept=len(diff.kept),
         dropped_decisions=[{k: v for k, v in d.items() if k != "note"} for d in dropped],
     )  # fmt: skip

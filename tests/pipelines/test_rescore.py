@@ -18,6 +18,7 @@ from core.rescoring import NotRescored, queue_rescores
 from core.tables import Accommodation, AuditEvent, Exam, ExamSession, FlagDecision, FlagSegment, FlagVersion, Job
 from core.tenants import add_tenant
 from core.vocabulary import Decision, JobKind, JobState, Outcome, Role
+from pipelines.analysis import PIPELINE_VERSION
 from pipelines.jobs import JobQueue
 from pipelines.rescore import rescore_session
 from pipelines.worker import Worker
@@ -136,6 +137,35 @@ def test_a_rescore_job_resegments_the_stored_signals_without_decoding(context: A
         assert entry.detail["removed"] == [{"kind": "multiple_faces", "start_ms": 40000, "end_ms": 43000}]
         assert entry.detail["dropped_decisions"][0]["decision"] == "confirmed"
         assert "note" not in entry.detail["dropped_decisions"][0]
+
+
+def test_a_rescore_says_which_pipeline_scored_the_flags(context: AppContext, no_decoding: None) -> None:
+    """A session processed by an older pipeline and re-scored has this pipeline's flags: the session, every flag
+    (kept or added) and the audit entry say so, so the trail shows which rules raised what a reviewer decides on."""
+    exam_id, open_id, _, _ = world(context)
+    with context.db() as db:
+        session = db.get(ExamSession, open_id)
+        assert session is not None
+        session.pipeline_version = "older"
+        for row in db.scalars(select(FlagSegment).where(FlagSegment.session_id == open_id)):
+            row.pipeline_version = "older"
+        exam = db.get(Exam, exam_id)
+        assert exam is not None
+        assert apply_policy(db, exam, CHANGED, "user:officer", utcnow()).queued == 1
+        db.commit()
+    assert Worker(context.db, context.store, NoDecoding(), JobQueue(context.db)).run_one(open_id) is True
+    with context.db() as db:
+        session = db.get(ExamSession, open_id)
+        assert session is not None and session.pipeline_version == PIPELINE_VERSION
+        rows = db.scalars(select(FlagSegment).where(FlagSegment.session_id == open_id)).all()
+        assert {(r.kind, r.start_ms, r.pipeline_version) for r in rows} == {
+            ("no_face", 10000, PIPELINE_VERSION),  # added
+            ("no_face", 20000, PIPELINE_VERSION),  # kept, with this scoring's numbers
+        }
+        entry = db.scalar(
+            select(AuditEvent).where(AuditEvent.session_id == open_id, AuditEvent.action == "flags_rescored")
+        )
+        assert entry is not None and entry.detail["pipeline_version"] == PIPELINE_VERSION
 
 
 def test_a_session_finalised_after_the_apply_keeps_its_flags(context: AppContext, no_decoding: None) -> None:
