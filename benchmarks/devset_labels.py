@@ -10,7 +10,7 @@ from typing import Any
 
 from benchmarks.devset_media import MEDIA
 from benchmarks.devset_people import BACKGROUNDS, POSTERS, VIDEO_TIMELINES, VIEWS
-from benchmarks.devset_render import BLOCK, FPS, Seg, ref
+from benchmarks.devset_render import BLOCK, COVERS, FPS, Seg, ref
 
 LIGHTING = {
     "gamma0.4": ("gamma_dark", "gamma 0.4"),
@@ -75,7 +75,7 @@ def frame_label(seg: Seg, j: int) -> tuple[dict[str, Any], Any]:
             "faces": 0,
             "looking_away": None,
             "trust": "high",
-            "note": "camera covered: a hand over the lens, a nearly black, noisy frame",
+            "note": f"camera covered: {COVERS[seg.cover].note}",
             "identity": None,
             "others": [],
             "category": "covered_camera",
@@ -85,7 +85,7 @@ def frame_label(seg: Seg, j: int) -> tuple[dict[str, Any], Any]:
             "lighting": "normal",
             "source_key": "synthetic",
             "source_keys": [],
-            "_src": ("synthetic", "covered lens (dark noise, no source media)"),
+            "_src": ("synthetic", f"covered lens ({seg.cover}: rendered, no source media)"),
         }, None
     lab, t = half_label(seg, j)
     v = VIEWS[seg.view]

@@ -63,7 +63,7 @@ def draw_plan(root: Path, rng: random.Random, spec: SessionSpec) -> list[Seg]:
         if kind == "light":
             return [cand(rng.uniform(4.0, 8.0), arg)]
         if kind == "covered":
-            return [Seg("covered", nq(rng.uniform(2.0, 3.0)))]
+            return [Seg("covered", nq(rng.uniform(2.0, 3.0)), cover=arg or "dark")]
         if kind == "bg":
             return [
                 Seg("still", nq(rng.uniform(3.0, 6.0)), spec.phases[phase][0], zoom=rng.uniform(0, 0.04), category="bg")

@@ -219,6 +219,71 @@ def fit(
     return out
 
 
+@dataclass(frozen=True)
+class Cover:
+    """Something over the lens, rendered as a camera sees it: far out of focus, so only its colour and a smooth
+    shading are left, plus the sensor's noise. ``rgb`` is the colour at full shading, times ``level``; the shading
+    falls off as ``1 - falloff * r**2`` from ``centre`` (fractions of the frame; r is 1 at the farthest corner) and,
+    with ``tilt``, from top to bottom (light from above)."""
+
+    note: str
+    rgb: tuple[float, float, float]
+    level: float
+    centre: tuple[float, float] = (0.5, 0.5)
+    falloff: float = 0.0
+    tilt: float = 0.0
+    flicker: float = 0.03
+    noise: float = 2.0
+
+    def render(self, j: int, w_out: int, h_out: int) -> Image:
+        rng = np.random.default_rng(j)
+        ys, xs = np.mgrid[0:h_out, 0:w_out].astype(np.float64)
+        cx, cy = self.centre[0] * w_out, self.centre[1] * h_out
+        far = max(np.hypot(x - cx, y - cy) for x in (0, w_out) for y in (0, h_out))
+        shade = 1.0 - self.falloff * (np.hypot(xs - cx, ys - cy) / far) ** 2
+        shade *= 1.0 + self.tilt * (0.5 - ys / (h_out - 1))
+        bgr = np.array(self.rgb[::-1]) * self.level * (1.0 + self.flicker * np.sin(j / 4.0))
+        # The shading in single precision, as the dark cover was first rendered (its frames stay byte for byte).
+        picture = bgr * shade.astype(np.float32)[:, :, None] + rng.normal(0, self.noise, (h_out, w_out, 3))
+        return np.asarray(np.clip(picture, 0, 255), dtype=np.uint8)
+
+
+# What a candidate puts over a webcam. Only the dark cover is uniform enough for a plain contrast threshold; a
+# finger, a palm or a sticky note in a lit room is shaded across the frame, though no detail is left in it.
+COVERS = {
+    "dark": Cover(
+        "a hand over the lens, a nearly black, noisy frame",
+        (1.0, 8.0 / 15.0, 6.0 / 15.0),
+        15.0,
+        tilt=0.5,
+        flicker=0.08,
+    ),
+    "finger": Cover(
+        "a fingertip on the lens in a lit room: light through the skin, a red-orange glow darker toward the edges",
+        (1.0, 0.42, 0.28),
+        95.0,
+        centre=(0.58, 0.45),
+        falloff=0.55,
+        noise=4.0,
+    ),
+    "palm": Cover(
+        "a palm held just in front of the lens, lit from the room above: skin colour, brighter at the top",
+        (0.85, 0.62, 0.5),
+        150.0,
+        falloff=0.15,
+        tilt=0.45,
+        noise=3.0,
+    ),
+    "note": Cover(
+        "a sticky note over the lens: pale yellow paper lit through from the room, shaded toward its edges",
+        (1.0, 0.95, 0.62),
+        215.0,
+        falloff=0.25,
+        noise=2.0,
+    ),
+}
+
+
 @dataclass
 class Seg:
     """A stretch between two cuts: one view (still or clip), a composite pair, or a covered lens."""
@@ -234,6 +299,7 @@ class Seg:
     category: str = ""
     right: Seg | None = None  # pair: the right half (self is the left half)
     picture: tuple[str, str] | None = None  # the candidate's (view, framing) whose poster stays once they left
+    cover: str = "dark"  # covered: what is over the lens (``COVERS``)
 
     def source_frame(self, root: Path, j: int) -> Image:
         v = VIEWS[self.view]
@@ -243,10 +309,7 @@ class Seg:
     def render(self, root: Path, j: int, w_out: int = W, h_out: int = H) -> Image:
         """Frame j of the stretch, w_out x h_out, from the media under ``root``."""
         if self.kind == "covered":
-            rng = np.random.default_rng(j)
-            base = np.array([6.0, 8.0, 15.0]) * (1.0 + 0.08 * np.sin(j / 4.0))
-            yy = np.linspace(1.25, 0.75, h_out, dtype=np.float32)[:, None, None]
-            return np.asarray(np.clip(base * yy + rng.normal(0, 2.0, (h_out, w_out, 3)), 0, 255), dtype=np.uint8)
+            return COVERS[self.cover].render(j, w_out, h_out)
         if self.kind == "pair" and self.right is not None:
             half = w_out // 2
             return np.hstack(

@@ -51,7 +51,8 @@ class SessionSpec:
     (the camera is moved, or another person takes over). ``required`` interludes all appear once;
     ``extras`` are drawn to fill the target length. Interlude tokens: ``noface:<view>``, ``bg`` (the
     candidate's own background), ``neg:<view>``, ``pair:<view>`` (side by side with the candidate),
-    ``group:<view>``, ``covered``, ``light:<variant>`` (a candidate stretch under that lighting) and
+    ``group:<view>``, ``covered`` or ``covered:<cover>`` (what is over the lens, ``devset_render.COVERS``; dark by
+    default), ``light:<variant>`` (a candidate stretch under that lighting) and
     ``gone:<view>`` (the candidate has left: the empty ``<view>`` with the candidate's framed poster where their
     own view shows it).
     """
@@ -71,10 +72,10 @@ SESSIONS: dict[str, SessionSpec] = {
                          ("noface:n_office", "pair:p_hopper", "covered", "neg:x_dog"),
                          ("noface:n_office", "group:g_couple", "neg:x_bbb", "light:gamma0.4")),
     "dev02": SessionSpec("camera_moved", (("franck", "v_closer"), ("franck", "full")),
-                         ("noface:n_backview", "pair:p_audrey", "covered", "group:g_s3"),
+                         ("noface:n_backview", "pair:p_audrey", "covered:finger", "group:g_s3"),
                          ("neg:x_chelsea", "light:lowcontrast", "noface:n_office")),
     "dev03": SessionSpec("camera_moved", (("obama", "large"), ("obama3", "small_right")),
-                         ("bg", "pair:p_bieber", "group:g_zidane", "covered"),
+                         ("bg", "pair:p_bieber", "group:g_zidane", "covered:palm"),
                          ("light:gamma0.4", "neg:x_quokka", "noface:n_office")),
     "dev04": SessionSpec("camera_moved", (("afro", "large"), ("afro", "small_left")),
                          ("bg", "pair:p_connery", "neg:x_cat", "light:backlit"),
@@ -95,7 +96,7 @@ SESSIONS: dict[str, SessionSpec] = {
                          ("noface:n_office", "group:g_s5", "neg:x_wolf"),
                          ("pair:p_audrey", "light:backlit", "covered")),
     "dev10": SessionSpec("person_change", (("rihanna", "full"), ("kim", "full")),
-                         ("noface:n_backview", "pair:p_audrey", "covered", "light:gamma0.4"),
+                         ("noface:n_backview", "pair:p_audrey", "covered:palm", "light:gamma0.4"),
                          ("group:g_zidane", "neg:x_ironman", "light:lowcontrast")),
     "dev11": SessionSpec("person_change", (("s4_woman", "full"), ("obama4", "full")),
                          ("noface:n_office", "group:g_bus", "neg:x_fish"),
@@ -109,7 +110,7 @@ SESSIONS: dict[str, SessionSpec] = {
                           "gone:n_office"),
                          ("neg:x_toon_cat", "neg:x_quokka"), poster=True),
     "dev14": SessionSpec("posters_pets", (("afro", "full"),),
-                         ("neg:x_chelsea", "neg:x_ironman", "neg:x_suzanne", "bg", "group:g_couple", "covered",
+                         ("neg:x_chelsea", "neg:x_ironman", "neg:x_suzanne", "bg", "group:g_couple", "covered:note",
                           "gone:n_office"),
                          ("neg:x_fish", "neg:x_wolf"), poster=True),
     "dev15": SessionSpec("lighting_glasses", (("walter", "full"),),
@@ -121,7 +122,7 @@ SESSIONS: dict[str, SessionSpec] = {
                          ("light:lowcontrast", "light:backlit", "light:gamma0.25", "noface:n_office",
                           "group:g_graypair", "neg:x_wolf"), ("light:gamma0.4",)),
     "dev18": SessionSpec("lighting_glasses", (("obama4", "full"),),
-                         (*LIGHTS, "noface:n_office", "pair:p_cage", "covered"), ("neg:x_quokka",)),
+                         (*LIGHTS, "noface:n_office", "pair:p_cage", "covered:finger"), ("neg:x_quokka",)),
     "dev19": SessionSpec("lighting_glasses", (("family_man", "full"),),
                          ("light:gamma0.4", "light:gamma0.25", "light:backlit", "noface:n_office", "group:g_s5",
                           "neg:x_dog"), ("light:lowcontrast",)),

@@ -11,6 +11,12 @@ room, 1280x720) the bars took the frame's mean luma to 34, and 88% of the frames
 dark, which makes a missing face "unknown" instead of no face. Bars are found as runs of black rows or columns
 at both edges, of the same width on each side, as letterboxing centres the picture: a dark room is not black in
 equal bands at both edges.
+
+A lens under a finger, a palm or a sticky note in a lit room is neither black nor uniform: the cover is lit
+unevenly, so its luma spreads as widely as a dim room's. But it is far out of focus, so nothing is left in it at
+the scale of a scene's edges: ``detail`` (a band-pass of the picture over its mean luma) measures that, whatever
+the exposure (quality version 3). A blank wall filling the view has no detail either, and reads as covered, as it
+did by its contrast before.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from numpy.typing import NDArray
 from .imaging import shrink
 from .seams import FrameBatch, Signals
 
-__all__ = ["COLUMNS", "FrameQualityDetector", "QualityConfig", "picture_area"]
+__all__ = ["COLUMNS", "FrameQualityDetector", "QualityConfig", "band_pass", "picture_area"]
 
 COLUMNS = {
     "brightness": "mean luma of the picture (inside any letterbox or pillarbox bars), 0..255",
@@ -32,8 +38,10 @@ COLUMNS = {
     "sharpness": "variance of the Laplacian of the picture on the analysis_width grey copy, bars cropped, not "
     "rescaled (higher = sharper)",
     "too_dark": "1 when brightness < dark_luma, else 0",
-    "covered": "1 when the picture is nearly uniform (contrast < covered_contrast) or black "
-    "(brightness < covered_luma): lens covered or camera off",
+    "detail": "standard deviation of the picture's luma band-passed between Gaussian scales of 1 and 4 pixels "
+    "(on the analysis_width copy), over its mean luma: the edges a scene has at any exposure, none on a cover",
+    "covered": "1 when the picture is black (brightness < covered_luma), nearly uniform (contrast < "
+    "covered_contrast) or without detail (detail < covered_detail): lens covered or camera off",
     "too_blurry": "1 when sharpness < blur_sharpness and the frame is not covered, else 0",
 }
 
@@ -52,6 +60,13 @@ class QualityConfig:
     dark_luma: float = 40.0
     covered_luma: float = 12.0
     covered_contrast: float = 6.0
+    covered_detail: float = 0.016
+    """A picture with less detail than this is covered: about the geometric middle of the most a cover in a lit room
+    kept and the least a face did. Measured (2026-12-07) on the development sessions, as recorded and under the
+    capture benchmark's conditions: frames with a face at least 0.027 as recorded (0.0195 far back, a low-contrast
+    stretch), empty rooms at least 0.044 but for a blank studio wall (0.001); a fingertip, a palm and a sticky note
+    over the lens at most 0.012 as recorded (0.014 far back); a Gaussian blur of 20 pixels over a 512-pixel photo
+    keeps 0.039."""
     blur_sharpness: float = 8.0
     bar_luma: float = 20.0
     bar_slack: int = 2
@@ -60,7 +75,8 @@ class QualityConfig:
     def __post_init__(self) -> None:
         if self.analysis_width < 16:
             raise ValueError(f"QualityConfig.analysis_width: expected >= 16, found {self.analysis_width}")
-        for name in ("dark_luma", "covered_luma", "covered_contrast", "blur_sharpness", "bar_luma", "bar_slack"):
+        names = ("dark_luma", "covered_luma", "covered_contrast", "covered_detail", "blur_sharpness", "bar_luma")
+        for name in (*names, "bar_slack"):
             if getattr(self, name) < 0:
                 raise ValueError(f"QualityConfig.{name}: expected >= 0, found {getattr(self, name)}")
         if not 0 < self.min_picture_share <= 1:
@@ -100,14 +116,22 @@ def _span(grey: NDArray[np.uint8], axis: int, config: QualityConfig) -> slice:
     return _between_bars(profile, config.bar_slack, round(n * config.min_picture_share))
 
 
-class FrameQualityDetector:
-    """Per-frame brightness, contrast and sharpness of the picture, with threshold flags; see ``COLUMNS``.
+def band_pass(grey: NDArray[np.float32]) -> NDArray[np.float32]:
+    """The picture between Gaussian scales of 1 and 4 pixels: its edges, without pixel noise or smooth shading
+    (a quadratic falloff, such as a lens's vignetting, passes as a constant)."""
+    fine = cv2.GaussianBlur(grey, (0, 0), 1.0)
+    return np.asarray(fine - cv2.GaussianBlur(grey, (0, 0), 4.0), np.float32)
 
-    Version 2 measures inside letterbox and pillarbox bars (``picture_area``); version 1 measured the whole frame.
+
+class FrameQualityDetector:
+    """Per-frame brightness, contrast, sharpness and detail of the picture, with threshold flags; see ``COLUMNS``.
+
+    Version 3 adds ``detail`` (a cover in a lit room is covered); version 2 measures inside
+    letterbox and pillarbox bars (``picture_area``); version 1 measured the whole frame.
     """
 
     name = "quality"
-    version = "2"
+    version = "3"
 
     def __init__(self, config: QualityConfig | None = None) -> None:
         self.config = config or QualityConfig()
@@ -117,7 +141,7 @@ class FrameQualityDetector:
         n = len(batch)
         w = cfg.analysis_width
         h = max(1, round(batch.height * w / batch.width))
-        bright, contrast, sharp = np.empty(n), np.empty(n), np.empty(n)
+        bright, contrast, sharp, detail = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
         for i, frame in enumerate(batch.frames):
             whole = np.asarray(cv2.cvtColor(shrink(frame, w, h), cv2.COLOR_RGB2GRAY), np.uint8)
             rows, columns = picture_area(whole, cfg)
@@ -126,11 +150,13 @@ class FrameQualityDetector:
             bright[i] = float(mean[0, 0])
             contrast[i] = float(std[0, 0])
             sharp[i] = float(cv2.Laplacian(grey, cv2.CV_32F).var())
-        covered = (contrast < cfg.covered_contrast) | (bright < cfg.covered_luma)
+            detail[i] = float(band_pass(grey.astype(np.float32)).std()) / max(bright[i], 1.0)
+        covered = (contrast < cfg.covered_contrast) | (bright < cfg.covered_luma) | (detail < cfg.covered_detail)
         cols = {
             "brightness": bright,
             "contrast": contrast,
             "sharpness": sharp,
+            "detail": detail,
             "too_dark": (bright < cfg.dark_luma).astype(np.float64),
             "covered": covered.astype(np.float64),
             "too_blurry": ((sharp < cfg.blur_sharpness) & ~covered).astype(np.float64),

@@ -106,11 +106,56 @@ def test_a_covered_lens_in_a_boxed_recording_is_covered(astronaut: Image) -> Non
     assert s["covered"][0] == 1
 
 
+def lit_cover(rgb: tuple[float, float, float], falloff: float, tilt: float, noise: float, seed: int = 0) -> Image:
+    """Something over the lens in a lit room, as a camera sees it: far out of focus, its colour shaded across the
+    frame (a vignette ``falloff`` from the centre, ``tilt`` from top to bottom) under sensor noise."""
+    ys, xs = np.mgrid[0:480, 0:640].astype(np.float64)
+    r2 = ((xs - 320) ** 2 + (ys - 240) ** 2) / (320**2 + 240**2)
+    shade = (1.0 - falloff * r2) * (1.0 + tilt * (0.5 - ys / 479))
+    picture = np.array(rgb) * shade[:, :, None] + np.random.default_rng(seed).normal(0, noise, (480, 640, 3))
+    return np.asarray(np.clip(picture, 0, 255), np.uint8)
+
+
+@pytest.mark.parametrize(
+    ("rgb", "falloff", "tilt", "noise"),
+    [
+        ((95.0, 40.0, 27.0), 0.55, 0.0, 4.0),  # a fingertip: light through the skin, falling off to the edges
+        ((128.0, 93.0, 75.0), 0.15, 0.45, 3.0),  # a palm lit from above
+        ((215.0, 204.0, 133.0), 0.25, 0.0, 2.0),  # a sticky note
+    ],
+    ids=["finger", "palm", "sticky_note"],
+)
+def test_a_cover_in_a_lit_room_is_covered(
+    rgb: tuple[float, float, float], falloff: float, tilt: float, noise: float
+) -> None:
+    """Neither black nor (the palm and the note) uniform: its luma spreads as widely as a room's. But no detail
+    is left in it."""
+    s = FrameQualityDetector()(batch_of(lit_cover(rgb, falloff, tilt, noise)))
+    assert (s["covered"][0], s["too_dark"][0]) == (1, 0)
+    assert s["detail"][0] < QualityConfig().covered_detail
+
+
+def test_a_shaded_cover_is_not_uniform() -> None:
+    """What the contrast threshold alone missed: a palm lit from above spreads its luma past it."""
+    s = FrameQualityDetector()(batch_of(lit_cover((128.0, 93.0, 75.0), 0.15, 0.45, 3.0)))
+    assert s["contrast"][0] > 2 * QualityConfig().covered_contrast
+    assert s["covered"][0] == 1
+
+
+@pytest.mark.parametrize("blur", [6, 20], ids=["blurred", "very_blurred"])
+def test_an_unfocused_room_keeps_its_detail(astronaut: Image, blur: int) -> None:
+    """A camera out of focus still shows the shapes of the scene: too blurry, not covered."""
+    s = FrameQualityDetector()(batch_of(cv2.GaussianBlur(astronaut, (0, 0), blur)))
+    assert s["covered"][0] == 0
+    assert s["detail"][0] > 2 * QualityConfig().covered_detail
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error"),
     [
         ({"analysis_width": 8}, "analysis_width"),
         ({"dark_luma": -1.0}, "dark_luma"),
+        ({"covered_detail": -0.1}, "covered_detail"),
         ({"min_picture_share": 0.0}, "min_picture_share"),
     ],
 )
