@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from .imaging import shrink
 from .seams import FrameBatch, Signals
 
-__all__ = ["COLUMNS", "FrameQualityDetector", "QualityConfig", "band_pass", "picture_area"]
+__all__ = ["COLUMNS", "FrameQualityDetector", "QualityConfig", "picture_area"]
 
 COLUMNS = {
     "brightness": "mean luma of the picture (inside any letterbox or pillarbox bars), 0..255",
@@ -84,13 +84,15 @@ class QualityConfig:
 
 
 def _between_bars(black: NDArray[np.bool_], slack: int, min_inside: int) -> slice:
-    """The span between equal runs of black lines at both ends of ``black`` (one flag per row or column)."""
+    """The span between equal runs of black lines at both ends of ``black`` (one flag per row or column), less the
+    first line of the picture on each side: on the shrunk copy it mixes the bar's black with the picture, a hard
+    edge that no picture has (a bright cover inside bars read contrast 23 and plenty of detail from it)."""
     n = len(black)
     lead = n if black.all() else int(np.argmin(black))
     trail = n if black.all() else int(np.argmin(black[::-1]))
     if min(lead, trail) == 0 or abs(lead - trail) > slack or n - lead - trail < min_inside:
         return slice(0, n)
-    return slice(lead, n - trail)
+    return slice(lead + 1, n - trail - 1)
 
 
 def picture_area(grey: NDArray[np.uint8], config: QualityConfig) -> tuple[slice, slice]:
@@ -116,7 +118,7 @@ def _span(grey: NDArray[np.uint8], axis: int, config: QualityConfig) -> slice:
     return _between_bars(profile, config.bar_slack, round(n * config.min_picture_share))
 
 
-def band_pass(grey: NDArray[np.float32]) -> NDArray[np.float32]:
+def _band_pass(grey: NDArray[np.float32]) -> NDArray[np.float32]:
     """The picture between Gaussian scales of 1 and 4 pixels: its edges, without pixel noise or smooth shading
     (a quadratic falloff, such as a lens's vignetting, passes as a constant)."""
     fine = cv2.GaussianBlur(grey, (0, 0), 1.0)
@@ -126,8 +128,9 @@ def band_pass(grey: NDArray[np.float32]) -> NDArray[np.float32]:
 class FrameQualityDetector:
     """Per-frame brightness, contrast, sharpness and detail of the picture, with threshold flags; see ``COLUMNS``.
 
-    Version 3 adds ``detail`` (a cover in a lit room is covered); version 2 measures inside
-    letterbox and pillarbox bars (``picture_area``); version 1 measured the whole frame.
+    Version 3 adds ``detail`` (a cover in a lit room is covered) and leaves out the line where a bar meets the
+    picture; version 2 measures inside letterbox and pillarbox bars (``picture_area``); version 1 measured the whole
+    frame.
     """
 
     name = "quality"
@@ -150,7 +153,7 @@ class FrameQualityDetector:
             bright[i] = float(mean[0, 0])
             contrast[i] = float(std[0, 0])
             sharp[i] = float(cv2.Laplacian(grey, cv2.CV_32F).var())
-            detail[i] = float(band_pass(grey.astype(np.float32)).std()) / max(bright[i], 1.0)
+            detail[i] = float(_band_pass(grey.astype(np.float32)).std()) / max(bright[i], 1.0)
         covered = (contrast < cfg.covered_contrast) | (bright < cfg.covered_luma) | (detail < cfg.covered_detail)
         cols = {
             "brightness": bright,
