@@ -250,38 +250,18 @@ class Cover:
 
 # What a candidate puts over a webcam. Only the dark cover is uniform enough for a plain contrast threshold; a
 # finger, a palm or a sticky note in a lit room is shaded across the frame, though no detail is left in it.
+# fmt: off
 COVERS = {
-    "dark": Cover(
-        "a hand over the lens, a nearly black, noisy frame",
-        (1.0, 8.0 / 15.0, 6.0 / 15.0),
-        15.0,
-        tilt=0.5,
-        flicker=0.08,
-    ),
-    "finger": Cover(
-        "a fingertip on the lens in a lit room: light through the skin, a red-orange glow darker toward the edges",
-        (1.0, 0.42, 0.28),
-        95.0,
-        centre=(0.58, 0.45),
-        falloff=0.55,
-        noise=4.0,
-    ),
-    "palm": Cover(
-        "a palm held just in front of the lens, lit from the room above: skin colour, brighter at the top",
-        (0.85, 0.62, 0.5),
-        150.0,
-        falloff=0.15,
-        tilt=0.45,
-        noise=3.0,
-    ),
-    "note": Cover(
-        "a sticky note over the lens: pale yellow paper lit through from the room, shaded toward its edges",
-        (1.0, 0.95, 0.62),
-        215.0,
-        falloff=0.25,
-        noise=2.0,
-    ),
+    "dark": Cover("a hand over the lens, a nearly black, noisy frame",
+                  (1.0, 8.0 / 15.0, 6.0 / 15.0), 15.0, tilt=0.5, flicker=0.08),
+    "finger": Cover("a fingertip on the lens in a lit room: light through the skin, a red-orange glow darker toward "
+                    "the edges", (1.0, 0.42, 0.28), 95.0, centre=(0.58, 0.45), falloff=0.55, noise=4.0),
+    "palm": Cover("a palm held just in front of the lens, lit from the room above: skin colour, brighter at the top",
+                  (0.85, 0.62, 0.5), 150.0, falloff=0.15, tilt=0.45, noise=3.0),
+    "note": Cover("a sticky note over the lens: pale yellow paper lit through from the room, shaded toward its edges",
+                  (1.0, 0.95, 0.62), 215.0, falloff=0.25, noise=2.0),
 }
+# fmt: on
 
 
 @dataclass
