@@ -98,6 +98,16 @@ def test_a_black_frame_has_no_bars() -> None:
     assert picture_area(np.zeros((100, 160), np.uint8), QualityConfig()) == (slice(0, 100), slice(0, 160))
 
 
+def lit_cover(rgb: tuple[float, float, float], falloff: float, tilt: float, noise: float, seed: int = 0) -> Image:
+    """Something over the lens in a lit room, as a camera sees it: far out of focus, its colour shaded across the
+    frame (a vignette ``falloff`` from the centre, ``tilt`` from top to bottom) under sensor noise."""
+    ys, xs = np.mgrid[0:480, 0:640].astype(np.float64)
+    r2 = ((xs - 320) ** 2 + (ys - 240) ** 2) / (320**2 + 240**2)
+    shade = (1.0 - falloff * r2) * (1.0 + tilt * (0.5 - ys / 479))
+    picture = np.array(rgb) * shade[:, :, None] + np.random.default_rng(seed).normal(0, noise, (480, 640, 3))
+    return np.asarray(np.clip(picture, 0, 255), np.uint8)
+
+
 def test_a_bright_cover_in_a_boxed_recording_is_covered() -> None:
     """A sticky note over the lens of a 4:3 camera pillarboxed to 16:9: where the picture meets the bars, the shrunk
     copy mixes black into the note's first column, an edge sharp enough to pass for a scene's detail."""
@@ -115,16 +125,6 @@ def test_a_covered_lens_in_a_boxed_recording_is_covered(astronaut: Image) -> Non
     inside[:] = (60, 25, 25)  # lit above the bars' black, so the bars are found and the picture alone is measured
     s = FrameQualityDetector()(batch_of(frame))
     assert s["covered"][0] == 1
-
-
-def lit_cover(rgb: tuple[float, float, float], falloff: float, tilt: float, noise: float, seed: int = 0) -> Image:
-    """Something over the lens in a lit room, as a camera sees it: far out of focus, its colour shaded across the
-    frame (a vignette ``falloff`` from the centre, ``tilt`` from top to bottom) under sensor noise."""
-    ys, xs = np.mgrid[0:480, 0:640].astype(np.float64)
-    r2 = ((xs - 320) ** 2 + (ys - 240) ** 2) / (320**2 + 240**2)
-    shade = (1.0 - falloff * r2) * (1.0 + tilt * (0.5 - ys / 479))
-    picture = np.array(rgb) * shade[:, :, None] + np.random.default_rng(seed).normal(0, noise, (480, 640, 3))
-    return np.asarray(np.clip(picture, 0, 255), np.uint8)
 
 
 @pytest.mark.parametrize(
