@@ -52,6 +52,12 @@ class TurnedAway:
     max_ms: int = 5_000
 
 
+def _mask_runs(mask: NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """(start, stop) frame indices of each run of True in ``mask``, stop exclusive."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
 def turned_away_losses(
     timestamps_ms: NDArray[np.int64],
     face_count: FloatArray,
@@ -65,9 +71,8 @@ def turned_away_losses(
     lost = _turned_away_losses(timestamps_ms, face_count, away_score, rule)
     if groups is None:
         return lost
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], lost.astype(np.int8), [0]])))
     seen = np.flatnonzero(face_count > 0)
-    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+    for start, stop in _mask_runs(lost):
         after = seen[seen >= stop]
         if start > 0 and len(after) and groups[after[0]] != groups[start - 1]:
             lost[start:stop] = False
@@ -138,8 +143,7 @@ def unreadable_heads(
     out = np.zeros(len(timestamps_ms), bool)
     if not one_face.any() or np.mean(head_read[one_face]) < rule.min_read_share:
         return out
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], unread.astype(np.int8), [0]])))
-    for start, stop in zip(edges[::2], edges[1::2], strict=True):
+    for start, stop in _mask_runs(unread):
         if timestamps_ms[stop - 1] - timestamps_ms[start] >= rule.min_ms:
             out[start:stop] = True
     return out
