@@ -52,7 +52,8 @@ from benchmarks.tuning import Session, Tuned, describe, tune
 from core.vocabulary import FlagKind
 from detectors import AwayConfig, FacePresenceDetector, FrameBatch, GazeDetector
 from detectors.calibration import robust_centre
-from pipelines.evidence import EmptySeat, Fixtures, flag_evidence, not_people
+from pipelines.evidence import flag_evidence
+from pipelines.people import EmptySeat, Fixtures, not_people
 from pipelines.segments import ExamPolicy
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,8 +100,8 @@ def built_sessions() -> list[tuple[Path, dict[str, Any], str, str]]:
 
 def frame_rows(truth: dict[str, Any], m: Measured) -> list[tuple[int, int, int]]:
     """(label, ours, baseline) per sampled frame outside the ignore bands, counts capped at 2. Ours counts
-    people, as the flags do: a face judged a picture on the wall (``pipelines.evidence.fixture_frames``) is
-    not one, nor is a lone face too small to be anyone at the desk (``pipelines.evidence.not_people``); the labels
+    people, as the flags do: a face judged a picture on the wall (``pipelines.people.fixture_frames``) is
+    not one, nor is a lone face too small to be anyone at the desk (``pipelines.people.not_people``); the labels
     count people too (a poster is "1 face")."""
     fixed, empty_seat = not_people(m.signals, Fixtures(), EmptySeat())
     people = m.signals["face_count"] - fixed - empty_seat

@@ -24,7 +24,7 @@ What it does not catch: dogs and apes the mesh scores as faces (0.9+: ``detector
 dogs), photoreal CGI, masks, paintings and posters of real faces (they are faces, to every score we have).
 
 **Pictures in a frame** (``PictureFrameRule``, ``framed``): a poster or a photo on the wall is a real face to
-every model, and ``pipelines.evidence.Fixtures`` tells it apart only once the candidate moves in front of it. What
+every model, and ``pipelines.people.Fixtures`` tells it apart only once the candidate moves in front of it. What
 else gives a picture away is its edge: a closed rectangle around the face, inside the camera's view and a few face
 sizes across, cutting off the body below the head. A person's head and shoulders are not boxed in like that (a
 person in a doorway stands in a frame many face heights tall). So a face that is not the largest one, is at most
@@ -32,7 +32,7 @@ person in a doorway stands in a frame many face heights tall). So a face that is
 smaller face is counted, which is rare, on a window shrunk so the face is ``face_px`` across (0.5-1.3 ms a face).
 What it does not catch: an unframed picture, or one whose frame melts into the wall. A framed picture left alone
 once the candidate has gone is the largest face then, so it is not judged here; the detector records where it saw
-framed pictures (``picture_face_*``) and ``pipelines.evidence.Fixtures`` remembers those spots. It takes a person on
+framed pictures (``picture_face_*``) and ``pipelines.people.Fixtures`` remembers those spots. It takes a person on
 a screen behind the candidate (a video call) for a picture.
 """
 
@@ -113,7 +113,7 @@ class PictureFrameRule:
 
     max_size_ratio: float = 0.6
     """Only faces at most this share of the largest face's size are looked at (a picture behind the candidate,
-    as ``pipelines.evidence.Fixtures``): the largest face is never taken for a picture. A lone small face in a
+    as ``pipelines.people.Fixtures``): the largest face is never taken for a picture. A lone small face in a
     rectangle is also what a far candidate spliced into a recording looks like."""
     min_frame_ratio: float = 1.1
     max_frame_ratio: float = 4.0

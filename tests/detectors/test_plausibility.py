@@ -9,7 +9,7 @@ from numpy.typing import NDArray
 
 from detectors import FaceAnalysisDetector, FacePresenceConfig, FacePresenceDetector, FrameBatch
 from detectors.plausibility import PictureFrameRule, PlausibilityRule, colourful, framed
-from pipelines.evidence import Fixtures, fixture_frames
+from pipelines.people import Fixtures, fixture_frames
 
 from .conftest import ASTRONAUT_BOX, GRACE_BOX, Image, darkened, face_crop, paste
 
@@ -200,7 +200,7 @@ def test_a_crooked_picture_frame_is_still_a_picture_frame(degrees: float) -> Non
 
 def test_a_framed_picture_is_placed_where_it_hangs(astronaut: Image, grace: Image) -> None:
     """The detector places the picture it did not count (``picture_face_*``), so the flags can know that spot
-    once the candidate has left (``pipelines.evidence.Fixtures``); alone in view, it is the only face found."""
+    once the candidate has left (``pipelines.people.Fixtures``); alone in view, it is the only face found."""
     poster = small_face(astronaut)
     seated = with_poster(room_with_candidate(grace), poster)
     left = with_poster(np.full((480, 640, 3), 115, np.uint8), poster)
