@@ -28,7 +28,7 @@ from pipelines.segments import ExamPolicy, Segment, risk_score, segment_all
 
 log = logging.getLogger(__name__)
 
-PIPELINE_VERSION = "8"
+PIPELINE_VERSION = "9"
 """Bumped when the same signals would give other flags: 2 added the placement-following calibration, the
 evidence rules (turned away, covered lens, fixtures), identity flags and per-flag explanations; 3 counts two
 faces in a dark frame as two, asks a head turning away to continue a face seen just before, and gives an
@@ -37,12 +37,14 @@ empty seat no identity evidence; 4 counts an iris read only where its neighbours
 (``pipelines.evidence.UnreadableHead``); 6 lets a picture's re-detections jitter by a few pixels and stay a picture
 (``Fixtures.jitter_px``), counts a face lost as a head turned away only where the head scored away (not the eyes),
 and reads a lone face too small for anyone at the desk, for this session's camera, as an empty seat
-(``pipelines.evidence.EmptySeat``); 7 also starts a calibration stretch where the face's size changed by more than
+(``pipelines.people.EmptySeat``); 7 also starts a calibration stretch where the face's size changed by more than
 1.5x within a second, as a tracker that slid onto a new face after a cut does (``PlacementRule.step_scale``), and
 splits a stretch where two successive face descriptors are of different people
 (``detectors.placement.person_splits``); 8 never lets a looking-away flag span two placement groups, so evidence
 after a cut, a camera move or another person must reach the threshold and last on its own (``pipelines.segments``),
-and leaves a face lost after a head turn no face where it comes back in another group (``TurnedAway``)."""
+and leaves a face lost after a head turn no face where it comes back in another group (``TurnedAway``); 9 decides
+who is on camera only from a face seen alone, so someone beside the candidate is multiple_faces and not also
+person_changed (``pipelines.identity.identity_evidence``)."""
 
 
 @dataclass(frozen=True)

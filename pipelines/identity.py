@@ -32,6 +32,7 @@ from detectors.calibration import placement_of
 from detectors.face_analysis import DESCRIPTOR_COLUMNS
 from detectors.identity import descriptor_distance, template
 from detectors.placement import person_splits
+from pipelines.people import Fixtures, crowded_frames
 
 FloatArray = NDArray[np.float64]
 
@@ -133,17 +134,26 @@ def _spread(decisions: dict[int, float], stretch_ids: NDArray[np.int64], present
     return out
 
 
-def identity_evidence(signals: Signals, enrolment: NDArray[np.float32] | None, rule: IdentityRule) -> Identity:
+def identity_evidence(
+    signals: Signals, enrolment: NDArray[np.float32] | None, rule: IdentityRule, fixtures: Fixtures | None = None
+) -> Identity:
     """Evidence for ``person_changed`` (against the session's first stable face) and ``identity_mismatch``
     (against the enrolment template, when there is one): 1 where the face is someone else, 0 where it is the
-    same person, NaN where nothing was decided."""
+    same person, NaN where nothing was decided.
+
+    Only a face seen alone decides. With two people in view (``pipelines.people.crowded_frames``: a picture on the
+    wall does not count) the tracked face may be either, and someone beside the candidate is multiple_faces, not
+    a change of candidate: those descriptors still split the stretches, as the calibration's, but decide nothing
+    and are never the session's reference, and those frames carry no identity evidence."""
     n = len(signals)
     nan = np.full(n, np.nan)
     rows, found = descriptors(signals)
+    stretch_ids = _stretch_ids(signals, rows, found, rule) if len(rows) else np.zeros(n, np.int64)
+    crowded = crowded_frames(signals, fixtures)
+    rows, found = rows[~crowded[rows]], found[~crowded[rows]]
     if len(rows) == 0:
         return Identity(nan, nan.copy(), nan.copy(), nan.copy(), None, 0)
-    stretch_ids = _stretch_ids(signals, rows, found, rule)
-    present = signals["face_count"] >= 1 if "face_count" in signals.columns else np.ones(n, bool)
+    present = (signals["face_count"] >= 1 if "face_count" in signals.columns else np.ones(n, bool)) & ~crowded
     reference, reference_row = session_reference(rows, found, stretch_ids, rule)
     assert reference is not None
     to_reference = nan.copy()

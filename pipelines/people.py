@@ -2,7 +2,7 @@
 sitting there.
 
 Pure functions over a session's signals. ``pipelines.evidence`` reads them to flag an empty seat and two people
-in view.
+in view; ``pipelines.identity`` reads them to leave a face seen beside another out of who the candidate is.
 """
 
 from __future__ import annotations
@@ -218,3 +218,10 @@ def fixture_frames(signals: Signals, rule: Fixtures) -> tuple[NDArray[np.bool_],
             alone[i] = at_a_spot(fx[i], fy[i], largest[i], rule.alone_scale)
     return fixed, alone
 
+
+def crowded_frames(signals: Signals, fixtures: Fixtures | None = None) -> NDArray[np.bool_]:
+    """Frames with two or more people in view: two faces or more, where the second is not a picture on the wall."""
+    if "face_count" not in signals.columns:
+        return np.zeros(len(signals), dtype=bool)
+    fixed, _ = fixture_frames(signals, fixtures or Fixtures())
+    return np.asarray((signals["face_count"] >= 2) & ~fixed, dtype=bool)

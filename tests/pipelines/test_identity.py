@@ -65,6 +65,43 @@ def test_a_takeover_the_tracker_slid_across_is_evidence_from_the_cut_on() -> Non
     assert np.all(still.person_changed[165:] == 1)
 
 
+def flaggable(signals: Signals) -> dict[str, NDArray[np.float64]]:
+    """The signals' columns, plus the frame quality and head pose columns the flags read: a lit, readable face
+    at the screen, and no second face placed."""
+    n = len(signals)
+    cols = dict(signals.columns)
+    cols |= {c: np.zeros(n) for c in ("covered", "too_dark", "head_yaw_deg", "head_pitch_deg")}
+    cols |= {c: np.full(n, np.nan) for c in ("eye_gaze_h", "eye_gaze_v", *(f"second_face_{a}_px" for a in "xy"))}
+    cols["second_face_size_px"] = np.full(n, np.nan)
+    return cols
+
+
+def test_a_helper_beside_the_candidate_is_two_people_not_a_person_change() -> None:
+    """For 10 s a helper sits beside the candidate and the tracker holds the helper's face: those descriptors are
+    someone else's, but two people in view are multiple_faces. Before, the same 10 s were also person_changed."""
+    signals = synthetic([(30, 0, 320), (10, 1, 320), (20, 0, 320)], every=5)
+    n = len(signals)
+    beside = (np.arange(n) >= 150) & (np.arange(n) < 200)
+    cols = flaggable(signals)
+    cols["face_count"] = np.where(beside, 2.0, 1.0)
+    crowded = Signals(signals.timestamps_ms, cols)
+    who = identity_evidence(crowded, None, IdentityRule())
+    assert np.isnan(who.person_changed[beside]).all() and np.nanmax(who.person_changed) == 0
+    assert who.samples == 50, "the ten descriptors taken beside the helper decide nothing"
+    segments, _ = segment_session(crowded, ExamPolicy(), AwayConfig(), duration_ms=n * STEP)
+    assert [(s.kind, s.start_ms, s.end_ms) for s in segments] == [(FlagKind.MULTIPLE_FACES, 30_000, 40_000)]
+
+
+def test_the_sessions_reference_is_a_face_seen_alone() -> None:
+    """The session opens with a helper's face tracked beside the candidate's: the reference is the first face seen
+    alone, so the candidate is not a person change once the helper leaves."""
+    signals = synthetic([(10, 1, 320), (50, 0, 320)])
+    cols = dict(signals.columns)
+    cols["face_count"] = np.where(np.arange(len(signals)) < 50, 2.0, 1.0)
+    who = identity_evidence(Signals(signals.timestamps_ms, cols), None, IdentityRule())
+    assert who.reference_ms == 60 * STEP and np.nanmax(who.person_changed) == 0
+
+
 def test_without_descriptors_nothing_is_decided() -> None:
     n = 10
     bare = Signals(np.arange(n, dtype=np.int64) * STEP, {"face_count": np.ones(n)})
@@ -79,10 +116,7 @@ def test_a_picture_left_alone_is_no_one_to_identify() -> None:
     n, seated = len(signals), 150
     left = np.arange(n) >= seated
     picture = {"x": 540.0, "y": 120.0, "size": 50.0}
-    cols = dict(signals.columns)
-    cols |= {c: np.zeros(n) for c in ("covered", "too_dark", "head_yaw_deg", "head_pitch_deg")}
-    cols |= {c: np.full(n, np.nan) for c in ("eye_gaze_h", "eye_gaze_v", *(f"second_face_{a}_px" for a in "xy"))}
-    cols["second_face_size_px"] = np.full(n, np.nan)
+    cols = flaggable(signals)
     for axis in ("x", "y", "size"):
         cols[f"face_{axis}_px"] = np.where(left, picture[axis], {"x": 320.0, "y": 240.0, "size": 200.0}[axis])
         cols[f"picture_face_{axis}_px"] = np.where(left, np.nan, picture[axis])  # framed while the candidate sat
