@@ -22,6 +22,7 @@ not embedded); they are biometric data, kept apart from the other signals when s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,17 +89,25 @@ class TrackedFace:
 
 
 def embedding_due(
-    timestamps_ms: NDArray[np.int64], mains: list[MainFace], signals: Signals, config: IdentityConfig
+    timestamps_ms: NDArray[np.int64],
+    mains: list[MainFace],
+    signals: Signals,
+    config: IdentityConfig,
+    clear: Callable[[int], bool] = lambda i: True,
 ) -> list[int]:
     """Frames whose tracked face is embedded: near-frontal, large and sure faces where the track starts, and
-    the first such frame of every ``every_ms`` bucket of time (buckets aligned to absolute time)."""
+    the first such frame of every ``every_ms`` bucket of time (buckets aligned to absolute time). A face whose chip
+    ``clear`` refuses (no colour or no detail) spends neither: the next near-frontal, large and sure face is taken.
+    One soft frame (a blink of motion blur, a 320x240 camera) used to leave its 5 s without a sample."""
     due: list[int] = []
     last_bucket: int | None = None
+    start_owed = False
     yaw, pitch, score, roi = (
         signals[c] for c in ("head_yaw_deg", "head_pitch_deg", "landmark_score", "gaze_face_size_px")
     )
     for i, main in enumerate(mains):
         if main.points is None:
+            start_owed = False
             continue
         usable = (
             abs(yaw[i]) <= config.max_abs_yaw_deg
@@ -109,10 +118,13 @@ def embedding_due(
         if not usable:
             continue
         bucket = int(timestamps_ms[i]) // config.every_ms if config.every_ms > 0 else i
-        starts = i == 0 or mains[i - 1].points is None
+        starts = i == 0 or mains[i - 1].points is None or start_owed
         if starts or bucket != last_bucket:
-            due.append(i)
-            last_bucket = bucket
+            if clear(i):
+                due.append(i)
+                last_bucket, start_owed = bucket, False
+            else:
+                start_owed = starts
     return due
 
 
@@ -121,8 +133,9 @@ class FaceAnalysisDetector:
     tracked face's descriptor on a few frames."""
 
     name = "face_analysis"
-    # 9: a track also starts on a face only the full-range pass finds
-    version = f"9+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
+    # 9: a track also starts on a face only the full-range pass finds; 10: a chip refused for colour or detail
+    # leaves its bucket (or track start) to the next face
+    version = f"10+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
 
     def __init__(
         self,
@@ -206,18 +219,17 @@ class FaceAnalysisDetector:
         assert self.embedder is not None
         config = self.embedder.config
         values = np.full((len(batch), DESCRIPTOR_SIZE), np.nan)
-        chips = {
-            i: self.embedder.chip(batch.frames[i], mains[i].points)  # type: ignore[arg-type]
-            for i in embedding_due(batch.timestamps_ms, mains, gaze, config)
-        }
-        # Colourless or blurred faces are not compared: there a descriptor does not tell people apart.
-        usable = [
-            i
-            for i, c in chips.items()
-            if chip_chroma(c) >= config.min_chroma and chip_sharpness(c) >= config.min_sharpness
-        ]
-        if usable:
-            values[usable] = self.embedder.embed(np.stack([chips[i] for i in usable]))
+        chips: dict[int, NDArray[np.uint8]] = {}
+
+        def clear(i: int) -> bool:
+            """Colourless or blurred faces are not compared: there a descriptor does not tell people apart."""
+            chip = self.embedder.chip(batch.frames[i], mains[i].points)  # type: ignore[union-attr, arg-type]
+            chips[i] = chip
+            return bool(chip_chroma(chip) >= config.min_chroma and chip_sharpness(chip) >= config.min_sharpness)
+
+        due = embedding_due(batch.timestamps_ms, mains, gaze, config, clear)
+        if due:
+            values[due] = self.embedder.embed(np.stack([chips[i] for i in due]))
         return Signals(batch.timestamps_ms, {c: values[:, k] for k, c in enumerate(DESCRIPTOR_COLUMNS)})
 
     def _plausible_main(

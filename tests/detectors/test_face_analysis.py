@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -193,3 +194,15 @@ def test_short_detections_must_match_the_batch(astronaut: Image) -> None:
     batch = FrameBatch(np.stack([candidate(astronaut)] * 2), np.array([0, 200]))
     with pytest.raises(ValueError, match=r"expected one detection per frame \(2\), found 0"):
         FacePresenceDetector().detect(batch, [])
+
+
+def test_a_blurred_face_leaves_its_sample_to_the_next_clear_one(
+    analysis: FaceAnalysisDetector, astronaut: Image
+) -> None:
+    """The track starts on a motion-blurred frame, whose chip has too little detail to compare: the next clear face
+    of the same 5 s is embedded instead. Before, the blurred frame spent the track's start and the 5 s bucket, so
+    those 5 s had no identity sample at all (a 320x240 camera lost whole stretches that way)."""
+    sharp = candidate(astronaut)
+    blurred = np.asarray(cv2.GaussianBlur(sharp, (0, 0), 3), np.uint8)
+    signals = analysis(FrameBatch(np.stack([blurred, sharp, sharp, sharp]), np.arange(4, dtype=np.int64) * 200))
+    assert np.isfinite(signals[DESCRIPTOR_COLUMNS[0]]).tolist() == [False, True, False, False]
