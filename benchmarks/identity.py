@@ -1,7 +1,9 @@
 """Identity: how well the face descriptor tells people apart, and what person_changed / identity_mismatch make of it.
 
 Run from the repository root with no arguments: ``python benchmarks/identity.py`` (under a minute on 2 cores once
-``.devset-cache/signals`` holds the detectors' answers, as ``benchmarks/accuracy.py`` leaves it). See docs/identity.md.
+``.devset-cache/signals`` holds the detectors' answers, as ``benchmarks/accuracy.py`` leaves it, and
+``.devset-cache/fairness`` the relit ones, as ``benchmarks/fairness.py`` leaves it; what is missing is computed,
+about 15 minutes for the relit sessions). See docs/identity.md.
 
 - **Faces**: each descriptor the detector took (near-frontal faces, every ~3 s and at each track start) outside the
   ignore bands, on intervals showing exactly one known person (built sessions: ``identity``; ``../shared/data``: by
@@ -14,6 +16,8 @@ Run from the repository root with no arguments: ``python benchmarks/identity.py`
   enrolment (other photos, clips or sessions first), identity_mismatch over the switch + 3 s.
 - **False alarms**: both flags on single-candidate sessions (right enrolment), unless they overlap an interval
   showing someone else or 2+ faces (the head-turn interludes of ../shared/data show other people).
+- **Lighting**: the samples per candidate, the swaps and the false alarms again on ``benchmarks/fairness.py``'s
+  relit signals (gamma 0.4 and 0.25, backlit, low contrast, a dim room), one lighting at a time.
 
 Last line: ``RESULT identity tar_at_far_1pct=.. tar_at_far_01pct=.. swap_recall=.. swap_fa_per_h=.. group_tar_gap=..``
 (single frames; the pipeline's flags at its shipped match distance).
@@ -36,13 +40,14 @@ import math
 import re
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from benchmarks import fairness
 from benchmarks.accuracy import built_sessions, shared_sessions
 from benchmarks.devset_sources import IDENTITIES, VIEWS, staged_path
 from benchmarks.identity_pairs import Face, Floats, Vec, dedupe, distinct, matrices, pairs, tar_at, wilson
@@ -283,6 +288,30 @@ def pipeline_checks(runs: list[Run], pool: list[Face], shown: dict[str, set[str]
     return out
 
 
+def under_lighting(det: Detectors, runs: list[Run], pool: list[Face], shown: dict[str, set[str]]) -> None:
+    """The pipeline's identity flags on ``benchmarks/fairness.py``'s relit signals (its cache, computed when
+    missing): samples per candidate, then swaps and false alarms per lighting, with the enrolments as recorded."""
+    sessions = {s.name: s for s in fairness.load_sessions() if s.relit}
+    relit = {r.name: fairness.cached_pass(det, sessions[r.name], r.signals)[1] for r in runs if r.name in sessions}
+    names = list(fairness.RELIGHT)
+    print("## Identity under the fairness report's lighting (its relit sessions; shipped match distance)\n")
+    print(f"| candidate | samples: normal | {' | '.join(names)} |\n" + "|---" * (2 + len(names)) + "|")
+    for run in (r for r in runs if r.name in relit and len(r.candidates) == 1):
+        counts = [len(descriptors(relit[run.name].get(n, run.signals))[0]) for n in names]
+        print(f"| {run.candidates[0]} ({run.name}) | {len(descriptors(run.signals)[0])} | "
+              + " | ".join(map(str, counts)) + " |")  # fmt: skip
+    hours = sum(r.duration_ms for r in runs if r.name in relit and len(r.candidates) == 1) / 3.6e6
+    print(f"\nSingle-candidate sessions: {hours:.2f} h relit; the others keep their normal-light signals.\n")
+    print("| lighting | colour swaps: person_changed / identity_mismatch found | false alarms (hours) |\n|---|---|---|")
+    for name in names:
+        lit = [replace(r, signals=relit[r.name][name]) if name in relit.get(r.name, {}) else r for r in runs]
+        c = pipeline_checks(lit, pool, shown, IdentityRule())
+        colour = [x for kind, v in c.found.items() if "greyscale" not in kind for x in v]
+        found = " / ".join(f"{sum(x[j] for x in colour)}/{len(colour)}" for j in (0, 1))
+        print(f"| {name} | {found} | {sum(map(sum, c.alarms.values()))} ({sum(c.hours.values()):.2f}) |")
+    print()
+
+
 def roc(colour: list[Face], grey: list[Face], relit: list[Face], rng: np.random.Generator) -> tuple[Floats, Floats]:
     sets = {size: pairs(colour, *size, rng) for size in SIZES}
     print("## ROC: colour faces in normal light (accept when distance < threshold)\n")
@@ -435,6 +464,7 @@ def main() -> None:
         f"{np.mean(every):.3f} on all {len(every)}, greyscale included\n"
     )
     fa_per_h = sum(map(sum, shipped.alarms.values())) / sum(shipped.hours.values())
+    under_lighting(detectors, runs, pool, shown)
 
     times = []
     for k in range(CALLS + 10):
