@@ -34,6 +34,7 @@ from .face_presence import FacePresenceConfig, FacePresenceDetector, overlaps, r
 from .gaze import COLUMNS as GAZE_COLUMNS
 from .gaze import GazeConfig, GazeDetector, MainFace
 from .identity import DESCRIPTOR_SIZE, FaceEmbedder, IdentityConfig, chip_chroma, chip_sharpness
+from .imaging import brightened
 from .mesh import ROI_SCALE, FaceMesh, Roi
 from .plausibility import plausible
 from .runtime import RuntimeConfig
@@ -134,8 +135,8 @@ class FaceAnalysisDetector:
 
     name = "face_analysis"
     # 9: a track also starts on a face only the full-range pass finds; 10: a chip refused for colour or detail
-    # leaves its bucket (or track start) to the next face
-    version = f"10+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
+    # leaves its bucket (or track start) to the next face; 11: a chip too dark to show its colour is lifted first
+    version = f"11+face_presence{FacePresenceDetector.version}+gaze{GazeDetector.version}"
 
     def __init__(
         self,
@@ -220,10 +221,15 @@ class FaceAnalysisDetector:
         config = self.embedder.config
         values = np.full((len(batch), DESCRIPTOR_SIZE), np.nan)
         chips: dict[int, NDArray[np.uint8]] = {}
+        lift = self.presence.config
 
         def clear(i: int) -> bool:
-            """Colourless or blurred faces are not compared: there a descriptor does not tell people apart."""
+            """Colourless or blurred faces are not compared: there a descriptor does not tell people apart. A face
+            too dark to show its colour (dark skin in a dim or backlit room) is first lifted, as a dark frame is:
+            a grey face stays grey, a colour one shows its colour."""
             chip = self.embedder.chip(batch.frames[i], mains[i].points)  # type: ignore[union-attr, arg-type]
+            if chip_chroma(chip) < config.min_chroma:
+                chip = brightened(chip, lift.brighten_below_luma, lift.brighten_to_luma)
             chips[i] = chip
             return bool(chip_chroma(chip) >= config.min_chroma and chip_sharpness(chip) >= config.min_sharpness)
 
