@@ -262,14 +262,14 @@ def report(entries: list[tuple[Path, dict[str, Any], str, str]], signals: Callab
 def identity_table(det: Detectors, conditions: list[str]) -> list[str]:
     """``benchmarks/identity.py``'s checks of the pipeline's identity flags (its swaps, spliced and built, and its
     false alarms on single-candidate sessions, with its enrolments from the recordings as made) on each condition's
-    signals: one table row a condition, then a line per false alarm."""
+    signals: the lines of a table with one row a condition, then a line per false alarm."""
     runs = identity.load_runs(det)
     timed = [face for run in runs for face, _ in identity.session_faces(run)]
     pool = identity.dedupe(timed + identity.photo_faces(det.analysis.gaze, FaceEmbedder())[0])
     shown: dict[str, set[str]] = defaultdict(set)
     for face in timed:
         shown[face.origin].add(face.photo)
-    rows, alarms = [], []
+    rows, alarms, hours = [], [], 0.0
     for condition in conditions:
         changed_runs = [
             r if condition == RECORDED else replace(r, signals=changed(det, r.video, condition=condition).signals)
@@ -278,12 +278,20 @@ def identity_table(det: Detectors, conditions: list[str]) -> list[str]:
         checks = identity.pipeline_checks(changed_runs, pool, shown, IdentityRule())
         colour = [x for kind, v in checks.found.items() if "greyscale" not in kind for x in v]
         pc, mm = checks.alarms["colour"]
+        hours = checks.hours["colour"]
         rows.append(
             f"| {condition} | {sum(x[0] for x in colour)}/{len(colour)} | {sum(x[1] for x in colour)}/{len(colour)} "
             f"| {pc} / {mm} |"
         )
         alarms += [f"- {condition}: {note}" for note in checks.notes if note.startswith("false alarm")]
-    return [*rows, "", *alarms]
+    header = [
+        "Swaps between people in colour, built and spliced; person_changed found when it starts within 3 s of the",
+        f"switch. False alarms on the single-candidate sessions in colour ({hours:.2f} h).",
+        "",
+        "| condition | person_changed found | identity_mismatch found | false alarms: person_changed / mismatch |",
+        "|---|---|---|---|",
+    ]
+    return [*header, *rows, "", *alarms]
 
 
 @dataclass
@@ -353,10 +361,6 @@ def main() -> None:
                     print(f"- {kind.value} false alarm: {false}")
         print()
     print("## Identity flags per capture condition (benchmarks/identity.py's checks, shipped match distance)\n")
-    print("Swaps between people in colour, built and spliced; person_changed found when it starts within 3 s of the")
-    print("switch. False alarms on the single-candidate sessions in colour (0.53 h).\n")
-    print("| condition | person_changed found | identity_mismatch found | false alarms: person_changed / mismatch |")
-    print("|---|---|---|---|")
     print("\n".join(identity_table(sessions.det, list(reports))), "\n")
     print(f"(ran in {time.perf_counter() - start:.0f} s)")
     worse = [r for c, r in reports.items() if c != RECORDED]

@@ -94,7 +94,7 @@ def embedding_due(
     mains: list[MainFace],
     signals: Signals,
     config: IdentityConfig,
-    clear: Callable[[int], bool] = lambda i: True,
+    clear: Callable[[int], bool],
 ) -> list[int]:
     """Frames whose tracked face is embedded: near-frontal, large and sure faces where the track starts, and
     the first such frame of every ``every_ms`` bucket of time (buckets aligned to absolute time). A face whose chip
