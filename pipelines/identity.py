@@ -134,9 +134,7 @@ def _spread(decisions: dict[int, float], stretch_ids: NDArray[np.int64], present
     return out
 
 
-def identity_evidence(
-    signals: Signals, enrolment: NDArray[np.float32] | None, rule: IdentityRule, fixtures: Fixtures | None = None
-) -> Identity:
+def identity_evidence(signals: Signals, enrolment: NDArray[np.float32] | None, rule: IdentityRule) -> Identity:
     """Evidence for ``person_changed`` (against the session's first stable face) and ``identity_mismatch``
     (against the enrolment template, when there is one): 1 where the face is someone else, 0 where it is the
     same person, NaN where nothing was decided.
@@ -148,11 +146,12 @@ def identity_evidence(
     n = len(signals)
     nan = np.full(n, np.nan)
     rows, found = descriptors(signals)
-    stretch_ids = _stretch_ids(signals, rows, found, rule) if len(rows) else np.zeros(n, np.int64)
-    crowded = crowded_frames(signals, fixtures)
-    rows, found = rows[~crowded[rows]], found[~crowded[rows]]
-    if len(rows) == 0:
+    crowded = crowded_frames(signals, Fixtures())
+    alone = ~crowded[rows]
+    if not np.any(alone):
         return Identity(nan, nan.copy(), nan.copy(), nan.copy(), None, 0)
+    stretch_ids = _stretch_ids(signals, rows, found, rule)
+    rows, found = rows[alone], found[alone]
     present = (signals["face_count"] >= 1 if "face_count" in signals.columns else np.ones(n, bool)) & ~crowded
     reference, reference_row = session_reference(rows, found, stretch_ids, rule)
     assert reference is not None

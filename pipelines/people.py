@@ -219,9 +219,9 @@ def fixture_frames(signals: Signals, rule: Fixtures) -> tuple[NDArray[np.bool_],
     return fixed, alone
 
 
-def crowded_frames(signals: Signals, fixtures: Fixtures | None = None) -> NDArray[np.bool_]:
+def crowded_frames(signals: Signals, fixtures: Fixtures) -> NDArray[np.bool_]:
     """Frames with two or more people in view: two faces or more, where the second is not a picture on the wall."""
     if "face_count" not in signals.columns:
         return np.zeros(len(signals), dtype=bool)
-    fixed, _ = fixture_frames(signals, fixtures or Fixtures())
+    fixed, _ = fixture_frames(signals, fixtures)
     return np.asarray((signals["face_count"] >= 2) & ~fixed, dtype=bool)
